@@ -1,0 +1,404 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The kernel tap: uprobes on the TLS library's read and write functions deliver the plaintext
+ * each call moved; syscall tracepoints tie calls to sockets and sockets to peers. Userspace
+ * attaches the uprobes per target process and fills the `targets` map.
+ */
+#include "vmlinux_min.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "mke_audit_tap/tap_events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Payload bytes delivered per SSL call; the rest is counted as truncated. Set before load. */
+const volatile __u32 cap_bytes = TAP_DEFAULT_CAP;
+
+/* How a probed read/write function reports the number of bytes moved. */
+enum len_mode {
+	LEN_FROM_RET = 0,  /* SSL_read/SSL_write: return value > 0 is the count */
+	LEN_FROM_PTR4 = 1, /* ssl_read_internal, SSL_read_ex, ...: ret > 0, count in *arg4 */
+};
+
+struct targets_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TAP_MAX_TARGETS);
+	__type(key, __u32);  /* tgid */
+	__type(value, __u8); /* 1 */
+} targets SEC(".maps");
+
+struct inflight {
+	__u64 ssl;
+	__u64 buf;
+	__u64 lenp;
+	__s32 fd; /* socket fd seen in a syscall during the call, -1 if none */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct inflight);
+} inflight SEC(".maps");
+
+struct conn_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ssl;
+};
+
+struct conn_state {
+	__u64 pos[2]; /* indexed by enum tap_direction */
+	__s32 fd;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TAP_MAX_CONNS);
+	__type(key, struct conn_key);
+	__type(value, struct conn_state);
+} conns SEC(".maps");
+
+struct sock_key {
+	__u32 tgid;
+	__s32 fd;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TAP_MAX_CONNS);
+	__type(key, struct sock_key);
+	__type(value, __u8); /* enum tap_sock_role */
+} socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);   /* pid_tgid */
+	__type(value, __u64); /* user pointer to the peer sockaddr */
+} accept_args SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* resized by userspace before load */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tap_data);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TAP_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 which, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &which);
+
+	if (c)
+		*c += n;
+}
+
+static __always_inline bool is_target(__u32 tgid)
+{
+	return bpf_map_lookup_elem(&targets, &tgid) != 0;
+}
+
+static __always_inline void fill_hdr(struct tap_hdr *h, __u32 type, __u64 pid_tgid, __s32 fd,
+				     __u64 conn)
+{
+	h->type = type;
+	h->tgid = pid_tgid >> 32;
+	h->tid = (__u32)pid_tgid;
+	h->fd = fd;
+	h->ts_ns = bpf_ktime_get_ns();
+	h->conn = conn;
+}
+
+/* ---- SSL read/write ---------------------------------------------------------------------- */
+
+static __always_inline int call_enter(struct pt_regs *ctx, bool with_lenp)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight call = {};
+
+	if (!is_target(id >> 32))
+		return 0;
+	call.ssl = PT_REGS_PARM1(ctx);
+	call.buf = PT_REGS_PARM2(ctx);
+	call.lenp = with_lenp ? PT_REGS_PARM4(ctx) : 0;
+	call.fd = -1;
+	if (bpf_map_update_elem(&inflight, &id, &call, BPF_ANY))
+		count(TAP_CNT_INFLIGHT_MAP_FULL, 1);
+	return 0;
+}
+
+static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight *call = bpf_map_lookup_elem(&inflight, &id);
+	struct conn_state fresh = {.fd = -1}, *conn;
+	struct conn_key key = {};
+	__u64 moved, to_copy, pos;
+	long ret = PT_REGS_RC(ctx);
+	__u32 zero = 0, i;
+	__s32 fd;
+
+	if (!call)
+		return 0;
+	if ((int)ret <= 0) /* failed or would block: nothing moved */
+		goto out;
+	if (call->lenp) {
+		__u64 n = 0;
+
+		if (bpf_probe_read_user(&n, sizeof(n), (void *)call->lenp)) {
+			count(TAP_CNT_READ_FAULTS, 1);
+			goto out;
+		}
+		moved = n;
+	} else {
+		moved = (__u64)(int)ret;
+	}
+	if (moved == 0 || moved > 0xffffffffULL)
+		goto out;
+
+	key.tgid = id >> 32;
+	key.ssl = call->ssl;
+	conn = bpf_map_lookup_elem(&conns, &key);
+	if (!conn) {
+		if (bpf_map_update_elem(&conns, &key, &fresh, BPF_NOEXIST) &&
+		    !bpf_map_lookup_elem(&conns, &key))
+			count(TAP_CNT_CONN_MAP_FULL, 1);
+		conn = bpf_map_lookup_elem(&conns, &key);
+		if (!conn)
+			goto out;
+	}
+	if (call->fd >= 0)
+		conn->fd = call->fd;
+	fd = conn->fd;
+	dir &= 1;
+	pos = conn->pos[dir];
+	conn->pos[dir] = pos + moved;
+
+	count(TAP_CNT_DATA_CALLS, 1);
+	count(TAP_CNT_DATA_BYTES, moved);
+	to_copy = moved;
+	if (to_copy > cap_bytes) {
+		count(TAP_CNT_TRUNC_CALLS, 1);
+		count(TAP_CNT_TRUNC_BYTES, to_copy - cap_bytes);
+		to_copy = cap_bytes;
+	}
+
+	for (i = 0; i < TAP_MAX_CHUNKS; i++) {
+		__u64 off = (__u64)i * TAP_CHUNK_BYTES;
+		struct tap_data *ev;
+		__u32 len;
+
+		if (off >= to_copy)
+			break;
+		ev = bpf_map_lookup_elem(&scratch, &zero);
+		if (!ev)
+			break;
+		len = to_copy - off;
+		if (len > TAP_CHUNK_BYTES)
+			len = TAP_CHUNK_BYTES;
+		fill_hdr(&ev->hdr, TAP_EV_DATA, id, fd, call->ssl);
+		ev->pos = pos + off;
+		ev->call_len = moved;
+		ev->offset = off;
+		ev->len = len;
+		ev->dir = dir;
+		if (bpf_probe_read_user(ev->data, len, (void *)(call->buf + off))) {
+			count(TAP_CNT_READ_FAULTS, 1);
+			ev->len = 0; /* still sent: userspace sees the gap */
+			len = 0;
+		}
+		if (bpf_ringbuf_output(&events, ev, TAP_DATA_HDR_BYTES + len, 0)) {
+			count(TAP_CNT_RINGBUF_DROPS, 1);
+			count(TAP_CNT_RINGBUF_DROP_BYTES, len);
+		}
+	}
+out:
+	bpf_map_delete_elem(&inflight, &id);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(read_enter_ptr4) { return call_enter(ctx, true); }
+
+SEC("uprobe")
+int BPF_KPROBE(read_enter_ret) { return call_enter(ctx, false); }
+
+SEC("uretprobe")
+int BPF_KRETPROBE(read_exit) { return call_exit(ctx, TAP_DIR_READ); }
+
+SEC("uprobe")
+int BPF_KPROBE(write_enter_ptr4) { return call_enter(ctx, true); }
+
+SEC("uprobe")
+int BPF_KPROBE(write_enter_ret) { return call_enter(ctx, false); }
+
+SEC("uretprobe")
+int BPF_KRETPROBE(write_exit) { return call_exit(ctx, TAP_DIR_WRITE); }
+
+/* SSL_free / SSL_shutdown: the TLS connection ends. */
+SEC("uprobe")
+int BPF_KPROBE(conn_end, void *ssl)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct conn_key key = {.tgid = id >> 32, .ssl = (__u64)ssl};
+	struct conn_state *conn;
+	struct tap_conn_end ev = {};
+
+	if (!ssl || !is_target(key.tgid))
+		return 0;
+	conn = bpf_map_lookup_elem(&conns, &key);
+	if (!conn)
+		return 0; /* never moved data, or already ended */
+	fill_hdr(&ev.hdr, TAP_EV_CONN_END, id, conn->fd, key.ssl);
+	ev.read_pos = conn->pos[TAP_DIR_READ];
+	ev.write_pos = conn->pos[TAP_DIR_WRITE];
+	bpf_map_delete_elem(&conns, &key);
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+		count(TAP_CNT_RINGBUF_DROPS, 1);
+	return 0;
+}
+
+/* ---- sockets ----------------------------------------------------------------------------- */
+
+/* A read/write-family syscall made inside an SSL call names the connection's socket. */
+static __always_inline int note_io_fd(struct syscall_enter_ctx *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight *call = bpf_map_lookup_elem(&inflight, &id);
+
+	if (call)
+		call->fd = (__s32)ctx->args[0];
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int tp_enter_read(struct syscall_enter_ctx *ctx) { return note_io_fd(ctx); }
+SEC("tracepoint/syscalls/sys_enter_write")
+int tp_enter_write(struct syscall_enter_ctx *ctx) { return note_io_fd(ctx); }
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int tp_enter_recvfrom(struct syscall_enter_ctx *ctx) { return note_io_fd(ctx); }
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int tp_enter_sendto(struct syscall_enter_ctx *ctx) { return note_io_fd(ctx); }
+SEC("tracepoint/syscalls/sys_enter_readv")
+int tp_enter_readv(struct syscall_enter_ctx *ctx) { return note_io_fd(ctx); }
+SEC("tracepoint/syscalls/sys_enter_writev")
+int tp_enter_writev(struct syscall_enter_ctx *ctx) { return note_io_fd(ctx); }
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int tp_enter_recvmsg(struct syscall_enter_ctx *ctx) { return note_io_fd(ctx); }
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int tp_enter_sendmsg(struct syscall_enter_ctx *ctx) { return note_io_fd(ctx); }
+
+static __always_inline void read_peer(struct tap_sock *ev, __u64 uaddr)
+{
+	__u16 family = 0;
+
+	if (!uaddr || bpf_probe_read_user(&family, sizeof(family), (void *)uaddr))
+		return;
+	if (family == AF_INET) {
+		struct sockaddr_in sin = {};
+
+		if (bpf_probe_read_user(&sin, sizeof(sin), (void *)uaddr))
+			return;
+		ev->family = AF_INET;
+		ev->port = bpf_ntohs(sin.sin_port);
+		__builtin_memcpy(ev->addr, &sin.sin_addr, 4);
+	} else if (family == AF_INET6) {
+		struct sockaddr_in6 sin6 = {};
+
+		if (bpf_probe_read_user(&sin6, sizeof(sin6), (void *)uaddr))
+			return;
+		ev->family = AF_INET6;
+		ev->port = bpf_ntohs(sin6.sin6_port);
+		__builtin_memcpy(ev->addr, sin6.sin6_addr, 16);
+	}
+}
+
+static __always_inline void emit_sock(__u64 id, __s32 fd, __u32 role, __u64 uaddr)
+{
+	struct sock_key key = {.tgid = id >> 32, .fd = fd};
+	struct tap_sock ev = {};
+	__u8 r = role;
+
+	fill_hdr(&ev.hdr, TAP_EV_SOCK, id, fd, 0);
+	ev.role = role;
+	read_peer(&ev, uaddr);
+	if (role == TAP_ROLE_CLIENT && ev.family != AF_INET && ev.family != AF_INET6)
+		return; /* not an IP socket (unix, netlink): not ours */
+	bpf_map_update_elem(&socks, &key, &r, BPF_ANY);
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+		count(TAP_CNT_RINGBUF_DROPS, 1);
+}
+
+static __always_inline int accept_enter(struct syscall_enter_ctx *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 uaddr = ctx->args[1];
+
+	if (is_target(id >> 32))
+		bpf_map_update_elem(&accept_args, &id, &uaddr, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int accept_exit(struct syscall_exit_ctx *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 *uaddr = bpf_map_lookup_elem(&accept_args, &id);
+
+	if (!uaddr)
+		return 0;
+	if (ctx->ret >= 0)
+		emit_sock(id, (__s32)ctx->ret, TAP_ROLE_SERVER, *uaddr);
+	bpf_map_delete_elem(&accept_args, &id);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int tp_enter_accept4(struct syscall_enter_ctx *ctx) { return accept_enter(ctx); }
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tp_exit_accept4(struct syscall_exit_ctx *ctx) { return accept_exit(ctx); }
+SEC("tracepoint/syscalls/sys_enter_accept")
+int tp_enter_accept(struct syscall_enter_ctx *ctx) { return accept_enter(ctx); }
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tp_exit_accept(struct syscall_exit_ctx *ctx) { return accept_exit(ctx); }
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int tp_enter_connect(struct syscall_enter_ctx *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (is_target(id >> 32))
+		emit_sock(id, (__s32)ctx->args[0], TAP_ROLE_CLIENT, ctx->args[1]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int tp_enter_close(struct syscall_enter_ctx *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct sock_key key = {.tgid = id >> 32, .fd = (__s32)ctx->args[0]};
+	struct tap_hdr ev = {};
+
+	if (!bpf_map_lookup_elem(&socks, &key))
+		return 0;
+	bpf_map_delete_elem(&socks, &key);
+	fill_hdr(&ev, TAP_EV_FD_CLOSE, id, key.fd, 0);
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+		count(TAP_CNT_RINGBUF_DROPS, 1);
+	return 0;
+}

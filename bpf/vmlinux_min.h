@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The few kernel types the BPF programs use, written out by hand instead of a full vmlinux.h
+ * generated from whatever kernel the build host runs. Only stable ABI layouts appear here: the
+ * x86-64 struct pt_regs, the syscall tracepoint records (common header, syscall nr, six args)
+ * and the socket address structs. That keeps the build reproducible on any host, with or
+ * without /sys/kernel/btf/vmlinux, and the programs portable across kernels.
+ */
+#ifndef MAT_VMLINUX_MIN_H
+#define MAT_VMLINUX_MIN_H
+/* Tells bpf_tracing.h to use the kernel's pt_regs field names (di, si, ...). */
+#define __VMLINUX_H__
+
+typedef unsigned char __u8;
+typedef short __s16;
+typedef unsigned short __u16;
+typedef int __s32;
+typedef unsigned int __u32;
+typedef long long __s64;
+typedef unsigned long long __u64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+typedef _Bool bool;
+#define true 1
+#define false 0
+
+enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_RINGBUF = 27,
+};
+
+enum { BPF_ANY = 0, BPF_NOEXIST = 1, BPF_EXIST = 2 };
+
+/* x86-64 user registers as saved on kernel entry (arch/x86/include/asm/ptrace.h). */
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di;
+	unsigned long orig_ax, ip, cs, flags, sp, ss;
+};
+
+/* Layout of every syscalls:sys_enter_* / sys_exit_* tracepoint record. */
+struct trace_entry {
+	unsigned short type;
+	unsigned char flags;
+	unsigned char preempt_count;
+	int pid;
+};
+struct syscall_enter_ctx {
+	struct trace_entry ent;
+	long nr;
+	unsigned long args[6];
+};
+struct syscall_exit_ctx {
+	struct trace_entry ent;
+	long nr;
+	long ret;
+};
+
+#define AF_INET 2
+#define AF_INET6 10
+struct sockaddr_in {
+	__u16 sin_family;
+	__be16 sin_port;
+	__be32 sin_addr;
+	__u8 sin_zero[8];
+};
+struct sockaddr_in6 {
+	__u16 sin6_family;
+	__be16 sin6_port;
+	__be32 sin6_flowinfo;
+	__u8 sin6_addr[16];
+	__u32 sin6_scope_id;
+};
+
+#endif /* MAT_VMLINUX_MIN_H */

@@ -1,0 +1,82 @@
+// The audit policy: a pure function from the facts of one HTTP exchange to an audit record
+// (or to "not audited"). No I/O, no clock, no randomness: everything comes in as arguments.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/exchange.h"
+
+namespace mat::audit {
+
+enum class Level { kNone, kMetadata, kRequest };
+// Parses "", "none", "metadata", "request" (case-insensitive); nullopt for anything else.
+std::optional<Level> ParseLevel(std::string_view text);
+std::string_view LevelName(Level level);  // "", "metadata", "request"
+
+enum class Stage { kRequestReceived, kResponseStarted, kResponseComplete };
+std::string_view StageName(Stage stage);  // "RequestReceived", ...
+
+// The MKE default ignore list (see ../shared/design.md): /_ping /ca /auth /trustedregistryca
+// /kubeauth /metrics /info /version* /debug /openid_keys /apidocs /kubernetesdocs /manage
+std::vector<std::string> DefaultIgnoreList();
+
+struct PolicyConfig {
+  Level level = Level::kMetadata;
+  std::vector<std::string> ignore = DefaultIgnoreList();
+};
+
+// Facts about the connection and the moment that the HTTP layer does not know.
+struct RequestContext {
+  std::string source;          // peer "ip:port" ("[v6]:port" for IPv6); empty when unknown
+  uint64_t stage_time_ns = 0;  // wall-clock ns of the stage being reported (0: unknown)
+};
+
+// What the request acted on. Never carries the object's name (MKE records ids only).
+struct ObjectRef {
+  std::string resource, namespace_, api_group, api_version, subresource, uid;
+  bool empty() const;  // true when every field is empty (then no "objectRef" is written)
+};
+
+// Everything one audit line says, independent of its encoding.
+struct AuditRecord {
+  std::string kind;  // "kubernetes" or "docker-swarm"
+  Level level = Level::kMetadata;
+  Stage stage = Stage::kResponseComplete;
+  std::string request_uri;  // request-target as sent (path and query)
+  std::string verb;         // HTTP method upper case, or Kubernetes verb
+  std::vector<std::string> source_ips;
+  uint64_t request_received_ns = 0;  // 0: unknown -> null
+  uint64_t stage_ns = 0;             // 0: unknown -> null
+  std::optional<int> response_code;  // absent at RequestReceived
+  ObjectRef object_ref;
+  bool incomplete = false;  // part of the exchange was lost in capture
+};
+
+// True when `path` (the request-target without the query) is on the ignore list. Matching uses
+// the path after an optional Docker API version prefix /vN.NN; an entry matches exactly, an entry
+// ending in '*' matches any continuation of the part before '*'.
+bool IsIgnored(const std::vector<std::string>& ignore, std::string_view path);
+
+// "kubernetes" for /apis, /api, /api/v<N>..., and the apiserver's non-resource paths (/healthz,
+// /livez, /readyz, /openapi, /logs, /.well-known/openid-configuration, /openid/v1/jwks);
+// "docker-swarm" otherwise, including MKE's own /api/ucp/..., /api/clientbundle, ...
+// `path` is the request-target without the query.
+std::string_view ClassifyKind(std::string_view path);
+
+class AuditPolicy {
+ public:
+  explicit AuditPolicy(PolicyConfig config);
+  // nullopt when the exchange is not audited (level none, ignored path).
+  std::optional<AuditRecord> Decide(const http::HttpExchange& exchange, Stage stage,
+                                    const RequestContext& context) const;
+  const PolicyConfig& config() const { return config_; }
+
+ private:
+  PolicyConfig config_;
+};
+
+}  // namespace mat::audit

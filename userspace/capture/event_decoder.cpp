@@ -1,0 +1,65 @@
+#include "capture/event_decoder.h"
+
+#include <time.h>
+
+namespace mat::capture {
+
+std::string_view DecodeStatusName(DecodeStatus status) {
+  switch (status) {
+    case DecodeStatus::kOk:
+      return "ok";
+    case DecodeStatus::kTooShort:
+      return "record too short";
+    case DecodeStatus::kUnknownType:
+      return "unknown record type";
+    case DecodeStatus::kBadLength:
+      return "payload length out of range";
+  }
+  return "?";
+}
+
+DecodeStatus DecodeEvent(const void* bytes, size_t size, Event* out) {
+  *out = Event{};
+  if (size < sizeof(tap_hdr)) return DecodeStatus::kTooShort;
+  const auto* hdr = static_cast<const tap_hdr*>(bytes);
+  out->type = hdr->type;
+  out->hdr = hdr;
+  switch (hdr->type) {
+    case TAP_EV_DATA: {
+      if (size < TAP_DATA_HDR_BYTES) return DecodeStatus::kTooShort;
+      const auto* data = static_cast<const tap_data*>(bytes);
+      if (data->len > TAP_CHUNK_BYTES || TAP_DATA_HDR_BYTES + data->len > size ||
+          data->dir > TAP_DIR_WRITE || uint64_t{data->offset} + data->len > data->call_len)
+        return DecodeStatus::kBadLength;
+      out->data = data;
+      out->payload = std::string_view(reinterpret_cast<const char*>(data->data), data->len);
+      return DecodeStatus::kOk;
+    }
+    case TAP_EV_SOCK:
+      if (size < sizeof(tap_sock)) return DecodeStatus::kTooShort;
+      out->sock = static_cast<const tap_sock*>(bytes);
+      return DecodeStatus::kOk;
+    case TAP_EV_FD_CLOSE:
+      return DecodeStatus::kOk;
+    case TAP_EV_CONN_END:
+      if (size < sizeof(tap_conn_end)) return DecodeStatus::kTooShort;
+      out->end = static_cast<const tap_conn_end*>(bytes);
+      return DecodeStatus::kOk;
+    default:
+      return DecodeStatus::kUnknownType;
+  }
+}
+
+ClockMap ClockMap::Now() {
+  // Bracket the realtime read between two monotonic reads to halve the error.
+  timespec m1{}, r{}, m2{};
+  clock_gettime(CLOCK_MONOTONIC, &m1);
+  clock_gettime(CLOCK_REALTIME, &r);
+  clock_gettime(CLOCK_MONOTONIC, &m2);
+  auto ns = [](const timespec& t) { return int64_t{t.tv_sec} * 1000000000 + t.tv_nsec; };
+  ClockMap map;
+  map.mono_to_wall_ns = ns(r) - (ns(m1) + ns(m2)) / 2;
+  return map;
+}
+
+}  // namespace mat::capture

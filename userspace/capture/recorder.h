@@ -1,0 +1,45 @@
+// --record / --replay: the raw tap records, stored unchanged, so every userspace stage can run
+// from a file without a kernel. The file holds plaintext payloads: it is created mode 0600.
+//
+// Format: "MATREC01" | int64 mono_to_wall_ns | { uint32 size | size bytes }*
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "capture/event_decoder.h"
+
+namespace mat::capture {
+
+class Recorder {
+ public:
+  Recorder() = default;
+  ~Recorder();
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+
+  // Creates (or truncates) the file with mode 0600. Returns an error text, empty on success.
+  std::string Open(const std::string& path, const ClockMap& clock);
+  void Append(const void* bytes, uint32_t size);
+  void Close();
+  bool is_open() const { return file_ != nullptr; }
+
+ private:
+  std::FILE* file_ = nullptr;
+};
+
+struct ReplayStats {
+  uint64_t records = 0;
+  uint64_t bad_records = 0;
+};
+
+// Reads a recording and calls `on_record` for each record in order. Returns an error text for
+// an unreadable file or a bad header (empty on success); a truncated tail is counted, not fatal.
+std::string ReadRecording(const std::string& path, ClockMap* clock,
+                          const std::function<void(const void*, uint32_t)>& on_record,
+                          ReplayStats* stats);
+
+}  // namespace mat::capture

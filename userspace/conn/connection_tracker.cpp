@@ -1,0 +1,207 @@
+#include "conn/connection_tracker.h"
+
+#include <sys/socket.h>
+
+#include <cstring>
+#include <vector>
+
+#include "conn/proc_net.h"
+
+namespace mat::conn {
+
+struct ConnectionTracker::Connection {
+  ConnFacts facts;
+  int32_t fd = -1;
+  bool audited = true;
+  bool has_pos[2] = {false, false};
+  uint64_t next_pos[2] = {0, 0};
+  uint64_t last_wall_ns = 0;
+  std::unique_ptr<http::Http1Connection> http;
+};
+
+namespace {
+
+void AddStats(http::Http1Stats* sum, const http::Http1Stats& s) {
+  sum->requests += s.requests;
+  sum->responses += s.responses;
+  sum->parse_errors += s.parse_errors;
+  sum->resyncs += s.resyncs;
+  sum->orphan_responses += s.orphan_responses;
+  sum->dropped_requests += s.dropped_requests;
+}
+
+std::string PeerOf(const tap_sock& sock) {
+  Endpoint e;
+  e.family = sock.family == AF_INET ? AF_INET : sock.family == AF_INET6 ? AF_INET6 : 0;
+  std::memcpy(e.addr, sock.addr, sizeof(e.addr));
+  e.port = sock.port;
+  return FormatEndpoint(e);
+}
+
+}  // namespace
+
+ConnectionTracker::ConnectionTracker(TrackerOptions options, Sink sink)
+    : options_(std::move(options)), sink_(std::move(sink)) {}
+
+ConnectionTracker::~ConnectionTracker() = default;
+
+bool ConnectionTracker::NeedsSocketFacts(const capture::Event& event) const {
+  if (event.type != TAP_EV_DATA || event.hdr->fd < 0) return false;
+  if (conns_.count({event.hdr->tgid, event.hdr->conn})) return false;
+  return socks_.count({event.hdr->tgid, event.hdr->fd}) == 0;
+}
+
+void ConnectionTracker::OnEvent(const capture::Event& event, uint64_t wall_ns) {
+  const tap_hdr& h = *event.hdr;
+  switch (event.type) {
+    case TAP_EV_DATA:
+      OnData(event, wall_ns);
+      break;
+    case TAP_EV_SOCK: {
+      SockInfo& info = socks_[{h.tgid, h.fd}];
+      info.role = event.sock->role;
+      info.peer = PeerOf(*event.sock);
+      // Records synthesised from /proc carry tid 0: those sockets predate the auditor.
+      info.accepted_live = h.tid != 0;
+      break;
+    }
+    case TAP_EV_FD_CLOSE: {
+      socks_.erase({h.tgid, h.fd});
+      for (auto it = conns_.lower_bound({h.tgid, 0});
+           it != conns_.end() && it->first.first == h.tgid;) {
+        auto next = std::next(it);
+        if (it->second->fd == h.fd) Close(it, wall_ns);
+        it = next;
+      }
+      break;
+    }
+    case TAP_EV_CONN_END: {
+      auto it = conns_.find({h.tgid, h.conn});
+      if (it == conns_.end()) break;
+      Connection& c = *it->second;
+      // Bytes moved after the last delivered record (a truncated or lost tail) are a gap.
+      const uint64_t end_pos[2] = {event.end->read_pos, event.end->write_pos};
+      for (int dir = 0; dir < 2; ++dir) {
+        if (c.has_pos[dir] && end_pos[dir] > c.next_pos[dir] && c.audited) {
+          ++stats_.gaps;
+          stats_.gap_bytes += end_pos[dir] - c.next_pos[dir];
+        }
+      }
+      Close(it, wall_ns);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+ConnectionTracker::Connection* ConnectionTracker::Open(const ConnKey& key, const tap_data& data) {
+  auto conn = std::make_unique<Connection>();
+  conn->facts.tgid = key.first;
+  conn->fd = data.hdr.fd;
+  ++stats_.connections_opened;
+  bool from_start = false;
+  auto sock = socks_.find({key.first, data.hdr.fd});
+  if (sock == socks_.end() || sock->second.role == TAP_ROLE_UNKNOWN) {
+    ++stats_.unknown_side;
+    if (sock != socks_.end()) conn->facts.source = sock->second.peer;
+  } else {
+    conn->facts.source = sock->second.peer;
+    if (sock->second.role == TAP_ROLE_CLIENT && !options_.audit_client_side) {
+      conn->audited = false;
+      ++stats_.client_side_skipped;
+    }
+    from_start = sock->second.accepted_live && data.pos == 0 && data.offset == 0;
+  }
+  if (conn->audited) {
+    ConnFacts facts = conn->facts;
+    conn->http = std::make_unique<http::Http1Connection>(
+        options_.http, [this, facts](http::HttpExchange&& exchange, http::ExchangeEvent why) {
+          sink_(std::move(exchange), why, facts);
+        });
+    if (from_start) {
+      conn->http->MarkStreamStart(http::Direction::kRequest);
+      conn->http->MarkStreamStart(http::Direction::kResponse);
+    }
+  }
+  return conns_.emplace(key, std::move(conn)).first->second.get();
+}
+
+void ConnectionTracker::OnData(const capture::Event& event, uint64_t wall_ns) {
+  const tap_data& d = *event.data;
+  ConnKey key{d.hdr.tgid, d.hdr.conn};
+  const int dir = d.dir & 1;
+  auto it = conns_.find(key);
+  if (it != conns_.end() && it->second->has_pos[dir] && d.pos < it->second->next_pos[dir] &&
+      d.offset == 0) {
+    // The stream position went back: the SSL* was reused for a new connection whose end we
+    // did not see (a lost record). Finish the old one first.
+    ++stats_.restarts;
+    Close(it, wall_ns);
+    it = conns_.end();
+  }
+  Connection* c = it != conns_.end() ? it->second.get() : Open(key, d);
+  c->last_wall_ns = wall_ns;
+  if (d.hdr.fd >= 0) c->fd = d.hdr.fd;
+  if (!c->audited) return;
+
+  // Orientation: the target is the server, so what it reads is the request stream.
+  const auto stream = dir == TAP_DIR_READ ? http::Direction::kRequest : http::Direction::kResponse;
+  std::string_view bytes = event.payload;
+  uint64_t pos = d.pos;
+  if (c->has_pos[dir]) {
+    if (pos > c->next_pos[dir]) {
+      ++stats_.gaps;
+      stats_.gap_bytes += pos - c->next_pos[dir];
+      c->http->OnGap(stream, pos - c->next_pos[dir], wall_ns);
+    } else if (pos < c->next_pos[dir]) {
+      uint64_t overlap = c->next_pos[dir] - pos;  // already delivered: skip it
+      if (overlap >= bytes.size()) return;
+      bytes.remove_prefix(overlap);
+      pos += overlap;
+    }
+  }
+  c->has_pos[dir] = true;
+  c->next_pos[dir] = pos + bytes.size();
+  if (!bytes.empty()) c->http->OnData(stream, bytes, wall_ns);
+}
+
+void ConnectionTracker::Close(std::map<ConnKey, std::unique_ptr<Connection>>::iterator it,
+                              uint64_t wall_ns) {
+  std::unique_ptr<Connection> conn = std::move(it->second);
+  conns_.erase(it);
+  ++stats_.connections_closed;
+  if (conn->http) {
+    conn->http->OnClose(wall_ns);
+    AddStats(&closed_http_stats_, conn->http->stats());
+  }
+}
+
+void ConnectionTracker::OnProcessExit(uint32_t tgid, uint64_t wall_ns) {
+  for (auto it = conns_.lower_bound({tgid, 0}); it != conns_.end() && it->first.first == tgid;)
+    Close(it++, wall_ns);
+  for (auto it = socks_.lower_bound({tgid, INT32_MIN});
+       it != socks_.end() && it->first.first == tgid;)
+    it = socks_.erase(it);
+}
+
+void ConnectionTracker::CloseIdle(uint64_t idle_before_wall_ns, uint64_t now_wall_ns) {
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    auto next = std::next(it);
+    if (it->second->last_wall_ns < idle_before_wall_ns) Close(it, now_wall_ns);
+    it = next;
+  }
+}
+
+void ConnectionTracker::CloseAll(uint64_t now_wall_ns) {
+  while (!conns_.empty()) Close(conns_.begin(), now_wall_ns);
+}
+
+http::Http1Stats ConnectionTracker::http_stats() const {
+  http::Http1Stats sum = closed_http_stats_;
+  for (const auto& [key, conn] : conns_)
+    if (conn->http) AddStats(&sum, conn->http->stats());
+  return sum;
+}
+
+}  // namespace mat::conn

@@ -1,0 +1,83 @@
+// Turns tap records into per-connection, position-ordered byte streams and feeds them to the
+// HTTP layer. Knows which side of each connection the target is on and who the peer is.
+// Pure: no /proc, no clock; the caller supplies socket facts it finds elsewhere as records.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "capture/event_decoder.h"
+#include "http/http1.h"
+
+namespace mat::conn {
+
+struct TrackerOptions {
+  http::Http1Options http;
+  bool audit_client_side = false;  // also audit connections the target opened
+};
+
+struct TrackerStats {
+  uint64_t connections_opened = 0;
+  uint64_t connections_closed = 0;
+  uint64_t client_side_skipped = 0;  // connections not audited: the target is the client
+  uint64_t unknown_side = 0;         // connections whose side was unknown (audited as server)
+  uint64_t gaps = 0;                 // holes in a byte stream (lost or truncated records)
+  uint64_t gap_bytes = 0;
+  uint64_t restarts = 0;  // a connection identity reused without its end being seen
+};
+
+// Facts about the connection an exchange came from.
+struct ConnFacts {
+  uint32_t tgid = 0;
+  std::string source;  // the peer, "ip:port"; empty when unknown
+};
+
+class ConnectionTracker {
+ public:
+  using Sink = std::function<void(http::HttpExchange&&, http::ExchangeEvent, const ConnFacts&)>;
+
+  ConnectionTracker(TrackerOptions options, Sink sink);
+  ~ConnectionTracker();
+
+  // `wall_ns` is the record's time on the wall clock.
+  void OnEvent(const capture::Event& event, uint64_t wall_ns);
+  // True when a data record refers to a socket whose side and peer are not known yet, so the
+  // caller may look them up (in /proc) and feed a TAP_EV_SOCK record first.
+  bool NeedsSocketFacts(const capture::Event& event) const;
+  // Ends every connection of a process that is gone.
+  void OnProcessExit(uint32_t tgid, uint64_t wall_ns);
+  // Ends connections without traffic since `idle_before_wall_ns`.
+  void CloseIdle(uint64_t idle_before_wall_ns, uint64_t now_wall_ns);
+  void CloseAll(uint64_t now_wall_ns);
+
+  size_t open_connections() const { return conns_.size(); }
+  const TrackerStats& stats() const { return stats_; }
+  http::Http1Stats http_stats() const;  // summed over open and closed connections
+
+ private:
+  struct SockInfo {
+    uint32_t role = TAP_ROLE_UNKNOWN;
+    std::string peer;
+    bool accepted_live = false;  // its accept/connect was seen: its streams start at byte 0
+  };
+  struct Connection;
+  using ConnKey = std::pair<uint32_t, uint64_t>;  // (tgid, SSL*)
+  using SockKey = std::pair<uint32_t, int32_t>;   // (tgid, fd)
+
+  void OnData(const capture::Event& event, uint64_t wall_ns);
+  Connection* Open(const ConnKey& key, const tap_data& data);
+  void Close(std::map<ConnKey, std::unique_ptr<Connection>>::iterator it, uint64_t wall_ns);
+
+  TrackerOptions options_;
+  Sink sink_;
+  std::map<ConnKey, std::unique_ptr<Connection>> conns_;
+  std::map<SockKey, SockInfo> socks_;
+  TrackerStats stats_;
+  http::Http1Stats closed_http_stats_;
+};
+
+}  // namespace mat::conn

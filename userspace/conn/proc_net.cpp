@@ -1,0 +1,111 @@
+#include "conn/proc_net.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <string_view>
+
+namespace mat::conn {
+namespace {
+
+// Parses "0100007F:1F90" (IPv4) or a 32-hex-digit IPv6 address with port, as /proc/net/tcp
+// writes them: each 32-bit word in host byte order.
+bool ParseHexEndpoint(std::string_view text, int family, Endpoint* out) {
+  size_t colon = text.find(':');
+  size_t addr_hex = family == AF_INET ? 8 : 32;
+  if (colon != addr_hex) return false;
+  for (size_t word = 0; word < addr_hex / 8; ++word) {
+    std::string hex(text.substr(word * 8, 8));
+    char* end = nullptr;
+    uint32_t value = static_cast<uint32_t>(std::strtoul(hex.c_str(), &end, 16));
+    if (end != hex.c_str() + 8) return false;
+    std::memcpy(out->addr + word * 4, &value, 4);
+  }
+  std::string port(text.substr(colon + 1));
+  char* end = nullptr;
+  unsigned long p = std::strtoul(port.c_str(), &end, 16);
+  if (end == port.c_str() || p > 0xffff) return false;
+  out->family = family;
+  out->port = static_cast<uint16_t>(p);
+  return true;
+}
+
+struct TcpRow {
+  Endpoint local, remote;
+  int state = 0;
+  unsigned long inode = 0;
+};
+
+template <typename Fn>
+void ForEachTcpRow(const std::string& path, int family, Fn&& fn) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    char local[64], remote[64];
+    unsigned state = 0;
+    unsigned long inode = 0;
+    // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+    if (std::sscanf(line.c_str(), " %*d: %63s %63s %x %*s %*s %*s %*u %*u %lu", local, remote,
+                    &state, &inode) != 4)
+      continue;
+    TcpRow row;
+    if (!ParseHexEndpoint(local, family, &row.local) ||
+        !ParseHexEndpoint(remote, family, &row.remote))
+      continue;
+    row.state = static_cast<int>(state);
+    row.inode = inode;
+    fn(row);
+  }
+}
+
+constexpr int kTcpListen = 10;
+
+}  // namespace
+
+std::string FormatEndpoint(const Endpoint& e) {
+  char buf[INET6_ADDRSTRLEN] = "";
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (e.family == AF_INET) {
+    inet_ntop(AF_INET, e.addr, buf, sizeof(buf));
+    return std::string(buf) + ":" + std::to_string(e.port);
+  }
+  if (e.family == AF_INET6) {
+    if (std::memcmp(e.addr, kMapped, sizeof(kMapped)) == 0) {
+      inet_ntop(AF_INET, e.addr + 12, buf, sizeof(buf));
+      return std::string(buf) + ":" + std::to_string(e.port);
+    }
+    inet_ntop(AF_INET6, e.addr, buf, sizeof(buf));
+    return "[" + std::string(buf) + "]:" + std::to_string(e.port);
+  }
+  return {};
+}
+
+std::optional<SocketFacts> LookupSocket(int pid, int fd, const std::string& proc_root) {
+  std::string base = proc_root + "/" + std::to_string(pid);
+  char target[128] = "";
+  ssize_t n = ::readlink((base + "/fd/" + std::to_string(fd)).c_str(), target, sizeof(target) - 1);
+  if (n <= 0) return std::nullopt;
+  target[n] = '\0';
+  unsigned long inode = 0;
+  if (std::sscanf(target, "socket:[%lu]", &inode) != 1) return std::nullopt;
+
+  std::optional<SocketFacts> found;
+  std::set<std::pair<int, uint16_t>> listening;  // (family, port)
+  for (auto [file, family] : {std::pair{"/net/tcp", AF_INET}, std::pair{"/net/tcp6", AF_INET6}}) {
+    ForEachTcpRow(base + file, family, [&](const TcpRow& row) {
+      if (row.state == kTcpListen) listening.insert({0, row.local.port});
+      if (row.inode == inode && !found) found = SocketFacts{row.local, row.remote, false};
+    });
+  }
+  if (found) found->local_port_listening = listening.count({0, found->local.port}) > 0;
+  return found;
+}
+
+}  // namespace mat::conn

@@ -1,0 +1,310 @@
+// mke-audit-tap: wires the stages together. Live mode: kernel tap -> pipeline -> stdout, driven
+// by one Boost.Asio event loop (ring buffer readiness, target rescans, signals). Replay mode:
+// recording -> pipeline -> stdout.
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "capture/recorder.h"
+#include "conn/proc_net.h"
+#include "options.h"
+#include "output/line_sink.h"
+#include "pipeline/pipeline.h"
+#include "tap/bpf_tap.h"
+#include "tap/targets.h"
+
+namespace {
+
+using mat::pipeline::WallNowNs;
+
+void SetUpLogging(const std::string& level) {
+  auto logger = spdlog::stderr_logger_mt("mke-audit-tap");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::flush_on(spdlog::level::info);
+}
+
+// Tells systemd we are ready, when run as a Type=notify service.
+void NotifySystemd() {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || path[0] == '\0') return;
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path, sizeof(addr.sun_path) - 1);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
+  const char msg[] = "READY=1";
+  ::sendto(fd, msg, sizeof(msg) - 1, 0, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  ::close(fd);
+}
+
+// Socket facts from /proc for connections that predate the auditor.
+std::optional<tap_sock> ResolveFromProc(uint32_t tgid, int32_t fd) {
+  tap_sock sock{};
+  sock.hdr.type = TAP_EV_SOCK;
+  sock.hdr.tgid = tgid;
+  sock.hdr.tid = 0;  // marks a record made from /proc
+  sock.hdr.fd = fd;
+  sock.role = TAP_ROLE_UNKNOWN;
+  if (auto facts = mat::conn::LookupSocket(static_cast<int>(tgid), fd)) {
+    sock.role = facts->local_port_listening ? TAP_ROLE_SERVER : TAP_ROLE_CLIENT;
+    sock.family = static_cast<uint16_t>(facts->remote.family);
+    sock.port = facts->remote.port;
+    std::memcpy(sock.addr, facts->remote.addr, sizeof(sock.addr));
+  }
+  return sock;  // an unknown socket is remembered too, so it is looked up only once
+}
+
+mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
+  mat::pipeline::PipelineConfig config;
+  config.policy.level = o.level;
+  config.tracker.http.max_body_bytes = o.max_body_bytes;
+  config.license_key = o.license_key;
+  return config;
+}
+
+void LogSummary(const mat::pipeline::Pipeline& pipeline) {
+  const auto& p = pipeline.stats();
+  const auto& t = pipeline.tracker().stats();
+  auto h = pipeline.tracker().http_stats();
+  spdlog::info(
+      "summary: {} records ({} bad), {} audit lines, {} not audited; connections {} opened, "
+      "{} client-side skipped, {} gaps ({} bytes); http {} requests, {} responses, {} parse "
+      "errors, {} orphan responses",
+      p.records, p.bad_records, p.lines, p.not_audited, t.connections_opened,
+      t.client_side_skipped, t.gaps, t.gap_bytes, h.requests, h.responses, h.parse_errors,
+      h.orphan_responses);
+}
+
+int RunReplay(const mat::Options& o) {
+  mat::output::FileLineSink out(stdout);
+  mat::capture::ClockMap clock;
+  std::vector<std::vector<unsigned char>> records;
+  mat::capture::ReplayStats stats;
+  std::string error = mat::capture::ReadRecording(
+      o.replay_file, &clock,
+      [&](const void* data, uint32_t size) {
+        auto p = static_cast<const unsigned char*>(data);
+        records.emplace_back(p, p + size);
+      },
+      &stats);
+  if (!error.empty()) {
+    spdlog::error("{}", error);
+    return 1;
+  }
+  if (stats.bad_records) spdlog::warn("{}: truncated or corrupt tail ignored", o.replay_file);
+  mat::pipeline::Pipeline pipeline(MakeConfig(o), clock, &out, nullptr, nullptr);
+  uint64_t last_ts = 0;
+  for (const auto& r : records) {
+    pipeline.OnRecord(r.data(), r.size());
+    if (r.size() >= sizeof(tap_hdr))
+      last_ts = std::max<uint64_t>(last_ts, reinterpret_cast<const tap_hdr*>(r.data())->ts_ns);
+  }
+  pipeline.Finish(clock.ToWall(last_ts));
+  LogSummary(pipeline);
+  return 0;
+}
+
+class LiveAuditor {
+ public:
+  LiveAuditor(const mat::Options& o, mat::output::LineSink* out)
+      : options_(o),
+        clock_(mat::capture::ClockMap::Now()),
+        pipeline_(MakeConfig(o), clock_, out, &recorder_, ResolveFromProc),
+        ring_(io_),
+        rescan_timer_(io_),
+        sweep_timer_(io_),
+        signals_(io_, SIGINT, SIGTERM) {
+    spec_.comms = o.comms;
+    spec_.pids = o.pids;
+  }
+
+  int Run() {
+    if (!options_.record_file.empty()) {
+      std::string error = recorder_.Open(options_.record_file, clock_);
+      if (!error.empty()) {
+        spdlog::error("{}", error);
+        return 1;
+      }
+      spdlog::warn("recording raw TLS plaintext to {} (mode 0600)", options_.record_file);
+    }
+    std::string error;
+    mat::tap::TapOptions tap_options;
+    tap_options.cap_bytes = options_.cap_bytes;
+    tap_options.ringbuf_bytes = options_.ringbuf_bytes;
+    tap_ = mat::tap::BpfTap::Create(
+        tap_options, [this](const void* data, size_t size) { pipeline_.OnRecord(data, size); },
+        &error);
+    if (!tap_) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+    Rescan();
+    spdlog::info("ready: auditing {} process(es) at level {}", tap_->TargetPids().size(),
+                 mat::audit::LevelName(options_.level));
+    NotifySystemd();
+
+    ring_.assign(::dup(tap_->epoll_fd()));
+    WaitRing();
+    ScheduleRescan();
+    ScheduleSweep();
+    signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
+      if (ec) return;
+      spdlog::info("signal {}: flushing and exiting", signo);
+      Drain();
+      io_.stop();
+    });
+    io_.run();
+    pipeline_.Finish(WallNowNs());
+    recorder_.Close();
+    LogCounters();
+    LogSummary(pipeline_);
+    return 0;
+  }
+
+ private:
+  void WaitRing() {
+    ring_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                     [this](const boost::system::error_code& ec) {
+                       if (ec) return;
+                       Drain();
+                       WaitRing();
+                     });
+  }
+
+  void Drain() {
+    int n = tap_->Consume();
+    if (n < 0) spdlog::warn("ring buffer: {}", std::strerror(-n));
+  }
+
+  void Rescan() {
+    std::map<pid_t, uint64_t> present;
+    for (const auto& target : mat::tap::ScanTargets(spec_)) {
+      present[target.pid] = target.start_time;
+      if (tap_->HasTarget(target.pid, target.start_time)) continue;
+      auto key = std::make_pair(target.pid, target.start_time);
+      if (failed_.count(key)) continue;
+      std::string error;
+      int libraries = tap_->AddTarget(target, &error);
+      if (libraries > 0) {
+        spdlog::info("auditing pid {} ({}): {} TLS librar{} probed", target.pid, target.comm,
+                     libraries, libraries == 1 ? "y" : "ies");
+      } else {
+        failed_.insert(key);
+        spdlog::info("pid {} ({}) not audited: {}", target.pid, target.comm, error);
+      }
+    }
+    for (pid_t pid : tap_->TargetPids()) {
+      auto it = present.find(pid);
+      if (it == present.end() || !tap_->HasTarget(pid, it->second)) {
+        Drain();  // records of the process before its connections are ended
+        tap_->RemoveTarget(pid);
+        pipeline_.OnProcessExit(static_cast<uint32_t>(pid), WallNowNs());
+        spdlog::info("pid {} is gone", pid);
+      }
+    }
+    for (auto it = failed_.begin(); it != failed_.end();) {
+      auto p = present.find(it->first);
+      it = (p == present.end() || p->second != it->second) ? failed_.erase(it) : std::next(it);
+    }
+  }
+
+  void ScheduleRescan() {
+    rescan_timer_.expires_after(std::chrono::milliseconds(options_.rescan_ms));
+    rescan_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      Rescan();
+      ScheduleRescan();
+    });
+  }
+
+  void ScheduleSweep() {
+    sweep_timer_.expires_after(std::chrono::seconds(30));
+    sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      uint64_t now = WallNowNs();
+      pipeline_.CloseIdle(now - uint64_t{options_.idle_timeout_s} * 1000000000ull, now);
+      LogCounters(/*only_losses=*/true);
+      ScheduleSweep();
+    });
+  }
+
+  // Losses are reported whenever they grow; everything at exit.
+  void LogCounters(bool only_losses = false) {
+    auto counters = tap_->ReadCounters();
+    uint64_t losses = counters[TAP_CNT_RINGBUF_DROPS] + counters[TAP_CNT_TRUNC_CALLS] +
+                      counters[TAP_CNT_READ_FAULTS] + counters[TAP_CNT_CONN_MAP_FULL] +
+                      counters[TAP_CNT_INFLIGHT_MAP_FULL];
+    if (only_losses && losses == reported_losses_) return;
+    reported_losses_ = losses;
+    std::string text;
+    for (int i = 0; i < TAP_CNT_MAX; ++i)
+      text += fmt::format("{}{}={}", i ? " " : "", mat::tap::CounterName(i), counters[i]);
+    if (losses)
+      spdlog::warn("kernel counters: {}", text);
+    else
+      spdlog::info("kernel counters: {}", text);
+  }
+
+  const mat::Options& options_;
+  mat::capture::ClockMap clock_;
+  mat::capture::Recorder recorder_;
+  mat::pipeline::Pipeline pipeline_;
+  mat::tap::TargetSpec spec_;
+  std::unique_ptr<mat::tap::BpfTap> tap_;
+  std::set<std::pair<pid_t, uint64_t>> failed_;
+  uint64_t reported_losses_ = 0;
+  boost::asio::io_context io_;
+  boost::asio::posix::stream_descriptor ring_;
+  boost::asio::steady_timer rescan_timer_;
+  boost::asio::steady_timer sweep_timer_;
+  boost::asio::signal_set signals_;
+};
+
+int RunIdle() {
+  // Level none: nothing is captured and no probe is attached.
+  spdlog::info("ready: audit level none, nothing is captured");
+  NotifySystemd();
+  boost::asio::io_context io;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int) { io.stop(); });
+  io.run();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string error;
+  auto options = mat::ParseOptions(argc, argv, &error);
+  if (!options) {
+    std::fprintf(stderr, "mke-audit-tap: %s\n", error.c_str());
+    return 2;
+  }
+  if (options->help) {
+    std::fputs(mat::UsageText().c_str(), stdout);
+    return 0;
+  }
+  if (options->version) {
+    std::puts("mke-audit-tap 0.1.0");
+    return 0;
+  }
+  SetUpLogging(options->log_level);
+  mat::output::FileLineSink out(stdout);
+  if (!options->replay_file.empty()) return RunReplay(*options);
+  if (options->level == mat::audit::Level::kNone) return RunIdle();
+  LiveAuditor auditor(*options, &out);
+  return auditor.Run();
+}

@@ -1,0 +1,37 @@
+// Command-line options of mke-audit-tap.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "audit/policy.h"
+
+namespace mat {
+
+struct Options {
+  audit::Level level = audit::Level::kNone;
+  std::string config_file;
+  std::vector<std::string> comms;
+  std::vector<pid_t> pids;
+  std::string license_key;
+  std::string record_file;
+  std::string replay_file;
+  uint32_t cap_bytes = 64 * 1024;
+  uint32_t ringbuf_bytes = 8u << 20;
+  uint32_t rescan_ms = 1000;
+  uint32_t idle_timeout_s = 900;
+  size_t max_body_bytes = 64 * 1024;
+  std::string log_level = "info";
+  bool help = false;
+  bool version = false;
+};
+
+// Parses argv. On a usage error returns nullopt and sets *error to a one-line message.
+std::optional<Options> ParseOptions(int argc, char** argv, std::string* error);
+std::string UsageText();
+
+}  // namespace mat

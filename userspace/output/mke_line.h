@@ -1,0 +1,52 @@
+// Encodes an AuditRecord as one MKE audit line (a logrus JSON line wrapping "audit"), exactly
+// the shape of the reference line in ../shared/design.md: keys sorted byte-wise at every level,
+// Go-style escaping (& < > as \u0026 \u003c \u003e), UTC times with six fractional digits, null
+// for unknown times.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <string_view>
+
+#include "audit/policy.h"
+
+namespace mat::output {
+
+struct UserFacts {
+  std::string uid;       // MKE account id (placeholder until identity is known)
+  std::string username;  // MKE account id
+  std::string login;     // extra.username[0]
+  std::string license_key;
+};
+
+// A random RFC 4122 version-4 UUID, from OpenSSL's RAND_bytes.
+std::string NewAuditId();
+
+// "2019-01-30T17:21:45.316157Z"
+std::string FormatMicros(uint64_t wall_ns);
+// "2019-01-30T17:21:45Z"
+std::string FormatSeconds(uint64_t wall_ns);
+
+// Appends `text` as a JSON string literal exactly as Go 1.19's encoding/json writes it with HTML
+// escaping on (as logrus does): \" \\ \n \r \t; other bytes < 0x20 as \u00xx (lowercase hex,
+// so \b and \f become \u0008 and \u000c); & < > as \u0026 \u003c \u003e; U+2028 and U+2029 as
+// \u2028 \u2029; each byte that does not start a valid UTF-8 sequence as \ufffd; all else raw.
+void AppendGoJsonString(std::string& out, std::string_view text);
+
+// Serialises a JSON value compactly as Go's encoding/json would: object keys in the order of the
+// (byte-wise sorted) nlohmann object, strings via AppendGoJsonString, floats in Go's format
+// (shortest round-trip; exponent form below 1e-6 or from 1e21), NaN/Inf and binary as null.
+std::string GoJsonDump(const nlohmann::json& value);
+
+// One line, without the trailing newline. `now_ns` fills the envelope's "time".
+// "audit" holds: annotations (only when record.incomplete: {"mke-audit-tap/incomplete":"true"}),
+// auditID, kind, level, metadata {"creationTimestamp":null}, objectRef (only when non-empty; only
+// its non-empty fields), requestReceivedTimestamp, requestURI, responseStatus {"code":N} (only
+// when response_code is set), sourceIPs, stage, stageTimestamp and timestamp (null at
+// RequestReceived or when unknown), user {"extra":{"licenseKey":[..],"username":[login]},"uid",
+// "username"}, verb.
+std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
+                          const std::string& audit_id, uint64_t now_ns);
+
+}  // namespace mat::output

@@ -1,0 +1,70 @@
+// From raw tap records to audit lines: decode -> connections -> HTTP -> audit policy -> line.
+// The same object serves the live tap and --replay, so replay tests cover the whole path.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "audit/policy.h"
+#include "capture/event_decoder.h"
+#include "capture/recorder.h"
+#include "conn/connection_tracker.h"
+#include "output/line_sink.h"
+#include "output/mke_line.h"
+
+namespace mat::pipeline {
+
+struct PipelineConfig {
+  audit::PolicyConfig policy;
+  conn::TrackerOptions tracker;
+  std::string license_key;
+};
+
+struct PipelineStats {
+  uint64_t records = 0;
+  uint64_t bad_records = 0;
+  uint64_t lines = 0;
+  uint64_t not_audited = 0;  // exchanges the policy skipped (ignored paths)
+};
+
+// Finds the side and peer of a socket the tap did not see being set up (live mode: /proc).
+// Returns a TAP_EV_SOCK record with hdr.tid == 0, or nullopt when nothing is known.
+using SocketResolver = std::function<std::optional<tap_sock>(uint32_t tgid, int32_t fd)>;
+
+class Pipeline {
+ public:
+  Pipeline(PipelineConfig config, capture::ClockMap clock, output::LineSink* sink,
+           capture::Recorder* recorder, SocketResolver resolver);
+
+  void OnRecord(const void* bytes, size_t size);
+  void OnProcessExit(uint32_t tgid, uint64_t wall_ns) { tracker_.OnProcessExit(tgid, wall_ns); }
+  void CloseIdle(uint64_t idle_before_wall_ns, uint64_t now_wall_ns) {
+    tracker_.CloseIdle(idle_before_wall_ns, now_wall_ns);
+  }
+  // Ends every connection: requests still waiting are written at stage RequestReceived.
+  void Finish(uint64_t now_wall_ns);
+
+  const PipelineStats& stats() const { return stats_; }
+  const conn::ConnectionTracker& tracker() const { return tracker_; }
+
+ private:
+  void OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why,
+                  const conn::ConnFacts& facts);
+
+  PipelineConfig config_;
+  capture::ClockMap clock_;
+  output::LineSink* sink_;
+  capture::Recorder* recorder_;
+  SocketResolver resolver_;
+  audit::AuditPolicy policy_;
+  conn::ConnectionTracker tracker_;
+  output::UserFacts user_;
+  PipelineStats stats_;
+};
+
+// Wall-clock now, in ns.
+uint64_t WallNowNs();
+
+}  // namespace mat::pipeline

@@ -1,0 +1,224 @@
+#include "tap/bpf_tap.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "tap.skel.h"
+
+namespace mat::tap {
+
+const char* CounterName(int index) {
+  static const char* const kNames[TAP_CNT_MAX] = {
+      "data_calls",        "data_bytes",     "truncated_calls",
+      "truncated_bytes",   "ringbuf_drops",  "ringbuf_drop_bytes",
+      "user_read_faults",  "conn_map_full",  "inflight_map_full",
+  };
+  return index >= 0 && index < TAP_CNT_MAX ? kNames[index] : "?";
+}
+
+namespace {
+
+bpf_program* ProgramFor(tap_bpf* skel, ProbeProgram program, bool* retprobe) {
+  *retprobe = false;
+  switch (program) {
+    case ProbeProgram::kReadEnterPtr4:
+      return skel->progs.read_enter_ptr4;
+    case ProbeProgram::kReadEnterRet:
+      return skel->progs.read_enter_ret;
+    case ProbeProgram::kReadExit:
+      *retprobe = true;
+      return skel->progs.read_exit;
+    case ProbeProgram::kWriteEnterPtr4:
+      return skel->progs.write_enter_ptr4;
+    case ProbeProgram::kWriteEnterRet:
+      return skel->progs.write_enter_ret;
+    case ProbeProgram::kWriteExit:
+      *retprobe = true;
+      return skel->progs.write_exit;
+    case ProbeProgram::kConnEnd:
+      return skel->progs.conn_end;
+  }
+  return nullptr;
+}
+
+int LibbpfLog(enum libbpf_print_level level, const char* format, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  char buf[1024];
+  int n = std::vsnprintf(buf, sizeof(buf), format, args);
+  if (n > 0 && buf[std::min<int>(n, sizeof(buf) - 1) - 1] == '\n')
+    buf[std::min<int>(n, sizeof(buf) - 1) - 1] = '\0';
+  if (level == LIBBPF_WARN)
+    spdlog::warn("libbpf: {}", buf);
+  else
+    spdlog::debug("libbpf: {}", buf);
+  return 0;
+}
+
+}  // namespace
+
+std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler handler,
+                                       std::string* error) {
+  libbpf_set_print(LibbpfLog);
+  std::unique_ptr<BpfTap> tap(new BpfTap());
+  tap->handler_ = std::move(handler);
+  tap->skel_ = tap_bpf__open();
+  if (tap->skel_ == nullptr) {
+    *error = std::string("cannot open the BPF object: ") + std::strerror(errno);
+    return nullptr;
+  }
+  tap->skel_->rodata->cap_bytes = options.cap_bytes;
+  if (int err = bpf_map__set_max_entries(tap->skel_->maps.events, options.ringbuf_bytes)) {
+    *error = "bad ring buffer size: " + std::string(std::strerror(-err));
+    return nullptr;
+  }
+  if (int err = tap_bpf__load(tap->skel_)) {
+    *error = std::string("cannot load the BPF programs (root or CAP_BPF+CAP_PERFMON needed): ") +
+             std::strerror(-err);
+    return nullptr;
+  }
+  // The syscall tracepoints: attached once, they filter on the targets map.
+  bpf_program* tracepoints[] = {
+      tap->skel_->progs.tp_enter_read,    tap->skel_->progs.tp_enter_write,
+      tap->skel_->progs.tp_enter_recvfrom, tap->skel_->progs.tp_enter_sendto,
+      tap->skel_->progs.tp_enter_readv,   tap->skel_->progs.tp_enter_writev,
+      tap->skel_->progs.tp_enter_recvmsg, tap->skel_->progs.tp_enter_sendmsg,
+      tap->skel_->progs.tp_enter_accept4, tap->skel_->progs.tp_exit_accept4,
+      tap->skel_->progs.tp_enter_accept,  tap->skel_->progs.tp_exit_accept,
+      tap->skel_->progs.tp_enter_connect, tap->skel_->progs.tp_enter_close,
+  };
+  for (bpf_program* prog : tracepoints) {
+    bpf_link* link = bpf_program__attach(prog);
+    if (link == nullptr) {
+      *error = std::string("cannot attach tracepoint ") + bpf_program__name(prog) + ": " +
+               std::strerror(errno);
+      return nullptr;
+    }
+    tap->tracepoint_links_.push_back(link);
+  }
+  tap->ring_ = ring_buffer__new(bpf_map__fd(tap->skel_->maps.events), &BpfTap::OnRecord,
+                                tap.get(), nullptr);
+  if (tap->ring_ == nullptr) {
+    *error = std::string("cannot open the ring buffer: ") + std::strerror(errno);
+    return nullptr;
+  }
+  return tap;
+}
+
+BpfTap::~BpfTap() {
+  for (auto& [pid, target] : targets_)
+    for (bpf_link* link : target.links) bpf_link__destroy(link);
+  for (bpf_link* link : tracepoint_links_) bpf_link__destroy(link);
+  if (ring_) ring_buffer__free(ring_);
+  if (skel_) tap_bpf__destroy(skel_);
+}
+
+int BpfTap::OnRecord(void* ctx, void* data, size_t size) {
+  static_cast<BpfTap*>(ctx)->handler_(data, size);
+  return 0;
+}
+
+const SslProbePlan* BpfTap::PlanFor(const std::string& path, std::string* error) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    *error = "cannot stat " + path + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  auto key = std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino});
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return &it->second;
+  auto plan = PlanSslProbes(path, error);
+  if (!plan) return nullptr;
+  spdlog::info("probe plan {}", plan->Describe());
+  return &plans_.emplace(key, std::move(*plan)).first->second;
+}
+
+int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
+  RemoveTarget(target.pid);
+  std::vector<std::string> libraries = FindSslLibraries(target.pid);
+  if (libraries.empty()) {
+    *error = "no OpenSSL library mapped";
+    return 0;
+  }
+  Target entry;
+  entry.start_time = target.start_time;
+  int probed = 0;
+  for (const std::string& path : libraries) {
+    const SslProbePlan* plan = PlanFor(path, error);
+    if (plan == nullptr) continue;
+    bool ok = true;
+    std::vector<bpf_link*> links;
+    for (const ProbeSite& site : plan->sites) {
+      bool retprobe = false;
+      bpf_program* prog = ProgramFor(skel_, site.program, &retprobe);
+      bpf_link* link = bpf_program__attach_uprobe(prog, retprobe, target.pid, path.c_str(),
+                                                  site.file_offset);
+      if (link == nullptr) {
+        *error = "cannot attach to " + site.function + " in " + path + ": " + std::strerror(errno);
+        ok = false;
+        break;
+      }
+      links.push_back(link);
+    }
+    if (!ok) {
+      for (bpf_link* link : links) bpf_link__destroy(link);
+      continue;
+    }
+    entry.links.insert(entry.links.end(), links.begin(), links.end());
+    ++probed;
+  }
+  if (probed == 0) return 0;
+  uint32_t tgid = static_cast<uint32_t>(target.pid);
+  uint8_t one = 1;
+  if (bpf_map__update_elem(skel_->maps.targets, &tgid, sizeof(tgid), &one, sizeof(one), BPF_ANY)) {
+    *error = std::string("targets map full: ") + std::strerror(errno);
+    for (bpf_link* link : entry.links) bpf_link__destroy(link);
+    return 0;
+  }
+  targets_[target.pid] = std::move(entry);
+  return probed;
+}
+
+void BpfTap::RemoveTarget(pid_t pid) {
+  auto it = targets_.find(pid);
+  if (it == targets_.end()) return;
+  for (bpf_link* link : it->second.links) bpf_link__destroy(link);
+  uint32_t tgid = static_cast<uint32_t>(pid);
+  bpf_map__delete_elem(skel_->maps.targets, &tgid, sizeof(tgid), 0);
+  targets_.erase(it);
+}
+
+bool BpfTap::HasTarget(pid_t pid, uint64_t start_time) const {
+  auto it = targets_.find(pid);
+  return it != targets_.end() && it->second.start_time == start_time;
+}
+
+std::vector<pid_t> BpfTap::TargetPids() const {
+  std::vector<pid_t> pids;
+  for (const auto& [pid, target] : targets_) pids.push_back(pid);
+  return pids;
+}
+
+int BpfTap::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }
+
+int BpfTap::Consume() { return ring_buffer__consume(ring_); }
+
+Counters BpfTap::ReadCounters() const {
+  Counters totals{};
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return totals;
+  std::vector<uint64_t> per_cpu(ncpu);
+  for (uint32_t i = 0; i < TAP_CNT_MAX; ++i) {
+    if (bpf_map__lookup_elem(skel_->maps.counters, &i, sizeof(i), per_cpu.data(),
+                             per_cpu.size() * sizeof(uint64_t), 0) == 0)
+      for (uint64_t v : per_cpu) totals[i] += v;
+  }
+  return totals;
+}
+
+}  // namespace mat::tap

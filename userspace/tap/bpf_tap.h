@@ -1,0 +1,77 @@
+// The kernel tap: loads the BPF programs (bpf/tap.bpf.c through its skeleton), attaches the
+// syscall tracepoints once and the TLS uprobes per target process, and hands every ring
+// buffer record to a callback.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tap/ssl_probes.h"
+#include "tap/targets.h"
+
+struct tap_bpf;
+struct bpf_link;
+struct ring_buffer;
+
+extern "C" {
+#include "mke_audit_tap/tap_events.h"
+}
+
+namespace mat::tap {
+
+struct TapOptions {
+  uint32_t cap_bytes = TAP_DEFAULT_CAP;  // payload bytes delivered per SSL call
+  uint32_t ringbuf_bytes = 8u << 20;     // power of two
+};
+
+using Counters = std::array<uint64_t, TAP_CNT_MAX>;
+const char* CounterName(int index);
+
+class BpfTap {
+ public:
+  using RecordHandler = std::function<void(const void* data, size_t size)>;
+
+  // Opens, configures, loads and attaches the tracepoints. nullptr with *error on failure.
+  static std::unique_ptr<BpfTap> Create(const TapOptions& options, RecordHandler handler,
+                                        std::string* error);
+  ~BpfTap();
+  BpfTap(const BpfTap&) = delete;
+  BpfTap& operator=(const BpfTap&) = delete;
+
+  // Attaches the uprobes for one process (every TLS library it maps). Returns the number of
+  // libraries probed; 0 with *error when none could be.
+  int AddTarget(const TargetProcess& target, std::string* error);
+  void RemoveTarget(pid_t pid);
+  bool HasTarget(pid_t pid, uint64_t start_time) const;
+  std::vector<pid_t> TargetPids() const;
+
+  int epoll_fd() const;
+  // Consumes the available records without blocking; returns how many, or -errno.
+  int Consume();
+  Counters ReadCounters() const;
+
+ private:
+  BpfTap() = default;
+  struct Target {
+    uint64_t start_time = 0;
+    std::vector<bpf_link*> links;
+  };
+  static int OnRecord(void* ctx, void* data, size_t size);
+  const SslProbePlan* PlanFor(const std::string& path, std::string* error);
+
+  tap_bpf* skel_ = nullptr;
+  ring_buffer* ring_ = nullptr;
+  RecordHandler handler_;
+  std::vector<bpf_link*> tracepoint_links_;
+  std::map<pid_t, Target> targets_;
+  std::map<std::pair<uint64_t, uint64_t>, SslProbePlan> plans_;  // by (device, inode)
+};
+
+}  // namespace mat::tap

@@ -1,0 +1,51 @@
+// Where to put the OpenSSL probes in one libssl file, and why.
+//
+// A uprobe on an instruction the kernel emulates (push, nop, call, jmp, jcc) is several times
+// cheaper than one the kernel must single-step (sub, mov, ...). OpenSSL 3's SSL_read and
+// SSL_read_ex both wrap one internal function, ssl_read_internal(s, buf, num, &readbytes),
+// which begins with `push`; SSL_write/SSL_write_ex likewise wrap ssl_write_internal. When the
+// disassembly shows that shape, the probes go on the internal functions' entries (and their
+// returns); otherwise on the public functions, which always works but costs more.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mat::tap {
+
+enum class ProbeProgram {
+  kReadEnterPtr4,   // entry; count comes back in *arg4
+  kReadEnterRet,    // entry; count is the return value
+  kReadExit,        // return probe
+  kWriteEnterPtr4,
+  kWriteEnterRet,
+  kWriteExit,
+  kConnEnd,  // SSL_free / SSL_shutdown entry
+};
+
+struct ProbeSite {
+  ProbeProgram program;
+  uint64_t file_offset = 0;
+  std::string function;     // what is probed, e.g. "ssl_read_internal (called by SSL_read)"
+  std::string instruction;  // the first instruction there, e.g. "push r13"
+  bool emulated = false;    // the kernel emulates that instruction (cheap probe)
+};
+
+struct SslProbePlan {
+  std::string path;
+  std::vector<ProbeSite> sites;
+  bool internal_read = false;   // probes on the internal read function
+  bool internal_write = false;  // probes on the internal write function
+  std::string Describe() const;  // one line for the log
+};
+
+// Analyses an ELF file that exports SSL_read/SSL_write (libssl, or a program with OpenSSL
+// linked in statically). nullopt with *error when the file has no usable OpenSSL symbols.
+std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* error);
+
+// Whether the x86-64 kernel emulates a uprobe on this instruction instead of single-stepping.
+bool IsEmulatedInstruction(const uint8_t* code, size_t size, std::string* text);
+
+}  // namespace mat::tap

@@ -1,0 +1,111 @@
+#include "tap/targets.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "tap/elf_file.h"
+
+namespace mat::tap {
+namespace {
+
+struct ProcStat {
+  pid_t pid = 0;
+  pid_t ppid = 0;
+  std::string comm;
+  uint64_t start_time = 0;
+};
+
+bool ReadStat(const std::string& proc_root, pid_t pid, ProcStat* out) {
+  std::ifstream in(proc_root + "/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses; it ends at the last ')'.
+  size_t open = line.find('('), close = line.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close < open) return false;
+  out->pid = pid;
+  out->comm = line.substr(open + 1, close - open - 1);
+  std::istringstream rest(line.substr(close + 2));
+  std::string field;
+  // After comm: state(3) ppid(4) ... starttime(22).
+  for (int index = 3; index <= 22 && rest >> field; ++index) {
+    if (index == 4) out->ppid = static_cast<pid_t>(std::atoi(field.c_str()));
+    if (index == 22) out->start_time = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::string> FindSslLibraries(pid_t pid, const std::string& proc_root) {
+  std::string base = proc_root + "/" + std::to_string(pid);
+  std::ifstream maps(base + "/maps");
+  std::vector<std::string> found;
+  std::string line;
+  auto add = [&](const std::string& path) {
+    for (const auto& f : found)
+      if (f == path) return;
+    found.push_back(path);
+  };
+  while (std::getline(maps, line)) {
+    size_t slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    std::string path = line.substr(slash);
+    if (path.size() > 10 && path.compare(path.size() - 10, 10, " (deleted)") == 0) continue;
+    std::string name = path.substr(path.rfind('/') + 1);
+    if (name.rfind("libssl.so", 0) == 0) add(base + "/root" + path);
+  }
+  // OpenSSL linked into the program itself.
+  char exe[4096];
+  ssize_t n = ::readlink((base + "/exe").c_str(), exe, sizeof(exe) - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    std::string path = base + "/root" + exe, error;
+    if (auto elf = ElfFile::Load(path, &error); elf && elf->FindFunction("SSL_read")) add(path);
+  }
+  return found;
+}
+
+std::vector<TargetProcess> ScanTargets(const TargetSpec& spec, const std::string& proc_root) {
+  std::map<pid_t, ProcStat> all;
+  if (DIR* dir = ::opendir(proc_root.c_str())) {
+    while (dirent* entry = ::readdir(dir)) {
+      char* end = nullptr;
+      long pid = std::strtol(entry->d_name, &end, 10);
+      if (*end != '\0' || pid <= 0) continue;
+      ProcStat stat;
+      if (ReadStat(proc_root, static_cast<pid_t>(pid), &stat)) all[stat.pid] = stat;
+    }
+    ::closedir(dir);
+  }
+  auto selected = [&](const ProcStat& p) {
+    for (const auto& comm : spec.comms)
+      if (p.comm == comm) return true;
+    // Walk up the parent chain (bounded, in case of a cycle in a racy snapshot).
+    pid_t cur = p.pid;
+    for (int depth = 0; depth < 64 && cur > 0; ++depth) {
+      for (pid_t wanted : spec.pids)
+        if (cur == wanted) return true;
+      auto it = all.find(cur);
+      if (it == all.end()) break;
+      cur = it->second.ppid;
+    }
+    return false;
+  };
+  std::vector<TargetProcess> out;
+  for (const auto& [pid, stat] : all) {
+    if (!selected(stat)) continue;
+    TargetProcess t;
+    t.pid = pid;
+    t.comm = stat.comm;
+    t.start_time = stat.start_time;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+}  // namespace mat::tap
