@@ -202,7 +202,7 @@ static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
 	for (i = 0; i < TAP_MAX_CHUNKS; i++) {
 		__u64 off = (__u64)i * TAP_CHUNK_BYTES;
 		struct tap_data *ev;
-		__u32 len;
+		__u64 len;
 
 		if (off >= to_copy)
 			break;

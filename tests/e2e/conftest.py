@@ -286,7 +286,9 @@ pid {d}/nginx.pid;
 error_log {d}/error.log info;
 events {{ worker_connections 256; }}
 http {{
-    access_log {d}/access.log;
+    log_format mat '$remote_addr:$remote_port $request_method "$request_uri" $status '
+                   '$msec $request_time $request_length $bytes_sent';
+    access_log {d}/access.log mat;
     client_body_temp_path {d}/tmp_client_body;
     proxy_temp_path {d}/tmp_proxy;
     fastcgi_temp_path {d}/tmp_fastcgi;
@@ -302,6 +304,7 @@ http {{
     # before it answers (a bare "return" may answer before a large upload has arrived).
     server {{
         listen 127.0.0.1:{backend_port};
+        access_log off;
         location = /upload_sink {{ return 200 'received\\n'; }}
     }}
 
@@ -669,11 +672,12 @@ def pytest_runtest_makereport(item, call):
     if rep.when not in ("setup", "call") or not rep.failed:
         return
     seen = set()
+    already = str(rep.longrepr)
     for obj in _diag_objects(item):
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        if isinstance(obj, Auditor):
+        if isinstance(obj, Auditor) and obj.cmdline not in already:
             rep.sections.append(("mke-audit-tap", obj.diagnostics()))
         elif isinstance(obj, Server):
             rep.sections.append((f"{obj.name} logs", obj.logs()))
@@ -1049,7 +1053,8 @@ class AuditRun:
     def fail(self, what: str, problems: List[str]):
         pytest.fail(f"{what}:\n{format_problems(problems)}\n\nsent:\n"
                     + "\n".join(f"  {s.method} {s.uri} :{s.client_port} -> {s.code}"
-                                f"{' (ignored)' if s.ignored else ''} [{s.how}]" for s in self.sent)
+                                f"{' (not audited)' if s.ignored else ''} [{s.how}]"
+                                for s in self.sent)
                     + f"\n\n{self.auditor.diagnostics()}", pytrace=False)
 
     # ---- checks shared by the test modules ----

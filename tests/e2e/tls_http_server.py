@@ -46,7 +46,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.log_message("connection ended: %r", exc)
 
     def log_message(self, fmt, *args):
-        sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
+        sys.stderr.write("%s:%d %s\n" % (self.client_address[0], self.client_address[1],
+                                           fmt % args))
         sys.stderr.flush()
 
     # ---- request bodies ----

@@ -1,1 +1,894 @@
-// placeholder
+#include "http/http1.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace mat::http {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::Pair;
+
+constexpr Direction kReq = Direction::kRequest;
+constexpr Direction kResp = Direction::kResponse;
+
+struct Got {
+  HttpExchange ex;
+  ExchangeEvent event;
+};
+
+class Harness {
+ public:
+  explicit Harness(Http1Options options = {}, bool mark_start = true)
+      : conn_(options, [this](HttpExchange&& ex, ExchangeEvent ev) {
+          got.push_back(Got{std::move(ex), ev});
+        }) {
+    if (mark_start) {
+      conn_.MarkStreamStart(kReq);
+      conn_.MarkStreamStart(kResp);
+    }
+  }
+
+  void Req(std::string_view bytes, uint64_t ts = 1) { conn_.OnData(kReq, bytes, ts); }
+  void Resp(std::string_view bytes, uint64_t ts = 2) { conn_.OnData(kResp, bytes, ts); }
+  void Close(uint64_t ts = 99) { conn_.OnClose(ts); }
+  Http1Connection& conn() { return conn_; }
+  const Http1Stats& stats() const { return conn_.stats(); }
+
+  std::vector<Got> got;
+
+ private:
+  Http1Connection conn_;
+};
+
+std::string Describe(const Got& g) {
+  std::ostringstream o;
+  o << (g.event == ExchangeEvent::kResponseComplete ? "RESPONSE" : "NO_RESPONSE")
+    << " incomplete=" << g.ex.incomplete << "\n";
+  const HttpRequest& q = g.ex.request;
+  o << q.method << " " << q.target << " HTTP/" << q.version_major << "." << q.version_minor << "\n";
+  for (const auto& [k, v] : q.headers) o << "[" << k << "]=[" << v << "]\n";
+  o << "body(" << q.body_size << (q.body_truncated ? ",truncated" : "") << ")=" << q.body << "\n";
+  o << "ts=" << q.first_byte_ns << "/" << q.headers_done_ns << "/" << q.complete_ns << "\n";
+  if (g.ex.response) {
+    const HttpResponse& r = *g.ex.response;
+    o << "HTTP/" << r.version_major << "." << r.version_minor << " " << r.status << "\n";
+    for (const auto& [k, v] : r.headers) o << "[" << k << "]=[" << v << "]\n";
+    o << "body(" << r.body_size << (r.body_truncated ? ",truncated" : "") << ")=" << r.body << "\n";
+    o << "ts=" << r.first_byte_ns << "/" << r.headers_done_ns << "/" << r.complete_ns << "\n";
+  }
+  return o.str();
+}
+
+std::vector<std::string> DescribeAll(const std::vector<Got>& got) {
+  std::vector<std::string> out;
+  for (const Got& g : got) out.push_back(Describe(g));
+  return out;
+}
+
+std::string Chunk(std::string_view data) {
+  char size[32];
+  std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  return std::string(size) + std::string(data) + "\r\n";
+}
+
+// ---- wire bytes ----
+
+const std::string kGetContainers =
+    "GET /v1.41/containers/json?all=1 HTTP/1.1\r\n"
+    "Host: api.moby.localhost\r\n"
+    "User-Agent: Docker-Client/20.10.24 (linux)\r\n"
+    "\r\n";
+
+const std::string kOkEmptyList =
+    "HTTP/1.1 200 OK\r\n"
+    "Api-Version: 1.41\r\n"
+    "Content-Type: application/json\r\n"
+    "Date: Mon, 01 Jan 2024 00:00:00 GMT\r\n"
+    "Content-Length: 3\r\n"
+    "\r\n"
+    "[]\n";
+
+const std::string kCreateBody = R"({"Image":"alpine","Cmd":["echo","hi"]})"
+                                "\n";
+
+std::string CreateRequest(const std::string& name) {
+  return "POST /v1.41/containers/create?name=" + name +
+         " HTTP/1.1\r\n"
+         "Host: api.moby.localhost\r\n"
+         "User-Agent: Docker-Client/20.10.24 (linux)\r\n"
+         "Content-Length: " +
+         std::to_string(kCreateBody.size()) +
+         "\r\n"
+         "Content-Type: application/json\r\n"
+         "\r\n" +
+         kCreateBody;
+}
+
+const std::string kCreatedBody = R"({"Id":"4f3c","Warnings":[]})"
+                                 "\n";
+
+const std::string kCreated =
+    "HTTP/1.1 201 Created\r\n"
+    "Api-Version: 1.41\r\n"
+    "Content-Type: application/json\r\n"
+    "Content-Length: " +
+    std::to_string(kCreatedBody.size()) + "\r\n\r\n" + kCreatedBody;
+
+std::string Get(const std::string& target) {
+  return "GET " + target + " HTTP/1.1\r\nHost: api\r\n\r\n";
+}
+
+std::string Ok(const std::string& body) {
+  return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+std::string CurlChunkedUpload() {
+  return "POST /v1.41/build?t=demo HTTP/1.1\r\n"
+         "Host: localhost\r\n"
+         "User-Agent: curl/7.88.1\r\n"
+         "Accept: */*\r\n"
+         "Transfer-Encoding: chunked\r\n"
+         "Content-Type: application/json\r\n"
+         "\r\n" +
+         Chunk(R"({"name":)") + Chunk(R"("demo","size":)") + Chunk("12345}") + "0\r\n\r\n";
+}
+
+const std::string kChunkedResponse =
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Type: application/json\r\n"
+    "Transfer-Encoding: chunked\r\n"
+    "\r\n"
+    "5\r\nhello\r\n"
+    "7\r\n, world\r\n"
+    "0\r\n\r\n";
+
+// ---- tests ----
+
+TEST(FindHeaderTest, CaseInsensitiveFirstMatch) {
+  Headers h = {{"Content-Type", "a"}, {"X-Multi", "1"}, {"x-multi", "2"}};
+  ASSERT_NE(FindHeader(h, "content-type"), nullptr);
+  EXPECT_EQ(*FindHeader(h, "CONTENT-TYPE"), "a");
+  EXPECT_EQ(*FindHeader(h, "X-MULTI"), "1");
+  EXPECT_EQ(FindHeader(h, "Content-Typ"), nullptr);
+  EXPECT_EQ(FindHeader(h, "Content-Type2"), nullptr);
+  EXPECT_EQ(FindHeader({}, "a"), nullptr);
+}
+
+TEST(Http1Test, SimpleGet200) {
+  Harness h;
+  h.Req(kGetContainers, 100);
+  EXPECT_TRUE(h.got.empty());
+  h.Resp(kOkEmptyList, 200);
+  ASSERT_EQ(h.got.size(), 1u);
+  const Got& g = h.got[0];
+  EXPECT_EQ(g.event, ExchangeEvent::kResponseComplete);
+  EXPECT_FALSE(g.ex.incomplete);
+  EXPECT_EQ(g.ex.request.method, "GET");
+  EXPECT_EQ(g.ex.request.target, "/v1.41/containers/json?all=1");
+  EXPECT_EQ(g.ex.request.version_major, 1);
+  EXPECT_EQ(g.ex.request.version_minor, 1);
+  EXPECT_THAT(g.ex.request.headers,
+              ElementsAre(Pair("Host", "api.moby.localhost"),
+                          Pair("User-Agent", "Docker-Client/20.10.24 (linux)")));
+  EXPECT_EQ(g.ex.request.body, "");
+  EXPECT_EQ(g.ex.request.body_size, 0u);
+  EXPECT_EQ(g.ex.request.first_byte_ns, 100u);
+  EXPECT_EQ(g.ex.request.headers_done_ns, 100u);
+  EXPECT_EQ(g.ex.request.complete_ns, 100u);
+  ASSERT_TRUE(g.ex.response.has_value());
+  EXPECT_EQ(g.ex.response->status, 200);
+  EXPECT_EQ(g.ex.response->body, "[]\n");
+  EXPECT_EQ(g.ex.response->body_size, 3u);
+  EXPECT_FALSE(g.ex.response->body_truncated);
+  EXPECT_EQ(*FindHeader(g.ex.response->headers, "content-type"), "application/json");
+  EXPECT_EQ(g.ex.response->headers.size(), 4u);
+  EXPECT_EQ(g.ex.response->complete_ns, 200u);
+  EXPECT_EQ(h.stats().requests, 1u);
+  EXPECT_EQ(h.stats().responses, 1u);
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+  h.Close();
+  EXPECT_EQ(h.got.size(), 1u);
+}
+
+TEST(Http1Test, KeepAliveThreeExchanges) {
+  Harness h;
+  for (int i = 0; i < 3; ++i) {
+    h.Req(Get("/v1.41/info?n=" + std::to_string(i)), 10 * i + 1);
+    h.Resp(Ok("body" + std::to_string(i)), 10 * i + 2);
+    ASSERT_EQ(h.got.size(), static_cast<size_t>(i + 1));
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(h.got[i].event, ExchangeEvent::kResponseComplete);
+    EXPECT_EQ(h.got[i].ex.request.target, "/v1.41/info?n=" + std::to_string(i));
+    EXPECT_EQ(h.got[i].ex.response->body, "body" + std::to_string(i));
+    EXPECT_EQ(h.got[i].ex.request.first_byte_ns, static_cast<uint64_t>(10 * i + 1));
+    EXPECT_EQ(h.got[i].ex.response->first_byte_ns, static_cast<uint64_t>(10 * i + 2));
+  }
+  h.Close();
+  EXPECT_EQ(h.got.size(), 3u);
+}
+
+TEST(Http1Test, Pipelining) {
+  Harness h;
+  h.Req(Get("/a") + Get("/b") + Get("/c"));
+  EXPECT_TRUE(h.got.empty());
+  h.Resp(Ok("A") + Ok("BB") + "HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nCCC");
+  ASSERT_EQ(h.got.size(), 3u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/a");
+  EXPECT_EQ(h.got[0].ex.response->body, "A");
+  EXPECT_EQ(h.got[1].ex.request.target, "/b");
+  EXPECT_EQ(h.got[1].ex.response->body, "BB");
+  EXPECT_EQ(h.got[2].ex.request.target, "/c");
+  EXPECT_EQ(h.got[2].ex.response->status, 404);
+  EXPECT_EQ(h.got[2].ex.response->body, "CCC");
+  EXPECT_EQ(h.stats().requests, 3u);
+  EXPECT_EQ(h.stats().responses, 3u);
+  EXPECT_EQ(h.stats().orphan_responses, 0u);
+}
+
+TEST(Http1Test, PostContentLengthJson) {
+  Harness h;
+  h.Req(CreateRequest("web"));
+  h.Resp(kCreated);
+  ASSERT_EQ(h.got.size(), 1u);
+  const HttpRequest& q = h.got[0].ex.request;
+  EXPECT_EQ(q.method, "POST");
+  EXPECT_EQ(q.target, "/v1.41/containers/create?name=web");
+  EXPECT_EQ(q.body, kCreateBody);
+  EXPECT_EQ(q.body_size, kCreateBody.size());
+  EXPECT_FALSE(q.body_truncated);
+  EXPECT_EQ(*FindHeader(q.headers, "content-length"), std::to_string(kCreateBody.size()));
+  EXPECT_EQ(h.got[0].ex.response->status, 201);
+  EXPECT_EQ(h.got[0].ex.response->body, kCreatedBody);
+  EXPECT_EQ(kCreatedBody.size(), 28u);
+}
+
+TEST(Http1Test, ChunkedRequestAndResponse) {
+  Harness h;
+  h.Req(CurlChunkedUpload());
+  h.Resp(kChunkedResponse);
+  ASSERT_EQ(h.got.size(), 1u);
+  const HttpRequest& q = h.got[0].ex.request;
+  EXPECT_EQ(q.method, "POST");
+  EXPECT_EQ(q.target, "/v1.41/build?t=demo");
+  EXPECT_EQ(q.body, R"({"name":"demo","size":12345})");
+  EXPECT_EQ(q.body_size, 28u);
+  EXPECT_EQ(*FindHeader(q.headers, "transfer-encoding"), "chunked");
+  EXPECT_EQ(h.got[0].ex.response->body, "hello, world");
+  EXPECT_EQ(h.got[0].ex.response->body_size, 12u);
+}
+
+TEST(Http1Test, ChunkedTrailersAreNotHeaders) {
+  Harness h;
+  h.Req(Get("/t"));
+  h.Resp(
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n" +
+      Ok("next"));
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.response->body, "abc");
+  EXPECT_THAT(h.got[0].ex.response->headers, ElementsAre(Pair("Transfer-Encoding", "chunked")));
+  EXPECT_EQ(h.stats().orphan_responses, 1u);  // "next" had no request
+}
+
+TEST(Http1Test, HeaderCaseTrimAndRepeats) {
+  Harness h;
+  h.Req("GET / HTTP/1.1\r\nhOsT:   api  \r\nX-Dup: one\r\nX-Dup:two\t\r\nX-Empty:\r\n\r\n");
+  // Split a header name and value over several calls.
+  h.Resp("HTTP/1.0 200 OK\r\nSet-Coo");
+  h.Resp("kie: a=1\r\nSet-Cookie: b");
+  h.Resp("=2 \r\nContent-Length: 0\r\n\r\n");
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_THAT(h.got[0].ex.request.headers, ElementsAre(Pair("hOsT", "api"), Pair("X-Dup", "one"),
+                                                       Pair("X-Dup", "two"), Pair("X-Empty", "")));
+  EXPECT_EQ(h.got[0].ex.response->version_minor, 0);
+  EXPECT_THAT(h.got[0].ex.response->headers,
+              ElementsAre(Pair("Set-Cookie", "a=1"), Pair("Set-Cookie", "b=2"),
+                          Pair("Content-Length", "0")));
+}
+
+TEST(Http1Test, TimestampsFollowTheCarryingCall) {
+  Harness h;
+  const std::string req = CreateRequest("ts");
+  const size_t head_end = req.find("\r\n\r\n") + 4;
+  h.Req(req.substr(0, 10), 10);
+  h.Req(req.substr(10, head_end - 10), 20);
+  h.Req(req.substr(head_end, 5), 30);
+  h.Req(req.substr(head_end + 5), 40);
+  h.Resp(kCreated.substr(0, 5), 50);
+  h.Resp(kCreated.substr(5), 60);
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.request.first_byte_ns, 10u);
+  EXPECT_EQ(h.got[0].ex.request.headers_done_ns, 20u);
+  EXPECT_EQ(h.got[0].ex.request.complete_ns, 40u);
+  EXPECT_EQ(h.got[0].ex.response->first_byte_ns, 50u);
+  EXPECT_EQ(h.got[0].ex.response->headers_done_ns, 60u);
+  EXPECT_EQ(h.got[0].ex.response->complete_ns, 60u);
+}
+
+// A chunked POST and a pipelined pair, responses chunked / length / HEAD-less.
+struct Conversation {
+  std::string requests = CurlChunkedUpload() + Get("/v1.41/_ping") + CreateRequest("x");
+  std::string responses = kChunkedResponse + Ok("OK") + kCreated;
+};
+
+std::vector<std::string> RunWhole(const Conversation& c, bool mark) {
+  Harness h({}, mark);
+  h.Req(c.requests);
+  h.Resp(c.responses);
+  h.Close();
+  return DescribeAll(h.got);
+}
+
+TEST(Http1Test, SplitAtEveryOffsetGivesTheSameExchanges) {
+  const Conversation c;
+  const std::vector<std::string> want = RunWhole(c, true);
+  ASSERT_EQ(want.size(), 3u);
+  EXPECT_THAT(want[0], ::testing::HasSubstr("body(28)={\"name\":\"demo\",\"size\":12345}"));
+  EXPECT_THAT(want[0], ::testing::HasSubstr("body(12)=hello, world"));
+  EXPECT_THAT(want[1], ::testing::HasSubstr("GET /v1.41/_ping"));
+  EXPECT_THAT(want[1], ::testing::HasSubstr("body(2)=OK"));
+  EXPECT_THAT(want[2], ::testing::HasSubstr("POST /v1.41/containers/create?name=x"));
+  EXPECT_THAT(want[2], ::testing::HasSubstr("HTTP/1.1 201"));
+  for (bool mark : {true, false}) {
+    EXPECT_EQ(RunWhole(c, mark), want);
+    for (size_t k = 0; k <= c.requests.size(); ++k) {
+      Harness h({}, mark);
+      h.Req(std::string_view(c.requests).substr(0, k));
+      h.Req(std::string_view(c.requests).substr(k));
+      h.Resp(c.responses);
+      h.Close();
+      ASSERT_EQ(DescribeAll(h.got), want) << "request split at " << k << " mark=" << mark;
+      ASSERT_EQ(h.stats().parse_errors, 0u);
+    }
+    for (size_t k = 0; k <= c.responses.size(); ++k) {
+      Harness h({}, mark);
+      h.Req(c.requests);
+      h.Resp(std::string_view(c.responses).substr(0, k));
+      h.Resp(std::string_view(c.responses).substr(k));
+      h.Close();
+      ASSERT_EQ(DescribeAll(h.got), want) << "response split at " << k << " mark=" << mark;
+    }
+    Harness h({}, mark);
+    for (char ch : c.requests) h.Req(std::string_view(&ch, 1));
+    for (char ch : c.responses) h.Resp(std::string_view(&ch, 1));
+    h.Close();
+    EXPECT_EQ(DescribeAll(h.got), want) << "one byte at a time, mark=" << mark;
+    EXPECT_EQ(h.stats().parse_errors, 0u);
+    EXPECT_EQ(h.stats().resyncs, 0u);
+    EXPECT_EQ(h.stats().skipped_bytes, 0u);
+  }
+}
+
+TEST(Http1Test, OneByteAtATimeInterleaved) {
+  const Conversation c;
+  const std::vector<std::string> want = RunWhole(c, true);
+  Harness h;
+  size_t i = 0, j = 0;
+  while (i < c.requests.size() || j < c.responses.size()) {
+    if (i < c.requests.size()) h.Req(std::string_view(c.requests).substr(i++, 1));
+    // Keep responses behind requests, as a server would.
+    if (j < c.responses.size() && j + 200 < i) h.Resp(std::string_view(c.responses).substr(j++, 1));
+    if (i == c.requests.size() && j < c.responses.size()) {
+      h.Resp(std::string_view(c.responses).substr(j++, 1));
+    }
+  }
+  h.Close();
+  EXPECT_EQ(DescribeAll(h.got), want);
+}
+
+TEST(Http1Test, JoinMidRequestBodySkipsTheCutExchange) {
+  const std::string first = CreateRequest("cut");
+  const std::string cut = first.substr(first.size() - 12);  // inside the JSON body
+  for (bool one_call : {false, true}) {
+    Harness h({}, /*mark_start=*/false);
+    if (one_call) {
+      h.Req(cut + Get("/v1.41/info"));  // the body ends with "\n": a line start
+    } else {
+      h.Req(cut);
+      h.Req(Get("/v1.41/info"));
+    }
+    h.Resp(kCreated + Ok("{\"info\":1}"));  // all timestamps equal: pairing by count
+    ASSERT_EQ(h.got.size(), 1u) << one_call;
+    EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);
+    EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/info");
+    EXPECT_EQ(h.got[0].ex.response->status, 200);
+    EXPECT_EQ(h.got[0].ex.response->body, "{\"info\":1}");
+    EXPECT_EQ(h.stats().orphan_responses, 1u);
+    EXPECT_EQ(h.stats().resyncs, 1u);
+    EXPECT_EQ(h.stats().skipped_bytes, 12u);
+    EXPECT_EQ(h.stats().parse_errors, 0u);
+    h.Close();
+    EXPECT_EQ(h.got.size(), 1u);
+  }
+}
+
+TEST(Http1Test, JoinAtRequestBoundaryUsesTimestampsForOrphans) {
+  // The capture starts after request 1 was read; its response is written at t=100, before
+  // request 2 arrives at t=200: it cannot be request 2's response.
+  Harness h({}, false);
+  h.Resp(kCreated, 100);
+  h.Req(Get("/v1.41/info"), 200);
+  h.Resp(Ok("yes"), 300);
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/info");
+  EXPECT_EQ(h.got[0].ex.response->body, "yes");
+  EXPECT_EQ(h.stats().orphan_responses, 1u);
+  EXPECT_EQ(h.stats().resyncs, 0u);
+}
+
+TEST(Http1Test, JoinMidResponseBody) {
+  Harness h({}, false);
+  const std::string r = kCreated.substr(kCreated.size() - 10);
+  h.Resp(r, 5);
+  h.Req(Get("/next"), 10);
+  h.Resp(Ok("n"), 20);
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/next");
+  EXPECT_EQ(h.got[0].ex.response->body, "n");
+  EXPECT_EQ(h.stats().orphan_responses, 0u);
+  EXPECT_EQ(h.stats().resyncs, 1u);
+  EXPECT_EQ(h.stats().skipped_bytes, 10u);
+}
+
+TEST(Http1Test, RequestLineSplitWhileUnsynchronised) {
+  const std::string prefix = "tail of something\r\n";
+  const std::string req = Get("/v1.41/version");
+  const std::string line_end = "HTTP/1.1\r\n";
+  const size_t line_len = req.find(line_end) + line_end.size();
+  for (size_t k = 1; k < line_len + 2; ++k) {
+    Harness h({}, false);
+    h.Req(prefix + req.substr(0, k), 7);
+    h.Req(req.substr(k), 8);
+    h.Resp(Ok("v"), 9);
+    ASSERT_EQ(h.got.size(), 1u) << k;
+    EXPECT_EQ(h.got[0].ex.request.method, "GET");
+    EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/version");
+    EXPECT_EQ(h.got[0].ex.request.first_byte_ns, 7u);
+    EXPECT_EQ(h.got[0].ex.request.complete_ns, 8u);
+    EXPECT_EQ(h.got[0].ex.response->body, "v");
+    EXPECT_EQ(h.stats().skipped_bytes, prefix.size());
+    EXPECT_EQ(h.stats().resyncs, 1u);
+    EXPECT_EQ(h.stats().parse_errors, 0u);
+  }
+}
+
+TEST(Http1Test, UnsynchronisedTailIsBoundedAndRejectsLongLines) {
+  Harness h({}, false);
+  // An endless "request line" is not a plausible start: it is skipped, not buffered.
+  h.Req("GET /");
+  for (int i = 0; i < 100; ++i) h.Req(std::string(1000, 'a'));
+  h.Req(" HTTP/1.1\r\n\r\n");
+  h.Req(Get("/real"));
+  h.Close();
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/real");
+  EXPECT_EQ(h.stats().skipped_bytes, 5u + 100u * 1000u + 13u);
+}
+
+TEST(Http1Test, HeadResponseHasNoBody) {
+  Harness h;
+  h.Req("HEAD /_ping HTTP/1.1\r\nHost: api\r\n\r\n" + Get("/version"));
+  h.Resp("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\n" + Ok("v2"));
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[0].ex.request.method, "HEAD");
+  EXPECT_EQ(h.got[0].ex.response->status, 200);
+  EXPECT_EQ(h.got[0].ex.response->body, "");
+  EXPECT_EQ(h.got[0].ex.response->body_size, 0u);
+  EXPECT_EQ(*FindHeader(h.got[0].ex.response->headers, "Content-Length"), "2");
+  EXPECT_EQ(h.got[1].ex.request.target, "/version");
+  EXPECT_EQ(h.got[1].ex.response->body, "v2");
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+}
+
+TEST(Http1Test, NoContentAndNotModifiedHaveNoBody) {
+  Harness h;
+  h.Req(Get("/a") + Get("/b") + Get("/c"));
+  h.Resp("HTTP/1.1 204 No Content\r\n\r\n" +
+         std::string("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n") + Ok("c"));
+  ASSERT_EQ(h.got.size(), 3u);
+  EXPECT_EQ(h.got[0].ex.response->status, 204);
+  EXPECT_EQ(h.got[1].ex.response->status, 304);
+  EXPECT_EQ(h.got[1].ex.response->body_size, 0u);
+  EXPECT_EQ(h.got[2].ex.response->body, "c");
+}
+
+TEST(Http1Test, ContinueThenFinalResponse) {
+  Harness h;
+  h.Req(
+      "PUT /v1.41/containers/x/archive?path=/tmp HTTP/1.1\r\nHost: api\r\n"
+      "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+      1);
+  h.Resp("HTTP/1.1 100 Continue\r\n\r\n", 2);
+  EXPECT_TRUE(h.got.empty());
+  h.Req("hello", 3);
+  h.Resp("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 4);
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.request.body, "hello");
+  EXPECT_EQ(h.got[0].ex.request.complete_ns, 3u);
+  EXPECT_EQ(h.got[0].ex.response->status, 200);
+  EXPECT_EQ(h.got[0].ex.response->first_byte_ns, 4u);
+  EXPECT_EQ(h.stats().interim_responses, 1u);
+  EXPECT_EQ(h.stats().responses, 1u);
+  EXPECT_EQ(h.stats().orphan_responses, 0u);
+}
+
+TEST(Http1Test, ResponseBeforeRequestBodyEndsWaitsForTheBody) {
+  Harness h;
+  h.Req("POST /up HTTP/1.1\r\nContent-Length: 6\r\n\r\nabc", 1);
+  h.Resp("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n", 2);
+  EXPECT_TRUE(h.got.empty());
+  h.Req("def", 3);
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);
+  EXPECT_EQ(h.got[0].ex.request.body, "abcdef");
+  EXPECT_EQ(h.got[0].ex.response->status, 413);
+}
+
+const std::string kAttach =
+    "POST /v1.41/containers/4f3c/attach?stream=1&stdin=1&stdout=1 HTTP/1.1\r\n"
+    "Host: api.moby.localhost\r\n"
+    "User-Agent: Docker-Client/20.10.24 (linux)\r\n"
+    "Content-Length: 0\r\n"
+    "Connection: Upgrade\r\n"
+    "Content-Type: text/plain\r\n"
+    "Upgrade: tcp\r\n"
+    "\r\n";
+
+const std::string kUpgraded =
+    "HTTP/1.1 101 UPGRADED\r\n"
+    "Content-Type: application/vnd.docker.raw-stream\r\n"
+    "Connection: Upgrade\r\n"
+    "Upgrade: tcp\r\n"
+    "\r\n";
+
+TEST(Http1Test, SwitchingProtocolsEndsHttp) {
+  for (bool raw_before_101 : {false, true}) {
+    Harness h;
+    h.Req(kAttach);
+    if (raw_before_101) h.Req("ls -l\n" + Get("/looks/like/http"));
+    h.Resp(kUpgraded + std::string("\x01\x00\x00\x00\x00\x00\x00\x03hi\n", 11));
+    ASSERT_EQ(h.got.size(), 1u);
+    EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);
+    EXPECT_EQ(h.got[0].ex.request.target,
+              "/v1.41/containers/4f3c/attach?stream=1&stdin=1&stdout=1");
+    EXPECT_EQ(h.got[0].ex.response->status, 101);
+    h.Req("exit\n" + Get("/also/not/http"));
+    h.Resp("garbage\r\n" + kOkEmptyList);
+    h.Close();
+    EXPECT_EQ(h.got.size(), 1u);
+    EXPECT_EQ(h.stats().parse_errors, 0u);
+    EXPECT_EQ(h.stats().requests, 1u);
+    EXPECT_EQ(h.stats().responses, 1u);
+    EXPECT_EQ(h.stats().orphan_responses, 0u);
+    EXPECT_EQ(h.stats().upgrades, 1u);
+  }
+}
+
+TEST(Http1Test, DeclinedUpgradeKeepsParsing) {
+  Harness h;
+  h.Req("GET /ws HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" +
+        Get("/after"));
+  EXPECT_TRUE(h.got.empty());
+  h.Resp("HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nno\n" + Ok("after"));
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/ws");
+  EXPECT_EQ(h.got[0].ex.response->status, 400);
+  EXPECT_EQ(h.got[1].ex.request.target, "/after");
+  EXPECT_EQ(h.got[1].ex.response->body, "after");
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+  EXPECT_EQ(h.stats().upgrades, 0u);
+}
+
+TEST(Http1Test, ConnectTunnel) {
+  Harness h;
+  h.Req("CONNECT registry:443 HTTP/1.1\r\nHost: registry:443\r\n\r\n");
+  h.Req(std::string("\x16\x03\x01\x02\x00", 5));
+  h.Resp("HTTP/1.1 200 Connection established\r\n\r\n" + std::string("\x16\x03\x03", 3));
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.request.method, "CONNECT");
+  EXPECT_EQ(h.got[0].ex.request.target, "registry:443");
+  EXPECT_EQ(h.got[0].ex.response->status, 200);
+  h.Req(Get("/inside/tunnel"));
+  h.Close();
+  EXPECT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+  EXPECT_EQ(h.stats().upgrades, 1u);
+}
+
+TEST(Http1Test, MalformedRequestThenGoodOne) {
+  Harness h;
+  h.Req("GET /x HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n" + Get("/good"));
+  h.Resp("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" + Ok("good"));
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);
+  EXPECT_EQ(h.got[0].ex.request.target, "/good");
+  EXPECT_EQ(h.got[0].ex.response->body, "good");
+  EXPECT_EQ(h.stats().parse_errors, 1u);
+  EXPECT_EQ(h.stats().requests, 1u);
+  EXPECT_EQ(h.stats().orphan_responses, 1u);
+}
+
+TEST(Http1Test, MalformedResponseReportsItsRequest) {
+  Harness h;
+  h.Req(Get("/a") + Get("/b"));
+  h.Resp("HTTP/1.1 200 OK\r\nContent-Length: zz\r\n\r\n" + Ok("b"));
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
+  EXPECT_TRUE(h.got[0].ex.incomplete);
+  EXPECT_EQ(h.got[0].ex.request.target, "/a");
+  EXPECT_EQ(h.got[1].event, ExchangeEvent::kResponseComplete);
+  EXPECT_EQ(h.got[1].ex.request.target, "/b");
+  EXPECT_EQ(h.got[1].ex.response->body, "b");
+  EXPECT_EQ(h.stats().parse_errors, 1u);
+}
+
+TEST(Http1Test, UnknownMethodsAreErrorsWithoutLooping) {
+  Harness h({}, false);
+  h.Req("FOOBAR / HTTP/1.1\r\nFOOBAR / HTTP/1.1\r\n\r\nFOOBAR / HTTP/1.1\r\n\r\n" + Get("/ok"));
+  h.Close();
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/ok");
+  EXPECT_EQ(h.stats().parse_errors, 3u);
+  EXPECT_EQ(h.stats().requests, 1u);
+}
+
+TEST(Http1Test, RequestWithoutResponseReportedAtClose) {
+  Harness h;
+  h.Req(Get("/a") + Get("/b"), 5);
+  h.Resp(Ok("a"), 6);
+  ASSERT_EQ(h.got.size(), 1u);
+  h.Close(9);
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[1].event, ExchangeEvent::kNoResponse);
+  EXPECT_FALSE(h.got[1].ex.response.has_value());
+  EXPECT_FALSE(h.got[1].ex.incomplete);
+  EXPECT_EQ(h.got[1].ex.request.target, "/b");
+  EXPECT_EQ(h.got[1].ex.request.complete_ns, 5u);
+  h.Req(Get("/after-close"));
+  h.Close();
+  EXPECT_EQ(h.got.size(), 2u);
+}
+
+TEST(Http1Test, RequestBodyInFlightAtClose) {
+  Harness h;
+  h.Req("POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345", 4);
+  h.Close();
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
+  EXPECT_FALSE(h.got[0].ex.incomplete);
+  EXPECT_EQ(h.got[0].ex.request.body, "12345");
+  EXPECT_EQ(h.got[0].ex.request.headers_done_ns, 4u);
+  EXPECT_EQ(h.got[0].ex.request.complete_ns, 0u);
+}
+
+TEST(Http1Test, RequestHeadersInFlightAtCloseAreNotReported) {
+  Harness h;
+  h.Req(Get("/a") + "GET /partial HTTP/1.1\r\nHo");
+  h.Close();
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/a");
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+}
+
+TEST(Http1Test, ResponseReadUntilClose) {
+  Harness h;
+  h.Req(Get("/v1.41/containers/x/logs?follow=1"), 1);
+  h.Resp("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nline 1\n", 2);
+  h.Resp("line 2\n", 3);
+  EXPECT_TRUE(h.got.empty());
+  h.Close(50);
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);
+  EXPECT_EQ(h.got[0].ex.response->body, "line 1\nline 2\n");
+  EXPECT_EQ(h.got[0].ex.response->complete_ns, 50u);
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+}
+
+TEST(Http1Test, ResponseCutByCloseIsNoResponse) {
+  Harness h;
+  h.Req(Get("/a"));
+  h.Resp("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+  h.Close();
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
+  EXPECT_FALSE(h.got[0].ex.response.has_value());
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+}
+
+TEST(Http1Test, BodyTruncation) {
+  Http1Options o;
+  o.max_body_bytes = 8;
+  Harness h(o);
+  h.Req("POST /p HTTP/1.1\r\nContent-Length: 20\r\n\r\n01234567890123456789");
+  h.Resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + Chunk("abcde") + Chunk("fghij") +
+         "0\r\n\r\n");
+  h.Req("POST /q HTTP/1.1\r\nContent-Length: 8\r\n\r\n01234567");
+  h.Resp(Ok("12345678"));
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[0].ex.request.body, "01234567");
+  EXPECT_EQ(h.got[0].ex.request.body_size, 20u);
+  EXPECT_TRUE(h.got[0].ex.request.body_truncated);
+  EXPECT_EQ(h.got[0].ex.response->body, "abcdefgh");
+  EXPECT_EQ(h.got[0].ex.response->body_size, 10u);
+  EXPECT_TRUE(h.got[0].ex.response->body_truncated);
+  EXPECT_EQ(h.got[1].ex.request.body, "01234567");
+  EXPECT_FALSE(h.got[1].ex.request.body_truncated);
+  EXPECT_EQ(h.got[1].ex.response->body, "12345678");
+  EXPECT_FALSE(h.got[1].ex.response->body_truncated);
+}
+
+TEST(Http1Test, HeaderBlockLimitIsExact) {
+  // Counted: target, names, values, and 4 bytes per header line. "/" + "Host" + "a" + 4 = 10.
+  for (size_t limit : {9u, 10u}) {
+    Http1Options o;
+    o.max_header_bytes = limit;
+    Harness h(o);
+    h.Req("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    h.Close();
+    EXPECT_EQ(h.got.size(), limit == 10 ? 1u : 0u) << limit;
+    EXPECT_EQ(h.stats().parse_errors, limit == 10 ? 0u : 1u) << limit;
+  }
+}
+
+TEST(Http1Test, HeaderBlockOverLimit) {
+  Http1Options o;
+  o.max_header_bytes = 256;
+  Harness h(o);
+  const std::string big = "GET /big HTTP/1.1\r\nHost: api\r\nX-Big: " + std::string(300, 'x') +
+                          "\r\nX-After: 1\r\n\r\n";
+  // Fed in small pieces: the limit must hold across calls too.
+  for (size_t i = 0; i < big.size(); i += 7) h.Req(big.substr(i, 7));
+  h.Req(Get("/good"));
+  h.Resp("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n" + Ok("g"));
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/good");
+  EXPECT_EQ(h.got[0].ex.response->body, "g");
+  EXPECT_EQ(h.stats().parse_errors, 1u);
+  EXPECT_EQ(h.stats().requests, 1u);
+  EXPECT_EQ(h.stats().orphan_responses, 1u);
+}
+
+TEST(Http1Test, GapInRequestBody) {
+  Harness h;
+  h.Req("POST /v1.41/images/load HTTP/1.1\r\nContent-Length: 20\r\n\r\nhello", 1);
+  h.conn().OnGap(kReq, 15, 2);
+  h.Req(Get("/v1.41/images/json"), 3);
+  h.Resp(Ok("loaded") + Ok("[]"), 4);
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);
+  EXPECT_TRUE(h.got[0].ex.incomplete);
+  EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/images/load");
+  EXPECT_EQ(h.got[0].ex.request.body, "hello");
+  EXPECT_EQ(h.got[0].ex.request.body_size, 5u);
+  EXPECT_EQ(h.got[0].ex.response->body, "loaded");
+  EXPECT_EQ(h.got[1].event, ExchangeEvent::kResponseComplete);
+  EXPECT_FALSE(h.got[1].ex.incomplete);
+  EXPECT_EQ(h.got[1].ex.request.target, "/v1.41/images/json");
+  EXPECT_EQ(h.got[1].ex.response->body, "[]");
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+  EXPECT_EQ(h.stats().orphan_responses, 0u);
+}
+
+TEST(Http1Test, GapInRequestHeadersDiscardsTheRequest) {
+  Harness h;
+  h.Req("GET /lost HTTP/1.1\r\nHo", 1);
+  h.conn().OnGap(kReq, 100, 2);
+  h.Req("st: a\r\n\r\n", 3);  // rest of the lost request: skipped
+  h.Req(Get("/kept"), 4);
+  h.Resp(Ok("lost") + Ok("kept"), 5);
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/kept");
+  EXPECT_EQ(h.got[0].ex.response->body, "kept");
+  EXPECT_EQ(h.stats().orphan_responses, 1u);
+}
+
+TEST(Http1Test, GapInResponseReportsHeadIncomplete) {
+  Harness h;
+  h.Req(Get("/a") + Get("/b"), 1);
+  h.Resp("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", 2);
+  h.conn().OnGap(kResp, 50, 3);
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
+  EXPECT_TRUE(h.got[0].ex.incomplete);
+  EXPECT_EQ(h.got[0].ex.request.target, "/a");
+  h.Resp(std::string(43, 'z'), 4);  // the rest of /a's body: skipped
+  h.Resp(Ok("b"), 5);
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[1].ex.request.target, "/b");
+  EXPECT_EQ(h.got[1].ex.response->body, "b");
+  EXPECT_FALSE(h.got[1].ex.incomplete);
+}
+
+TEST(Http1Test, MaxPendingRequestsOverflow) {
+  Http1Options o;
+  o.max_pending_requests = 2;
+  Harness h(o);
+  h.Req(Get("/1") + Get("/2") + Get("/3"));
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
+  EXPECT_TRUE(h.got[0].ex.incomplete);
+  EXPECT_EQ(h.got[0].ex.request.target, "/1");
+  EXPECT_EQ(h.stats().dropped_requests, 1u);
+  h.Resp(Ok("r1") + Ok("r2") + Ok("r3"));
+  ASSERT_EQ(h.got.size(), 3u);
+  EXPECT_EQ(h.got[1].ex.request.target, "/2");
+  EXPECT_EQ(h.got[1].ex.response->body, "r2");
+  EXPECT_EQ(h.got[2].ex.request.target, "/3");
+  EXPECT_EQ(h.got[2].ex.response->body, "r3");
+  EXPECT_EQ(h.stats().orphan_responses, 1u);
+  h.Close();
+  EXPECT_EQ(h.got.size(), 3u);
+}
+
+TEST(Http1Test, OrphanResponseWithoutRequests) {
+  Harness h;
+  h.Resp(Ok("who"));
+  h.Close();
+  EXPECT_TRUE(h.got.empty());
+  EXPECT_EQ(h.stats().orphan_responses, 1u);
+  EXPECT_EQ(h.stats().responses, 1u);
+}
+
+TEST(Http1Test, ConnectionCloseRequestsStillParseFollowingBytes) {
+  Harness h;
+  h.Req("GET /a HTTP/1.0\r\n\r\n" + std::string("GET /b HTTP/1.1\r\nConnection: close\r\n\r\n") +
+        Get("/c"));
+  h.Resp("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na");
+  h.Close();
+  ASSERT_EQ(h.got.size(), 3u);
+  EXPECT_EQ(h.got[0].ex.request.version_minor, 0);
+  EXPECT_EQ(h.got[2].ex.request.target, "/c");
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+}
+
+TEST(Http1Test, RandomGarbageAndSplitsNeverCrash) {
+  const Conversation c;
+  std::mt19937 rng(12345);
+  for (int round = 0; round < 300; ++round) {
+    Http1Options o;
+    o.max_body_bytes = 16;
+    o.max_header_bytes = 200 + rng() % 200;
+    o.max_pending_requests = 1 + rng() % 3;
+    Harness h(o, rng() % 2 == 0);
+    std::string req = c.requests + c.requests;
+    std::string resp = c.responses + c.responses;
+    for (int m = 0; m < 5; ++m) {
+      req[rng() % req.size()] = static_cast<char>(rng());
+      resp[rng() % resp.size()] = static_cast<char>(rng());
+    }
+    size_t i = 0, j = 0;
+    while (i < req.size() || j < resp.size()) {
+      const int what = static_cast<int>(rng() % 10);
+      if (what == 0) {
+        h.conn().OnGap(rng() % 2 ? kReq : kResp, rng() % 50, i + j);
+        continue;
+      }
+      if (what < 6 && i < req.size()) {
+        const size_t n = std::min<size_t>(1 + rng() % 40, req.size() - i);
+        h.Req(std::string_view(req).substr(i, n), i + j);
+        i += n;
+      } else if (j < resp.size()) {
+        const size_t n = std::min<size_t>(1 + rng() % 40, resp.size() - j);
+        h.Resp(std::string_view(resp).substr(j, n), i + j);
+        j += n;
+      }
+    }
+    h.Close();
+    const Http1Stats& s = h.stats();
+    ASSERT_EQ(h.got.size(), s.requests) << round;  // every queued request reported once
+    for (const Got& g : h.got) {
+      ASSERT_LE(g.ex.request.body.size(), 16u);
+      ASSERT_EQ(g.event == ExchangeEvent::kResponseComplete, g.ex.response.has_value());
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mat::http

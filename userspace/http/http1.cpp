@@ -31,7 +31,7 @@ namespace {
 
 constexpr size_t kMaxStartLine = 8 * 1024;  // longest start line found while unsynchronised
 constexpr size_t kMaxMethodLen = 20;
-constexpr size_t kMaxHeld = 64 * 1024;  // request bytes held while an upgrade is undecided
+constexpr size_t kMaxHeld = 64 * 1024;     // request bytes held while an upgrade is undecided
 constexpr size_t kHeaderLineOverhead = 4;  // ": " and CRLF, counted per header line
 constexpr size_t kNpos = static_cast<size_t>(-1);
 
@@ -536,17 +536,18 @@ struct Http1Connection::Impl {
   }
 
   // The message in progress is given up (gap or parse error); the stream then resynchronises.
-  void Abandon(Stream& s) {
+  // A malformed request start counts as a message even when http-parser rejected its first
+  // byte (an unknown method): the server may well answer it.
+  void Abandon(Stream& s, bool parse_error) {
     if (s.dir == Direction::kRequest) {
-      if (s.in_message) {
-        if (Pending* e = s.entry) {
-          e->ex.incomplete = true;
-          e->request_done = true;
-          s.entry = nullptr;
-          Drain();
-        } else {
-          BumpOwed();  // its response will still come
-        }
+      if (Pending* e = s.entry) {
+        e->ex.incomplete = true;
+        e->request_done = true;
+        s.entry = nullptr;
+        Drain();
+        s.skip_accounted = true;
+      } else if (s.in_message || parse_error) {
+        BumpOwed();  // its response will still come
         s.skip_accounted = true;
       } else {
         s.skip_accounted = false;
@@ -624,7 +625,7 @@ struct Http1Connection::Impl {
             AfterMessage(s);
           } else if (HTTP_PARSER_ERRNO(&s.parser) != HPE_OK || pos < n) {
             ++stats.parse_errors;
-            Abandon(s);
+            Abandon(s, true);
             candidate = false;  // resynchronise strictly after the error point
           }
           break;
@@ -666,13 +667,23 @@ struct Http1Connection::Impl {
     ResetParser(s);
     s.mode = Mode::kSynced;
     FeedChunk(s, held.data(), held.size(), s.held_ts);
-    if (lost && s.mode != Mode::kDead) {
-      if (s.mode == Mode::kSynced) {
-        Abandon(s);
-      } else {
+    if (lost) Lose(s);  // bytes after the held ones were dropped
+  }
+
+  // Bytes of this stream were lost at its current position.
+  void Lose(Stream& s) {
+    switch (s.mode) {
+      case Mode::kDead:
+        break;
+      case Mode::kUpgradeWait:
+        s.held_lost = true;
+        break;
+      case Mode::kUnsynced:
         s.tail.clear();
-        s.mode = Mode::kUnsynced;
-      }
+        break;
+      case Mode::kSynced:
+        Abandon(s, false);
+        break;
     }
   }
 
@@ -705,20 +716,7 @@ struct Http1Connection::Impl {
 
   void OnGap(Direction dir, uint64_t /*missing*/, uint64_t /*ts*/) {
     if (closed) return;
-    Stream& s = streams[static_cast<int>(dir)];
-    switch (s.mode) {
-      case Mode::kDead:
-        break;
-      case Mode::kUpgradeWait:
-        s.held_lost = true;
-        break;
-      case Mode::kUnsynced:
-        s.tail.clear();
-        break;
-      case Mode::kSynced:
-        Abandon(s);
-        break;
-    }
+    Lose(streams[static_cast<int>(dir)]);
     AfterCall();
   }
 
@@ -744,7 +742,8 @@ struct Http1Connection::Impl {
     Stream& qs = Req();
     if (qs.entry != nullptr) qs.entry->request_done = true;  // body still in flight
     for (Pending& e : pending) {
-      ready.push_back(Ready{std::move(e.ex), e.has_verdict ? e.verdict : ExchangeEvent::kNoResponse});
+      ready.push_back(
+          Ready{std::move(e.ex), e.has_verdict ? e.verdict : ExchangeEvent::kNoResponse});
     }
     pending.clear();
     for (Stream& s : streams) {

@@ -28,14 +28,14 @@ struct Http1Options {
 struct Http1Stats {
   uint64_t requests = 0;
   uint64_t responses = 0;
-  uint64_t parse_errors = 0;   // malformed input; the stream then resynchronises
-  uint64_t resyncs = 0;        // times a stream skipped bytes to find the next message start
-  uint64_t orphan_responses = 0;  // responses with no request to pair (joined mid-stream)
-  uint64_t dropped_requests = 0;  // pending requests dropped over max_pending_requests
-                                  // (each is still reported: kNoResponse, incomplete)
+  uint64_t parse_errors = 0;       // malformed input; the stream then resynchronises
+  uint64_t resyncs = 0;            // times a stream skipped bytes to find the next message start
+  uint64_t orphan_responses = 0;   // responses with no request to pair (joined mid-stream)
+  uint64_t dropped_requests = 0;   // pending requests dropped over max_pending_requests
+                                   // (each is still reported: kNoResponse, incomplete)
   uint64_t interim_responses = 0;  // 1xx responses other than 101 (not paired, not reported)
   uint64_t skipped_bytes = 0;      // bytes discarded while looking for a message start
-  uint64_t upgrades = 0;  // 101 / CONNECT tunnel seen: the connection left HTTP/1.1
+  uint64_t upgrades = 0;           // 101 / CONNECT tunnel seen: the connection left HTTP/1.1
 };
 
 class Http1Connection {

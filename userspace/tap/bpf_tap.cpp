@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,15 +50,34 @@ bpf_program* ProgramFor(tap_bpf* skel, ProbeProgram program, bool* retprobe) {
 
 int LibbpfLog(enum libbpf_print_level level, const char* format, va_list args) {
   if (level == LIBBPF_DEBUG) return 0;
-  char buf[1024];
-  int n = std::vsnprintf(buf, sizeof(buf), format, args);
-  if (n > 0 && buf[std::min<int>(n, sizeof(buf) - 1) - 1] == '\n')
-    buf[std::min<int>(n, sizeof(buf) - 1) - 1] = '\0';
+  // Verifier logs are long: size the buffer to the message.
+  va_list copy;
+  va_copy(copy, args);
+  int n = std::vsnprintf(nullptr, 0, format, copy);
+  va_end(copy);
+  if (n <= 0) return 0;
+  std::string text(static_cast<size_t>(n) + 1, '\0');
+  std::vsnprintf(text.data(), text.size(), format, args);
+  text.resize(static_cast<size_t>(n));
+  while (!text.empty() && text.back() == '\n') text.pop_back();
   if (level == LIBBPF_WARN)
-    spdlog::warn("libbpf: {}", buf);
+    spdlog::warn("libbpf: {}", text);
   else
-    spdlog::debug("libbpf: {}", buf);
+    spdlog::debug("libbpf: {}", text);
   return 0;
+}
+
+// Syscall tracepoints are found through tracefs; a fresh host or container may not have it
+// mounted. Mount it where libbpf looks first, as `mount -t tracefs` would.
+void EnsureTracefs() {
+  struct stat st {};
+  if (::stat("/sys/kernel/tracing/events", &st) == 0 ||
+      ::stat("/sys/kernel/debug/tracing/events", &st) == 0)
+    return;
+  if (::mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, nullptr) == 0)
+    spdlog::info("mounted tracefs on /sys/kernel/tracing");
+  else
+    spdlog::warn("tracefs is not mounted and mounting it failed: {}", std::strerror(errno));
 }
 
 }  // namespace
@@ -83,6 +103,7 @@ std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler 
     return nullptr;
   }
   // The syscall tracepoints: attached once, they filter on the targets map.
+  EnsureTracefs();
   bpf_program* tracepoints[] = {
       tap->skel_->progs.tp_enter_read,    tap->skel_->progs.tp_enter_write,
       tap->skel_->progs.tp_enter_recvfrom, tap->skel_->progs.tp_enter_sendto,
