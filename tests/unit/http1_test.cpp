@@ -446,7 +446,8 @@ TEST(Http1Test, RequestLineSplitWhileUnsynchronised) {
     Harness h({}, false);
     h.Req(prefix + req.substr(0, k), 7);
     h.Req(req.substr(k), 8);
-    h.Resp(Ok("v"), 9);
+    // The skipped bytes may be the end of a request: its response comes first.
+    h.Resp(Ok("skipped") + Ok("v"), 9);
     ASSERT_EQ(h.got.size(), 1u) << k;
     EXPECT_EQ(h.got[0].ex.request.method, "GET");
     EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/version");
@@ -455,6 +456,7 @@ TEST(Http1Test, RequestLineSplitWhileUnsynchronised) {
     EXPECT_EQ(h.got[0].ex.response->body, "v");
     EXPECT_EQ(h.stats().skipped_bytes, prefix.size());
     EXPECT_EQ(h.stats().resyncs, 1u);
+    EXPECT_EQ(h.stats().orphan_responses, 1u);
     EXPECT_EQ(h.stats().parse_errors, 0u);
   }
 }
@@ -604,7 +606,7 @@ TEST(Http1Test, ConnectTunnel) {
 
 TEST(Http1Test, MalformedRequestThenGoodOne) {
   Harness h;
-  h.Req("GET /x HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n" + Get("/good"));
+  h.Req("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 12abc\r\n\r\n" + Get("/good"));
   h.Resp("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" + Ok("good"));
   ASSERT_EQ(h.got.size(), 1u);
   EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);

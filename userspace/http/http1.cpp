@@ -118,7 +118,8 @@ void TrimValues(Headers& headers) {
     while (end > 0 && IsOws(v[end - 1])) --end;
     size_t begin = 0;
     while (begin < end && IsOws(v[begin])) ++begin;
-    if (begin != 0 || end != v.size()) v = v.substr(begin, end - begin);
+    v.erase(end);
+    v.erase(0, begin);
   }
 }
 
@@ -279,7 +280,8 @@ struct Http1Connection::Impl {
       if (e.has_verdict) continue;
       // A server cannot answer a request before it was sent: this response belongs to a
       // request we did not see.
-      if (first_byte_ns < e.ex.request.first_byte_ns) return 0;
+      // (Unknown times, 0, are not compared.)
+      if (first_byte_ns != 0 && first_byte_ns < e.ex.request.first_byte_ns) return 0;
       return e.seq;
     }
     return 0;
@@ -305,6 +307,7 @@ struct Http1Connection::Impl {
       const uint64_t seq = f.seq;
       const Stream& rs = Resp();
       const bool answer_in_flight = rs.in_message && rs.headers_done && rs.partner_seq == seq;
+      if (Req().entry == &f) Req().entry = nullptr;  // (cannot happen: it is the newest)
       f.ex.incomplete = true;
       f.ex.response.reset();
       ready.push_back(Ready{std::move(f.ex), ExchangeEvent::kNoResponse});
@@ -627,6 +630,11 @@ struct Http1Connection::Impl {
             ++stats.parse_errors;
             Abandon(s, true);
             candidate = false;  // resynchronise strictly after the error point
+          }
+          // A declined upgrade: parse the held requests before the next response pairs.
+          if (resume_requests && s.dir == Direction::kResponse) {
+            resume_requests = false;
+            Resume();
           }
           break;
         }

@@ -4,6 +4,11 @@
 // kRequest, server->client is kResponse). The parser pairs each request with its response
 // (FIFO, pipelining aware) and calls the sink once per request: when its response is complete,
 // or, for requests still waiting, when the connection closes.
+//
+// Pairing after lost bytes: a response is an orphan (dropped, counted) when it must belong to
+// a request that was not queued -- skipped while joining mid-stream, discarded by a parse
+// error or gap before its header block was complete, or dropped over max_pending_requests --
+// or when its first byte was seen before the first byte of the oldest waiting request.
 #pragma once
 
 #include <cstdint>
@@ -53,8 +58,9 @@ class Http1Connection {
   // The sink is called from inside OnData/OnGap/OnClose; it must not throw or call back in.
   void OnData(Direction dir, std::string_view bytes, uint64_t ts_ns);
   // `missing` bytes of this direction were lost. The message in progress is abandoned
-  // (a request in progress is still reported, marked incomplete) and the stream
-  // resynchronises at the next message start.
+  // (a request whose header block was complete is still reported, marked incomplete; an
+  // earlier one is discarded; a response in progress reports its request as kNoResponse,
+  // incomplete) and the stream resynchronises at the next message start.
   void OnGap(Direction dir, uint64_t missing, uint64_t ts_ns);
   // Tells the parser that the next bytes of `dir` are the very start of the connection, so no
   // resynchronisation scan is needed (and a malformed first message is an error, not a skip).
