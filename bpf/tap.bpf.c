@@ -15,6 +15,12 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Payload bytes delivered per SSL call; the rest is counted as truncated. Set before load. */
 const volatile __u32 cap_bytes = TAP_DEFAULT_CAP;
+/*
+ * Userspace drains the ring on a short timer; a record wakes it early only once this many
+ * bytes are waiting. Waking the reader on every record costs the audited process an
+ * interrupt per TLS call, which in a VM is the largest part of the probes' cost.
+ */
+const volatile __u32 wakeup_bytes = 1 << 20;
 
 /* How a probed read/write function reports the number of bytes moved. */
 enum len_mode {
@@ -107,6 +113,12 @@ static __always_inline void count(__u32 which, __u64 n)
 
 	if (c)
 		*c += n;
+}
+
+static __always_inline __u64 rb_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									   : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline bool is_target(__u32 tgid)
@@ -223,7 +235,7 @@ static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
 			ev->len = 0; /* still sent: userspace sees the gap */
 			len = 0;
 		}
-		if (bpf_ringbuf_output(&events, ev, TAP_DATA_HDR_BYTES + len, 0)) {
+		if (bpf_ringbuf_output(&events, ev, TAP_DATA_HDR_BYTES + len, rb_flags())) {
 			count(TAP_CNT_RINGBUF_DROPS, 1);
 			count(TAP_CNT_RINGBUF_DROP_BYTES, len);
 		}
@@ -269,7 +281,7 @@ int BPF_KPROBE(conn_end, void *ssl)
 	ev.read_pos = conn->pos[TAP_DIR_READ];
 	ev.write_pos = conn->pos[TAP_DIR_WRITE];
 	bpf_map_delete_elem(&conns, &key);
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
 		count(TAP_CNT_RINGBUF_DROPS, 1);
 	return 0;
 }
@@ -341,7 +353,7 @@ static __always_inline void emit_sock(__u64 id, __s32 fd, __u32 role, __u64 uadd
 	if (role == TAP_ROLE_CLIENT && ev.family != AF_INET && ev.family != AF_INET6)
 		return; /* not an IP socket (unix, netlink): not ours */
 	bpf_map_update_elem(&socks, &key, &r, BPF_ANY);
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
 		count(TAP_CNT_RINGBUF_DROPS, 1);
 }
 
@@ -398,7 +410,7 @@ int tp_enter_close(struct syscall_enter_ctx *ctx)
 		return 0;
 	bpf_map_delete_elem(&socks, &key);
 	fill_hdr(&ev, TAP_EV_FD_CLOSE, id, key.fd, 0);
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
 		count(TAP_CNT_RINGBUF_DROPS, 1);
 	return 0;
 }

@@ -124,6 +124,7 @@ class LiveAuditor {
         clock_(mat::capture::ClockMap::Now()),
         pipeline_(MakeConfig(o), clock_, out, &recorder_, ResolveFromProc),
         ring_(io_),
+        poll_timer_(io_),
         rescan_timer_(io_),
         sweep_timer_(io_),
         signals_(io_, SIGINT, SIGTERM) {
@@ -144,6 +145,7 @@ class LiveAuditor {
     mat::tap::TapOptions tap_options;
     tap_options.cap_bytes = options_.cap_bytes;
     tap_options.ringbuf_bytes = options_.ringbuf_bytes;
+    tap_options.wakeup_bytes = options_.ringbuf_bytes / 8;
     tap_ = mat::tap::BpfTap::Create(
         tap_options, [this](const void* data, size_t size) { pipeline_.OnRecord(data, size); },
         &error);
@@ -158,6 +160,7 @@ class LiveAuditor {
 
     ring_.assign(::dup(tap_->epoll_fd()));
     WaitRing();
+    SchedulePoll();
     ScheduleRescan();
     ScheduleSweep();
     signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
@@ -182,6 +185,16 @@ class LiveAuditor {
                        Drain();
                        WaitRing();
                      });
+  }
+
+  // The BPF side wakes us only when the ring fills up; normally we drain it on this timer.
+  void SchedulePoll() {
+    poll_timer_.expires_after(std::chrono::milliseconds(options_.poll_ms));
+    poll_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      Drain();
+      SchedulePoll();
+    });
   }
 
   void Drain() {
@@ -268,6 +281,7 @@ class LiveAuditor {
   uint64_t reported_losses_ = 0;
   boost::asio::io_context io_;
   boost::asio::posix::stream_descriptor ring_;
+  boost::asio::steady_timer poll_timer_;
   boost::asio::steady_timer rescan_timer_;
   boost::asio::steady_timer sweep_timer_;
   boost::asio::signal_set signals_;

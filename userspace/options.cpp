@@ -42,6 +42,8 @@ Capture:
                                  4096..1048576); the rest is counted as truncated
   --ringbuf-bytes N              kernel ring buffer size, a power of two (default 8388608)
   --max-body-bytes N             request/response body bytes kept per message (default 65536)
+  --poll-ms N                    how often the kernel ring buffer is drained, ms (default 20;
+                                 it is drained at once when an eighth of it is full)
   --rescan-ms N                  how often to look for new target processes (default 1000)
   --idle-timeout S               end connections idle this long, seconds (default 900)
 
@@ -140,6 +142,9 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
     } else if (arg == "--max-body-bytes") {
       if (!number(0, 16u << 20, &n)) return std::nullopt;
       o.max_body_bytes = n;
+    } else if (arg == "--poll-ms") {
+      if (!number(1, 1000, &n)) return std::nullopt;
+      o.poll_ms = static_cast<uint32_t>(n);
     } else if (arg == "--rescan-ms") {
       if (!number(50, 3600000, &n)) return std::nullopt;
       o.rescan_ms = static_cast<uint32_t>(n);

@@ -23,6 +23,7 @@ struct Options {
   uint32_t cap_bytes = 64 * 1024;
   uint32_t ringbuf_bytes = 8u << 20;
   uint32_t rescan_ms = 1000;
+  uint32_t poll_ms = 20;
   uint32_t idle_timeout_s = 900;
   size_t max_body_bytes = 64 * 1024;
   std::string log_level = "info";

@@ -35,6 +35,8 @@ E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]
 SYSTEM_PYTHON = "/usr/bin/python3"
 PY_SERVER_SCRIPT = E2E_DIR / "tls_http_server.py"
+PY_CLIENT_SCRIPT = E2E_DIR / "tls_http_client.py"
+CLIENT_COMM = "mat-e2e-client"  # comm the long-lived client process gives itself
 IN_CI = os.environ.get("CI", "").strip().lower() == "true"
 
 READY_TIMEOUT = 30.0  # auditor: start -> "ready" on stderr
@@ -464,22 +466,6 @@ def start_server(tmp_path, tls_material, request):
         srv.stop()
 
 
-@pytest.fixture(scope="module")
-def module_server_factory(tmp_path_factory, tls_material):
-    """Like start_server, for module-scoped scenario fixtures."""
-    started = []
-
-    def _start(kind: str) -> Server:
-        cls = {"nginx": NginxServer, "python": PythonServer, "s_server": SServer}[kind]
-        srv = cls(tmp_path_factory.mktemp(kind), tls_material)
-        started.append(srv)
-        return srv.start()
-
-    yield _start
-    for srv in started:
-        srv.stop()
-
-
 # --------------------------------------------------------------------------------------------
 # the auditor
 # --------------------------------------------------------------------------------------------
@@ -732,6 +718,22 @@ def curl(server: Server, paths: List[str], method: Optional[str] = None, data: O
         assert port > 0 and code > 0, f"curl {cmd!r} got no answer: {cp.stdout!r} {cp.stderr!r}"
         out.append(Sent(method or ("POST" if inp is not None or data_file else "GET"), p, port, t0,
                         t1, code, ignored, how="curl"))
+    return out
+
+
+def client_process(tls: TlsMaterial, requests, delay=2.5, comm=CLIENT_COMM) -> List[Sent]:
+    """Requests from a separate, long-lived client process named `comm` (so the auditor can
+    target the client with --comm). `requests`: [(server, method, uri)], one connection each."""
+    cmd = [SYSTEM_PYTHON, str(PY_CLIENT_SCRIPT), "--comm", comm, "--delay", str(delay),
+           "--ca", str(tls.ca)] + [f"{srv.port}:{m}:{u}" for srv, m, u in requests]
+    cp = run(cmd, timeout=CLIENT_TIMEOUT + delay, env={"PATH": "/usr/bin:/bin",
+                                                       "PYTHONDONTWRITEBYTECODE": "1"})
+    out = []
+    for line in cp.stdout.decode().splitlines():
+        r = json.loads(line)
+        out.append(Sent(r["method"], r["uri"], r["local_port"], r["t0"], r["t1"], r["code"],
+                        how=f"client process {comm}"))
+    assert len(out) == len(requests), f"client process answered {len(out)}/{len(requests)}"
     return out
 
 
@@ -999,7 +1001,7 @@ def check_against_sent(pl: ParsedLine, s: Sent) -> List[str]:
             p.append(f"{who}: responseStatus {rs!r}, client saw {s.code}")
         ann = a.get("annotations") or {}
         if isinstance(ann, dict) and ann.get("mke-audit-tap/incomplete"):
-            p.append(f"{who}: marked incomplete although nothing was lost: {ann!r}")
+            p.append(f"{who}: marked incomplete ({ann!r}) although the exchange was complete on the wire")
     else:
         if a.get("stage") != "RequestReceived":
             p.append(f"{who}: stage {a.get('stage')!r} != 'RequestReceived' (no response was sent)")
@@ -1057,22 +1059,24 @@ class AuditRun:
                                 for s in self.sent)
                     + f"\n\n{self.auditor.diagnostics()}", pytrace=False)
 
-    # ---- checks shared by the test modules ----
-    def check_only_json_lines(self):
+    # ---- checks shared by the test modules: problems_*() list, check_*() fail on any ----
+    def problems_only_json_lines(self) -> List[str]:
         bad = [f"line {i + 1}: {l.error}: {l.raw[:300]!r}" for i, l in enumerate(self.lines)
                if l.error]
         bad += [f"line {i + 1}: JSON but not an audit line: {l.raw[:300]}"
                 for i, l in enumerate(self.lines) if not l.error and not l.is_audit]
-        if bad:
-            self.fail("stdout must carry audit lines only", bad)
+        return bad
 
-    def check_one_line_per_request(self):
+    def problems_one_line_per_request(self) -> List[str]:
         want = Counter((s.method, s.uri, (s.source_ip,)) for s in self.expected)
         got = Counter(l.key() for l in self.audit_lines)
         problems = []
         for k in sorted(set(want) | set(got), key=str):
-            if want[k] != got[k]:
-                problems.append(f"verb/requestURI/sourceIPs {k}: want {want[k]} line(s), got {got[k]}")
+            if want[k] != got[k] and want[k] == 0:
+                problems.append(f"unexpected line(s) (verb, requestURI, sourceIPs) = {k}: {got[k]}")
+            elif want[k] != got[k]:
+                problems.append(f"(verb, requestURI, sourceIPs) = {k}: want {want[k]} line(s), "
+                                f"got {got[k]}")
         not_audited = {(s.uri, s.source_ip) for s in self.sent if s.ignored}
         for l in self.audit_lines:
             if (_hashable(l.audit.get("requestURI")), l.source) in not_audited:
@@ -1080,17 +1084,15 @@ class AuditRun:
         if len(self.audit_lines) != len(self.expected):
             problems.append(f"{len(self.audit_lines)} audit lines for {len(self.expected)} "
                             f"audited requests")
-        if problems:
-            self.fail("exactly one audit line per non-ignored request", problems)
+        return problems
 
-    def check_format(self):
+    def problems_format(self) -> List[str]:
         problems = []
         for i, l in enumerate(self.audit_lines):
             problems += [f"line {i + 1}: {x}" for x in check_line_format(l)]
-        if problems:
-            self.fail("audit line format", problems)
+        return problems
 
-    def check_fields(self):
+    def problems_fields(self) -> List[str]:
         by_key = {}
         for l in self.audit_lines:
             by_key.setdefault(l.key(), []).append(l)
@@ -1098,35 +1100,65 @@ class AuditRun:
         for s in self.expected:
             cands = by_key.get((s.method, s.uri, (s.source_ip,)), [])
             if not cands:
-                problems.append(f"{s.method} {s.uri} from :{s.client_port}: no audit line")
+                problems.append(f"{s.method} {s.uri} from :{s.client_port}: no audit line with "
+                                f"this verb, requestURI and sourceIPs")
                 continue
             problems += check_against_sent(cands.pop(0), s)
-        if problems:
-            self.fail("audit line fields", problems)
+        return problems
 
-    def check_unique_ids(self):
+    def problems_unique_ids(self) -> List[str]:
         ids = Counter(l.audit.get("auditID") for l in self.audit_lines)
-        dup = [f"auditID {k!r} used {n} times" for k, n in ids.items() if n > 1]
-        if dup:
-            self.fail("auditIDs must be unique", dup)
+        return [f"auditID {k!r} used {n} times" for k, n in ids.items() if n > 1]
 
-    def check_clean_exit(self):
+    def problems_clean_exit(self) -> List[str]:
         a = self.auditor
         problems = []
         if a.stop_timed_out:
             problems.append(f"did not exit within {STOP_TIMEOUT}s of signal {a.stop_signal}")
         if a.returncode != 0:
             problems.append(f"exit code {a.returncode}, want 0 after signal {a.stop_signal}")
-        if problems:
-            self.fail("auditor must flush and exit 0 on SIGINT/SIGTERM", problems)
+        return problems
+
+    CHECKS = [
+        ("auditor must flush and exit 0 on SIGINT/SIGTERM", "problems_clean_exit"),
+        ("stdout must carry audit lines only", "problems_only_json_lines"),
+        ("audit line format", "problems_format"),
+        ("exactly one audit line per non-ignored request", "problems_one_line_per_request"),
+        ("audit line fields", "problems_fields"),
+        ("auditIDs must be unique", "problems_unique_ids"),
+    ]
+
+    def check(self, *names):
+        groups = [(title, getattr(self, fn)()) for title, fn in self.CHECKS if fn in names]
+        groups = [(t, p) for t, p in groups if p]
+        if not groups:
+            return
+        if len(groups) == 1:
+            self.fail(*groups[0])
+        self.fail("; ".join(t for t, _ in groups),
+                  [f"[{t}] {x}" for t, p in groups for x in p])
+
+    def check_clean_exit(self):
+        self.check("problems_clean_exit")
+
+    def check_only_json_lines(self):
+        self.check("problems_only_json_lines")
+
+    def check_format(self):
+        self.check("problems_format")
+
+    def check_one_line_per_request(self):
+        self.check("problems_one_line_per_request")
+
+    def check_fields(self):
+        self.check("problems_fields")
+
+    def check_unique_ids(self):
+        self.check("problems_unique_ids")
 
     def check_all(self):
-        self.check_clean_exit()
-        self.check_only_json_lines()
-        self.check_format()
-        self.check_one_line_per_request()
-        self.check_fields()
-        self.check_unique_ids()
+        """Every check; one failure listing the problems of all of them."""
+        self.check(*(fn for _, fn in self.CHECKS))
 
 
 def finish(auditor: Auditor, sent: List[Sent], servers=(), sig=signal.SIGINT) -> AuditRun:

@@ -13,14 +13,17 @@ import time
 
 import pytest
 
-from conftest import (BIG_SIZE, LINES_TIMEOUT, AuditRun, Sent, TlsClient, curl, finish,
-                      http_request, make_auditor, pipelined_gets)
+from conftest import (BIG_SIZE, CLIENT_COMM, LINES_TIMEOUT, AuditRun, NginxServer, PythonServer,
+                      Sent, TlsClient, client_process, curl, finish, http_request, make_auditor,
+                      pipelined_gets)
 
-# What each scenario request must get from the test servers (validates the server half).
+# "Expect:" keeps curl from sending "Expect: 100-continue" (tested on its own below).
 JSON_HEADERS = ["Content-Type: application/json", "Expect:"]
 
 
 def _expect_codes(sent, want):
+    """What the test servers answered must be what they are configured to answer: a check of
+    the test set-up, not of the auditor."""
     bad = [f"{s.method} {s.uri} -> {s.code}, want {want[(s.method, s.uri)]}" for s in sent
            if (s.method, s.uri) in want and s.code != want[(s.method, s.uri)]]
     assert not bad, "test server answered unexpectedly (test set-up problem):\n" + "\n".join(bad)
@@ -95,23 +98,27 @@ def send_scenario(server, payload_dir) -> list:
 
 
 @pytest.fixture(scope="module", params=["nginx", "python"])
-def scenario(request, auditor_binary, module_server_factory, tmp_path_factory) -> AuditRun:
-    """The acceptance scenario, run once per server shape; the tests below each check one
-    aspect of its result."""
-    server = module_server_factory(request.param)
-    server.assert_uses_system_libssl()
-    auditor = make_auditor(auditor_binary, pids=[server.pid]).start()
+def scenario(request, auditor_binary, tls_material, tmp_path_factory) -> AuditRun:
+    """The acceptance scenario, run once per server shape (the server's pid is the only
+    target); the tests below each check one aspect of its result."""
+    cls = {"nginx": NginxServer, "python": PythonServer}[request.param]
+    server = cls(tmp_path_factory.mktemp(request.param), tls_material)
+    auditor = None
     try:
+        server.start()
+        server.assert_uses_system_libssl()
+        auditor = make_auditor(auditor_binary, pids=[server.pid]).start()
         auditor.wait_ready()
         try:
             sent = send_scenario(server, tmp_path_factory.mktemp("payloads"))
         except (AssertionError, OSError, ValueError) as e:
             pytest.fail(f"sending the scenario failed: {e!r}\n{server.logs()}\n"
                         f"{auditor.diagnostics()}", pytrace=False)
-        run = finish(auditor, sent, [server], sig=signal.SIGINT)
+        return finish(auditor, sent, [server], sig=signal.SIGINT)
     finally:
-        auditor.kill()
-    return run
+        if auditor is not None:
+            auditor.kill()
+        server.stop()
 
 
 # ---- whole-run properties ----
@@ -143,8 +150,7 @@ def test_audit_ids_unique(scenario):
 def _check_subset(run: AuditRun, pred, what):
     sub = run.only(pred)
     assert sub.sent, f"scenario has no requests for {what}"
-    sub.check_one_line_per_request()
-    sub.check_fields()
+    sub.check("problems_one_line_per_request", "problems_fields")
 
 
 def test_simple_get(scenario):
@@ -211,7 +217,8 @@ def test_large_bodies_keep_stream_in_sync(kind, start_server, start_auditor):
         t0 = time.time()
         c.send(http_request("GET", "/hello?after=big"))
         r = c.read_response()
-        sent.append(Sent("GET", "/hello?after=big", c.local_port, t0, time.time(), r.code))
+        sent.append(Sent("GET", "/hello?after=big", c.local_port, t0, time.time(), r.code,
+                         how="after-big"))
     assert [s.code for s in sent] == [200, 200, 200], [s.code for s in sent]
     finish(auditor, sent, [server]).check_all()
 
@@ -238,7 +245,8 @@ def test_expect_100_continue_audits_final_status(kind, start_server, start_audit
         t0 = time.time()
         c.send(http_request("GET", "/hello?after=continue"))
         r = c.read_response()
-        sent.append(Sent("GET", "/hello?after=continue", c.local_port, t0, time.time(), r.code))
+        sent.append(Sent("GET", "/hello?after=continue", c.local_port, t0, time.time(), r.code,
+                         how="after-continue"))
     assert [s.code for s in sent] == [200, 200], [s.code for s in sent]
     finish(auditor, sent, [server]).check_all()
 
@@ -290,19 +298,25 @@ def test_pending_request_flushed_on_sigterm(start_server, start_auditor):
     run.check_all()
 
 
-def test_only_server_side_of_targeted_processes(start_server, start_auditor):
-    """nginx is targeted by pid and every curl by --comm: curl's client side must not be
-    audited. The Python server is not targeted: nothing from it either."""
+def test_only_server_side_of_targeted_processes(start_server, start_auditor, tls_material):
+    """nginx is targeted by pid; the clients are targeted too (every curl, and a long-lived
+    client process by its comm). Only nginx's server side may be audited: nothing from the
+    clients' side of the same connections, nothing from the untargeted Python server."""
     nginx = start_server("nginx")
     other = start_server("python")
-    auditor = start_auditor(pids=[nginx.pid], comms=["curl"])
+    auditor = start_auditor(pids=[nginx.pid], comms=["curl", CLIENT_COMM])
     sent = []
     sent += curl(nginx, ["/hello"])
     sent += curl(nginx, ["/items"], method="POST", data=b'{"a":1}', headers=JSON_HEADERS)
-    for s in curl(other, ["/hello"]) + curl(other, ["/items"], method="POST", data=b'{"a":1}',
-                                             headers=JSON_HEADERS):
+    untargeted = curl(other, ["/hello"])
+    untargeted += curl(other, ["/items"], method="POST", data=b'{"a":1}', headers=JSON_HEADERS)
+    from_client = client_process(tls_material, [(nginx, "GET", "/hello?from=client"),
+                                                (nginx, "POST", "/items"),
+                                                (other, "GET", "/hello?from=client")])
+    untargeted.append(from_client.pop())
+    for s in untargeted:
         s.ignored, s.how = True, "untargeted server"
-        sent.append(s)
+    sent += untargeted + from_client
     run = finish(auditor, sent, [nginx, other])
     client_side = [l.raw for l in run.audit_lines
                    if l.source in (f"127.0.0.1:{nginx.port}", f"127.0.0.1:{other.port}")]
@@ -312,11 +326,16 @@ def test_only_server_side_of_targeted_processes(start_server, start_auditor):
 
 
 def test_comm_selects_targets_by_name(start_server, start_auditor):
+    """--comm nginx covers our nginx's workers. Other nginx processes on the machine are
+    targeted too, so only the lines from this test's client connections are counted."""
     server = start_server("nginx")
     auditor = start_auditor(comms=["nginx"])
     sent = curl(server, ["/hello?by=comm"])
     sent += curl(server, ["/items/7"], method="PUT", data=b'{"a":2}', headers=JSON_HEADERS)
-    finish(auditor, sent, [server]).check_all()
+    run = finish(auditor, sent, [server])
+    run.check("problems_clean_exit", "problems_only_json_lines", "problems_format")
+    run.only(lambda s: True).check("problems_one_line_per_request", "problems_fields",
+                                   "problems_unique_ids")
 
 
 def test_openssl_s_server_www(start_server, start_auditor):

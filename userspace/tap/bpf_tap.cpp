@@ -93,6 +93,7 @@ std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler 
     return nullptr;
   }
   tap->skel_->rodata->cap_bytes = options.cap_bytes;
+  tap->skel_->rodata->wakeup_bytes = options.wakeup_bytes;
   if (int err = bpf_map__set_max_entries(tap->skel_->maps.events, options.ringbuf_bytes)) {
     *error = "bad ring buffer size: " + std::string(std::strerror(-err));
     return nullptr;

@@ -29,6 +29,8 @@ namespace mat::tap {
 struct TapOptions {
   uint32_t cap_bytes = TAP_DEFAULT_CAP;  // payload bytes delivered per SSL call
   uint32_t ringbuf_bytes = 8u << 20;     // power of two
+  // Records wake the reader only once this much is waiting; otherwise it drains on a timer.
+  uint32_t wakeup_bytes = 1u << 20;
 };
 
 using Counters = std::array<uint64_t, TAP_CNT_MAX>;
