@@ -24,10 +24,10 @@ struct Seen {
 class TrackerTest : public ::testing::Test {
  protected:
   TrackerTest()
-      : tracker_(TrackerOptions{}, [this](http::HttpExchange&& e, http::ExchangeEvent why,
-                                          const ConnFacts& facts) {
-          seen_.push_back({std::move(e), why, facts});
-        }) {}
+      : tracker_(TrackerOptions{},
+                 [this](http::HttpExchange&& e, http::ExchangeEvent why, const ConnFacts& facts) {
+                   seen_.push_back({std::move(e), why, facts});
+                 }) {}
 
   void Feed(const Record& r) {
     capture::Event event;
@@ -64,11 +64,38 @@ TEST_F(TrackerTest, ClientSideConnectionsAreNotAudited) {
 }
 
 TEST_F(TrackerTest, UnknownSideIsAuditedAsServerWithoutPeer) {
-  Feed(DataRecord(11, 0x1, -1, TAP_DIR_READ, 0, kGet));
-  Feed(DataRecord(11, 0x1, -1, TAP_DIR_WRITE, 0, kOk));
+  Record unknown = SockRecord(11, 4, TAP_ROLE_UNKNOWN, "0.0.0.0", 0, 500, /*tid=*/0);
+  reinterpret_cast<tap_sock*>(unknown.data())->family = 0;  // /proc knew nothing
+  Feed(unknown);
+  Feed(DataRecord(11, 0x1, 4, TAP_DIR_READ, 0, kGet));
+  Feed(DataRecord(11, 0x1, 4, TAP_DIR_WRITE, 0, kOk));
   ASSERT_EQ(seen_.size(), 1u);
   EXPECT_EQ(seen_[0].facts.source, "");
   EXPECT_EQ(tracker_.stats().unknown_side, 1u);
+}
+
+TEST_F(TrackerTest, PeerLearntAfterTheFirstCallStillReachesTheLine) {
+  // The request was read from OpenSSL's buffer without a syscall: no fd yet.
+  Feed(DataRecord(12, 0x2, -1, TAP_DIR_READ, 0, kGet));
+  capture::Event event;
+  Record write = DataRecord(12, 0x2, 8, TAP_DIR_WRITE, 0, kOk);
+  ASSERT_EQ(capture::DecodeEvent(write.data(), write.size(), &event), capture::DecodeStatus::kOk);
+  EXPECT_TRUE(tracker_.NeedsSocketFacts(event));
+  Feed(SockRecord(12, 8, TAP_ROLE_SERVER, "127.0.0.1", 40100));
+  EXPECT_FALSE(tracker_.NeedsSocketFacts(event));
+  Feed(write);
+  ASSERT_EQ(seen_.size(), 1u);
+  EXPECT_EQ(seen_[0].facts.source, "127.0.0.1:40100");
+  EXPECT_EQ(tracker_.stats().unknown_side, 0u);
+}
+
+TEST_F(TrackerTest, ConnectionFoundToBeClientSideLaterStopsBeingAudited) {
+  Feed(DataRecord(13, 0x3, -1, TAP_DIR_WRITE, 0, kGet));
+  Feed(SockRecord(13, 9, TAP_ROLE_CLIENT, "127.0.0.1", 443));
+  Feed(DataRecord(13, 0x3, 9, TAP_DIR_READ, 0, kOk));
+  tracker_.CloseAll(10000);
+  EXPECT_TRUE(seen_.empty());
+  EXPECT_EQ(tracker_.stats().client_side_skipped, 1u);
 }
 
 TEST_F(TrackerTest, PendingRequestIsReportedWhenTheConnectionEnds) {
@@ -173,7 +200,8 @@ TEST(ProcNet, FindsOwnListeningSocket) {
   auto facts = LookupSocket(::getpid(), server);
   ASSERT_TRUE(facts.has_value());
   EXPECT_TRUE(facts->local_port_listening);
-  EXPECT_EQ(FormatEndpoint(facts->remote), "127.0.0.1:" + std::to_string(ntohs(client_addr.sin_port)));
+  EXPECT_EQ(FormatEndpoint(facts->remote),
+            "127.0.0.1:" + std::to_string(ntohs(client_addr.sin_port)));
   auto client_facts = LookupSocket(::getpid(), client);
   ASSERT_TRUE(client_facts.has_value());
   EXPECT_FALSE(client_facts->local_port_listening);

@@ -13,6 +13,7 @@ struct ConnectionTracker::Connection {
   ConnFacts facts;
   int32_t fd = -1;
   bool audited = true;
+  bool side_known = false;  // the socket's side and peer have been looked up
   bool has_pos[2] = {false, false};
   uint64_t next_pos[2] = {0, 0};
   uint64_t last_wall_ns = 0;
@@ -47,8 +48,9 @@ ConnectionTracker::~ConnectionTracker() = default;
 
 bool ConnectionTracker::NeedsSocketFacts(const capture::Event& event) const {
   if (event.type != TAP_EV_DATA || event.hdr->fd < 0) return false;
-  if (conns_.count({event.hdr->tgid, event.hdr->conn})) return false;
-  return socks_.count({event.hdr->tgid, event.hdr->fd}) == 0;
+  if (socks_.count({event.hdr->tgid, event.hdr->fd})) return false;
+  auto it = conns_.find({event.hdr->tgid, event.hdr->conn});
+  return it == conns_.end() || !it->second->side_known;
 }
 
 void ConnectionTracker::OnEvent(const capture::Event& event, uint64_t wall_ns) {
@@ -95,34 +97,41 @@ void ConnectionTracker::OnEvent(const capture::Event& event, uint64_t wall_ns) {
   }
 }
 
+bool ConnectionTracker::LearnSocket(Connection* c, int32_t fd) {
+  if (c->side_known || fd < 0) return false;
+  auto sock = socks_.find({c->facts.tgid, fd});
+  if (sock == socks_.end()) return false;
+  // The first SSL call on a connection may make no syscall (its bytes were buffered during
+  // the handshake), so the socket, and with it the peer, can become known only later.
+  c->side_known = true;
+  c->facts.source = sock->second.peer;
+  if (sock->second.role == TAP_ROLE_UNKNOWN) {
+    ++stats_.unknown_side;
+  } else if (sock->second.role == TAP_ROLE_CLIENT && !options_.audit_client_side) {
+    c->audited = false;
+    c->http.reset();
+    ++stats_.client_side_skipped;
+  }
+  return sock->second.accepted_live;
+}
+
 ConnectionTracker::Connection* ConnectionTracker::Open(const ConnKey& key, const tap_data& data) {
   auto conn = std::make_unique<Connection>();
-  conn->facts.tgid = key.first;
-  conn->fd = data.hdr.fd;
+  Connection* c = conn.get();
+  c->facts.tgid = key.first;
+  c->fd = data.hdr.fd;
   ++stats_.connections_opened;
-  bool from_start = false;
-  auto sock = socks_.find({key.first, data.hdr.fd});
-  if (sock == socks_.end() || sock->second.role == TAP_ROLE_UNKNOWN) {
-    ++stats_.unknown_side;
-    if (sock != socks_.end()) conn->facts.source = sock->second.peer;
-  } else {
-    conn->facts.source = sock->second.peer;
-    if (sock->second.role == TAP_ROLE_CLIENT && !options_.audit_client_side) {
-      conn->audited = false;
-      ++stats_.client_side_skipped;
-    }
-    from_start = sock->second.accepted_live && data.pos == 0 && data.offset == 0;
-  }
-  if (conn->audited) {
-    ConnFacts facts = conn->facts;
-    conn->http = std::make_unique<http::Http1Connection>(
-        options_.http, [this, facts](http::HttpExchange&& exchange, http::ExchangeEvent why) {
-          sink_(std::move(exchange), why, facts);
-        });
-    if (from_start) {
-      conn->http->MarkStreamStart(http::Direction::kRequest);
-      conn->http->MarkStreamStart(http::Direction::kResponse);
-    }
+  bool accepted_live = LearnSocket(c, data.hdr.fd);
+  if (!c->audited) return conns_.emplace(key, std::move(conn)).first->second.get();
+  // Facts are read when an exchange is reported, so a peer learnt later still appears.
+  c->http = std::make_unique<http::Http1Connection>(
+      options_.http, [this, c](http::HttpExchange&& exchange, http::ExchangeEvent why) {
+        sink_(std::move(exchange), why, c->facts);
+      });
+  // Streams seen from their first byte need no resynchronisation scan.
+  if (accepted_live && data.pos == 0 && data.offset == 0) {
+    c->http->MarkStreamStart(http::Direction::kRequest);
+    c->http->MarkStreamStart(http::Direction::kResponse);
   }
   return conns_.emplace(key, std::move(conn)).first->second.get();
 }
@@ -142,7 +151,10 @@ void ConnectionTracker::OnData(const capture::Event& event, uint64_t wall_ns) {
   }
   Connection* c = it != conns_.end() ? it->second.get() : Open(key, d);
   c->last_wall_ns = wall_ns;
-  if (d.hdr.fd >= 0) c->fd = d.hdr.fd;
+  if (d.hdr.fd >= 0) {
+    c->fd = d.hdr.fd;
+    LearnSocket(c, d.hdr.fd);
+  }
   if (!c->audited) return;
 
   // Orientation: the target is the server, so what it reads is the request stream.

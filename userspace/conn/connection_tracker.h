@@ -24,7 +24,7 @@ struct TrackerStats {
   uint64_t connections_opened = 0;
   uint64_t connections_closed = 0;
   uint64_t client_side_skipped = 0;  // connections not audited: the target is the client
-  uint64_t unknown_side = 0;         // connections whose side was unknown (audited as server)
+  uint64_t unknown_side = 0;         // sockets whose side could not be found (audited as server)
   uint64_t gaps = 0;                 // holes in a byte stream (lost or truncated records)
   uint64_t gap_bytes = 0;
   uint64_t restarts = 0;  // a connection identity reused without its end being seen
@@ -70,6 +70,9 @@ class ConnectionTracker {
 
   void OnData(const capture::Event& event, uint64_t wall_ns);
   Connection* Open(const ConnKey& key, const tap_data& data);
+  // Takes the side and peer of fd, when known, into c. Returns whether the socket's
+  // accept/connect was seen live.
+  bool LearnSocket(Connection* c, int32_t fd);
   void Close(std::map<ConnKey, std::unique_ptr<Connection>>::iterator it, uint64_t wall_ns);
 
   TrackerOptions options_;
