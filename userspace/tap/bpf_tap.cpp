@@ -16,9 +16,9 @@ namespace mat::tap {
 
 const char* CounterName(int index) {
   static const char* const kNames[TAP_CNT_MAX] = {
-      "data_calls",        "data_bytes",     "truncated_calls",
-      "truncated_bytes",   "ringbuf_drops",  "ringbuf_drop_bytes",
-      "user_read_faults",  "conn_map_full",  "inflight_map_full",
+      "data_calls",       "data_bytes",    "truncated_calls",
+      "truncated_bytes",  "ringbuf_drops", "ringbuf_drop_bytes",
+      "user_read_faults", "conn_map_full", "inflight_map_full",
   };
   return index >= 0 && index < TAP_CNT_MAX ? kNames[index] : "?";
 }
@@ -106,13 +106,13 @@ std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler 
   // The syscall tracepoints: attached once, they filter on the targets map.
   EnsureTracefs();
   bpf_program* tracepoints[] = {
-      tap->skel_->progs.tp_enter_read,    tap->skel_->progs.tp_enter_write,
+      tap->skel_->progs.tp_enter_read,     tap->skel_->progs.tp_enter_write,
       tap->skel_->progs.tp_enter_recvfrom, tap->skel_->progs.tp_enter_sendto,
-      tap->skel_->progs.tp_enter_readv,   tap->skel_->progs.tp_enter_writev,
-      tap->skel_->progs.tp_enter_recvmsg, tap->skel_->progs.tp_enter_sendmsg,
-      tap->skel_->progs.tp_enter_accept4, tap->skel_->progs.tp_exit_accept4,
-      tap->skel_->progs.tp_enter_accept,  tap->skel_->progs.tp_exit_accept,
-      tap->skel_->progs.tp_enter_connect, tap->skel_->progs.tp_enter_close,
+      tap->skel_->progs.tp_enter_readv,    tap->skel_->progs.tp_enter_writev,
+      tap->skel_->progs.tp_enter_recvmsg,  tap->skel_->progs.tp_enter_sendmsg,
+      tap->skel_->progs.tp_enter_accept4,  tap->skel_->progs.tp_exit_accept4,
+      tap->skel_->progs.tp_enter_accept,   tap->skel_->progs.tp_exit_accept,
+      tap->skel_->progs.tp_enter_connect,  tap->skel_->progs.tp_enter_close,
   };
   for (bpf_program* prog : tracepoints) {
     bpf_link* link = bpf_program__attach(prog);
@@ -123,8 +123,8 @@ std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler 
     }
     tap->tracepoint_links_.push_back(link);
   }
-  tap->ring_ = ring_buffer__new(bpf_map__fd(tap->skel_->maps.events), &BpfTap::OnRecord,
-                                tap.get(), nullptr);
+  tap->ring_ =
+      ring_buffer__new(bpf_map__fd(tap->skel_->maps.events), &BpfTap::OnRecord, tap.get(), nullptr);
   if (tap->ring_ == nullptr) {
     *error = std::string("cannot open the ring buffer: ") + std::strerror(errno);
     return nullptr;
@@ -145,7 +145,8 @@ int BpfTap::OnRecord(void* ctx, void* data, size_t size) {
   return 0;
 }
 
-const SslProbePlan* BpfTap::PlanFor(const std::string& path, std::string* error) {
+const SslProbePlan* BpfTap::PlanFor(const SslLibrary& library, std::string* error) {
+  const std::string& path = library.path;
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     *error = "cannot stat " + path + ": " + std::strerror(errno);
@@ -156,13 +157,13 @@ const SslProbePlan* BpfTap::PlanFor(const std::string& path, std::string* error)
   if (it != plans_.end()) return &it->second;
   auto plan = PlanSslProbes(path, error);
   if (!plan) return nullptr;
-  spdlog::info("probe plan {}", plan->Describe());
+  spdlog::info("probe plan for {} ({}):{}", library.name, path, plan->Describe());
   return &plans_.emplace(key, std::move(*plan)).first->second;
 }
 
 int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
   RemoveTarget(target.pid);
-  std::vector<std::string> libraries = FindSslLibraries(target.pid);
+  std::vector<SslLibrary> libraries = FindSslLibraries(target.pid);
   if (libraries.empty()) {
     *error = "no OpenSSL library mapped";
     return 0;
@@ -170,18 +171,20 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
   Target entry;
   entry.start_time = target.start_time;
   int probed = 0;
-  for (const std::string& path : libraries) {
-    const SslProbePlan* plan = PlanFor(path, error);
+  for (const SslLibrary& library : libraries) {
+    const std::string& path = library.path;
+    const SslProbePlan* plan = PlanFor(library, error);
     if (plan == nullptr) continue;
     bool ok = true;
     std::vector<bpf_link*> links;
     for (const ProbeSite& site : plan->sites) {
       bool retprobe = false;
       bpf_program* prog = ProgramFor(skel_, site.program, &retprobe);
-      bpf_link* link = bpf_program__attach_uprobe(prog, retprobe, target.pid, path.c_str(),
-                                                  site.file_offset);
+      bpf_link* link =
+          bpf_program__attach_uprobe(prog, retprobe, target.pid, path.c_str(), site.file_offset);
       if (link == nullptr) {
-        *error = "cannot attach to " + site.function + " in " + path + ": " + std::strerror(errno);
+        *error = "cannot attach to " + site.function + " in " + library.name + ": " +
+                 std::strerror(errno);
         ok = false;
         break;
       }

@@ -66,7 +66,7 @@ class BpfTap {
     std::vector<bpf_link*> links;
   };
   static int OnRecord(void* ctx, void* data, size_t size);
-  const SslProbePlan* PlanFor(const std::string& path, std::string* error);
+  const SslProbePlan* PlanFor(const SslLibrary& library, std::string* error);
 
   tap_bpf* skel_ = nullptr;
   ring_buffer* ring_ = nullptr;

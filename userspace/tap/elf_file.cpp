@@ -3,7 +3,6 @@
 #include <elf.h>
 
 #include <algorithm>
-
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -110,8 +109,7 @@ std::string_view ElfFile::Bytes(uint64_t address, uint64_t size) const {
 
 bool ElfFile::InPlt(uint64_t address) const {
   for (const auto& s : sections_)
-    if (s.name.rfind(".plt", 0) == 0 && address >= s.addr && address < s.addr + s.size)
-      return true;
+    if (s.name.rfind(".plt", 0) == 0 && address >= s.addr && address < s.addr + s.size) return true;
   return false;
 }
 

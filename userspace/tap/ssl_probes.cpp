@@ -58,8 +58,8 @@ ProbeSite SiteAt(const ElfFile& elf, ProbeProgram program, uint64_t address, uin
                  std::string function) {
   ProbeSite site{program, offset, std::move(function), "", false};
   std::string_view code = elf.Bytes(address, 16);
-  site.emulated = IsEmulatedInstruction(reinterpret_cast<const uint8_t*>(code.data()),
-                                        code.size(), &site.instruction);
+  site.emulated = IsEmulatedInstruction(reinterpret_cast<const uint8_t*>(code.data()), code.size(),
+                                        &site.instruction);
   return site;
 }
 
@@ -120,9 +120,9 @@ bool IsEmulatedInstruction(const uint8_t* code, size_t size, std::string* text) 
     default: {
       // Conditional jumps: 70-7f rel8 and 0f 80-8f rel32.
       uint8_t b0 = insn[0].bytes[0];
-      emulated = (b0 >= 0x70 && b0 <= 0x7f) ||
-                 (b0 == 0x0f && insn[0].size >= 2 && insn[0].bytes[1] >= 0x80 &&
-                  insn[0].bytes[1] <= 0x8f);
+      emulated =
+          (b0 >= 0x70 && b0 <= 0x7f) ||
+          (b0 == 0x0f && insn[0].size >= 2 && insn[0].bytes[1] >= 0x80 && insn[0].bytes[1] <= 0x8f);
     }
   }
   cs_free(insn, n);
@@ -145,13 +145,14 @@ std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* 
   }
   for (const char* fn : {"SSL_free", "SSL_shutdown"}) {
     if (auto sym = elf->FindFunction(fn))
-      plan.sites.push_back(SiteAt(*elf, ProbeProgram::kConnEnd, sym->address, sym->file_offset, fn));
+      plan.sites.push_back(
+          SiteAt(*elf, ProbeProgram::kConnEnd, sym->address, sym->file_offset, fn));
   }
   return plan;
 }
 
 std::string SslProbePlan::Describe() const {
-  std::string out = path + ":";
+  std::string out;
   for (const auto& site : sites) {
     if (site.program == ProbeProgram::kReadExit || site.program == ProbeProgram::kWriteExit)
       continue;  // same place as the entry

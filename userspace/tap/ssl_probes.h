@@ -16,9 +16,9 @@
 namespace mat::tap {
 
 enum class ProbeProgram {
-  kReadEnterPtr4,   // entry; count comes back in *arg4
-  kReadEnterRet,    // entry; count is the return value
-  kReadExit,        // return probe
+  kReadEnterPtr4,  // entry; count comes back in *arg4
+  kReadEnterRet,   // entry; count is the return value
+  kReadExit,       // return probe
   kWriteEnterPtr4,
   kWriteEnterRet,
   kWriteExit,
@@ -36,8 +36,8 @@ struct ProbeSite {
 struct SslProbePlan {
   std::string path;
   std::vector<ProbeSite> sites;
-  bool internal_read = false;   // probes on the internal read function
-  bool internal_write = false;  // probes on the internal write function
+  bool internal_read = false;    // probes on the internal read function
+  bool internal_write = false;   // probes on the internal write function
   std::string Describe() const;  // one line for the log
 };
 

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "tap/elf_file.h"
@@ -41,31 +42,33 @@ bool ReadStat(const std::string& proc_root, pid_t pid, ProcStat* out) {
 
 }  // namespace
 
-std::vector<std::string> FindSslLibraries(pid_t pid, const std::string& proc_root) {
+std::vector<SslLibrary> FindSslLibraries(pid_t pid, const std::string& proc_root) {
   std::string base = proc_root + "/" + std::to_string(pid);
   std::ifstream maps(base + "/maps");
-  std::vector<std::string> found;
+  std::vector<SslLibrary> found;
+  std::set<std::pair<std::string, std::string>> seen;  // (device, inode)
   std::string line;
-  auto add = [&](const std::string& path) {
-    for (const auto& f : found)
-      if (f == path) return;
-    found.push_back(path);
-  };
   while (std::getline(maps, line)) {
+    // "start-end perms offset dev inode   path"
+    std::istringstream fields(line);
+    std::string range, perms, offset, dev, inode;
+    if (!(fields >> range >> perms >> offset >> dev >> inode) || inode == "0") continue;
     size_t slash = line.find('/');
     if (slash == std::string::npos) continue;
     std::string path = line.substr(slash);
-    if (path.size() > 10 && path.compare(path.size() - 10, 10, " (deleted)") == 0) continue;
     std::string name = path.substr(path.rfind('/') + 1);
-    if (name.rfind("libssl.so", 0) == 0) add(base + "/root" + path);
+    if (name.rfind("libssl.so", 0) != 0 || !seen.insert({dev, inode}).second) continue;
+    // The path in maps is the file's name as this process sees it, which from another
+    // mount namespace or a chroot (a container) may name a different file or none.
+    // map_files/ opens exactly the mapped file, wherever it lives.
+    found.push_back({base + "/map_files/" + range, path});
   }
   // OpenSSL linked into the program itself.
-  char exe[4096];
-  ssize_t n = ::readlink((base + "/exe").c_str(), exe, sizeof(exe) - 1);
-  if (n > 0) {
-    exe[n] = '\0';
-    std::string path = base + "/root" + exe, error;
-    if (auto elf = ElfFile::Load(path, &error); elf && elf->FindFunction("SSL_read")) add(path);
+  std::string exe = base + "/exe", error;
+  if (auto elf = ElfFile::Load(exe, &error); elf && elf->FindFunction("SSL_read")) {
+    char target[4096] = "";
+    ssize_t n = ::readlink(exe.c_str(), target, sizeof(target) - 1);
+    found.push_back({exe, n > 0 ? std::string(target, static_cast<size_t>(n)) : exe});
   }
   return found;
 }

@@ -21,16 +21,20 @@ struct TargetProcess {
   pid_t pid = 0;
   std::string comm;
   uint64_t start_time = 0;  // /proc/PID/stat field 22: tells a reused pid apart
-  // TLS libraries as paths this process can be probed through: /proc/PID/root/<mapped path>,
-  // which also reaches a library inside a container's root filesystem.
-  std::vector<std::string> ssl_libraries;
 };
 
-// Scans proc_root for the processes matching spec (ssl_libraries left empty: see below).
-std::vector<TargetProcess> ScanTargets(const TargetSpec& spec, const std::string& proc_root = "/proc");
+// Scans proc_root for the processes matching spec.
+std::vector<TargetProcess> ScanTargets(const TargetSpec& spec,
+                                       const std::string& proc_root = "/proc");
 
-// Paths of mapped files of pid whose name starts with "libssl.so", plus the main executable when
-// it exports SSL_read itself (statically linked OpenSSL). Deduplicated.
-std::vector<std::string> FindSslLibraries(pid_t pid, const std::string& proc_root = "/proc");
+// The TLS libraries of pid, as paths that open exactly the mapped files whatever mount namespace
+// or root the process has (a container): /proc/PID/map_files/RANGE for each distinct mapped
+// file named libssl.so*, and /proc/PID/exe when the program exports SSL_read itself
+// (OpenSSL linked in statically).
+struct SslLibrary {
+  std::string path;  // opens the mapped file: /proc/PID/map_files/RANGE or /proc/PID/exe
+  std::string name;  // the file's name as the process maps it, for messages
+};
+std::vector<SslLibrary> FindSslLibraries(pid_t pid, const std::string& proc_root = "/proc");
 
 }  // namespace mat::tap
