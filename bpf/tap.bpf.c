@@ -5,6 +5,7 @@
  * attaches the uprobes per target process and fills the `targets` map.
  */
 #include "vmlinux_min.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -118,7 +119,7 @@ static __always_inline void count(__u32 which, __u64 n)
 static __always_inline __u64 rb_flags(void)
 {
 	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									   : BPF_RB_NO_WAKEUP;
+									     : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline bool is_target(__u32 tgid)
@@ -135,6 +136,91 @@ static __always_inline void fill_hdr(struct tap_hdr *h, __u32 type, __u64 pid_tg
 	h->fd = fd;
 	h->ts_ns = bpf_ktime_get_ns();
 	h->conn = conn;
+}
+
+/* ---- socket facts --------------------------------------------------------------------- */
+
+static __always_inline void read_peer(struct tap_sock *ev, __u64 uaddr)
+{
+	__u16 family = 0;
+
+	if (!uaddr || bpf_probe_read_user(&family, sizeof(family), (void *)uaddr))
+		return;
+	if (family == AF_INET) {
+		struct sockaddr_in sin = {};
+
+		if (bpf_probe_read_user(&sin, sizeof(sin), (void *)uaddr))
+			return;
+		ev->family = AF_INET;
+		ev->port = bpf_ntohs(sin.sin_port);
+		__builtin_memcpy(ev->addr, &sin.sin_addr, 4);
+	} else if (family == AF_INET6) {
+		struct sockaddr_in6 sin6 = {};
+
+		if (bpf_probe_read_user(&sin6, sizeof(sin6), (void *)uaddr))
+			return;
+		ev->family = AF_INET6;
+		ev->port = bpf_ntohs(sin6.sin6_port);
+		__builtin_memcpy(ev->addr, sin6.sin6_addr, 16);
+	}
+}
+
+/*
+ * The endpoints of fd straight from the kernel's socket (current task -> files -> fd ->
+ * socket -> sock), for when the sockaddr the program passed is not available.
+ */
+static __always_inline void read_socket(struct tap_sock *ev, __s32 fd, bool want_peer)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = 0;
+	struct socket *sock;
+	struct sock *sk;
+	__u16 family;
+
+	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return;
+	sock = BPF_CORE_READ(file, private_data);
+	sk = sock ? BPF_CORE_READ(sock, sk) : 0;
+	if (!sk)
+		return;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	ev->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (!want_peer)
+		return;
+	ev->family = family;
+	ev->port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		__be32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+
+		__builtin_memcpy(ev->addr, &daddr, 4);
+	} else {
+		BPF_CORE_READ_INTO(&ev->addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+static __always_inline void emit_sock(__u64 id, __s32 fd, __u32 role, __u64 uaddr)
+{
+	struct sock_key key = {.tgid = id >> 32, .fd = fd};
+	struct tap_sock ev = {};
+	__u8 r = role;
+
+	fill_hdr(&ev.hdr, TAP_EV_SOCK, id, fd, 0);
+	ev.role = role;
+	read_peer(&ev, uaddr);
+	/* A socket of a TLS call has no sockaddr to hand; accept may have none either. */
+	read_socket(&ev, fd, ev.family == 0);
+	if (ev.family != AF_INET && ev.family != AF_INET6)
+		return; /* not an IP socket (unix, netlink): not ours */
+	bpf_map_update_elem(&socks, &key, &r, BPF_ANY);
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
+		count(TAP_CNT_RINGBUF_DROPS, 1);
 }
 
 /* ---- SSL read/write ---------------------------------------------------------------------- */
@@ -195,8 +281,14 @@ static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
 		if (!conn)
 			goto out;
 	}
-	if (call->fd >= 0)
+	if (call->fd >= 0 && call->fd != conn->fd) {
+		struct sock_key skey = {.tgid = key.tgid, .fd = call->fd};
+
 		conn->fd = call->fd;
+		/* A socket not seen being accepted or connected (it predates the auditor). */
+		if (!bpf_map_lookup_elem(&socks, &skey))
+			emit_sock(id, call->fd, TAP_ROLE_UNKNOWN, 0);
+	}
 	fd = conn->fd;
 	dir &= 1;
 	pos = conn->pos[dir];
@@ -316,47 +408,6 @@ int tp_enter_recvmsg(struct syscall_enter_ctx *ctx) { return note_io_fd(ctx); }
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
 int tp_enter_sendmsg(struct syscall_enter_ctx *ctx) { return note_io_fd(ctx); }
 
-static __always_inline void read_peer(struct tap_sock *ev, __u64 uaddr)
-{
-	__u16 family = 0;
-
-	if (!uaddr || bpf_probe_read_user(&family, sizeof(family), (void *)uaddr))
-		return;
-	if (family == AF_INET) {
-		struct sockaddr_in sin = {};
-
-		if (bpf_probe_read_user(&sin, sizeof(sin), (void *)uaddr))
-			return;
-		ev->family = AF_INET;
-		ev->port = bpf_ntohs(sin.sin_port);
-		__builtin_memcpy(ev->addr, &sin.sin_addr, 4);
-	} else if (family == AF_INET6) {
-		struct sockaddr_in6 sin6 = {};
-
-		if (bpf_probe_read_user(&sin6, sizeof(sin6), (void *)uaddr))
-			return;
-		ev->family = AF_INET6;
-		ev->port = bpf_ntohs(sin6.sin6_port);
-		__builtin_memcpy(ev->addr, sin6.sin6_addr, 16);
-	}
-}
-
-static __always_inline void emit_sock(__u64 id, __s32 fd, __u32 role, __u64 uaddr)
-{
-	struct sock_key key = {.tgid = id >> 32, .fd = fd};
-	struct tap_sock ev = {};
-	__u8 r = role;
-
-	fill_hdr(&ev.hdr, TAP_EV_SOCK, id, fd, 0);
-	ev.role = role;
-	read_peer(&ev, uaddr);
-	if (role == TAP_ROLE_CLIENT && ev.family != AF_INET && ev.family != AF_INET6)
-		return; /* not an IP socket (unix, netlink): not ours */
-	bpf_map_update_elem(&socks, &key, &r, BPF_ANY);
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
-		count(TAP_CNT_RINGBUF_DROPS, 1);
-}
-
 static __always_inline int accept_enter(struct syscall_enter_ctx *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -372,8 +423,15 @@ static __always_inline int accept_exit(struct syscall_exit_ctx *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 *uaddr = bpf_map_lookup_elem(&accept_args, &id);
 
-	if (!uaddr)
+	if (!uaddr) {
+		/*
+		 * The call began before the process became a target (a server blocked in
+		 * accept when the auditor started): the peer comes from the new socket itself.
+		 */
+		if (ctx->ret >= 0 && is_target(id >> 32))
+			emit_sock(id, (__s32)ctx->ret, TAP_ROLE_SERVER, 0);
 		return 0;
+	}
 	if (ctx->ret >= 0)
 		emit_sock(id, (__s32)ctx->ret, TAP_ROLE_SERVER, *uaddr);
 	bpf_map_delete_elem(&accept_args, &id);

@@ -83,9 +83,8 @@ void LogSummary(const mat::pipeline::Pipeline& pipeline) {
       "summary: {} records ({} bad), {} audit lines, {} not audited; connections {} opened, "
       "{} client-side skipped, {} gaps ({} bytes); http {} requests, {} responses, {} parse "
       "errors, {} orphan responses",
-      p.records, p.bad_records, p.lines, p.not_audited, t.connections_opened,
-      t.client_side_skipped, t.gaps, t.gap_bytes, h.requests, h.responses, h.parse_errors,
-      h.orphan_responses);
+      p.records, p.bad_records, p.lines, p.not_audited, t.connections_opened, t.client_side_skipped,
+      t.gaps, t.gap_bytes, h.requests, h.responses, h.parse_errors, h.orphan_responses);
 }
 
 int RunReplay(const mat::Options& o) {
@@ -105,7 +104,7 @@ int RunReplay(const mat::Options& o) {
     return 1;
   }
   if (stats.bad_records) spdlog::warn("{}: truncated or corrupt tail ignored", o.replay_file);
-  mat::pipeline::Pipeline pipeline(MakeConfig(o), clock, &out, nullptr, nullptr);
+  mat::pipeline::Pipeline pipeline(MakeConfig(o), clock, &out, nullptr, {});
   uint64_t last_ts = 0;
   for (const auto& r : records) {
     pipeline.OnRecord(r.data(), r.size());
@@ -122,7 +121,12 @@ class LiveAuditor {
   LiveAuditor(const mat::Options& o, mat::output::LineSink* out)
       : options_(o),
         clock_(mat::capture::ClockMap::Now()),
-        pipeline_(MakeConfig(o), clock_, out, &recorder_, ResolveFromProc),
+        listening_(1000000000ull),
+        pipeline_(MakeConfig(o), clock_, out, &recorder_,
+                  {ResolveFromProc,
+                   [this](uint32_t tgid, uint16_t port) {
+                     return listening_.IsListening(static_cast<int>(tgid), port, WallNowNs());
+                   }}),
         ring_(io_),
         poll_timer_(io_),
         rescan_timer_(io_),
@@ -225,6 +229,7 @@ class LiveAuditor {
         Drain();  // records of the process before its connections are ended
         tap_->RemoveTarget(pid);
         pipeline_.OnProcessExit(static_cast<uint32_t>(pid), WallNowNs());
+        listening_.Forget(pid);
         spdlog::info("pid {} is gone", pid);
       }
     }
@@ -274,6 +279,7 @@ class LiveAuditor {
   const mat::Options& options_;
   mat::capture::ClockMap clock_;
   mat::capture::Recorder recorder_;
+  mat::conn::ListeningPortCache listening_;
   mat::pipeline::Pipeline pipeline_;
   mat::tap::TargetSpec spec_;
   std::unique_ptr<mat::tap::BpfTap> tap_;

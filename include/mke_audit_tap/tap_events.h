@@ -13,76 +13,78 @@
 #include <linux/types.h>
 #endif
 
-#define TAP_CHUNK_BYTES 16384u     /* payload bytes carried by one data record, at most */
-#define TAP_MAX_CHUNKS 64u         /* chunks one call can produce: cap <= 1 MiB */
-#define TAP_DEFAULT_CAP 65536u     /* default payload bytes delivered per SSL call */
-#define TAP_MAX_TARGETS 4096u      /* processes audited at once */
-#define TAP_MAX_CONNS 65536u       /* live TLS connections tracked */
+#define TAP_CHUNK_BYTES 16384u /* payload bytes carried by one data record, at most */
+#define TAP_MAX_CHUNKS 64u     /* chunks one call can produce: cap <= 1 MiB */
+#define TAP_DEFAULT_CAP 65536u /* default payload bytes delivered per SSL call */
+#define TAP_MAX_TARGETS 4096u  /* processes audited at once */
+#define TAP_MAX_CONNS 65536u   /* live TLS connections tracked */
 
 enum tap_event_type {
-	TAP_EV_DATA = 1,      /* plaintext moved by one SSL call (one record per chunk) */
-	TAP_EV_SOCK = 2,      /* a socket accepted or connected by a target: fd and peer */
-	TAP_EV_FD_CLOSE = 3,  /* a target closed a socket it accepted or connected */
-	TAP_EV_CONN_END = 4,  /* SSL_free/SSL_shutdown: the TLS connection is over */
+  TAP_EV_DATA = 1,     /* plaintext moved by one SSL call (one record per chunk) */
+  TAP_EV_SOCK = 2,     /* a target's socket: fd, peer and, when known, side */
+  TAP_EV_FD_CLOSE = 3, /* a target closed a socket it accepted or connected */
+  TAP_EV_CONN_END = 4, /* SSL_free/SSL_shutdown: the TLS connection is over */
 };
 
 enum tap_direction {
-	TAP_DIR_READ = 0,  /* SSL_read: bytes the process received */
-	TAP_DIR_WRITE = 1, /* SSL_write: bytes the process sent */
+  TAP_DIR_READ = 0,  /* SSL_read: bytes the process received */
+  TAP_DIR_WRITE = 1, /* SSL_write: bytes the process sent */
 };
 
 enum tap_sock_role {
-	TAP_ROLE_UNKNOWN = 0,
-	TAP_ROLE_SERVER = 1, /* the target accepted the connection */
-	TAP_ROLE_CLIENT = 2, /* the target connected */
+  TAP_ROLE_UNKNOWN = 0, /* first seen in a TLS call: userspace decides (listening port?) */
+  TAP_ROLE_SERVER = 1,  /* the target accepted the connection */
+  TAP_ROLE_CLIENT = 2,  /* the target connected */
 };
 
 /* Counters in the kernel (per-CPU array "counters"), indexed by this enum. */
 enum tap_counter {
-	TAP_CNT_DATA_CALLS = 0,     /* SSL calls that moved bytes */
-	TAP_CNT_DATA_BYTES,         /* bytes those calls moved */
-	TAP_CNT_TRUNC_CALLS,        /* calls that moved more than the cap */
-	TAP_CNT_TRUNC_BYTES,        /* bytes beyond the cap, not delivered */
-	TAP_CNT_RINGBUF_DROPS,      /* records lost because the ring buffer was full */
-	TAP_CNT_RINGBUF_DROP_BYTES, /* payload bytes in those records */
-	TAP_CNT_READ_FAULTS,        /* user memory that could not be read */
-	TAP_CNT_CONN_MAP_FULL,      /* connections not tracked: map full */
-	TAP_CNT_INFLIGHT_MAP_FULL,  /* calls not tracked: map full */
-	TAP_CNT_MAX,
+  TAP_CNT_DATA_CALLS = 0,     /* SSL calls that moved bytes */
+  TAP_CNT_DATA_BYTES,         /* bytes those calls moved */
+  TAP_CNT_TRUNC_CALLS,        /* calls that moved more than the cap */
+  TAP_CNT_TRUNC_BYTES,        /* bytes beyond the cap, not delivered */
+  TAP_CNT_RINGBUF_DROPS,      /* records lost because the ring buffer was full */
+  TAP_CNT_RINGBUF_DROP_BYTES, /* payload bytes in those records */
+  TAP_CNT_READ_FAULTS,        /* user memory that could not be read */
+  TAP_CNT_CONN_MAP_FULL,      /* connections not tracked: map full */
+  TAP_CNT_INFLIGHT_MAP_FULL,  /* calls not tracked: map full */
+  TAP_CNT_MAX,
 };
 
 struct tap_hdr {
-	__u32 type;   /* enum tap_event_type */
-	__u32 tgid;   /* process */
-	__u32 tid;    /* thread */
-	__s32 fd;     /* socket fd, -1 when unknown */
-	__u64 ts_ns;  /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
-	__u64 conn;   /* connection identity within tgid: the SSL* (0 for socket records) */
+  __u32 type;  /* enum tap_event_type */
+  __u32 tgid;  /* process */
+  __u32 tid;   /* thread */
+  __s32 fd;    /* socket fd, -1 when unknown */
+  __u64 ts_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+  __u64 conn;  /* connection identity within tgid: the SSL* (0 for socket records) */
 };
 
 struct tap_data {
-	struct tap_hdr hdr;
-	__u64 pos;       /* stream offset of this chunk's first byte in its direction */
-	__u32 call_len;  /* bytes the SSL call moved (the original length) */
-	__u32 offset;    /* offset of this chunk within the call */
-	__u32 len;       /* payload bytes in this record */
-	__u8 dir;        /* enum tap_direction */
-	__u8 pad[3];
-	__u8 data[TAP_CHUNK_BYTES]; /* only the first len bytes are sent */
+  struct tap_hdr hdr;
+  __u64 pos;      /* stream offset of this chunk's first byte in its direction */
+  __u32 call_len; /* bytes the SSL call moved (the original length) */
+  __u32 offset;   /* offset of this chunk within the call */
+  __u32 len;      /* payload bytes in this record */
+  __u8 dir;       /* enum tap_direction */
+  __u8 pad[3];
+  __u8 data[TAP_CHUNK_BYTES]; /* only the first len bytes are sent */
 };
 
 struct tap_sock {
-	struct tap_hdr hdr;
-	__u32 role;     /* enum tap_sock_role */
-	__u16 family;   /* AF_INET or AF_INET6; 0 when unknown */
-	__u16 port;     /* peer port, host order */
-	__u8 addr[16];  /* peer address: 4 bytes for AF_INET, 16 for AF_INET6 */
+  struct tap_hdr hdr;
+  __u32 role;       /* enum tap_sock_role */
+  __u16 family;     /* AF_INET or AF_INET6; 0 when unknown */
+  __u16 port;       /* peer port, host order */
+  __u8 addr[16];    /* peer address: 4 bytes for AF_INET, 16 for AF_INET6 */
+  __u16 local_port; /* the socket's own port, host order; 0 when unknown */
+  __u8 pad[6];
 };
 
 struct tap_conn_end {
-	struct tap_hdr hdr;
-	__u64 read_pos;  /* total bytes read on the connection */
-	__u64 write_pos; /* total bytes written */
+  struct tap_hdr hdr;
+  __u64 read_pos;  /* total bytes read on the connection */
+  __u64 write_pos; /* total bytes written */
 };
 
 #define TAP_DATA_HDR_BYTES __builtin_offsetof(struct tap_data, data)

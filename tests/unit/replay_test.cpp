@@ -43,7 +43,7 @@ std::vector<nlohmann::json> Replay(const std::string& path, const pipeline::Pipe
       },
       &stats);
   EXPECT_EQ(error, "");
-  pipeline::Pipeline p(config, clock, &sink, nullptr, nullptr);
+  pipeline::Pipeline p(config, clock, &sink, nullptr, {});
   for (const auto& r : records) p.OnRecord(r.data(), r.size());
   p.Finish(clock.ToWall(1'000'000'000));
   std::vector<nlohmann::json> lines;
@@ -85,7 +85,8 @@ TEST(Replay, RejectsAFileThatIsNoRecording) {
   std::ofstream(path) << "not a recording";
   capture::ClockMap clock;
   capture::ReplayStats stats;
-  std::string error = capture::ReadRecording(path, &clock, [](const void*, uint32_t) {}, &stats);
+  std::string error = capture::ReadRecording(
+      path, &clock, [](const void*, uint32_t) {}, &stats);
   EXPECT_NE(error.find("not an mke-audit-tap recording"), std::string::npos);
   std::filesystem::remove(path);
 }
@@ -165,7 +166,8 @@ TEST(Replay, CorruptRecordsAreSkippedAndTheRestIsAudited) {
 // Golden captures: each tests/golden/NAME.rec replays to the lines in NAME.jsonl. The fields
 // that differ on every run (auditID, the envelope's time) are checked for shape, not value.
 nlohmann::json Normalise(nlohmann::json line) {
-  static const std::regex kUuid("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$");
+  static const std::regex kUuid(
+      "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$");
   EXPECT_TRUE(std::regex_match(line["audit"]["auditID"].get<std::string>(), kUuid));
   line["audit"]["auditID"] = "<uuid>";
   line["time"] = "<now>";

@@ -15,17 +15,17 @@ namespace mat::capture {
 
 static_assert(sizeof(tap_hdr) == 32, "tap_hdr layout is shared with BPF");
 static_assert(TAP_DATA_HDR_BYTES == 56, "tap_data header layout is shared with BPF");
-static_assert(sizeof(tap_sock) == 56, "tap_sock layout is shared with BPF");
+static_assert(sizeof(tap_sock) == 64, "tap_sock layout is shared with BPF");
 static_assert(sizeof(tap_conn_end) == 48, "tap_conn_end layout is shared with BPF");
 
 // One decoded record. Pointers refer into the caller's buffer and live as long as it does.
 struct Event {
   uint32_t type = 0;  // enum tap_event_type
   const tap_hdr* hdr = nullptr;
-  const tap_data* data = nullptr;    // TAP_EV_DATA
-  std::string_view payload;          // TAP_EV_DATA: the delivered bytes
-  const tap_sock* sock = nullptr;    // TAP_EV_SOCK
-  const tap_conn_end* end = nullptr; // TAP_EV_CONN_END
+  const tap_data* data = nullptr;     // TAP_EV_DATA
+  std::string_view payload;           // TAP_EV_DATA: the delivered bytes
+  const tap_sock* sock = nullptr;     // TAP_EV_SOCK
+  const tap_conn_end* end = nullptr;  // TAP_EV_CONN_END
 };
 
 enum class DecodeStatus { kOk, kTooShort, kUnknownType, kBadLength };
@@ -38,7 +38,9 @@ DecodeStatus DecodeEvent(const void* bytes, size_t size, Event* out);
 // Converts the kernel's CLOCK_MONOTONIC stamps to wall-clock ns.
 struct ClockMap {
   int64_t mono_to_wall_ns = 0;
-  uint64_t ToWall(uint64_t mono_ns) const { return mono_ns + static_cast<uint64_t>(mono_to_wall_ns); }
+  uint64_t ToWall(uint64_t mono_ns) const {
+    return mono_ns + static_cast<uint64_t>(mono_to_wall_ns);
+  }
   static ClockMap Now();  // offset measured from the running system
 };
 

@@ -48,9 +48,10 @@ ConnectionTracker::~ConnectionTracker() = default;
 
 bool ConnectionTracker::NeedsSocketFacts(const capture::Event& event) const {
   if (event.type != TAP_EV_DATA || event.hdr->fd < 0) return false;
-  if (socks_.count({event.hdr->tgid, event.hdr->fd})) return false;
+  auto sock = socks_.find({event.hdr->tgid, event.hdr->fd});
+  if (sock != socks_.end() && !sock->second.peer_missing) return false;
   auto it = conns_.find({event.hdr->tgid, event.hdr->conn});
-  return it == conns_.end() || !it->second->side_known;
+  return it == conns_.end() || !it->second->side_known || it->second->facts.source.empty();
 }
 
 void ConnectionTracker::OnEvent(const capture::Event& event, uint64_t wall_ns) {
@@ -61,10 +62,17 @@ void ConnectionTracker::OnEvent(const capture::Event& event, uint64_t wall_ns) {
       break;
     case TAP_EV_SOCK: {
       SockInfo& info = socks_[{h.tgid, h.fd}];
+      const bool from_proc = h.tid == 0;  // records synthesised from /proc carry tid 0
+      if (from_proc && info.peer_missing) {
+        // Completes a live record that knew the side but not the peer.
+        info.peer = PeerOf(*event.sock);
+        info.peer_missing = false;
+        break;
+      }
       info.role = event.sock->role;
       info.peer = PeerOf(*event.sock);
-      // Records synthesised from /proc carry tid 0: those sockets predate the auditor.
-      info.accepted_live = h.tid != 0;
+      info.accepted_live = !from_proc;
+      info.peer_missing = !from_proc && info.peer.empty();
       break;
     }
     case TAP_EV_FD_CLOSE: {
@@ -98,9 +106,13 @@ void ConnectionTracker::OnEvent(const capture::Event& event, uint64_t wall_ns) {
 }
 
 bool ConnectionTracker::LearnSocket(Connection* c, int32_t fd) {
-  if (c->side_known || fd < 0) return false;
+  if (fd < 0) return false;
   auto sock = socks_.find({c->facts.tgid, fd});
   if (sock == socks_.end()) return false;
+  if (c->side_known) {
+    if (c->facts.source.empty()) c->facts.source = sock->second.peer;  // completed later
+    return false;
+  }
   // The first SSL call on a connection may make no syscall (its bytes were buffered during
   // the handshake), so the socket, and with it the peer, can become known only later.
   c->side_known = true;

@@ -63,6 +63,7 @@ class ConnectionTracker {
     uint32_t role = TAP_ROLE_UNKNOWN;
     std::string peer;
     bool accepted_live = false;  // its accept/connect was seen: its streams start at byte 0
+    bool peer_missing = false;   // seen live without its address: /proc may complete it
   };
   struct Connection;
   using ConnKey = std::pair<uint32_t, uint64_t>;  // (tgid, SSL*)

@@ -87,6 +87,30 @@ std::string FormatEndpoint(const Endpoint& e) {
   return {};
 }
 
+std::set<uint16_t> ListeningPorts(int pid, const std::string& proc_root) {
+  std::set<uint16_t> ports;
+  std::string base = proc_root + "/" + std::to_string(pid);
+  for (auto [file, family] : {std::pair{"/net/tcp", AF_INET}, std::pair{"/net/tcp6", AF_INET6}}) {
+    ForEachTcpRow(base + file, family, [&](const TcpRow& row) {
+      if (row.state == kTcpListen) ports.insert(row.local.port);
+    });
+  }
+  return ports;
+}
+
+bool ListeningPortCache::IsListening(int pid, uint16_t port, uint64_t now_ns) {
+  Entry& entry = cache_[pid];
+  bool fresh = entry.read_ns != 0 && now_ns - entry.read_ns < max_age_ns_;
+  if (!fresh || !entry.ports.count(port)) {
+    // A miss may be a listener opened since the last read: look again before answering no.
+    if (!fresh || now_ns - entry.read_ns > max_age_ns_ / 16) {
+      entry.ports = ListeningPorts(pid);
+      entry.read_ns = now_ns;
+    }
+  }
+  return entry.ports.count(port) > 0;
+}
+
 std::optional<SocketFacts> LookupSocket(int pid, int fd, const std::string& proc_root) {
   std::string base = proc_root + "/" + std::to_string(pid);
   char target[128] = "";

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace mat::conn {
@@ -25,5 +27,26 @@ struct SocketFacts {
 
 // Looks up fd of pid: /proc/PID/fd/FD -> socket inode -> /proc/PID/net/tcp{,6}.
 std::optional<SocketFacts> LookupSocket(int pid, int fd, const std::string& proc_root = "/proc");
+
+// The TCP ports some socket listens on, in the network namespace of pid (/proc/PID/net/tcp
+// and tcp6). A connection whose local port is among them was accepted: the server side.
+std::set<uint16_t> ListeningPorts(int pid, const std::string& proc_root = "/proc");
+
+// ListeningPorts, remembered per process for max_age_ns, so a burst of new connections costs
+// one read of the tables.
+class ListeningPortCache {
+ public:
+  explicit ListeningPortCache(uint64_t max_age_ns) : max_age_ns_(max_age_ns) {}
+  bool IsListening(int pid, uint16_t port, uint64_t now_ns);
+  void Forget(int pid) { cache_.erase(pid); }
+
+ private:
+  struct Entry {
+    uint64_t read_ns = 0;
+    std::set<uint16_t> ports;
+  };
+  uint64_t max_age_ns_;
+  std::map<int, Entry> cache_;
+};
 
 }  // namespace mat::conn

@@ -12,16 +12,17 @@ uint64_t WallNowNs() {
 }
 
 Pipeline::Pipeline(PipelineConfig config, capture::ClockMap clock, output::LineSink* sink,
-                   capture::Recorder* recorder, SocketResolver resolver)
+                   capture::Recorder* recorder, Resolvers resolvers)
     : config_(std::move(config)),
       clock_(clock),
       sink_(sink),
       recorder_(recorder),
-      resolver_(std::move(resolver)),
+      resolvers_(std::move(resolvers)),
       policy_(config_.policy),
-      tracker_(config_.tracker,
-               [this](http::HttpExchange&& exchange, http::ExchangeEvent why,
-                      const conn::ConnFacts& facts) { OnExchange(std::move(exchange), why, facts); }) {
+      tracker_(config_.tracker, [this](http::HttpExchange&& exchange, http::ExchangeEvent why,
+                                       const conn::ConnFacts& facts) {
+        OnExchange(std::move(exchange), why, facts);
+      }) {
   // Identity comes in a later milestone; until then every line says plainly that the user
   // is not known rather than guessing.
   user_.uid = "unidentified";
@@ -33,24 +34,38 @@ Pipeline::Pipeline(PipelineConfig config, capture::ClockMap clock, output::LineS
 void Pipeline::OnRecord(const void* bytes, size_t size) {
   ++stats_.records;
   capture::Event event;
-  if (auto status = capture::DecodeEvent(bytes, size, &event); status != capture::DecodeStatus::kOk) {
+  if (auto status = capture::DecodeEvent(bytes, size, &event);
+      status != capture::DecodeStatus::kOk) {
     ++stats_.bad_records;
     spdlog::debug("dropping a tap record: {}", capture::DecodeStatusName(status));
     return;
   }
   uint64_t wall = clock_.ToWall(event.hdr->ts_ns);
-  if (resolver_ && tracker_.NeedsSocketFacts(event)) {
-    if (auto sock = resolver_(event.hdr->tgid, event.hdr->fd)) {
+  if (event.type == TAP_EV_SOCK && event.sock->role == TAP_ROLE_UNKNOWN &&
+      event.sock->local_port != 0 && resolvers_.side) {
+    // Decided once, live, and recorded with the decision, so a replay needs no /proc.
+    tap_sock decided = *event.sock;
+    decided.role =
+        resolvers_.side(event.hdr->tgid, decided.local_port) ? TAP_ROLE_SERVER : TAP_ROLE_CLIENT;
+    Feed(&decided, sizeof(decided), wall);
+    return;
+  }
+  if (resolvers_.socket && tracker_.NeedsSocketFacts(event)) {
+    if (auto sock = resolvers_.socket(event.hdr->tgid, event.hdr->fd)) {
       sock->hdr.ts_ns = event.hdr->ts_ns;
       // Recorded before the data record, so a replay sees the same facts in the same order.
-      if (recorder_) recorder_->Append(&*sock, sizeof(*sock));
-      capture::Event sock_event;
-      if (capture::DecodeEvent(&*sock, sizeof(*sock), &sock_event) == capture::DecodeStatus::kOk)
-        tracker_.OnEvent(sock_event, wall);
+      Feed(&*sock, sizeof(*sock), wall);
     }
   }
   if (recorder_) recorder_->Append(bytes, static_cast<uint32_t>(size));
   tracker_.OnEvent(event, wall);
+}
+
+void Pipeline::Feed(const void* bytes, size_t size, uint64_t wall_ns) {
+  capture::Event event;
+  if (capture::DecodeEvent(bytes, size, &event) != capture::DecodeStatus::kOk) return;
+  if (recorder_) recorder_->Append(bytes, static_cast<uint32_t>(size));
+  tracker_.OnEvent(event, wall_ns);
 }
 
 void Pipeline::Finish(uint64_t now_wall_ns) {

@@ -32,11 +32,19 @@ struct PipelineStats {
 // Finds the side and peer of a socket the tap did not see being set up (live mode: /proc).
 // Returns a TAP_EV_SOCK record with hdr.tid == 0, or nullopt when nothing is known.
 using SocketResolver = std::function<std::optional<tap_sock>(uint32_t tgid, int32_t fd)>;
+// Decides the side of a socket the tap first met inside a TLS call (TAP_ROLE_UNKNOWN with its
+// local port): true when the port is a listening one, i.e. the target accepted it.
+using SideResolver = std::function<bool(uint32_t tgid, uint16_t local_port)>;
+
+struct Resolvers {
+  SocketResolver socket;  // live mode only; replays use what the recording says
+  SideResolver side;
+};
 
 class Pipeline {
  public:
   Pipeline(PipelineConfig config, capture::ClockMap clock, output::LineSink* sink,
-           capture::Recorder* recorder, SocketResolver resolver);
+           capture::Recorder* recorder, Resolvers resolvers);
 
   void OnRecord(const void* bytes, size_t size);
   void OnProcessExit(uint32_t tgid, uint64_t wall_ns) { tracker_.OnProcessExit(tgid, wall_ns); }
@@ -50,6 +58,8 @@ class Pipeline {
   const conn::ConnectionTracker& tracker() const { return tracker_; }
 
  private:
+  // Records (to --record) and tracks a record made or amended here.
+  void Feed(const void* bytes, size_t size, uint64_t wall_ns);
   void OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why,
                   const conn::ConnFacts& facts);
 
@@ -57,7 +67,7 @@ class Pipeline {
   capture::ClockMap clock_;
   output::LineSink* sink_;
   capture::Recorder* recorder_;
-  SocketResolver resolver_;
+  Resolvers resolvers_;
   audit::AuditPolicy policy_;
   conn::ConnectionTracker tracker_;
   output::UserFacts user_;
