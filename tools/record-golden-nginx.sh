@@ -23,7 +23,6 @@ sleep 1
 "$BIN" --level metadata --pid "$(cat "$work/nginx.pid")" --license-key RECORDING \
   --record "$work/g.rec" > /dev/null 2> "$work/tap.log" &
 tap=$!
-: >> "$work/tap.log"
 until grep -q ready "$work/tap.log"; do sleep 0.1; done
 U=https://127.0.0.1:$port
 curl -sk "$U/hello" >/dev/null

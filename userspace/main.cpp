@@ -81,10 +81,11 @@ void LogSummary(const mat::pipeline::Pipeline& pipeline) {
   auto h = pipeline.tracker().http_stats();
   spdlog::info(
       "summary: {} records ({} bad), {} audit lines, {} not audited; connections {} opened, "
-      "{} client-side skipped, {} gaps ({} bytes); http {} requests, {} responses, {} parse "
-      "errors, {} orphan responses",
+      "{} client-side skipped, {} gaps ({} bytes, {} inside bodies kept in sync); http {} "
+      "requests, {} responses, {} parse errors, {} orphan responses",
       p.records, p.bad_records, p.lines, p.not_audited, t.connections_opened, t.client_side_skipped,
-      t.gaps, t.gap_bytes, h.requests, h.responses, h.parse_errors, h.orphan_responses);
+      t.gaps, t.gap_bytes, h.gaps_skipped_in_body, h.requests, h.responses, h.parse_errors,
+      h.orphan_responses);
 }
 
 int RunReplay(const mat::Options& o) {

@@ -196,7 +196,8 @@ def client_context(tls: TlsMaterial) -> ssl.SSLContext:
 # --------------------------------------------------------------------------------------------
 # process bookkeeping
 # --------------------------------------------------------------------------------------------
-def stop_process(proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 10.0) -> Optional[int]:
+def stop_process(proc: subprocess.Popen, sig=signal.SIGTERM,
+                 timeout: float = 10.0) -> Optional[int]:
     """Signal, wait, then SIGKILL. Returns the exit code (None if it had to be killed)."""
     if proc.poll() is not None:
         return proc.returncode
@@ -386,8 +387,8 @@ class PythonServer(Server):
         self.log_files = [d / "python-server.log"]
         self._stderr = open(d / "python-server.log", "wb")
         self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, "-u", str(PY_SERVER_SCRIPT), "--port", "0", "--cert", str(self.tls.cert),
-             "--key", str(self.tls.key), "--big-size", str(BIG_SIZE)],
+            [SYSTEM_PYTHON, "-u", str(PY_SERVER_SCRIPT), "--port", "0",
+             "--cert", str(self.tls.cert), "--key", str(self.tls.key), "--big-size", str(BIG_SIZE)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr,
             env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
         line = _read_line_with_timeout(self.proc.stdout, SERVER_START_TIMEOUT)
@@ -426,8 +427,9 @@ class SServer(Server):
         self.log_files = [d / "s_server.log"]
         self._log = open(d / "s_server.log", "wb")
         self.proc = subprocess.Popen(
-            ["openssl", "s_server", "-accept", f"127.0.0.1:{self.port}", "-cert", str(self.tls.cert),
-             "-key", str(self.tls.key), "-WWW", "-quiet", "-naccept", "1000"],
+            ["openssl", "s_server", "-accept", f"127.0.0.1:{self.port}",
+             "-cert", str(self.tls.cert), "-key", str(self.tls.key), "-WWW", "-quiet",
+             "-naccept", "1000"],
             cwd=str(d / "www"), stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         self.wait_accepting()
         return self
@@ -690,8 +692,9 @@ class Sent:
         return f"127.0.0.1:{self.client_port}"
 
 
-def curl(server: Server, paths: List[str], method: Optional[str] = None, data: Optional[bytes] = None,
-         data_file: Optional[Path] = None, headers=(), ignored=False) -> List[Sent]:
+def curl(server: Server, paths: List[str], method: Optional[str] = None,
+         data: Optional[bytes] = None, data_file: Optional[Path] = None, headers=(),
+         ignored=False) -> List[Sent]:
     """One curl process (HTTP/1.1, keep-alive between its URLs). Returns one Sent per URL."""
     cmd = ["curl", "-sk", "--http1.1", "--max-time", str(int(CLIENT_TIMEOUT) - 5),
            "-w", "%{http_code} %{local_port} %{num_connects}\\n"]
@@ -868,7 +871,9 @@ class ParsedLine:
 
 
 def _hashable(v):
-    return v if isinstance(v, (str, int, float, bool, type(None))) else json.dumps(v, sort_keys=True)
+    if isinstance(v, (str, int, float, bool, type(None))):
+        return v
+    return json.dumps(v, sort_keys=True)
 
 
 def parse_line(raw: bytes) -> ParsedLine:
@@ -1001,7 +1006,8 @@ def check_against_sent(pl: ParsedLine, s: Sent) -> List[str]:
             p.append(f"{who}: responseStatus {rs!r}, client saw {s.code}")
         ann = a.get("annotations") or {}
         if isinstance(ann, dict) and ann.get("mke-audit-tap/incomplete"):
-            p.append(f"{who}: marked incomplete ({ann!r}) although the exchange was complete on the wire")
+            p.append(f"{who}: marked incomplete ({ann!r}) although the exchange was complete "
+                     f"on the wire")
     else:
         if a.get("stage") != "RequestReceived":
             p.append(f"{who}: stage {a.get('stage')!r} != 'RequestReceived' (no response was sent)")

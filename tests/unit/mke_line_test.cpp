@@ -1,11 +1,18 @@
 #include "output/mke_line.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <climits>
+#include <cstdio>
+#include <ctime>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <regex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "audit/policy.h"
@@ -47,6 +54,267 @@ audit::AuditRecord ReferenceRecord() {
   record.request_received_ns = kRefSecondNs + 316'157'999;  // sub-microsecond part truncated
   record.stage_ns = kRefSecondNs + 316'200'000;             // not shown at RequestReceived
   return record;
+}
+
+// ---- The reference implementations the direct writer replaced, kept here as test oracles. ----
+
+// The former per-byte escaper (Go 1.19 encoding/json with HTML escaping), verbatim.
+size_t RefDecodeUtf8(std::string_view s, char32_t* rune) {
+  const auto b0 = static_cast<unsigned char>(s[0]);
+  size_t size = 0;
+  unsigned char lo = 0x80, hi = 0xBF;
+  char32_t value = 0;
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    size = 2;
+    value = b0 & 0x1F;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    size = 3;
+    value = b0 & 0x0F;
+    if (b0 == 0xE0) lo = 0xA0;
+    if (b0 == 0xED) hi = 0x9F;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    size = 4;
+    value = b0 & 0x07;
+    if (b0 == 0xF0) lo = 0x90;
+    if (b0 == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (s.size() < size) return 0;
+  for (size_t i = 1; i < size; ++i) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    const unsigned char min = i == 1 ? lo : 0x80;
+    const unsigned char max = i == 1 ? hi : 0xBF;
+    if (b < min || b > max) return 0;
+    value = (value << 6) | (b & 0x3F);
+  }
+  *rune = value;
+  return size;
+}
+
+std::string RefGoJsonString(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (size_t i = 0; i < text.size();) {
+    const auto b = static_cast<unsigned char>(text[i]);
+    if (b < 0x80) {
+      ++i;
+      if (b >= 0x20 && b != '"' && b != '\\' && b != '&' && b != '<' && b != '>') {
+        out.push_back(static_cast<char>(b));
+      } else if (b == '"' || b == '\\') {
+        out += '\\';
+        out.push_back(static_cast<char>(b));
+      } else if (b == '\n') {
+        out += "\\n";
+      } else if (b == '\r') {
+        out += "\\r";
+      } else if (b == '\t') {
+        out += "\\t";
+      } else {
+        out += "\\u00";
+        out.push_back(kHex[b >> 4]);
+        out.push_back(kHex[b & 0xF]);
+      }
+      continue;
+    }
+    char32_t rune = 0;
+    const size_t size = RefDecodeUtf8(text.substr(i), &rune);
+    if (size == 0) {
+      out += "\\ufffd";
+      ++i;
+    } else if (rune == 0x2028 || rune == 0x2029) {
+      out += rune == 0x2028 ? "\\u2028" : "\\u2029";
+      i += size;
+    } else {
+      out.append(text.substr(i, size));
+      i += size;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+// The former gmtime_r + snprintf time formatting.
+std::string RefFormatTime(uint64_t wall_ns, bool with_micros) {
+  const auto seconds = static_cast<std::time_t>(wall_ns / 1'000'000'000ULL);
+  const auto micros = static_cast<unsigned>((wall_ns % 1'000'000'000ULL) / 1000);
+  std::tm tm{};
+  if (gmtime_r(&seconds, &tm) == nullptr) return "";
+  char buf[64];
+  if (with_micros) {
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
+  } else {
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  }
+  return buf;
+}
+
+// The former FormatMkeLine: a JSON tree (std::map objects, so keys sorted byte-wise) dumped by
+// GoJsonDump.
+std::string TreeFormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
+                              const std::string& audit_id, uint64_t now_ns) {
+  using nlohmann::json;
+  auto time_or_null = [](uint64_t ns) -> json {
+    if (ns == 0) return nullptr;
+    return RefFormatTime(ns, true);
+  };
+  json audit = json::object();
+  if (record.incomplete) audit["annotations"] = {{"mke-audit-tap/incomplete", "true"}};
+  audit["auditID"] = audit_id;
+  audit["kind"] = record.kind;
+  audit["level"] = std::string(audit::LevelName(record.level));
+  audit["metadata"] = {{"creationTimestamp", nullptr}};
+  if (!record.object_ref.empty()) {
+    json object = json::object();
+    auto put = [&object](const char* key, const std::string& value) {
+      if (!value.empty()) object[key] = value;
+    };
+    put("apiGroup", record.object_ref.api_group);
+    put("apiVersion", record.object_ref.api_version);
+    put("namespace", record.object_ref.namespace_);
+    put("resource", record.object_ref.resource);
+    put("subresource", record.object_ref.subresource);
+    put("uid", record.object_ref.uid);
+    audit["objectRef"] = object;
+  }
+  audit["requestReceivedTimestamp"] = time_or_null(record.request_received_ns);
+  audit["requestURI"] = record.request_uri;
+  if (record.response_code) audit["responseStatus"] = {{"code", *record.response_code}};
+  audit["sourceIPs"] = record.source_ips;
+  audit["stage"] = std::string(audit::StageName(record.stage));
+  const bool stage_known = record.stage != audit::Stage::kRequestReceived && record.stage_ns != 0;
+  audit["stageTimestamp"] = stage_known ? time_or_null(record.stage_ns) : json(nullptr);
+  audit["timestamp"] = audit["stageTimestamp"];
+  audit["user"] = {
+      {"extra",
+       {{"licenseKey", json::array({user.license_key})}, {"username", json::array({user.login})}}},
+      {"uid", user.uid},
+      {"username", user.username},
+  };
+  audit["verb"] = record.verb;
+
+  json line = json::object();
+  line["audit"] = std::move(audit);
+  line["level"] = "info";
+  line["msg"] = "audit";
+  line["time"] = RefFormatTime(now_ns, false);
+  return GoJsonDump(line);
+}
+
+// Strings that exercise the escaper: plain runs of all lengths, every kind of escape, valid and
+// invalid UTF-8, U+2028/9, truncated sequences.
+class TextGen {
+ public:
+  explicit TextGen(uint32_t seed) : rng_(seed) {}
+
+  uint64_t Below(uint64_t n) { return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng_); }
+  bool OneIn(uint64_t n) { return Below(n) == 0; }
+
+  std::string Text(size_t max_pieces) {
+    static const std::vector<std::string> kPieces = {
+        "a",
+        "/api/v1/namespaces/default/pods",
+        "?limit=500",
+        "%20",
+        " ",
+        "x=1",
+        "&",
+        "<",
+        ">",
+        "\"",
+        "\\",
+        "\n",
+        "\r",
+        "\t",
+        "\b",
+        "\f",
+        std::string(1, '\0'),
+        "\x01",
+        "\x1f",
+        "\x7f",
+        "~",
+        "=",
+        "?",
+        "\xc3\xa9",
+        "\xe2\x80\xa8",
+        "\xe2\x80\xa9",
+        "\xe2\x80\xa7",
+        "\xf0\x9f\x98\x80",
+        "\xef\xbf\xbd",
+        "\xff",
+        "\x80",
+        "\xc0\x80",
+        "\xe2\x82",
+        "\xed\xa0\x80",
+        "\xf4\x90\x80\x80",
+        "\xf4\x8f\xbf\xbf",
+        "\xf5",
+        "\xe0\x80\xaf",
+        "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_.:/"};
+    std::string text;
+    const size_t pieces = Below(max_pieces + 1);
+    for (size_t i = 0; i < pieces; ++i) {
+      if (OneIn(8)) {
+        text.push_back(static_cast<char>(Below(256)));  // any byte at all
+      } else {
+        text += kPieces[Below(kPieces.size())];
+      }
+    }
+    return text;
+  }
+
+  // A wall-clock time: unknown (0), near now, or anywhere in the uint64_t range.
+  uint64_t Time() {
+    switch (Below(5)) {
+      case 0:
+        return 0;
+      case 1:
+        return Below(UINT64_MAX);
+      case 2:
+        return Below(4'000'000'000ULL);  // the first seconds after the epoch
+      default:
+        return 1'548'868'905ULL * 1'000'000'000ULL + Below(400'000'000ULL * 1'000'000'000ULL);
+    }
+  }
+
+ private:
+  std::mt19937_64 rng_;
+};
+
+audit::AuditRecord RandomRecord(TextGen& gen) {
+  static const std::vector<std::optional<int>> kCodes = {
+      std::nullopt, 0, 101, 200, 201, 304, 403, 404, 500, -1, INT_MIN, INT_MAX};
+  audit::AuditRecord record;
+  record.kind = gen.OneIn(4) ? gen.Text(3) : gen.OneIn(2) ? "kubernetes" : "docker-swarm";
+  record.level = static_cast<audit::Level>(gen.Below(3));
+  record.stage = static_cast<audit::Stage>(gen.Below(3));
+  record.request_uri = gen.OneIn(20) ? gen.Text(400) : gen.Text(30);
+  record.verb = gen.OneIn(4) ? gen.Text(3) : gen.OneIn(2) ? "GET" : "list";
+  const size_t ips = gen.Below(4);
+  for (size_t i = 0; i < ips; ++i) {
+    record.source_ips.push_back(gen.OneIn(3) ? gen.Text(4) : "[fe80::1%eth0]:443");
+  }
+  record.request_received_ns = gen.Time();
+  record.stage_ns = gen.Time();
+  record.response_code = kCodes[gen.Below(kCodes.size())];
+  for (std::string* field :
+       {&record.object_ref.api_group, &record.object_ref.api_version, &record.object_ref.namespace_,
+        &record.object_ref.resource, &record.object_ref.subresource, &record.object_ref.uid}) {
+    if (gen.OneIn(2)) *field = gen.Text(4);
+  }
+  record.incomplete = gen.OneIn(2);
+  return record;
+}
+
+UserFacts RandomUser(TextGen& gen) {
+  UserFacts user;
+  user.uid = gen.Text(4);
+  user.username = gen.Text(4);
+  user.login = gen.Text(4);
+  user.license_key = gen.Text(4);
+  return user;
 }
 
 std::string AuditValue(const std::string& line, const char* key) {
@@ -186,6 +454,121 @@ TEST(MkeLineTest, KeysSortedAtEveryLevel) {
   EXPECT_EQ(line.find('\n'), std::string::npos);
 }
 
+// The direct writer against the tree-based oracle, for hand-picked records.
+TEST(MkeLineTest, MatchesTreeBasedLineForATable) {
+  using Edit = void (*)(audit::AuditRecord&, UserFacts&);
+  const std::vector<std::pair<const char*, Edit>> edits = {
+      {"reference", [](audit::AuditRecord&, UserFacts&) {}},
+      {"response complete",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.stage = audit::Stage::kResponseComplete;
+         r.response_code = 200;
+       }},
+      {"response started, code 0",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.stage = audit::Stage::kResponseStarted;
+         r.response_code = 0;
+       }},
+      {"negative code", [](audit::AuditRecord& r, UserFacts&) { r.response_code = INT_MIN; }},
+      {"unknown times",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.stage = audit::Stage::kResponseComplete;
+         r.request_received_ns = 0;
+         r.stage_ns = 0;
+       }},
+      {"stage time only",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.stage = audit::Stage::kResponseComplete;
+         r.request_received_ns = 0;
+       }},
+      {"level none, no source",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.level = audit::Level::kNone;
+         r.source_ips.clear();
+       }},
+      {"three sources",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.source_ips = {"10.0.0.1:1", "[::1]:443", "a&b"};
+       }},
+      {"every objectRef field",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.kind = "kubernetes";
+         r.level = audit::Level::kRequest;
+         r.object_ref = {"pods", "kube-system", "apps", "v1", "log", "uid-1"};
+         r.incomplete = true;
+       }},
+      {"objectRef uid only", [](audit::AuditRecord& r, UserFacts&) { r.object_ref.uid = "u<1>"; }},
+      {"objectRef apiGroup only",
+       [](audit::AuditRecord& r, UserFacts&) { r.object_ref.api_group = "rbac"; }},
+      {"incomplete only", [](audit::AuditRecord& r, UserFacts&) { r.incomplete = true; }},
+      {"escapes everywhere",
+       [](audit::AuditRecord& r, UserFacts& u) {
+         r.request_uri = "/x?a=<b>&c=\xe2\x80\xa8\x01\n\xff\"\\\t\x7f caf\xc3\xa9";
+         r.verb = "G\"T";
+         r.kind = "k\xe2\x80\xa9";
+         u.login = "ad<min>";
+         u.license_key = std::string("nul\0byte", 8);
+         u.uid = "\xf0\x9f\x98\x80";
+         u.username = "\xed\xa0\x80";
+       }},
+      {"empty strings",
+       [](audit::AuditRecord& r, UserFacts& u) {
+         r.kind.clear();
+         r.request_uri.clear();
+         r.verb.clear();
+         u = UserFacts{};
+       }},
+      {"long URI (beyond the reserved size)",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.request_uri.clear();
+         for (int i = 0; i < 500; ++i) r.request_uri += "&<>\xff";
+       }},
+      {"last representable time",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.stage = audit::Stage::kResponseComplete;
+         r.request_received_ns = UINT64_MAX;
+         r.stage_ns = UINT64_MAX - 1;
+       }},
+      {"epoch + 1 ns",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.stage = audit::Stage::kResponseComplete;
+         r.request_received_ns = 1;
+         r.stage_ns = 999;
+       }},
+  };
+  const std::vector<uint64_t> nows = {0, kRefSecondNs, kRefSecondNs + 999'999'999, UINT64_MAX};
+  for (const auto& [name, edit] : edits) {
+    audit::AuditRecord record = ReferenceRecord();
+    UserFacts user = ReferenceUser();
+    edit(record, user);
+    for (const uint64_t now : nows) {
+      for (const std::string& id : {std::string("f8ce4684-cb55-4c88-652c-d2ebd2e9365e"),
+                                    NewAuditId(), std::string("i\"d")}) {
+        const std::string line = FormatMkeLine(record, user, id, now);
+        EXPECT_EQ(line, TreeFormatMkeLine(record, user, id, now)) << name << ", now " << now;
+        ExpectSortedKeys(nlohmann::ordered_json::parse(line), name);
+      }
+    }
+  }
+}
+
+// The same for many random records; every line is also valid JSON with sorted keys.
+TEST(MkeLineTest, MatchesTreeBasedLineForRandomRecords) {
+  TextGen gen(20190130);
+  for (int i = 0; i < 5000; ++i) {
+    const audit::AuditRecord record = RandomRecord(gen);
+    const UserFacts user = RandomUser(gen);
+    const std::string id = gen.OneIn(2) ? NewAuditId() : gen.Text(3);
+    const uint64_t now = gen.Time();
+    const std::string line = FormatMkeLine(record, user, id, now);
+    ASSERT_EQ(line, TreeFormatMkeLine(record, user, id, now)) << "record " << i;
+    nlohmann::ordered_json parsed;
+    ASSERT_NO_THROW(parsed = nlohmann::ordered_json::parse(line)) << line;
+    ExpectSortedKeys(parsed, "random line " + std::to_string(i));
+    ASSERT_EQ(line.find('\n'), std::string::npos);
+  }
+}
+
 std::string Hex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;
@@ -239,6 +622,35 @@ TEST(GoJsonStringTest, MatchesGo119) {
   }
 }
 
+TEST(GoJsonStringTest, MatchesReferenceEscaper) {
+  auto check = [](std::string_view input) {
+    std::string out = "prefix";
+    AppendGoJsonString(out, input);
+    ASSERT_EQ(out, "prefix" + RefGoJsonString(input)) << "input bytes: " << Hex(input);
+  };
+  // Every string of one and two bytes.
+  for (int a = 0; a < 256; ++a) {
+    check(std::string(1, static_cast<char>(a)));
+    for (int b = 0; b < 256; ++b) check(std::string{static_cast<char>(a), static_cast<char>(b)});
+  }
+  // Every byte, and a few multi-byte sequences, at every offset of a plain run (so at every
+  // position of the 8-byte words the bulk scan reads), followed by plain bytes or nothing.
+  std::vector<std::string> odd;
+  for (int b = 0; b < 256; ++b) odd.emplace_back(1, static_cast<char>(b));
+  for (const char* seq : {"\xe2\x80\xa8", "\xe2\x80\xa9", "\xf0\x9f\x98\x80", "\xe2\x82", "\xc3"}) {
+    odd.emplace_back(seq);
+  }
+  for (const std::string& bytes : odd) {
+    for (size_t before = 0; before <= 24; ++before) {
+      for (size_t after : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{17}}) {
+        check(std::string(before, 'p') + bytes + std::string(after, 'q'));
+      }
+    }
+  }
+  TextGen gen(7);
+  for (int i = 0; i < 20000; ++i) check(gen.Text(gen.OneIn(10) ? 200 : 12));
+}
+
 TEST(GoJsonStringTest, EscapingInsideTheLine) {
   audit::AuditRecord record = ReferenceRecord();
   record.request_uri = "/x?a=<b>&c=\xe2\x80\xa8\x01\n\xff";
@@ -276,6 +688,44 @@ TEST(AuditIdTest, FormatAndUniqueness) {
   EXPECT_EQ(seen.size(), 1000u);
 }
 
+TEST(AuditIdTest, UniqueAcrossThreads) {
+  constexpr int kThreads = 4, kIds = 2000;  // several refills of each thread's pool
+  std::vector<std::vector<std::string>> ids(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&ids, t] {
+      for (int i = 0; i < kIds; ++i) ids[t].push_back(NewAuditId());
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  std::set<std::string> seen;
+  for (const auto& list : ids) seen.insert(list.begin(), list.end());
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kThreads * kIds));
+}
+
+TEST(AuditIdTest, ForkedChildDoesNotRepeatTheParentsIds) {
+  NewAuditId();  // the pool is filled and holds unused bytes
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string id = NewAuditId();
+    const bool ok = write(fds[1], id.data(), id.size()) == static_cast<ssize_t>(id.size());
+    _exit(ok ? 0 : 1);
+  }
+  close(fds[1]);
+  const std::string parent_id = NewAuditId();
+  char buf[64];
+  const ssize_t n = read(fds[0], buf, sizeof buf);
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_EQ(n, 36);
+  EXPECT_NE(std::string(buf, 36), parent_id);
+}
+
 TEST(TimeFormatTest, Table) {
   struct Case {
     uint64_t ns;
@@ -298,6 +748,31 @@ TEST(TimeFormatTest, Table) {
   for (const Case& c : cases) {
     EXPECT_EQ(FormatMicros(c.ns), c.micros) << c.ns;
     EXPECT_EQ(FormatSeconds(c.ns), c.seconds) << c.ns;
+  }
+}
+
+TEST(TimeFormatTest, MatchesGmtime) {
+  std::vector<uint64_t> times = {
+      0, 1, 999, 1'000, 999'999'999, 1'000'000'000, UINT64_MAX, UINT64_MAX - 999'999'999};
+  // Around every New Year's Day, 1 March and 31 December from 1970 to the last one in range.
+  for (int year = 1970; year <= 2554; ++year) {
+    for (const auto& [month, day] : {std::pair{1, 1}, std::pair{3, 1}, std::pair{12, 31}}) {
+      std::tm tm{};
+      tm.tm_year = year - 1900;
+      tm.tm_mon = month - 1;
+      tm.tm_mday = day;
+      const auto second = static_cast<uint64_t>(timegm(&tm));
+      for (const int64_t delta : {-86'400, -1, 0, 1}) {
+        const uint64_t ns = (second + static_cast<uint64_t>(delta)) * 1'000'000'000ULL + 123'456;
+        if (ns / 1'000'000'000ULL == second + static_cast<uint64_t>(delta)) times.push_back(ns);
+      }
+    }
+  }
+  TextGen gen(42);
+  for (int i = 0; i < 20000; ++i) times.push_back(gen.Time());
+  for (const uint64_t ns : times) {
+    EXPECT_EQ(FormatMicros(ns), RefFormatTime(ns, true)) << ns;
+    EXPECT_EQ(FormatSeconds(ns), RefFormatTime(ns, false)) << ns;
   }
 }
 

@@ -22,15 +22,6 @@ struct ConnectionTracker::Connection {
 
 namespace {
 
-void AddStats(http::Http1Stats* sum, const http::Http1Stats& s) {
-  sum->requests += s.requests;
-  sum->responses += s.responses;
-  sum->parse_errors += s.parse_errors;
-  sum->resyncs += s.resyncs;
-  sum->orphan_responses += s.orphan_responses;
-  sum->dropped_requests += s.dropped_requests;
-}
-
 std::string PeerOf(const tap_sock& sock) {
   Endpoint e;
   e.family = sock.family == AF_INET ? AF_INET : sock.family == AF_INET6 ? AF_INET6 : 0;
@@ -197,7 +188,7 @@ void ConnectionTracker::Close(std::map<ConnKey, std::unique_ptr<Connection>>::it
   ++stats_.connections_closed;
   if (conn->http) {
     conn->http->OnClose(wall_ns);
-    AddStats(&closed_http_stats_, conn->http->stats());
+    closed_http_stats_ += conn->http->stats();
   }
 }
 
@@ -224,7 +215,7 @@ void ConnectionTracker::CloseAll(uint64_t now_wall_ns) {
 http::Http1Stats ConnectionTracker::http_stats() const {
   http::Http1Stats sum = closed_http_stats_;
   for (const auto& [key, conn] : conns_)
-    if (conn->http) AddStats(&sum, conn->http->stats());
+    if (conn->http) sum += conn->http->stats();
   return sum;
 }
 

@@ -14,6 +14,16 @@
 // - `owed_` counts responses that belong to requests we never queued (skipped while
 //   unsynchronised, discarded on error/gap, dropped over the limit): that many responses are
 //   treated as orphans before pairing resumes, so pairing does not shift by one.
+// - Gaps inside a Content-Length body (the tap keeps only the head of a large write) do not
+//   cost sync: http-parser's content_length holds the body bytes still expected while in
+//   s_body_identity, so the lost bytes are taken off it directly (O(1), whatever the size)
+//   and one filler byte is fed through the parser, which then completes the message if the
+//   gap ended it. From the gap on, body bytes are counted but not stored (`body_frozen`), so
+//   the kept body is exactly the bytes seen before the gap and never filler.
+//   A gap that goes past the body's end provably lost the start of the next message. For a
+//   request, a `lost` placeholder is queued in its FIFO place (not `owed_`, which is spent
+//   before the requests already waiting): its response is dropped as an orphan and it is
+//   never reported. For a response, the next waiting request gets kNoResponse.
 
 #include "http/http1.h"
 
@@ -21,6 +31,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,6 +45,8 @@ constexpr size_t kMaxMethodLen = 20;
 constexpr size_t kMaxHeld = 64 * 1024;     // request bytes held while an upgrade is undecided
 constexpr size_t kHeaderLineOverhead = 4;  // ": " and CRLF, counted per header line
 constexpr size_t kNpos = static_cast<size_t>(-1);
+// http-parser's content_length when no length is known (its ULLONG_MAX).
+constexpr uint64_t kNoContentLength = std::numeric_limits<uint64_t>::max();
 
 enum class Match : uint8_t { kNo, kYes, kNeedMore };
 
@@ -141,6 +154,7 @@ struct Http1Connection::Impl {
     bool request_done = false;  // complete or abandoned; no more bytes go into it
     bool has_verdict = false;
     ExchangeEvent verdict = ExchangeEvent::kNoResponse;
+    bool lost = false;  // placeholder for a request whose start a gap took: never reported
   };
 
   struct Ready {
@@ -160,6 +174,9 @@ struct Http1Connection::Impl {
     uint64_t tail_ts = 0;
     bool skipped_significant = false;  // skipped something other than CR/LF since last sync
     bool skip_accounted = false;  // request: skipped bytes belong to an already counted message
+    // Request: a gap took the start of a request (queued as a `lost` placeholder); the bytes
+    // skipped or the malformed message start found next are its remains, not a new request.
+    bool lost_head = false;
 
     // Request stream only: bytes after an upgrade request, until its response decides.
     std::string held;
@@ -174,6 +191,7 @@ struct Http1Connection::Impl {
     bool interim = false;       // response: 1xx (not 101)
     bool tunnel = false;        // response: 101, or 2xx to CONNECT
     bool message_done = false;  // on_message_complete ran during this execute
+    bool body_frozen = false;   // a gap was skipped in this body: count bytes, keep none
     size_t header_bytes = 0;
     Headers* headers = nullptr;
     HttpRequest req;           // request: until its header block is complete
@@ -240,6 +258,7 @@ struct Http1Connection::Impl {
     s.last_was_value = false;
     s.interim = false;
     s.tunnel = false;
+    s.body_frozen = false;
     s.header_bytes = 0;
     s.headers = nullptr;
     s.entry = nullptr;
@@ -265,7 +284,7 @@ struct Http1Connection::Impl {
   void Drain() {
     while (!pending.empty() && pending.front().has_verdict && pending.front().request_done) {
       Pending& f = pending.front();
-      ready.push_back(Ready{std::move(f.ex), f.verdict});
+      if (!f.lost) ready.push_back(Ready{std::move(f.ex), f.verdict});
       pending.pop_front();
     }
   }
@@ -307,6 +326,12 @@ struct Http1Connection::Impl {
       const uint64_t seq = f.seq;
       const Stream& rs = Resp();
       const bool answer_in_flight = rs.in_message && rs.headers_done && rs.partner_seq == seq;
+      if (f.lost) {  // not a request we can report: its response just stays an orphan
+        pending.pop_front();
+        if (!answer_in_flight) BumpOwed();
+        Resolved(seq);
+        continue;
+      }
       if (Req().entry == &f) Req().entry = nullptr;  // (cannot happen: it is the newest)
       f.ex.incomplete = true;
       f.ex.response.reset();
@@ -332,6 +357,7 @@ struct Http1Connection::Impl {
     s.last_was_value = false;
     s.interim = false;
     s.tunnel = false;
+    s.body_frozen = false;
     s.header_bytes = 0;
     s.partner_seq = 0;
     if (s.dir == Direction::kRequest) {
@@ -394,6 +420,7 @@ struct Http1Connection::Impl {
       r.headers_done_ns = s.ts;
       TrimValues(r.headers);
       ++im.stats.requests;
+      s.lost_head = false;
       im.DropOverflow();
       Pending& e = im.pending.emplace_back();
       e.seq = im.next_seq++;
@@ -429,7 +456,8 @@ struct Http1Connection::Impl {
 
   static int CbBody(http_parser* p, const char* at, size_t len) {
     Stream& s = S(p);
-    const size_t max = s.impl->opt.max_body_bytes;
+    // After a skipped gap, bytes are only counted: the kept body must not have a hole.
+    const size_t max = s.body_frozen ? 0 : s.impl->opt.max_body_bytes;
     if (s.dir == Direction::kRequest) {
       if (s.entry == nullptr) return 0;
       HttpRequest& r = s.entry->ex.request;
@@ -462,11 +490,13 @@ struct Http1Connection::Impl {
       ++im.stats.responses;
       s.resp.complete_ns = s.ts;
       const uint64_t seq = s.partner_seq;
-      if (Pending* e = im.FindBySeq(seq)) {
+      Pending* e = im.FindBySeq(seq);
+      if (e != nullptr && !e->lost) {
         e->ex.response = std::move(s.resp);
         im.SetVerdict(*e, ExchangeEvent::kResponseComplete);
       } else {
         ++im.stats.orphan_responses;
+        if (e != nullptr) im.SetVerdict(*e, ExchangeEvent::kNoResponse);  // drops the placeholder
       }
       if (s.tunnel) im.go_dead = true;
     }
@@ -494,7 +524,8 @@ struct Http1Connection::Impl {
   void Sync(Stream& s) {
     if (s.skipped_significant) {
       ++stats.resyncs;
-      if (s.dir == Direction::kRequest && !s.skip_accounted) BumpOwed();
+      if (s.dir == Direction::kRequest && !s.skip_accounted && !s.lost_head) BumpOwed();
+      s.lost_head = false;  // the lost request's remains were skipped
     }
     s.skipped_significant = false;
     s.skip_accounted = false;
@@ -541,6 +572,8 @@ struct Http1Connection::Impl {
   // The message in progress is given up (gap or parse error); the stream then resynchronises.
   // A malformed request start counts as a message even when http-parser rejected its first
   // byte (an unknown method): the server may well answer it.
+  // A response cut by a gap after its header block was complete still reports its status:
+  // kResponseComplete with what was seen, marked incomplete (complete_ns stays 0).
   void Abandon(Stream& s, bool parse_error) {
     if (s.dir == Direction::kRequest) {
       if (Pending* e = s.entry) {
@@ -550,10 +583,17 @@ struct Http1Connection::Impl {
         Drain();
         s.skip_accounted = true;
       } else if (s.in_message || parse_error) {
-        BumpOwed();  // its response will still come
+        if (!s.lost_head) BumpOwed();  // its response will still come (else: already queued)
+        s.lost_head = false;
         s.skip_accounted = true;
       } else {
         s.skip_accounted = false;
+      }
+    } else if (s.in_message && !s.interim && s.headers_done && !parse_error) {
+      if (Pending* e = FindBySeq(s.partner_seq)) {
+        e->ex.incomplete = true;
+        e->ex.response = std::move(s.resp);
+        SetVerdict(*e, ExchangeEvent::kResponseComplete);
       }
     } else if (s.in_message && !s.interim) {
       const uint64_t seq = s.headers_done ? s.partner_seq : ClaimPartner(s.resp.first_byte_ns);
@@ -722,9 +762,88 @@ struct Http1Connection::Impl {
     AfterCall();
   }
 
-  void OnGap(Direction dir, uint64_t /*missing*/, uint64_t /*ts*/) {
+  // ---- gaps ----
+
+  // Is the stream inside a body delimited by Content-Length (http-parser's s_body_identity),
+  // so that parser.content_length is the number of body bytes still expected?
+  // After on_headers_complete ran and the execute call returned without completing the
+  // message or failing, the parser is past s_headers_done: in a chunked body, a read-until-
+  // close body (no length, or a non-chunked Transfer-Encoding) or a length-delimited one.
+  bool InLengthBody(const Stream& s) const {
+    if (s.mode != Mode::kSynced || !s.in_message || !s.headers_done || s.interim) return false;
+    const http_parser& p = s.parser;
+    if (HTTP_PARSER_ERRNO(&p) != HPE_OK) return false;
+    const unsigned flags = p.flags;
+    if ((flags & (F_CHUNKED | F_SKIPBODY)) != 0 || (flags & F_CONTENTLENGTH) == 0) return false;
+    if (p.content_length == 0 || p.content_length == kNoContentLength) return false;
+    const Headers* headers = nullptr;
+    if (s.dir == Direction::kRequest) {
+      if (s.entry != nullptr) headers = &s.entry->ex.request.headers;
+    } else {
+      headers = &s.resp.headers;
+    }
+    return headers != nullptr && FindHeader(*headers, "transfer-encoding") == nullptr;
+  }
+
+  // `missing` lost bytes all fall inside the Content-Length body in progress: counts them as
+  // body and stays synchronised. O(1) whatever `missing` is. False when not applicable.
+  bool SkipInBody(Stream& s, uint64_t missing, uint64_t ts) {
+    if (missing == 0 || !InLengthBody(s) || missing > s.parser.content_length) return false;
+    uint64_t* size = nullptr;
+    bool* truncated = nullptr;
+    if (s.dir == Direction::kRequest) {
+      size = &s.entry->ex.request.body_size;  // InLengthBody: entry is set
+      truncated = &s.entry->ex.request.body_truncated;
+    } else {
+      size = &s.resp.body_size;
+      truncated = &s.resp.body_truncated;
+    }
+    ++stats.gaps_skipped_in_body;
+    s.body_frozen = true;
+    // All but one lost byte: off the parser's remaining count (it stays >= 1, so the parser
+    // is still in s_body_identity). The last one goes through the parser as a filler byte
+    // (counted, not kept) so that the parser itself completes the message when the gap
+    // reached the body's end.
+    s.parser.content_length -= missing - 1;
+    *size += missing - 1;
+    *truncated = true;
+    static constexpr char kFiller[1] = {'\0'};
+    ProcessChunk(s, kFiller, 1, ts, false);
+    return true;
+  }
+
+  // A gap went past the end of a Content-Length body: the start of the next message of this
+  // direction was lost with it.
+  void LostMessageStart(Stream& s) {
+    if (s.dir == Direction::kRequest) {
+      // That request's response will come after those of the requests already waiting.
+      DropOverflow();
+      Pending& e = pending.emplace_back();
+      e.seq = next_seq++;
+      e.lost = true;
+      e.request_done = true;
+      s.skip_accounted = true;  // the bytes skipped until the next start are that request
+      s.lost_head = true;
+      return;
+    }
+    // That response answers the next request waiting for one.
+    if (Pending* e = FindBySeq(ClaimPartner(0))) {
+      e->ex.incomplete = true;
+      e->ex.response.reset();
+      SetVerdict(*e, ExchangeEvent::kNoResponse);
+    }
+  }
+
+  void OnGap(Direction dir, uint64_t missing, uint64_t ts) {
     if (closed) return;
-    Lose(streams[static_cast<int>(dir)]);
+    Stream& s = streams[static_cast<int>(dir)];
+    if (!SkipInBody(s, missing, ts)) {
+      // Not after an upgrade request: what follows it need not be HTTP.
+      const bool lost_start = missing != 0 && InLengthBody(s) &&
+                              missing > s.parser.content_length && s.parser.upgrade == 0;
+      Lose(s);
+      if (lost_start) LostMessageStart(s);
+    }
     AfterCall();
   }
 
@@ -734,6 +853,7 @@ struct Http1Connection::Impl {
     if (s.mode != Mode::kUnsynced) return;
     s.skipped_significant = false;
     s.skip_accounted = false;
+    s.lost_head = false;
     Sync(s);
   }
 
@@ -750,6 +870,7 @@ struct Http1Connection::Impl {
     Stream& qs = Req();
     if (qs.entry != nullptr) qs.entry->request_done = true;  // body still in flight
     for (Pending& e : pending) {
+      if (e.lost) continue;
       ready.push_back(
           Ready{std::move(e.ex), e.has_verdict ? e.verdict : ExchangeEvent::kNoResponse});
     }

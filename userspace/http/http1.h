@@ -7,8 +7,21 @@
 //
 // Pairing after lost bytes: a response is an orphan (dropped, counted) when it must belong to
 // a request that was not queued -- skipped while joining mid-stream, discarded by a parse
-// error or gap before its header block was complete, or dropped over max_pending_requests --
-// or when its first byte was seen before the first byte of the oldest waiting request.
+// error or gap before its header block was complete, started inside a gap that ran past the
+// end of a Content-Length body, or dropped over max_pending_requests -- or when its first
+// byte was seen before the first byte of the oldest waiting request.
+//
+// Gaps (OnGap): the tap keeps only the head of a large write and reports the rest as a gap.
+// - Lost bytes that provably fall inside the body of the message in progress (header block
+//   complete, body delimited by Content-Length, `missing` <= the body bytes still expected)
+//   cost nothing but body bytes: the stream stays synchronised and the message completes
+//   when its real remaining bytes arrive. body_size counts the lost bytes, body_truncated is
+//   set and `body` keeps only the bytes seen before the gap (bytes after it are counted, not
+//   kept). The exchange is reported as it would have been, `incomplete` false (only body
+//   bytes were lost). Counted in Http1Stats::gaps_skipped_in_body. Work is O(1) in `missing`.
+// - Any other gap (chunked or read-until-close body, header block not complete, gap longer
+//   than the rest of the body, `missing` == 0 i.e. unknown size) abandons the message in
+//   progress and resynchronises at the next message start; see OnGap.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +54,22 @@ struct Http1Stats {
   uint64_t interim_responses = 0;  // 1xx responses other than 101 (not paired, not reported)
   uint64_t skipped_bytes = 0;      // bytes discarded while looking for a message start
   uint64_t upgrades = 0;           // 101 / CONNECT tunnel seen: the connection left HTTP/1.1
+  // Gaps absorbed inside a Content-Length body, the stream kept in sync (see OnGap).
+  uint64_t gaps_skipped_in_body = 0;
+
+  Http1Stats& operator+=(const Http1Stats& o) {
+    requests += o.requests;
+    responses += o.responses;
+    parse_errors += o.parse_errors;
+    resyncs += o.resyncs;
+    orphan_responses += o.orphan_responses;
+    dropped_requests += o.dropped_requests;
+    interim_responses += o.interim_responses;
+    skipped_bytes += o.skipped_bytes;
+    upgrades += o.upgrades;
+    gaps_skipped_in_body += o.gaps_skipped_in_body;
+    return *this;
+  }
 };
 
 class Http1Connection {
@@ -57,10 +86,19 @@ class Http1Connection {
   // first plausible message start (at the start of a call's bytes or of a line) are skipped.
   // The sink is called from inside OnData/OnGap/OnClose; it must not throw or call back in.
   void OnData(Direction dir, std::string_view bytes, uint64_t ts_ns);
-  // `missing` bytes of this direction were lost. The message in progress is abandoned
-  // (a request whose header block was complete is still reported, marked incomplete; an
-  // earlier one is discarded; a response in progress reports its request as kNoResponse,
-  // incomplete) and the stream resynchronises at the next message start.
+  // `missing` bytes of this direction were lost (0: an unknown amount).
+  // When they all fall inside a Content-Length body in progress, they are counted as body and
+  // nothing else changes (see the top of this file). Otherwise the message in progress is
+  // abandoned and the stream resynchronises at the next message start:
+  // - a request whose header block was complete is still reported, marked incomplete; an
+  //   earlier one is discarded (its response is then treated as an orphan);
+  // - a response whose header block was complete reports its request as kResponseComplete
+  //   with that response (status and headers known; body as seen, complete_ns 0), marked
+  //   incomplete: the status is the most important fact of an audit line. A response cut
+  //   before its header block was complete reports its request as kNoResponse, incomplete;
+  // - a gap that runs past the end of a Content-Length body provably lost the start of the
+  //   next message too: for requests its response is treated as an orphan, for responses the
+  //   next waiting request is reported as kNoResponse, incomplete (pairing does not shift).
   void OnGap(Direction dir, uint64_t missing, uint64_t ts_ns);
   // Tells the parser that the next bytes of `dir` are the very start of the connection, so no
   // resynchronisation scan is needed (and a malformed first message is an error, not a skip).

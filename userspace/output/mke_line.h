@@ -21,8 +21,11 @@ struct UserFacts {
 };
 
 // A random RFC 4122 version-4 UUID, from OpenSSL's RAND_bytes.
+// The bytes come from a per-thread pool that RAND_bytes refills 4 KiB at a time (dropped in a
+// forked child, so parent and child never share ids).
 std::string NewAuditId();
 
+// Both formatters cache the text of the last second they formatted (per thread).
 // "2019-01-30T17:21:45.316157Z"
 std::string FormatMicros(uint64_t wall_ns);
 // "2019-01-30T17:21:45Z"
@@ -46,6 +49,8 @@ std::string GoJsonDump(const nlohmann::json& value);
 // when response_code is set), sourceIPs, stage, stageTimestamp and timestamp (null at
 // RequestReceived or when unknown), user {"extra":{"licenseKey":[..],"username":[login]},"uid",
 // "username"}, verb.
+// Written directly into one string (no JSON tree); the unit tests check it byte for byte against
+// the tree-based encoding through GoJsonDump.
 std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
                           const std::string& audit_id, uint64_t now_ns);
 
