@@ -1,8 +1,10 @@
 // mke-audit-tap: wires the stages together. Live mode: kernel tap -> pipeline -> stdout, driven
 // by one Boost.Asio event loop (ring buffer readiness, target rescans, signals). Replay mode:
 // recording -> pipeline -> stdout.
+#include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -12,8 +14,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <set>
+#include <stdexcept>
 
 #include "capture/recorder.h"
 #include "conn/proc_net.h"
@@ -49,6 +53,48 @@ void NotifySystemd() {
   ::sendto(fd, msg, sizeof(msg) - 1, 0, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   ::close(fd);
 }
+
+// SIGINT and SIGTERM, read from a signalfd. The signals are blocked from the start of main, so
+// there is no moment (start-up, shutdown, destructors) at which one could kill the process
+// before every pending line is written.
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+void BlockStopSignals() {
+  sigset_t set = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+class StopSignalWatcher {
+ public:
+  explicit StopSignalWatcher(boost::asio::io_context& io) : fd_(io) {
+    sigset_t set = StopSignals();
+    int fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fd < 0) throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
+    fd_.assign(fd);
+  }
+  // Calls on_signal(signo) once, at the first SIGINT or SIGTERM.
+  void Wait(std::function<void(int)> on_signal) {
+    fd_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                   [this, on_signal](const boost::system::error_code& ec) {
+                     if (ec) return;
+                     signalfd_siginfo info{};
+                     if (::read(fd_.native_handle(), &info, sizeof(info)) != sizeof(info)) {
+                       Wait(on_signal);
+                       return;
+                     }
+                     on_signal(static_cast<int>(info.ssi_signo));
+                   });
+  }
+
+ private:
+  boost::asio::posix::stream_descriptor fd_;
+};
 
 // Socket facts from /proc for connections that predate the auditor.
 std::optional<tap_sock> ResolveFromProc(uint32_t tgid, int32_t fd) {
@@ -132,7 +178,7 @@ class LiveAuditor {
         poll_timer_(io_),
         rescan_timer_(io_),
         sweep_timer_(io_),
-        signals_(io_, SIGINT, SIGTERM) {
+        signals_(io_) {
     spec_.comms = o.comms;
     spec_.pids = o.pids;
   }
@@ -168,8 +214,7 @@ class LiveAuditor {
     SchedulePoll();
     ScheduleRescan();
     ScheduleSweep();
-    signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
-      if (ec) return;
+    signals_.Wait([this](int signo) {
       spdlog::info("signal {}: flushing and exiting", signo);
       Drain();
       io_.stop();
@@ -291,7 +336,7 @@ class LiveAuditor {
   boost::asio::steady_timer poll_timer_;
   boost::asio::steady_timer rescan_timer_;
   boost::asio::steady_timer sweep_timer_;
-  boost::asio::signal_set signals_;
+  StopSignalWatcher signals_;
 };
 
 int RunIdle() {
@@ -299,8 +344,8 @@ int RunIdle() {
   spdlog::info("ready: audit level none, nothing is captured");
   NotifySystemd();
   boost::asio::io_context io;
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code&, int) { io.stop(); });
+  StopSignalWatcher signals(io);
+  signals.Wait([&](int) { io.stop(); });
   io.run();
   return 0;
 }
@@ -325,6 +370,7 @@ int main(int argc, char** argv) {
   SetUpLogging(options->log_level);
   mat::output::FileLineSink out(stdout);
   if (!options->replay_file.empty()) return RunReplay(*options);
+  BlockStopSignals();
   if (options->level == mat::audit::Level::kNone) return RunIdle();
   LiveAuditor auditor(*options, &out);
   return auditor.Run();
