@@ -1379,3 +1379,71 @@ TEST(Http1Test, RandomGarbageAndSplitsNeverCrash) {
 
 }  // namespace
 }  // namespace mat::http
+
+// ---- stage reports: ResponseStarted, RequestReceived, timeouts ----
+namespace stage_reports {
+
+struct Report {
+  mat::http::ExchangeEvent event;
+  std::string target;
+  uint64_t sequence;
+  bool has_response;
+};
+
+TEST(Http1Stages, LongRunningResponseIsReportedWhenItsHeadersAreComplete) {
+  std::vector<Report> seen;
+  mat::http::Http1Options options;
+  options.report_started = [](const mat::http::HttpRequest& r) {
+    return r.target.find("watch=true") != std::string::npos;
+  };
+  mat::http::Http1Connection c(
+      options, [&](mat::http::HttpExchange&& e, mat::http::ExchangeEvent ev) {
+        seen.push_back({ev, e.request.target, e.sequence, e.response.has_value()});
+      });
+  c.MarkStreamStart(mat::http::Direction::kRequest);
+  c.MarkStreamStart(mat::http::Direction::kResponse);
+  c.OnData(mat::http::Direction::kRequest, "GET /a HTTP/1.1\r\n\r\n", 1);
+  c.OnData(mat::http::Direction::kResponse, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2);
+  c.OnData(mat::http::Direction::kRequest, "GET /api/v1/pods?watch=true HTTP/1.1\r\n\r\n", 3);
+  c.OnData(mat::http::Direction::kResponse,
+           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nevent\r\n", 4);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].event, mat::http::ExchangeEvent::kResponseComplete);
+  EXPECT_EQ(seen[0].sequence, 1u);
+  EXPECT_EQ(seen[1].event, mat::http::ExchangeEvent::kResponseStarted);
+  EXPECT_EQ(seen[1].target, "/api/v1/pods?watch=true");
+  EXPECT_EQ(seen[1].sequence, 2u);
+  EXPECT_TRUE(seen[1].has_response);
+  c.OnClose(5);  // the watch never ended: reported once more, with the same sequence
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[2].sequence, 2u);
+}
+
+TEST(Http1Stages, RequestReceivedAndTimeoutReports) {
+  std::vector<Report> seen;
+  mat::http::Http1Options options;
+  options.report_received = true;
+  mat::http::Http1Connection c(
+      options, [&](mat::http::HttpExchange&& e, mat::http::ExchangeEvent ev) {
+        seen.push_back({ev, e.request.target, e.sequence, e.response.has_value()});
+      });
+  c.OnData(mat::http::Direction::kRequest, "POST /slow HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+           100);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].event, mat::http::ExchangeEvent::kRequestReceived);
+  EXPECT_EQ(seen[0].sequence, 1u);
+  c.Expire(100);  // completed at 100: not before 100
+  EXPECT_EQ(seen.size(), 1u);
+  c.Expire(101);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[1].event, mat::http::ExchangeEvent::kRequestTimedOut);
+  c.Expire(500);  // once only
+  EXPECT_EQ(seen.size(), 2u);
+  c.OnData(mat::http::Direction::kResponse, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+           600);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[2].event, mat::http::ExchangeEvent::kResponseComplete);
+  EXPECT_EQ(seen[2].sequence, 1u);
+}
+
+}  // namespace stage_reports

@@ -45,6 +45,11 @@ struct HttpResponse {
 
 // Why an exchange is reported.
 enum class ExchangeEvent {
+  kRequestReceived,   // the request is complete (only when asked for: report_received); the
+                      // exchange is reported again later
+  kRequestTimedOut,   // no response within the timeout given to Expire(); reported again later
+  kResponseStarted,   // the response's header block is complete (only when asked for: see
+                      // Http1Options::report_started); the exchange is reported again later
   kResponseComplete,  // the response was fully received
   kNoResponse,        // the connection closed (or the request was abandoned) with no response
 };
@@ -54,6 +59,8 @@ struct HttpExchange {
   std::optional<HttpResponse> response;  // set for kResponseComplete
   // True when part of this exchange was lost (a gap in the byte stream), so fields may be missing.
   bool incomplete = false;
+  // The request's number on its connection (1, 2, ...): the same in every report of it.
+  uint64_t sequence = 0;
 };
 
 }  // namespace mat::http

@@ -155,6 +155,7 @@ struct Http1Connection::Impl {
     bool has_verdict = false;
     ExchangeEvent verdict = ExchangeEvent::kNoResponse;
     bool lost = false;  // placeholder for a request whose start a gap took: never reported
+    bool timeout_reported = false;
   };
 
   struct Ready {
@@ -424,6 +425,7 @@ struct Http1Connection::Impl {
       im.DropOverflow();
       Pending& e = im.pending.emplace_back();
       e.seq = im.next_seq++;
+      e.ex.sequence = e.seq;
       e.ex.request = std::move(r);
       s.entry = &e;
       s.headers = nullptr;
@@ -444,6 +446,14 @@ struct Http1Connection::Impl {
     bool no_body = r.status == 101 || r.status == 204 || r.status == 304;
     s.tunnel = r.status == 101;
     if (const Pending* e = im.FindBySeq(s.partner_seq)) {
+      if (im.opt.report_started && im.opt.report_started(e->ex.request)) {
+        HttpExchange started;
+        started.request = e->ex.request;
+        started.response = r;
+        started.incomplete = e->ex.incomplete;
+        started.sequence = e->seq;
+        im.ready.push_back(Ready{std::move(started), ExchangeEvent::kResponseStarted});
+      }
       const std::string& m = e->ex.request.method;
       if (m == "HEAD") no_body = true;
       if (m == "CONNECT" && r.status >= 200 && r.status < 300) {
@@ -479,6 +489,13 @@ struct Http1Connection::Impl {
       if (Pending* e = s.entry) {
         e->ex.request.complete_ns = s.ts;
         e->request_done = true;
+        if (im.opt.report_received && !e->lost) {
+          HttpExchange received;
+          received.request = e->ex.request;
+          received.incomplete = e->ex.incomplete;
+          received.sequence = e->seq;
+          im.ready.push_back(Ready{std::move(received), ExchangeEvent::kRequestReceived});
+        }
         s.completed_seq = e->seq;
         s.completed_had_verdict = e->has_verdict;
         s.entry = nullptr;
@@ -820,6 +837,7 @@ struct Http1Connection::Impl {
       DropOverflow();
       Pending& e = pending.emplace_back();
       e.seq = next_seq++;
+      e.ex.sequence = e.seq;
       e.lost = true;
       e.request_done = true;
       s.skip_accounted = true;  // the bytes skipped until the next start are that request
@@ -855,6 +873,22 @@ struct Http1Connection::Impl {
     s.skip_accounted = false;
     s.lost_head = false;
     Sync(s);
+  }
+
+  void Expire(uint64_t complete_before_ns) {
+    if (closed) return;
+    for (Pending& e : pending) {
+      if (e.lost || e.has_verdict || e.timeout_reported || !e.request_done) continue;
+      const uint64_t done = e.ex.request.complete_ns;
+      if (done == 0 || done >= complete_before_ns) continue;
+      e.timeout_reported = true;
+      HttpExchange waiting;
+      waiting.request = e.ex.request;
+      waiting.incomplete = e.ex.incomplete;
+      waiting.sequence = e.seq;
+      ready.push_back(Ready{std::move(waiting), ExchangeEvent::kRequestTimedOut});
+    }
+    Flush();
   }
 
   void OnClose(uint64_t ts) {
@@ -901,6 +935,8 @@ void Http1Connection::OnGap(Direction dir, uint64_t missing, uint64_t ts_ns) {
 }
 
 void Http1Connection::MarkStreamStart(Direction dir) { impl_->MarkStreamStart(dir); }
+
+void Http1Connection::Expire(uint64_t complete_before_ns) { impl_->Expire(complete_before_ns); }
 
 void Http1Connection::OnClose(uint64_t ts_ns) { impl_->OnClose(ts_ns); }
 

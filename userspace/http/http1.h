@@ -40,6 +40,12 @@ struct Http1Options {
   size_t max_body_bytes = 64 * 1024;    // body bytes kept per message (the rest is counted)
   size_t max_header_bytes = 80 * 1024;  // larger header blocks are a parse error
   size_t max_pending_requests = 256;    // requests waiting for responses; beyond, oldest dropped
+  // When set and true for a request, its exchange is also reported with kResponseStarted as
+  // soon as the final response's header block is complete (response body empty): for
+  // long-running requests (watches, logs, attach) whose response may never complete.
+  std::function<bool(const HttpRequest&)> report_started;
+  // Also report every request with kRequestReceived as soon as it is complete.
+  bool report_received = false;
 };
 
 // Outcome counters, for metrics and tests.
@@ -105,6 +111,9 @@ class Http1Connection {
   void MarkStreamStart(Direction dir);
   // The connection is gone: reports every request still waiting (kNoResponse), in order.
   void OnClose(uint64_t ts_ns);
+  // Reports, once each, with kRequestTimedOut the complete requests that have waited for a
+  // response since before `complete_before_ns`. They stay queued for their responses.
+  void Expire(uint64_t complete_before_ns);
 
   const Http1Stats& stats() const;
 
