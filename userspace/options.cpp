@@ -2,7 +2,12 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <sstream>
 #include <string_view>
+
+#include "config/toml_lite.h"
 
 namespace mat {
 namespace {
@@ -15,6 +20,120 @@ bool ParseUnsigned(std::string_view text, uint64_t min, uint64_t max, uint64_t* 
   unsigned long long v = std::strtoull(s.c_str(), &end, 10);
   if (errno != 0 || *end != '\0' || s[0] == '-' || v < min || v > max) return false;
   *out = v;
+  return true;
+}
+
+// Reads the configuration file into o. Command-line flags are applied afterwards and win.
+bool ApplyConfigFile(const std::string& path, Options* o, std::string* error) {
+  std::ifstream in(path);
+  if (!in) {
+    *error = "--config: cannot read " + path;
+    return false;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string parse_error;
+  auto doc =
+      config::ParseToml(text.str(), &parse_error, {"audit_log_configuration", "mke_audit_tap"});
+  if (!doc) {
+    *error = path + ": " + parse_error;
+    return false;
+  }
+  auto fail = [&](const config::TomlValue& v, const std::string& what) {
+    *error = path + ": line " + std::to_string(v.line) + ": " + what;
+    return false;
+  };
+  auto str = [](const config::TomlValue& v) { return std::get_if<std::string>(&v.v); };
+  auto boolean = [](const config::TomlValue& v) { return std::get_if<bool>(&v.v); };
+  auto integer = [](const config::TomlValue& v) { return std::get_if<int64_t>(&v.v); };
+  auto strings = [&](const config::TomlValue& v, std::vector<std::string>* out) {
+    const auto* arr = std::get_if<config::TomlArray>(&v.v);
+    if (arr == nullptr) return false;
+    for (const auto& item : *arr) {
+      const std::string* s = str(item);
+      if (s == nullptr) return false;
+      out->push_back(*s);
+    }
+    return true;
+  };
+  for (const auto& [key, v] : (*doc)["audit_log_configuration"]) {
+    if (key == "level") {
+      const std::string* s = str(v);
+      auto level = s ? audit::ParseLevel(*s) : std::nullopt;
+      if (!level) return fail(v, "level must be \"\", \"metadata\" or \"request\"");
+      o->level = *level;
+    } else if (key == "support_dump_include_audit_logs") {
+      const bool* b = boolean(v);
+      if (b == nullptr) return fail(v, key + " must be true or false");
+      o->support_dump_include_audit_logs = *b;
+    } else {
+      return fail(v, "unknown key " + key + " in [audit_log_configuration]");
+    }
+  }
+  struct UIntKey {
+    const char* name;
+    uint64_t min, max;
+    std::function<void(uint64_t)> set;
+  };
+  const UIntKey uint_keys[] = {
+      {"cap_bytes", 4096, 1u << 20, [&](uint64_t n) { o->cap_bytes = static_cast<uint32_t>(n); }},
+      {"ringbuf_bytes", 1u << 16, 1u << 30,
+       [&](uint64_t n) { o->ringbuf_bytes = static_cast<uint32_t>(n); }},
+      {"max_body_bytes", 0, 16u << 20, [&](uint64_t n) { o->max_body_bytes = n; }},
+      {"poll_ms", 1, 1000, [&](uint64_t n) { o->poll_ms = static_cast<uint32_t>(n); }},
+      {"rescan_ms", 50, 3600000, [&](uint64_t n) { o->rescan_ms = static_cast<uint32_t>(n); }},
+      {"idle_timeout", 1, 30 * 86400,
+       [&](uint64_t n) { o->idle_timeout_s = static_cast<uint32_t>(n); }},
+      {"response_timeout", 0, 86400,
+       [&](uint64_t n) { o->response_timeout_s = static_cast<uint32_t>(n); }},
+  };
+  for (const auto& [key, v] : (*doc)["mke_audit_tap"]) {
+    bool done = false;
+    for (const auto& k : uint_keys) {
+      if (key != k.name) continue;
+      const int64_t* n = integer(v);
+      if (n == nullptr || *n < 0 || static_cast<uint64_t>(*n) < k.min ||
+          static_cast<uint64_t>(*n) > k.max)
+        return fail(v, key + " must be an integer from " + std::to_string(k.min) + " to " +
+                           std::to_string(k.max));
+      k.set(static_cast<uint64_t>(*n));
+      done = true;
+    }
+    if (done) continue;
+    if (key == "license_key" || key == "format" || key == "log_level" || key == "record") {
+      const std::string* s = str(v);
+      if (s == nullptr) return fail(v, key + " must be a string");
+      if (key == "license_key") o->license_key = *s;
+      if (key == "record") o->record_file = *s;
+      if (key == "format") {
+        if (*s != "mke" && *s != "k8s") return fail(v, "format must be \"mke\" or \"k8s\"");
+        o->format = *s;
+      }
+      if (key == "log_level") o->log_level = *s;
+    } else if (key == "comm" || key == "ignore" || key == "redact") {
+      std::vector<std::string>* out = key == "comm"     ? &o->comms
+                                      : key == "ignore" ? &o->ignore
+                                                        : &o->redact;
+      if (!strings(v, out)) return fail(v, key + " must be an array of strings");
+    } else if (key == "pid") {
+      const auto* arr = std::get_if<config::TomlArray>(&v.v);
+      if (arr == nullptr) return fail(v, "pid must be an array of integers");
+      for (const auto& item : *arr) {
+        const int64_t* n = integer(item);
+        if (n == nullptr || *n <= 0 || *n > 4194304) return fail(item, "bad pid");
+        o->pids.push_back(static_cast<pid_t>(*n));
+      }
+    } else if (key == "default_ignore" || key == "default_redact" ||
+               key == "every_request_received") {
+      const bool* b = boolean(v);
+      if (b == nullptr) return fail(v, key + " must be true or false");
+      if (key == "default_ignore") o->no_default_ignore = !*b;
+      if (key == "default_redact") o->no_default_redact = !*b;
+      if (key == "every_request_received") o->every_request_received = *b;
+    } else {
+      return fail(v, "unknown key " + key + " in [mke_audit_tap]");
+    }
+  }
   return true;
 }
 
@@ -31,7 +150,26 @@ Operational messages go to stderr; a line containing "ready" is written once pro
 Audit:
   --level none|metadata|request  audit level ("" and none disable capture; default none)
   --license-key KEY              license key written into every line (user.extra.licenseKey)
-  --config FILE                  configuration file (not supported yet: reserved)
+  --config FILE                  TOML configuration file: MKE's [audit_log_configuration]
+                                 section (level, support_dump_include_audit_logs) and an
+                                 [mke_audit_tap] section with any option below by its long
+                                 name with '_' for '-' (lists as arrays: comm, pid, ignore,
+                                 redact; default_ignore/default_redact = false); other
+                                 sections (a whole MKE config file) are skipped. Flags win.
+  --format mke|k8s               mke: MKE's audit line (default); k8s: audit.k8s.io/v1 Event
+                                 lines, as Kubernetes audit consumers (Falco k8saudit) read
+  --ignore PATH                  also ignore PATH (repeatable; a trailing * matches any
+                                 continuation; matched after an optional /vN.NN prefix)
+  --no-default-ignore            drop MKE's default ignore list (/_ping /ca /auth ...)
+  --redact 'METHOD PATH'         also redact the payload of this call (repeatable; {id} matches
+                                 one path segment, METHOD * any), e.g. 'POST /plugins/{id}/set'
+  --no-default-redact            drop the default redacted calls (secrets, swarm join/update,
+                                 auth/login); Kubernetes secrets and sensitive fields and
+                                 headers stay redacted
+  --response-timeout S           write a request still without response after S seconds at
+                                 stage RequestReceived (default 60; 0: only at connection end)
+  --every-request-received       also write a RequestReceived line for every request when it
+                                 is complete, as the Kubernetes audit does (same auditID)
 
 Targets (repeatable, at least one unless --replay):
   --comm NAME                    every process whose command name is NAME
@@ -62,6 +200,17 @@ Other:
 
 std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
   Options o;
+  // The configuration file first, so that flags override it.
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    std::string path;
+    if (arg == "--config" && i + 1 < argc) path = argv[i + 1];
+    if (arg.rfind("--config=", 0) == 0) path = std::string(arg.substr(9));
+    if (!path.empty()) {
+      if (!ApplyConfigFile(path, &o, error)) return std::nullopt;
+      o.config_file = path;
+    }
+  }
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     std::string_view value;
@@ -151,6 +300,38 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
     } else if (arg == "--idle-timeout") {
       if (!number(1, 30 * 86400, &n)) return std::nullopt;
       o.idle_timeout_s = static_cast<uint32_t>(n);
+    } else if (arg == "--format") {
+      if (!need(&v)) return std::nullopt;
+      if (v != "mke" && v != "k8s") {
+        *error = "--format: expected mke or k8s, got '" + std::string(v) + "'";
+        return std::nullopt;
+      }
+      o.format = v;
+    } else if (arg == "--ignore") {
+      if (!need(&v)) return std::nullopt;
+      if (v.empty() || v[0] != '/') {
+        *error = "--ignore: a path starting with '/', got '" + std::string(v) + "'";
+        return std::nullopt;
+      }
+      o.ignore.emplace_back(v);
+    } else if (arg == "--no-default-ignore") {
+      o.no_default_ignore = true;
+    } else if (arg == "--redact") {
+      if (!need(&v)) return std::nullopt;
+      size_t space = v.find(' ');
+      if (space == std::string_view::npos || space == 0 || space + 1 >= v.size() ||
+          v[space + 1] != '/') {
+        *error = "--redact: expected 'METHOD /path', got '" + std::string(v) + "'";
+        return std::nullopt;
+      }
+      o.redact.emplace_back(v);
+    } else if (arg == "--no-default-redact") {
+      o.no_default_redact = true;
+    } else if (arg == "--response-timeout") {
+      if (!number(0, 86400, &n)) return std::nullopt;
+      o.response_timeout_s = static_cast<uint32_t>(n);
+    } else if (arg == "--every-request-received") {
+      o.every_request_received = true;
     } else if (arg == "--log-level") {
       if (!need(&v)) return std::nullopt;
       if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error") {
@@ -164,10 +345,6 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
     }
   }
   if (o.help || o.version) return o;
-  if (!o.config_file.empty()) {
-    *error = "--config: configuration files are not supported yet";
-    return std::nullopt;
-  }
   if (!o.record_file.empty() && !o.replay_file.empty()) {
     *error = "--record and --replay cannot be combined";
     return std::nullopt;

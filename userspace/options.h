@@ -27,6 +27,14 @@ struct Options {
   uint32_t idle_timeout_s = 900;
   size_t max_body_bytes = 64 * 1024;
   std::string log_level = "info";
+  std::string format = "mke";  // mke | k8s
+  uint32_t response_timeout_s = 60;
+  bool every_request_received = false;
+  std::vector<std::string> ignore;  // added to (or, with no_default_ignore, replacing) defaults
+  bool no_default_ignore = false;
+  std::vector<std::string> redact;  // "METHOD PATH", added to the default redacted calls
+  bool no_default_redact = false;
+  bool support_dump_include_audit_logs = false;
   bool help = false;
   bool version = false;
 };

@@ -1,0 +1,187 @@
+// The TOML subset reader and the options it feeds: MKE's [audit_log_configuration] section
+// verbatim, our [mke_audit_tap] section, a whole MKE config file, and clear errors.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "config/toml_lite.h"
+#include "options.h"
+
+namespace mat {
+namespace {
+
+std::optional<Options> Parse(std::vector<std::string> args, std::string* error) {
+  std::vector<char*> argv;
+  static std::string name = "mke-audit-tap";
+  argv.push_back(name.data());
+  for (auto& a : args) argv.push_back(a.data());
+  return ParseOptions(static_cast<int>(argv.size()), argv.data(), error);
+}
+
+std::string WriteConfig(const std::string& text) {
+  static int n = 0;
+  std::string path =
+      (std::filesystem::temp_directory_path() /
+       ("mat-config-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".toml"))
+          .string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(Toml, ParsesTheSubset) {
+  std::string error;
+  auto doc = config::ParseToml(R"(# comment
+top = 1
+[a]
+s = "x\"y\u00e9" # trailing
+l = 'C:\raw'
+b = true
+n = -42
+arr = [ "one",
+  "two", ]   
+[b-c]
+nested = [[1, 2], []]
+)",
+                               &error);
+  ASSERT_TRUE(doc.has_value()) << error;
+  EXPECT_EQ(std::get<int64_t>((*doc)[""]["top"].v), 1);
+  EXPECT_EQ(std::get<std::string>((*doc)["a"]["s"].v), "x\"y\xc3\xa9");
+  EXPECT_EQ(std::get<std::string>((*doc)["a"]["l"].v), "C:\\raw");
+  EXPECT_TRUE(std::get<bool>((*doc)["a"]["b"].v));
+  EXPECT_EQ(std::get<int64_t>((*doc)["a"]["n"].v), -42);
+  EXPECT_EQ(std::get<config::TomlArray>((*doc)["a"]["arr"].v).size(), 2u);
+  EXPECT_EQ(std::get<config::TomlArray>((*doc)["b-c"]["nested"].v).size(), 2u);
+}
+
+TEST(Toml, ErrorsNameTheLine) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"a = 1\nb = \"open\n", "line 2"},     {"[s]\nx = 1.5\n", "line 2"},
+      {"x = 1\nx = 2\n", "repeated"},        {"[s]\n[s]\n", "line 2"},
+      {"x = [1, 2\n", "unterminated array"}, {"x = 1 2\n", "unexpected text"},
+      {"= 1\n", "expected a key"},           {"x = \"\\q\"\n", "unknown escape"},
+  };
+  for (const auto& [text, want] : cases) {
+    std::string error;
+    EXPECT_FALSE(config::ParseToml(text, &error).has_value()) << text;
+    EXPECT_NE(error.find(want), std::string::npos) << text << " -> " << error;
+  }
+}
+
+TEST(Config, MkeSectionVerbatimSetsTheLevel) {
+  std::string path = WriteConfig(R"([audit_log_configuration]
+  level = "request"
+  support_dump_include_audit_logs = true
+)");
+  std::string error;
+  auto o = Parse({"--config", path, "--comm", "nginx"}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_EQ(o->level, audit::Level::kRequest);
+  EXPECT_TRUE(o->support_dump_include_audit_logs);
+  std::filesystem::remove(path);
+}
+
+TEST(Config, EmptyLevelDisablesAndFlagsWin) {
+  std::string path = WriteConfig("[audit_log_configuration]\nlevel = \"\"\n");
+  std::string error;
+  auto o = Parse({"--config", path}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_EQ(o->level, audit::Level::kNone);
+  auto flagged = Parse({"--config=" + path, "--level", "metadata", "--pid", "1"}, &error);
+  ASSERT_TRUE(flagged.has_value()) << error;
+  EXPECT_EQ(flagged->level, audit::Level::kMetadata);
+  std::filesystem::remove(path);
+}
+
+TEST(Config, OurSectionAndAWholeMkeConfigFile) {
+  std::string path = WriteConfig(R"([auth]
+  default_new_user_role = "restrictedcontrol"
+  backend = "managed"
+  samlEnabled = false
+[auth.sessions]
+  lifetime_minutes = 60
+  renewal_threshold_minutes = 20
+[[custom_kube_api_server_flags]]
+  flag = 1.5
+[scheduling_configuration]
+  enable_admin_ucp_scheduling = true
+  default_node_orchestrator = "swarm"
+[audit_log_configuration]
+  level = "metadata"
+  support_dump_include_audit_logs = false
+[mke_audit_tap]
+  license_key = "KEY-1"
+  comm = ["ucp-controller", "dockerd"]
+  pid = [4242]
+  format = "k8s"
+  ignore = ["/healthz"]
+  default_ignore = false
+  redact = ["POST /plugins/{id}/set"]
+  response_timeout = 30
+  every_request_received = true
+  cap_bytes = 131072
+[cluster_config]
+  controller_port = 443
+  metrics_retention_time = "24h"
+)");
+  std::string error;
+  auto o = Parse({"--config", path}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_EQ(o->level, audit::Level::kMetadata);
+  EXPECT_EQ(o->license_key, "KEY-1");
+  EXPECT_EQ(o->comms, (std::vector<std::string>{"ucp-controller", "dockerd"}));
+  EXPECT_EQ(o->pids, (std::vector<pid_t>{4242}));
+  EXPECT_EQ(o->format, "k8s");
+  EXPECT_EQ(o->ignore, (std::vector<std::string>{"/healthz"}));
+  EXPECT_TRUE(o->no_default_ignore);
+  EXPECT_EQ(o->redact, (std::vector<std::string>{"POST /plugins/{id}/set"}));
+  EXPECT_EQ(o->response_timeout_s, 30u);
+  EXPECT_TRUE(o->every_request_received);
+  EXPECT_EQ(o->cap_bytes, 131072u);
+  std::filesystem::remove(path);
+}
+
+TEST(Config, BrokenFilesAreClearErrors) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"[audit_log_configuration]\nlevel = \"verbose\"\n", "line 2: level must be"},
+      {"[audit_log_configuration]\nlevel = true\n", "line 2"},
+      {"[audit_log_configuration]\nsupport_dump_include_audit_logs = \"no\"\n", "true or false"},
+      {"[mke_audit_tap]\ncomm = \"x\"\n", "array of strings"},
+      {"[mke_audit_tap]\ncap_bytes = 10\n", "from 4096"},
+      {"[mke_audit_tap]\nbogus = 1\n", "unknown key bogus"},
+      {"[mke_audit_tap]\nformat = \"xml\"\n", "format must be"},
+  };
+  for (const auto& [text, want] : cases) {
+    std::string path = WriteConfig(text);
+    std::string error;
+    EXPECT_FALSE(Parse({"--config", path, "--pid", "1"}, &error).has_value()) << text;
+    EXPECT_NE(error.find(want), std::string::npos) << text << " -> " << error;
+    std::filesystem::remove(path);
+  }
+  std::string error;
+  EXPECT_FALSE(Parse({"--config", "/nonexistent/mat.toml"}, &error).has_value());
+  EXPECT_NE(error.find("cannot read"), std::string::npos) << error;
+}
+
+TEST(Options, FlagsAreValidated) {
+  const std::pair<std::vector<std::string>, const char*> cases[] = {
+      {{"--level", "loud"}, "--level"},
+      {{"--pid", "abc"}, "--pid"},
+      {{"--format", "xml"}, "--format"},
+      {{"--ignore", "nope"}, "--ignore"},
+      {{"--redact", "POST"}, "--redact"},
+      {{"--ringbuf-bytes", "100000"}, "power of two"},
+      {{"--level", "metadata"}, "no targets"},
+      {{"--bogus"}, "unknown option"},
+      {{"--record", "a", "--replay", "b"}, "cannot be combined"},
+  };
+  for (const auto& [args, want] : cases) {
+    std::string error;
+    EXPECT_FALSE(Parse(args, &error).has_value()) << args[0];
+    EXPECT_NE(error.find(want), std::string::npos) << args[0] << " -> " << error;
+  }
+}
+
+}  // namespace
+}  // namespace mat
