@@ -122,8 +122,6 @@ std::string_view ClassifyKind(std::string_view path) {
   return kDocker;
 }
 
-AuditPolicy::AuditPolicy(PolicyConfig config) : config_(std::move(config)) {}
-
 std::optional<AuditRecord> AuditPolicy::Decide(const http::HttpExchange& exchange, Stage stage,
                                                const RequestContext& context) const {
   if (config_.level == Level::kNone) return std::nullopt;
@@ -137,17 +135,122 @@ std::optional<AuditRecord> AuditPolicy::Decide(const http::HttpExchange& exchang
   record.level = config_.level;
   record.stage = stage;
   record.request_uri = request.target;
-  record.verb.reserve(request.method.size());
-  for (char c : request.method) record.verb.push_back(AsciiUpper(c));
+  std::optional<K8sRequestInfo> k8s;
+  if (record.kind == "kubernetes") {
+    k8s = ParseK8sRequestInfo(request.method, target);
+    record.verb = k8s->verb;
+    if (k8s->is_resource_request) {
+      record.object_ref.resource = k8s->resource;
+      record.object_ref.namespace_ = k8s->namespace_;
+      record.object_ref.api_group = k8s->api_group;
+      record.object_ref.api_version = k8s->api_version;
+      record.object_ref.subresource = k8s->subresource;
+    }
+  } else {
+    record.verb.reserve(request.method.size());
+    for (char c : request.method) record.verb.push_back(AsciiUpper(c));
+  }
   if (!context.source.empty()) record.source_ips.push_back(context.source);
   record.request_received_ns =
       request.headers_done_ns != 0 ? request.headers_done_ns : request.first_byte_ns;
   record.stage_ns = context.stage_time_ns;
   if (stage != Stage::kRequestReceived && exchange.response.has_value()) {
     record.response_code = exchange.response->status;
+    if (auto uid = ObjectIdOf(record.kind, record.verb, path, exchange))
+      record.object_ref.uid = *uid;
   }
   record.incomplete = exchange.incomplete;
+  const K8sRequestInfo* info = k8s ? &*k8s : nullptr;
+  if (redactor_.IsRedacted(request, path, info))
+    record.annotations["mke-audit-tap/redacted"] = "true";
+  if (config_.level == Level::kRequest) {
+    RequestObject object = redactor_.BuildRequestObject(request, path, info);
+    if (object.kind != RequestObject::Kind::kNone) {
+      if (object.truncated) record.annotations["mke-audit-tap/request-object"] = "truncated";
+      record.request_object = std::move(object);
+    }
+  }
+  if (const std::string* agent = http::FindHeader(request.headers, "User-Agent"))
+    record.user_agent = *agent;
   return record;
 }
+
+namespace {
+
+bool QueryFlag(std::string_view target, std::string_view name, bool if_absent) {
+  size_t q = target.find('?');
+  if (q == std::string_view::npos) return if_absent;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      std::string_view value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+      return value == "1" || value == "true" || value == "True" || value == "TRUE";
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return if_absent;
+}
+
+bool HasQueryParam(std::string_view target, std::string_view name) {
+  size_t q = target.find('?');
+  if (q == std::string_view::npos) return false;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    if (pair.substr(0, pair.find('=')) == name) return true;
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return false;
+}
+
+// The path segments after an optional Docker version prefix.
+std::vector<std::string_view> DockerSegments(std::string_view path) {
+  std::vector<std::string_view> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') ++i;
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    if (j > i) parts.push_back(path.substr(i, j - i));
+    i = j;
+  }
+  if (!parts.empty() && parts[0].size() > 1 && parts[0][0] == 'v' &&
+      parts[0].find_first_not_of("0123456789.", 1) == std::string_view::npos)
+    parts.erase(parts.begin());
+  return parts;
+}
+
+}  // namespace
+
+bool IsLongRunning(const http::HttpRequest& request) {
+  const std::string_view target = request.target;
+  const std::string_view path = target.substr(0, target.find('?'));
+  if (ClassifyKind(path) == "kubernetes") {
+    K8sRequestInfo info = ParseK8sRequestInfo(request.method, target);
+    if (info.verb == "watch" || info.verb == "proxy") return true;
+    const std::string& sub = info.subresource;
+    return sub == "attach" || sub == "exec" || sub == "log" || sub == "portforward" ||
+           sub == "proxy";
+  }
+  std::vector<std::string_view> p = DockerSegments(path);
+  if (p.size() == 1 && p[0] == "events") return !HasQueryParam(target, "until");
+  if (p.size() == 3 && p[0] == "exec" && p[2] == "start") return true;
+  if (p.size() >= 3 && p[0] == "containers" && p[2] == "attach") return true;
+  if (p.size() == 3 && p[2] == "logs" &&
+      (p[0] == "containers" || p[0] == "services" || p[0] == "tasks"))
+    return QueryFlag(target, "follow", false);
+  if (p.size() == 3 && p[0] == "containers" && p[2] == "stats")
+    return QueryFlag(target, "stream", true);  // streams unless stream=0/false
+  return false;
+}
+
+AuditPolicy::AuditPolicy(PolicyConfig config)
+    : config_(std::move(config)), redactor_(config_.redaction) {}
 
 }  // namespace mat::audit

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "audit/payload.h"
 #include "http/exchange.h"
 
 namespace mat::audit {
@@ -27,6 +29,7 @@ std::vector<std::string> DefaultIgnoreList();
 struct PolicyConfig {
   Level level = Level::kMetadata;
   std::vector<std::string> ignore = DefaultIgnoreList();
+  RedactionConfig redaction;
 };
 
 // Facts about the connection and the moment that the HTTP layer does not know.
@@ -54,6 +57,13 @@ struct AuditRecord {
   std::optional<int> response_code;  // absent at RequestReceived
   ObjectRef object_ref;
   bool incomplete = false;  // part of the exchange was lost in capture
+  // Request level only: the payload (absent at metadata level or for an empty body).
+  std::optional<RequestObject> request_object;
+  // Extra facts, written as "annotations" (MKE line) / Event annotations (k8s format), e.g.
+  // "mke-audit-tap/incomplete": "true", "mke-audit-tap/redacted": "true",
+  // "mke-audit-tap/request-object": "truncated" | "dropped".
+  std::map<std::string, std::string> annotations;
+  std::string user_agent;  // the User-Agent header (k8s format)
 };
 
 // True when `path` (the request-target without the query) is on the ignore list. Matching uses
@@ -67,6 +77,12 @@ bool IsIgnored(const std::vector<std::string>& ignore, std::string_view path);
 // `path` is the request-target without the query.
 std::string_view ClassifyKind(std::string_view path);
 
+// Requests whose response streams for as long as the client wants: Kubernetes watch and proxy
+// verbs and the attach, exec, log, portforward and proxy subresources; Docker attach, exec
+// start, events, logs with follow, stats with streaming. Their line is written at
+// ResponseStarted so it is not held back until the stream ends.
+bool IsLongRunning(const http::HttpRequest& request);
+
 class AuditPolicy {
  public:
   explicit AuditPolicy(PolicyConfig config);
@@ -74,9 +90,11 @@ class AuditPolicy {
   std::optional<AuditRecord> Decide(const http::HttpExchange& exchange, Stage stage,
                                     const RequestContext& context) const;
   const PolicyConfig& config() const { return config_; }
+  const Redactor& redactor() const { return redactor_; }
 
  private:
   PolicyConfig config_;
+  Redactor redactor_;
 };
 
 }  // namespace mat::audit
