@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -116,8 +117,21 @@ std::optional<tap_sock> ResolveFromProc(uint32_t tgid, int32_t fd) {
 mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
   mat::pipeline::PipelineConfig config;
   config.policy.level = o.level;
+  if (o.no_default_ignore) config.policy.ignore.clear();
+  config.policy.ignore.insert(config.policy.ignore.end(), o.ignore.begin(), o.ignore.end());
+  if (o.no_default_redact) config.policy.redaction.redacted_calls.clear();
+  for (const std::string& call : o.redact) {
+    size_t space = call.find(' ');
+    std::string method = call.substr(0, space);
+    for (char& c : method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    config.policy.redaction.redacted_calls.push_back({method, call.substr(space + 1)});
+  }
   config.tracker.http.max_body_bytes = o.max_body_bytes;
   config.license_key = o.license_key;
+  config.format =
+      o.format == "k8s" ? mat::pipeline::OutputFormat::kK8s : mat::pipeline::OutputFormat::kMke;
+  config.every_request_received = o.every_request_received;
+  config.response_timeout_ns = uint64_t{o.response_timeout_s} * 1000000000ull;
   return config;
 }
 
@@ -290,6 +304,7 @@ class LiveAuditor {
     rescan_timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
       Rescan();
+      pipeline_.Tick(WallNowNs());
       ScheduleRescan();
     });
   }

@@ -4,9 +4,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <regex>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "audit/policy.h"
+#include "output/go_json.h"
 #include "output/line_sink.h"
 
 namespace mat::output {
@@ -151,17 +154,48 @@ std::string RefFormatTime(uint64_t wall_ns, bool with_micros) {
   return buf;
 }
 
-// The former FormatMkeLine: a JSON tree (std::map objects, so keys sorted byte-wise) dumped by
-// GoJsonDump.
-std::string TreeFormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
-                              const std::string& audit_id, uint64_t now_ns) {
+bool HasObject(const audit::AuditRecord& record) {
+  return record.request_object && record.request_object->kind != audit::RequestObject::Kind::kNone;
+}
+
+// The requestObject as a tree: kJson parsed (text that does not parse as a string).
+nlohmann::json RequestObjectTree(const audit::RequestObject& object) {
+  switch (object.kind) {
+    case audit::RequestObject::Kind::kJson: {
+      nlohmann::json value = nlohmann::json::parse(object.text, nullptr, false);
+      if (value.is_discarded()) return object.text;
+      return value;
+    }
+    case audit::RequestObject::Kind::kString:
+      return object.text;
+    case audit::RequestObject::Kind::kRedacted:
+      return std::string(audit::kRedactedMarker);
+    case audit::RequestObject::Kind::kNone:
+      break;
+  }
+  return nullptr;
+}
+
+// The former FormatMkeLine, extended by the annotations and the requestObject: a JSON tree
+// (std::map objects, so keys sorted byte-wise) dumped by GoJsonDump. `with_object`: write the
+// requestObject; `uri`: the requestURI written; `extra`: annotations set last (they win).
+std::string TreeMkeLine(const audit::AuditRecord& record, const UserFacts& user,
+                        const std::string& audit_id, uint64_t now_ns, bool with_object,
+                        const std::string& uri, const std::map<std::string, std::string>& extra) {
   using nlohmann::json;
   auto time_or_null = [](uint64_t ns) -> json {
     if (ns == 0) return nullptr;
     return RefFormatTime(ns, true);
   };
   json audit = json::object();
-  if (record.incomplete) audit["annotations"] = {{"mke-audit-tap/incomplete", "true"}};
+  json annotations = json::object();
+  for (const auto& [key, value] : record.annotations) annotations[key] = value;
+  if (record.incomplete) annotations["mke-audit-tap/incomplete"] = "true";
+  if (HasObject(record) && record.request_object->truncated) {
+    annotations["mke-audit-tap/request-object"] = "truncated";
+  }
+  for (const auto& [key, value] : extra) annotations[key] = value;
+  if (!annotations.empty()) audit["annotations"] = annotations;
   audit["auditID"] = audit_id;
   audit["kind"] = record.kind;
   audit["level"] = std::string(audit::LevelName(record.level));
@@ -179,8 +213,11 @@ std::string TreeFormatMkeLine(const audit::AuditRecord& record, const UserFacts&
     put("uid", record.object_ref.uid);
     audit["objectRef"] = object;
   }
+  if (with_object && HasObject(record)) {
+    audit["requestObject"] = RequestObjectTree(*record.request_object);
+  }
   audit["requestReceivedTimestamp"] = time_or_null(record.request_received_ns);
-  audit["requestURI"] = record.request_uri;
+  audit["requestURI"] = uri;
   if (record.response_code) audit["responseStatus"] = {{"code", *record.response_code}};
   audit["sourceIPs"] = record.source_ips;
   audit["stage"] = std::string(audit::StageName(record.stage));
@@ -201,6 +238,54 @@ std::string TreeFormatMkeLine(const audit::AuditRecord& record, const UserFacts&
   line["msg"] = "audit";
   line["time"] = RefFormatTime(now_ns, false);
   return GoJsonDump(line);
+}
+
+// The cap rule by brute force over trees: drop the requestObject, then binary-search the longest
+// URI prefix (cut between the units the Go decoder sees) whose dumped line fits. Does not model
+// the last step (cutting the other fields): returns "" where that would be needed.
+template <typename Tree>
+std::string ApplyCap(const audit::AuditRecord& record, size_t max_line_bytes, Tree tree) {
+  const size_t cap = max_line_bytes == 0 ? 0 : std::max<size_t>(max_line_bytes, kMinLineBytes);
+  std::map<std::string, std::string> extra;
+  std::string line = tree(HasObject(record), record.request_uri, extra);
+  if (cap == 0 || line.size() <= cap) return line;
+  if (HasObject(record)) {
+    extra["mke-audit-tap/request-object"] = "dropped: line over " + std::to_string(cap) + " bytes";
+    line = tree(false, record.request_uri, extra);
+    if (line.size() <= cap) return line;
+  }
+  extra["mke-audit-tap/request-uri"] = "truncated";
+  const std::string& uri = record.request_uri;
+  std::vector<size_t> cuts = {0};
+  for (size_t i = 0; i < uri.size();) {
+    char32_t rune = 0;
+    const size_t size = static_cast<unsigned char>(uri[i]) < 0x80
+                            ? 1
+                            : RefDecodeUtf8(std::string_view(uri).substr(i), &rune);
+    i += size == 0 ? 1 : size;
+    cuts.push_back(i);
+  }
+  if (tree(false, "", extra).size() > cap) return "";
+  size_t lo = 0, hi = cuts.size() - 1;  // cuts[lo] fits; find the last that does
+  while (lo < hi) {
+    const size_t mid = (lo + hi + 1) / 2;
+    if (tree(false, uri.substr(0, cuts[mid]), extra).size() <= cap) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return tree(false, uri.substr(0, cuts[lo]), extra);
+}
+
+std::string TreeFormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
+                              const std::string& audit_id, uint64_t now_ns,
+                              size_t max_line_bytes = LineOptions{}.max_line_bytes) {
+  return ApplyCap(record, max_line_bytes,
+                  [&](bool with_object, const std::string& uri,
+                      const std::map<std::string, std::string>& extra) {
+                    return TreeMkeLine(record, user, audit_id, now_ns, with_object, uri, extra);
+                  });
 }
 
 // Strings that exercise the escaper: plain runs of all lengths, every kind of escape, valid and
@@ -283,6 +368,50 @@ class TextGen {
   std::mt19937_64 rng_;
 };
 
+// A random JSON value: keys in random order (ordered_json keeps insertion order), every kind of
+// value, strings with escapes and (replaced) invalid UTF-8.
+nlohmann::ordered_json RandomJson(TextGen& gen, int depth) {
+  switch (gen.Below(depth > 0 ? 9 : 7)) {
+    case 0:
+      return nullptr;
+    case 1:
+      return gen.OneIn(2);
+    case 2:
+      return static_cast<int64_t>(gen.Below(UINT64_MAX));  // any int64_t (C++20: modular)
+    case 3: {
+      static const std::vector<double> kFloats = {0.1, 1e21, 1e-7, 3.5, -2.25, 123456789.0, 1e300};
+      return kFloats[gen.Below(kFloats.size())];
+    }
+    case 4:
+      return gen.Below(UINT64_MAX);
+    case 5:
+    case 6:
+      return gen.Text(6);
+    case 7: {
+      nlohmann::ordered_json array = nlohmann::ordered_json::array();
+      const size_t n = gen.Below(5);
+      for (size_t i = 0; i < n; ++i) array.push_back(RandomJson(gen, depth - 1));
+      return array;
+    }
+    default: {
+      nlohmann::ordered_json object = nlohmann::ordered_json::object();
+      const size_t n = gen.Below(6);
+      for (size_t i = 0; i < n; ++i) object[gen.Text(2)] = RandomJson(gen, depth - 1);
+      return object;
+    }
+  }
+}
+
+std::string RandomJsonText(TextGen& gen, int depth) {
+  nlohmann::ordered_json value = RandomJson(gen, depth);
+  if (gen.OneIn(10)) {  // a big one, for the line cap
+    nlohmann::ordered_json big = nlohmann::ordered_json::array();
+    for (int i = 0; i < 300; ++i) big.push_back(gen.Text(20));
+    value = nlohmann::ordered_json{{"Big", big}, {"Alpha", value}};
+  }
+  return value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
 audit::AuditRecord RandomRecord(TextGen& gen) {
   static const std::vector<std::optional<int>> kCodes = {
       std::nullopt, 0, 101, 200, 201, 304, 403, 404, 500, -1, INT_MIN, INT_MAX};
@@ -305,6 +434,39 @@ audit::AuditRecord RandomRecord(TextGen& gen) {
     if (gen.OneIn(2)) *field = gen.Text(4);
   }
   record.incomplete = gen.OneIn(2);
+  const size_t annotations = gen.OneIn(2) ? 0 : gen.Below(4);
+  for (size_t i = 0; i < annotations; ++i) {
+    static const std::vector<std::string> kKeys = {"mke-audit-tap/incomplete",
+                                                   "mke-audit-tap/request-object",
+                                                   "mke-audit-tap/redacted",
+                                                   "mke-audit-tap/request-uri",
+                                                   "a",
+                                                   "zz"};
+    record.annotations[gen.OneIn(2) ? kKeys[gen.Below(kKeys.size())] : gen.Text(3)] = gen.Text(3);
+  }
+  switch (gen.Below(6)) {
+    case 0:
+      break;  // none
+    case 1:
+      record.request_object = audit::RequestObject{audit::RequestObject::Kind::kNone, "", false};
+      break;
+    case 2:
+      record.request_object = audit::RequestObject{audit::RequestObject::Kind::kString,
+                                                   gen.Text(gen.OneIn(5) ? 2000 : 20), false};
+      break;
+    case 3:
+      record.request_object =
+          audit::RequestObject{audit::RequestObject::Kind::kRedacted, "", false};
+      break;
+    default: {
+      audit::RequestObject object;
+      object.kind = audit::RequestObject::Kind::kJson;
+      object.text = gen.OneIn(20) ? gen.Text(5) : RandomJsonText(gen, gen.OneIn(5) ? 4 : 2);
+      record.request_object = object;
+    }
+  }
+  if (record.request_object) record.request_object->truncated = gen.OneIn(3);
+  record.user_agent = gen.OneIn(2) ? "" : gen.Text(4);
   return record;
 }
 
@@ -396,13 +558,17 @@ TEST(MkeLineTest, ObjectRefAndAnnotations) {
 }
 
 // Fails unless the keys of every object in `value` (parsed in document order) are strictly
-// increasing byte-wise.
+// increasing byte-wise. Keys that held invalid UTF-8 are sorted by their raw bytes (as Go does)
+// but read back with U+FFFD in their place, so pairs with a U+FFFD are not compared.
 void ExpectSortedKeys(const nlohmann::ordered_json& value, const std::string& where) {
   if (value.is_object()) {
     std::string previous;
     bool first = true;
     for (const auto& item : value.items()) {
-      if (!first) {
+      const auto replaced = [](const std::string& key) {
+        return key.find("\xef\xbf\xbd") != std::string::npos;
+      };
+      if (!first && !replaced(previous) && !replaced(item.key())) {
         EXPECT_LT(previous, item.key()) << "in " << where;
       }
       previous = item.key();
@@ -425,27 +591,19 @@ TEST(MkeLineTest, KeysSortedAtEveryLevel) {
   record.object_ref.subresource = "scale";
   record.object_ref.uid = "u";
   record.incomplete = true;
+  record.request_object = audit::RequestObject{
+      audit::RequestObject::Kind::kJson, R"({"z":{"y":1,"x":[{"b":1,"a":2}]},"m":"<"})", false};
   const std::string line = FormatMkeLine(record, ReferenceUser(), NewAuditId(), kRefSecondNs);
   const auto parsed = nlohmann::ordered_json::parse(line);
   ExpectSortedKeys(parsed, "line");
   // Every field appears, in this order.
   std::vector<std::string> keys;
   for (const auto& item : parsed["audit"].items()) keys.push_back(item.key());
-  const std::vector<std::string> expected = {"annotations",
-                                             "auditID",
-                                             "kind",
-                                             "level",
-                                             "metadata",
-                                             "objectRef",
-                                             "requestReceivedTimestamp",
-                                             "requestURI",
-                                             "responseStatus",
-                                             "sourceIPs",
-                                             "stage",
-                                             "stageTimestamp",
-                                             "timestamp",
-                                             "user",
-                                             "verb"};
+  const std::vector<std::string> expected = {
+      "annotations",    "auditID",        "kind",          "level",
+      "metadata",       "objectRef",      "requestObject", "requestReceivedTimestamp",
+      "requestURI",     "responseStatus", "sourceIPs",     "stage",
+      "stageTimestamp", "timestamp",      "user",          "verb"};
   EXPECT_EQ(keys, expected);
   std::vector<std::string> ref_keys;
   for (const auto& item : parsed["audit"]["objectRef"].items()) ref_keys.push_back(item.key());
@@ -529,6 +687,53 @@ TEST(MkeLineTest, MatchesTreeBasedLineForATable) {
          r.request_received_ns = UINT64_MAX;
          r.stage_ns = UINT64_MAX - 1;
        }},
+      {"annotations merged with incomplete",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.incomplete = true;
+         r.annotations = {{"mke-audit-tap/incomplete", "false"},
+                          {"mke-audit-tap/redacted", "true"},
+                          {"A<", "&"},
+                          {"\xff", "\xe2\x80\xa8"}};
+       }},
+      {"requestObject JSON",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.level = audit::Level::kRequest;
+         r.request_object = audit::RequestObject{
+             audit::RequestObject::Kind::kJson,
+             R"({"b":[1,2.5,-3,1e21,1e-7,true,null],"a":{"d":"<&>","c":"\u2028"},"":{}})", false};
+       }},
+      {"requestObject JSON scalar",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.request_object =
+             audit::RequestObject{audit::RequestObject::Kind::kJson, R"("x")", false};
+       }},
+      {"requestObject not JSON after all",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.request_object = audit::RequestObject{audit::RequestObject::Kind::kJson, "{oops", false};
+       }},
+      {"requestObject string, truncated",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.request_object =
+             audit::RequestObject{audit::RequestObject::Kind::kString, "a=1&b=<2>\n", true};
+       }},
+      {"requestObject redacted",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.request_object = audit::RequestObject{audit::RequestObject::Kind::kRedacted, "", false};
+       }},
+      {"requestObject kNone (absent)",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.request_object = audit::RequestObject{audit::RequestObject::Kind::kNone, "x", true};
+       }},
+      {"requestObject over the cap",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.request_object = audit::RequestObject{audit::RequestObject::Kind::kString,
+                                                 std::string(20000, '<'), false};
+       }},
+      {"URI over the cap",
+       [](audit::AuditRecord& r, UserFacts&) {
+         r.request_uri.clear();
+         for (int i = 0; i < 3000; ++i) r.request_uri += "\xe2\x80\xa8\xc3\xa9<";
+       }},
       {"epoch + 1 ns",
        [](audit::AuditRecord& r, UserFacts&) {
          r.stage = audit::Stage::kResponseComplete;
@@ -552,7 +757,24 @@ TEST(MkeLineTest, MatchesTreeBasedLineForATable) {
   }
 }
 
-// The same for many random records; every line is also valid JSON with sorted keys.
+// No cap, the default, the minimum, below the minimum, or anything up to twice the default.
+size_t RandomCap(TextGen& gen) {
+  switch (gen.Below(5)) {
+    case 0:
+      return 0;
+    case 1:
+      return LineOptions{}.max_line_bytes;
+    case 2:
+      return kMinLineBytes;
+    case 3:
+      return 1 + gen.Below(kMinLineBytes);
+    default:
+      return kMinLineBytes + gen.Below(2 * LineOptions{}.max_line_bytes);
+  }
+}
+
+// The same for many random records (with annotations, request objects and line caps); every line
+// is also valid JSON with sorted keys.
 TEST(MkeLineTest, MatchesTreeBasedLineForRandomRecords) {
   TextGen gen(20190130);
   for (int i = 0; i < 5000; ++i) {
@@ -560,8 +782,17 @@ TEST(MkeLineTest, MatchesTreeBasedLineForRandomRecords) {
     const UserFacts user = RandomUser(gen);
     const std::string id = gen.OneIn(2) ? NewAuditId() : gen.Text(3);
     const uint64_t now = gen.Time();
-    const std::string line = FormatMkeLine(record, user, id, now);
-    ASSERT_EQ(line, TreeFormatMkeLine(record, user, id, now)) << "record " << i;
+    const size_t cap = RandomCap(gen);
+    const std::string line = FormatMkeLine(record, user, id, now, LineOptions{cap});
+    const std::string tree = TreeFormatMkeLine(record, user, id, now, cap);
+    ASSERT_FALSE(tree.empty()) << "record " << i << " needs the last step of the cap";
+    ASSERT_EQ(line, tree) << "record " << i << ", cap " << cap;
+    if (cap != 0) {
+      ASSERT_LE(line.size(), std::max(cap, kMinLineBytes));
+    }
+    if (cap == LineOptions{}.max_line_bytes) {
+      ASSERT_EQ(line, FormatMkeLine(record, user, id, now));
+    }
     nlohmann::ordered_json parsed;
     ASSERT_NO_THROW(parsed = nlohmann::ordered_json::parse(line)) << line;
     ExpectSortedKeys(parsed, "random line " + std::to_string(i));
@@ -585,6 +816,267 @@ struct EscapeCase {
   std::string input;
   std::string expected;  // the JSON literal, quotes included, as Go 1.19 writes it
 };
+
+TEST(MkeLineTest, AnnotationsAndRequestObjectByteForByte) {
+  audit::AuditRecord record = ReferenceRecord();
+  record.level = audit::Level::kRequest;
+  record.stage = audit::Stage::kResponseComplete;
+  record.response_code = 201;
+  record.verb = "POST";
+  record.request_uri = "/v1.41/services/create";
+  record.object_ref.uid = "x1y2";
+  record.incomplete = true;
+  record.annotations = {{"zeta", "<z>"}, {"alpha", "a&b"}};
+  record.user_agent = "docker/24.0.7";  // not part of the MKE line
+  record.request_object = audit::RequestObject{
+      audit::RequestObject::Kind::kJson,
+      R"({"Name":"web","Labels":{"b":"2","a":"<1>"},"Replicas":3,"Ratio":0.5,"Env":["A=1"],"Null":null})",
+      false};
+  const std::string line = FormatMkeLine(record, ReferenceUser(), "id-1", kRefSecondNs);
+  EXPECT_EQ(
+      line,
+      R"({"audit":{"annotations":{"alpha":"a\u0026b","mke-audit-tap/incomplete":"true","zeta":"\u003cz\u003e"},)"
+      R"("auditID":"id-1","kind":"docker-swarm","level":"request","metadata":{"creationTimestamp":null},)"
+      R"("objectRef":{"uid":"x1y2"},)"
+      R"("requestObject":{"Env":["A=1"],"Labels":{"a":"\u003c1\u003e","b":"2"},"Name":"web","Null":null,"Ratio":0.5,"Replicas":3},)"
+      R"("requestReceivedTimestamp":"2019-01-30T17:21:45.316157Z","requestURI":"/v1.41/services/create",)"
+      R"("responseStatus":{"code":201},"sourceIPs":["172.31.45.250:48516"],"stage":"ResponseComplete",)"
+      R"("stageTimestamp":"2019-01-30T17:21:45.316200Z","timestamp":"2019-01-30T17:21:45.316200Z",)"
+      R"("user":{"extra":{"licenseKey":["FHy6u1SSg_U_Fbo24yYUmtbH-ixRlwrpEQpdO_ntmkoz"],"username":["admin"]},)"
+      R"("uid":"4ec3c2fc-312b-4e66-bb4f-b64b8f0ee42a","username":"4ec3c2fc-312b-4e66-bb4f-b64b8f0ee42a"},)"
+      R"("verb":"POST"},"level":"info","msg":"audit","time":"2019-01-30T17:21:45Z"})");
+}
+
+TEST(MkeLineTest, RequestObjectKinds) {
+  audit::AuditRecord record = ReferenceRecord();
+  record.level = audit::Level::kRequest;
+  auto object_of = [&](audit::RequestObject::Kind kind, std::string text, bool truncated) {
+    record.request_object = audit::RequestObject{kind, std::move(text), truncated};
+    const std::string line = FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs);
+    nlohmann::json parsed;
+    EXPECT_NO_THROW(parsed = nlohmann::json::parse(line)) << line;
+    return line;
+  };
+  EXPECT_NE(object_of(audit::RequestObject::Kind::kString, "a=1&b=\xff", false)
+                .find(R"(,"requestObject":"a=1\u0026b=\ufffd","requestReceivedTimestamp")"),
+            std::string::npos);
+  EXPECT_NE(object_of(audit::RequestObject::Kind::kRedacted, "", false)
+                .find(R"(,"requestObject":"[REDACTED by mke-audit-tap]","requestReceived)"),
+            std::string::npos);
+  EXPECT_EQ(object_of(audit::RequestObject::Kind::kNone, "", false).find("requestObject"),
+            std::string::npos);
+  // kJson text that does not parse is written as the string it is.
+  EXPECT_NE(object_of(audit::RequestObject::Kind::kJson, "{\"a\":", false)
+                .find(R"(,"requestObject":"{\"a\":","requestReceived)"),
+            std::string::npos);
+  // A body cut in capture is marked.
+  const std::string truncated = object_of(audit::RequestObject::Kind::kString, "abc", true);
+  EXPECT_NE(
+      truncated.find(
+          R"({"audit":{"annotations":{"mke-audit-tap/request-object":"truncated"},"auditID")"),
+      std::string::npos)
+      << truncated;
+  // A record's own annotation gives way to the writer's.
+  record.annotations = {{"mke-audit-tap/request-object", "mine"}, {"b", "c"}};
+  const std::string merged = object_of(audit::RequestObject::Kind::kString, "abc", true);
+  EXPECT_NE(merged.find(R"("annotations":{"b":"c","mke-audit-tap/request-object":"truncated"})"),
+            std::string::npos)
+      << merged;
+}
+
+// The values a cut-down line has for `key` in "audit" ("" when absent) and in its annotations.
+std::string AuditString(const nlohmann::json& parsed, const char* key) {
+  const auto& audit = parsed["audit"];
+  return audit.contains(key) && audit[key].is_string() ? audit[key].get<std::string>() : "";
+}
+std::string AnnotationOf(const nlohmann::json& parsed, const std::string& key) {
+  const auto& audit = parsed["audit"];
+  if (!audit.contains("annotations") || !audit["annotations"].contains(key)) return "";
+  return audit["annotations"][key].get<std::string>();
+}
+
+TEST(LineCapTest, DropsTheRequestObjectFirst) {
+  audit::AuditRecord record = ReferenceRecord();
+  record.level = audit::Level::kRequest;
+  record.request_object =
+      audit::RequestObject{audit::RequestObject::Kind::kString, std::string(20000, 'x'), false};
+  const std::string line = FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs);
+  EXPECT_LE(line.size(), 16384u);
+  const auto parsed = nlohmann::json::parse(line);
+  EXPECT_FALSE(parsed["audit"].contains("requestObject"));
+  EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-object"), "dropped: line over 16384 bytes");
+  EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-uri"), "");
+  EXPECT_EQ(AuditString(parsed, "requestURI"), kReferenceTarget);
+  EXPECT_EQ(line, TreeFormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs));
+  // Escapes count: 3000 '<' are 3000 bytes raw but 18000 in the line.
+  record.request_object->text = std::string(3000, '<');
+  EXPECT_FALSE(
+      nlohmann::json::parse(FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs))["audit"]
+          .contains("requestObject"));
+  // Unlimited, or just enough room: kept.
+  record.request_object->text = std::string(20000, 'x');
+  EXPECT_GT(FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs, LineOptions{0}).size(),
+            20000u);
+  const size_t full =
+      FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs, LineOptions{0}).size();
+  EXPECT_EQ(FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs, LineOptions{full}).size(),
+            full);
+  EXPECT_LT(
+      FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs, LineOptions{full - 1}).size(),
+      full - 1);
+}
+
+TEST(LineCapTest, TruncatesTheUriAtACharacterBoundary) {
+  const std::vector<std::pair<const char*, std::string>> units = {
+      {"2-byte UTF-8", "\xc3\xa9"},
+      {"4-byte UTF-8", "\xf0\x9f\x98\x80"},
+      {"escape-heavy <", "<"},
+      {"U+2028 (3 bytes, 6 escaped)", "\xe2\x80\xa8"},
+      {"invalid byte", "\xff"},
+      {"quote", "\""},
+      {"mixed", "a<\xc3\xa9\xf0\x9f\x98\x80\xe2\x80\xa8\xff\n&\x01z"},
+  };
+  for (const auto& [name, unit] : units) {
+    audit::AuditRecord record = ReferenceRecord();
+    record.request_uri = "/q?";
+    while (record.request_uri.size() < 20000) record.request_uri += unit;
+    const bool valid_utf8 =
+        std::string_view(name) != "invalid byte" && std::string_view(name) != "mixed";
+    for (size_t cap = kMinLineBytes; cap < kMinLineBytes + 64; ++cap) {
+      for (const bool with_object : {false, true}) {
+        if (with_object) {
+          record.request_object =
+              audit::RequestObject{audit::RequestObject::Kind::kJson, R"({"a":1})", false};
+        } else {
+          record.request_object.reset();
+        }
+        const std::string line =
+            FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs, LineOptions{cap});
+        ASSERT_LE(line.size(), cap) << name;
+        // As long as fits: the next unit (at most 6 bytes escaped) would not have.
+        ASSERT_GT(line.size() + 6, cap) << name;
+        ASSERT_EQ(line, TreeFormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs, cap))
+            << name << ", cap " << cap;
+        nlohmann::json parsed;
+        ASSERT_NO_THROW(parsed = nlohmann::json::parse(line)) << line;
+        ExpectSortedKeys(nlohmann::ordered_json::parse(line), name);
+        EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-uri"), "truncated");
+        EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-object"),
+                  with_object ? "dropped: line over " + std::to_string(cap) + " bytes" : "");
+        const std::string uri = AuditString(parsed, "requestURI");
+        EXPECT_GT(uri.size(), 500u);  // 3,400 escaped bytes at least
+        if (valid_utf8) {
+          EXPECT_EQ(record.request_uri.substr(0, uri.size()), uri) << name;
+          EXPECT_EQ((uri.size() - 3) % unit.size(), 0u) << name;  // whole characters
+        }
+      }
+    }
+  }
+}
+
+TEST(LineCapTest, CapBelowTheMinimumAndNoCap) {
+  audit::AuditRecord record = ReferenceRecord();
+  record.request_uri = "/" + std::string(100000, 'a');
+  EXPECT_EQ(FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs, LineOptions{0}).size(),
+            100000 + kReferenceLine.size() - std::string_view(kReferenceTarget).size() + 1);
+  EXPECT_EQ(FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs, LineOptions{1}).size(),
+            kMinLineBytes);
+  EXPECT_EQ(FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs, LineOptions{1}),
+            FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs, LineOptions{kMinLineBytes}));
+  EXPECT_EQ(FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs).size(),
+            LineOptions{}.max_line_bytes);
+}
+
+// Records whose other fields alone overflow the cap: every string field as long and as
+// escape-heavy as can be, many source IPs and annotations.
+audit::AuditRecord HugeRecord(UserFacts& user, std::string& id) {
+  const std::string huge(5000, '\x01');  // 30000 bytes escaped
+  audit::AuditRecord record;
+  record.kind = huge;
+  record.level = audit::Level::kRequest;
+  record.stage = audit::Stage::kResponseComplete;
+  record.request_uri = "/" + huge;
+  record.verb = huge;
+  record.source_ips.assign(1000, huge.substr(0, 100));
+  record.request_received_ns = UINT64_MAX;
+  record.stage_ns = UINT64_MAX;
+  record.response_code = INT_MIN;
+  record.object_ref = {huge, huge, huge, huge, huge, huge};
+  record.incomplete = true;
+  record.request_object = audit::RequestObject{audit::RequestObject::Kind::kString, huge, true};
+  for (int i = 0; i < 100; ++i) {
+    // 8 + 8 control characters: 96 bytes escaped, the most a kept annotation may have.
+    record.annotations[std::string(7, '\x02') + static_cast<char>(0x03 + i % 29) +
+                       std::string(i / 29, '\x04')] = std::string(8, '\x05');
+    record.annotations[std::to_string(i) + huge] = huge;
+  }
+  record.user_agent = huge;
+  user = UserFacts{huge, huge, huge, huge};
+  id = huge;
+  return record;
+}
+
+TEST(LineCapTest, HugeFieldsStillFit) {
+  UserFacts user;
+  std::string id;
+  const audit::AuditRecord record = HugeRecord(user, id);
+  for (const size_t cap : {size_t{1}, kMinLineBytes, kMinLineBytes + 1000, size_t{16384}}) {
+    const std::string line = FormatMkeLine(record, user, id, UINT64_MAX, LineOptions{cap});
+    ASSERT_LE(line.size(), std::max(cap, kMinLineBytes)) << cap;
+    nlohmann::json parsed;
+    ASSERT_NO_THROW(parsed = nlohmann::json::parse(line)) << line;
+    ExpectSortedKeys(nlohmann::ordered_json::parse(line), "huge");
+    EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/fields"), "truncated");
+    EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-uri"), "truncated");
+    EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/incomplete"), "true");
+    EXPECT_EQ(parsed["audit"]["sourceIPs"].size(), 1u);
+    EXPECT_EQ(parsed["audit"]["annotations"].size(), 8u + 4u);
+    EXPECT_EQ(AuditString(parsed, "requestURI").substr(0, 2), "/\x01");
+  }
+  // A URI that fits after all is not marked as cut.
+  audit::AuditRecord short_uri = record;
+  short_uri.request_uri = "/short";
+  const auto parsed = nlohmann::json::parse(FormatMkeLine(short_uri, user, id, 0));
+  EXPECT_EQ(AuditString(parsed, "requestURI"), "/short");
+  EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-uri"), "");
+  EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/fields"), "truncated");
+}
+
+// The ends of the units the Go decoder sees in `text` (one byte, or one valid UTF-8 sequence).
+std::vector<size_t> UnitEnds(std::string_view text) {
+  std::vector<size_t> ends = {0};
+  for (size_t i = 0; i < text.size();) {
+    char32_t rune = 0;
+    const size_t size =
+        static_cast<unsigned char>(text[i]) < 0x80 ? 1 : RefDecodeUtf8(text.substr(i), &rune);
+    i += size == 0 ? 1 : size;
+    ends.push_back(i);
+  }
+  return ends;
+}
+
+// EscapedPrefix: the longest prefix, cut between units, whose escaped size fits the budget.
+TEST(LineCapTest, EscapedPrefixMatchesTheEscaper) {
+  auto escaped_size = [](std::string_view text) { return RefGoJsonString(text).size() - 2; };
+  TextGen gen(99);
+  for (int i = 0; i < 3000; ++i) {
+    const std::string text = gen.Text(12);
+    const std::vector<size_t> ends = UnitEnds(text);
+    const size_t full = escaped_size(text);
+    ASSERT_EQ(internal::EscapedSize(text), full);
+    for (size_t budget = 0; budget <= full + 1; ++budget) {
+      size_t prefix_escaped = 0;
+      const size_t prefix = internal::EscapedPrefix(text, budget, &prefix_escaped);
+      ASSERT_TRUE(std::find(ends.begin(), ends.end(), prefix) != ends.end()) << "inside a unit";
+      ASSERT_EQ(escaped_size(std::string_view(text).substr(0, prefix)), prefix_escaped);
+      ASSERT_LE(prefix_escaped, budget);
+      if (prefix < text.size()) {  // the next unit does not fit
+        const size_t next = *std::upper_bound(ends.begin(), ends.end(), prefix);
+        ASSERT_GT(escaped_size(std::string_view(text).substr(0, next)), budget);
+      }
+    }
+  }
+}
 
 TEST(GoJsonStringTest, MatchesGo119) {
   const std::vector<EscapeCase> cases = {

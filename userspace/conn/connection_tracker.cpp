@@ -122,6 +122,7 @@ ConnectionTracker::Connection* ConnectionTracker::Open(const ConnKey& key, const
   auto conn = std::make_unique<Connection>();
   Connection* c = conn.get();
   c->facts.tgid = key.first;
+  c->facts.conn_id = next_conn_id_++;
   c->fd = data.hdr.fd;
   ++stats_.connections_opened;
   bool accepted_live = LearnSocket(c, data.hdr.fd);
@@ -210,6 +211,13 @@ void ConnectionTracker::CloseIdle(uint64_t idle_before_wall_ns, uint64_t now_wal
 
 void ConnectionTracker::CloseAll(uint64_t now_wall_ns) {
   while (!conns_.empty()) Close(conns_.begin(), now_wall_ns);
+}
+
+void ConnectionTracker::ExpireRequests(uint64_t complete_before_wall_ns) {
+  // Reports may not change the connection map (the sink only writes lines), so iterating is
+  // safe.
+  for (auto& [key, conn] : conns_)
+    if (conn->http) conn->http->Expire(complete_before_wall_ns);
 }
 
 http::Http1Stats ConnectionTracker::http_stats() const {

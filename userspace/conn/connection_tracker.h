@@ -32,6 +32,7 @@ struct TrackerStats {
 
 // Facts about the connection an exchange came from.
 struct ConnFacts {
+  uint64_t conn_id = 0;  // unique for the tracker's lifetime
   uint32_t tgid = 0;
   std::string source;  // the peer, "ip:port"; empty when unknown
 };
@@ -53,6 +54,9 @@ class ConnectionTracker {
   // Ends connections without traffic since `idle_before_wall_ns`.
   void CloseIdle(uint64_t idle_before_wall_ns, uint64_t now_wall_ns);
   void CloseAll(uint64_t now_wall_ns);
+  // Reports (kRequestTimedOut) requests complete since before `complete_before_wall_ns` that
+  // still wait for a response.
+  void ExpireRequests(uint64_t complete_before_wall_ns);
 
   size_t open_connections() const { return conns_.size(); }
   const TrackerStats& stats() const { return stats_; }
@@ -82,6 +86,7 @@ class ConnectionTracker {
   std::map<SockKey, SockInfo> socks_;
   TrackerStats stats_;
   http::Http1Stats closed_http_stats_;
+  uint64_t next_conn_id_ = 1;
 };
 
 }  // namespace mat::conn

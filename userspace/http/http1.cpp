@@ -156,6 +156,7 @@ struct Http1Connection::Impl {
     ExchangeEvent verdict = ExchangeEvent::kNoResponse;
     bool lost = false;  // placeholder for a request whose start a gap took: never reported
     bool timeout_reported = false;
+    bool response_started = false;  // its response head arrived: it is not waiting any more
   };
 
   struct Ready {
@@ -445,7 +446,8 @@ struct Http1Connection::Impl {
     s.partner_seq = im.ClaimPartner(r.first_byte_ns);
     bool no_body = r.status == 101 || r.status == 204 || r.status == 304;
     s.tunnel = r.status == 101;
-    if (const Pending* e = im.FindBySeq(s.partner_seq)) {
+    if (Pending* e = im.FindBySeq(s.partner_seq)) {
+      e->response_started = true;
       if (im.opt.report_started && im.opt.report_started(e->ex.request)) {
         HttpExchange started;
         started.request = e->ex.request;
@@ -878,7 +880,8 @@ struct Http1Connection::Impl {
   void Expire(uint64_t complete_before_ns) {
     if (closed) return;
     for (Pending& e : pending) {
-      if (e.lost || e.has_verdict || e.timeout_reported || !e.request_done) continue;
+      if (e.lost || e.has_verdict || e.timeout_reported || e.response_started || !e.request_done)
+        continue;
       const uint64_t done = e.ex.request.complete_ns;
       if (done == 0 || done >= complete_before_ns) continue;
       e.timeout_reported = true;

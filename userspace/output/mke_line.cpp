@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 #include <pthread.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -11,7 +12,16 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "output/go_json.h"
+
 namespace mat::output {
+
+using internal::AppendAnnotations;
+using internal::AppendEscaped;
+using internal::AppendLiteral;
+using internal::AppendRequestObject;
+using internal::ExtraAnnotations;
+using internal::LineView;
 
 namespace {
 
@@ -287,12 +297,6 @@ void AppendRange(std::string& out, const char* first, const char* last) {
   out.append(first, static_cast<size_t>(last - first));
 }
 
-// Appends a string literal that is known to need no escaping.
-template <size_t N>
-void AppendLiteral(std::string& out, const char (&text)[N]) {
-  out.append(text, N - 1);
-}
-
 // Writes the JSON value of a time: "\"2019-01-30T17:21:45.316157Z\"" or, when not `known`,
 // "null". Returns its length.
 constexpr size_t kTimeValueMax = kMicrosLength + 2;
@@ -307,7 +311,10 @@ size_t PutTimeValue(char* p, uint64_t wall_ns, bool known) {
   return kTimeValueMax;
 }
 
-// The inside of AppendGoJsonString's literal, without the quotes.
+}  // namespace
+
+namespace internal {
+
 void AppendEscaped(std::string& out, std::string_view text) {
   const char* const end = text.data() + text.size();
   const char* run = text.data();  // the first byte not yet copied
@@ -359,7 +366,7 @@ void AppendEscaped(std::string& out, std::string_view text) {
   AppendRange(out, run, end);
 }
 
-}  // namespace
+}  // namespace internal
 
 void AppendGoJsonString(std::string& out, std::string_view text) {
   out.push_back('"');
@@ -403,25 +410,37 @@ std::string FormatSeconds(uint64_t wall_ns) {
   return text;
 }
 
-// Written straight into one string; the keys appear in byte-wise sorted order by construction
-// (the tests check that against a JSON tree dumped with GoJsonDump).
-std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
-                          const std::string& audit_id, uint64_t now_ns) {
+namespace {
+
+// Writes the MKE line of `record` as `view` says. Written straight into one string; the keys
+// appear in byte-wise sorted order by construction (the tests check that against a JSON tree
+// dumped with GoJsonDump).
+void WriteMkeLine(std::string& out, const audit::AuditRecord& record, const UserFacts& user,
+                  const std::string& audit_id, uint64_t now_ns, const LineView& view) {
   const audit::ObjectRef& ref = record.object_ref;
   // The fixed text of the longest line shape is 627 bytes; the variable parts rarely need escaping.
-  size_t size = 640 + audit_id.size() + record.kind.size() + record.request_uri.size() +
+  size_t size = 640 + audit_id.size() + record.kind.size() + view.request_uri.size() +
                 record.verb.size() + ref.api_group.size() + ref.api_version.size() +
                 ref.namespace_.size() + ref.resource.size() + ref.subresource.size() +
                 ref.uid.size() + user.uid.size() + user.username.size() + user.login.size() +
                 user.license_key.size();
   for (const std::string& ip : record.source_ips) size += ip.size() + 3;
-  std::string out;
-  out.reserve(size);
+  const bool annotations = internal::HasAnnotations(record, *view.extras);
+  if (annotations) {
+    size += 16;
+    for (const auto& [key, value] : record.annotations) size += key.size() + value.size() + 6;
+    for (const internal::Annotation& extra : view.extras->items()) {
+      size += extra.key.size() + extra.value.size() + 6;
+    }
+  }
+  if (view.request_object) size += 20 + record.request_object->text.size();
+  out.reserve(out.size() + size);
 
   // Each literal carries the quotes around the string values next to it.
-  if (record.incomplete) {
-    AppendLiteral(out,
-                  R"({"audit":{"annotations":{"mke-audit-tap/incomplete":"true"},"auditID":")");
+  if (annotations) {
+    AppendLiteral(out, R"({"audit":{"annotations":)");
+    AppendAnnotations(out, record.annotations, view.extras->items());
+    AppendLiteral(out, R"(,"auditID":")");
   } else {
     AppendLiteral(out, R"({"audit":{"auditID":")");
   }
@@ -450,17 +469,19 @@ std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& use
     put(R"("uid":")", ref.uid);
     out.push_back('}');
   }
+  if (view.request_object) {
+    AppendLiteral(out, R"(,"requestObject":)");
+    AppendRequestObject(out, *record.request_object);
+  }
   char time_value[kTimeValueMax];
   AppendLiteral(out, R"(,"requestReceivedTimestamp":)");
   out.append(time_value,
              PutTimeValue(time_value, record.request_received_ns, record.request_received_ns != 0));
   AppendLiteral(out, R"(,"requestURI":")");
-  AppendEscaped(out, record.request_uri);
+  AppendEscaped(out, view.request_uri);
   if (record.response_code) {
     AppendLiteral(out, R"(","responseStatus":{"code":)");
-    char digits[16];
-    const auto result = std::to_chars(digits, digits + sizeof digits, *record.response_code);
-    AppendRange(out, digits, result.ptr);
+    internal::AppendInt(out, *record.response_code);
     AppendLiteral(out, R"(},"sourceIPs":[)");
   } else {
     AppendLiteral(out, R"(","sourceIPs":[)");
@@ -492,7 +513,249 @@ std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& use
   AppendLiteral(out, R"("},"level":"info","msg":"audit","time":")");
   out.append(SecondsText(tl_now_second, now_ns), kSecondsLength);
   AppendLiteral(out, R"(Z"})");
-  return out;
+}
+
+// The cut-down fields of FitLine's last step.
+constexpr size_t kFieldBudget = 64;        // encoded bytes of each string field
+constexpr size_t kAnnotationBudget = 96;   // encoded bytes of an annotation's key and value
+constexpr size_t kMaxKeptAnnotations = 8;  // of the record's own
+
+std::string Cut(std::string_view text, size_t budget) {
+  return std::string(text.substr(0, internal::EscapedPrefix(text, budget)));
+}
+
+}  // namespace
+
+namespace internal {
+
+size_t EscapedPrefix(std::string_view text, size_t budget, size_t* escaped) {
+  const char* const begin = text.data();
+  const char* const end = begin + text.size();
+  const char* p = begin;
+  size_t used = 0;
+  while (p != end) {
+    const char* const plain_end = SkipPlain(p, end);
+    const auto run = static_cast<size_t>(plain_end - p);
+    if (run > budget - used) {
+      p += budget - used;
+      used = budget;
+      break;
+    }
+    used += run;
+    p = plain_end;
+    if (p == end) break;
+    const auto b = static_cast<unsigned char>(*p);
+    size_t unit_raw = 1;
+    size_t unit_escaped = 6;  // \u00xx, \ufffd, \u2028, \u2029
+    if (b < 0x80) {
+      if (b == '"' || b == '\\' || b == '\n' || b == '\r' || b == '\t') unit_escaped = 2;
+    } else {
+      char32_t rune = 0;
+      const size_t length = DecodeUtf8(std::string_view(p, static_cast<size_t>(end - p)), &rune);
+      if (length != 0) {
+        unit_raw = length;
+        if (rune != 0x2028 && rune != 0x2029) unit_escaped = length;
+      }
+    }
+    if (unit_escaped > budget - used) break;
+    used += unit_escaped;
+    p += unit_raw;
+  }
+  if (escaped != nullptr) *escaped = used;
+  return static_cast<size_t>(p - begin);
+}
+
+size_t EscapedSize(std::string_view text) {
+  size_t escaped = 0;
+  EscapedPrefix(text, SIZE_MAX, &escaped);
+  return escaped;
+}
+
+void AppendGoJsonValue(std::string& out, const nlohmann::json& value) { AppendGoJson(out, value); }
+
+void AppendTimeValue(std::string& out, uint64_t wall_ns, bool known) {
+  char time_value[kTimeValueMax];
+  out.append(time_value, PutTimeValue(time_value, wall_ns, known));
+}
+
+void AppendInt(std::string& out, int64_t value) {
+  char digits[24];
+  const auto result = std::to_chars(digits, digits + sizeof digits, value);
+  AppendRange(out, digits, result.ptr);
+}
+
+bool HasRequestObject(const audit::AuditRecord& record) {
+  return record.request_object.has_value() &&
+         record.request_object->kind != audit::RequestObject::Kind::kNone;
+}
+
+void AppendRequestObject(std::string& out, const audit::RequestObject& object) {
+  switch (object.kind) {
+    case audit::RequestObject::Kind::kJson: {
+      // nlohmann's objects are std::maps: the keys come out sorted byte-wise, as Go writes a map.
+      const nlohmann::json value =
+          nlohmann::json::parse(object.text, nullptr, /*allow_exceptions=*/false);
+      if (value.is_discarded()) {
+        AppendGoJsonString(out, object.text);  // not JSON after all: say it as text
+      } else {
+        AppendGoJson(out, value);
+      }
+      return;
+    }
+    case audit::RequestObject::Kind::kString:
+      AppendGoJsonString(out, object.text);
+      return;
+    case audit::RequestObject::Kind::kRedacted:
+      AppendGoJsonString(out, audit::kRedactedMarker);
+      return;
+    case audit::RequestObject::Kind::kNone:
+      break;
+  }
+  AppendLiteral(out, "null");
+}
+
+void ExtraAnnotations::Set(std::string_view key, std::string_view value) {
+  size_t i = 0;
+  while (i < size_ && items_[i].key < key) ++i;
+  if (i < size_ && items_[i].key == key) {
+    items_[i].value = value;
+    return;
+  }
+  if (size_ == items_.size()) return;  // cannot happen: there are only four keys
+  for (size_t j = size_; j > i; --j) items_[j] = items_[j - 1];
+  items_[i] = {key, value};
+  ++size_;
+}
+
+void ExtraAnnotations::Erase(std::string_view key) {
+  for (size_t i = 0; i < size_; ++i) {
+    if (items_[i].key != key) continue;
+    for (size_t j = i + 1; j < size_; ++j) items_[j - 1] = items_[j];
+    --size_;
+    return;
+  }
+}
+
+ExtraAnnotations BaseExtras(const audit::AuditRecord& record) {
+  ExtraAnnotations extras;
+  if (record.incomplete) extras.Set(kIncompleteKey, "true");
+  if (HasRequestObject(record) && record.request_object->truncated) {
+    extras.Set(kRequestObjectKey, "truncated");
+  }
+  return extras;
+}
+
+void AppendAnnotations(std::string& out, const std::map<std::string, std::string>& annotations,
+                       std::span<const Annotation> extras) {
+  out.push_back('{');
+  bool first = true;
+  auto put = [&](std::string_view key, std::string_view value) {
+    if (!first) out.push_back(',');
+    first = false;
+    AppendGoJsonString(out, key);
+    out.push_back(':');
+    AppendGoJsonString(out, value);
+  };
+  // std::string_view and std::string compare as memcmp does: byte-wise, unsigned, like Go.
+  auto it = annotations.begin();
+  size_t i = 0;
+  while (it != annotations.end() || i < extras.size()) {
+    if (i == extras.size() ||
+        (it != annotations.end() && std::string_view(it->first) < extras[i].key)) {
+      put(it->first, it->second);
+      ++it;
+      continue;
+    }
+    if (it != annotations.end() && it->first == extras[i].key) ++it;  // the extra wins
+    put(extras[i].key, extras[i].value);
+    ++i;
+  }
+  out.push_back('}');
+}
+
+size_t EffectiveCap(const LineOptions& options) {
+  if (options.max_line_bytes == 0) return 0;
+  return std::max(options.max_line_bytes, kMinLineBytes);
+}
+
+std::string FitLine(const audit::AuditRecord& record, const UserFacts& user,
+                    const std::string& audit_id, uint64_t now_ns, size_t cap, LineWriter write) {
+  ExtraAnnotations extras = BaseExtras(record);
+  std::string line;
+  // 1. Without the request object.
+  const std::string dropped = "dropped: line over " + std::to_string(cap) + " bytes";
+  if (HasRequestObject(record)) {
+    extras.Set(kRequestObjectKey, dropped);
+    write(line, record, user, audit_id, now_ns, {false, record.request_uri, &extras});
+    if (line.size() <= cap) return line;
+  }
+  // 2. With as much of the URI as fits.
+  extras.Set(kRequestUriKey, "truncated");
+  line.clear();
+  write(line, record, user, audit_id, now_ns, {false, {}, &extras});
+  if (line.size() <= cap) {
+    const std::string_view uri = record.request_uri;
+    const size_t prefix = EscapedPrefix(uri, cap - line.size());
+    line.clear();
+    write(line, record, user, audit_id, now_ns, {false, uri.substr(0, prefix), &extras});
+    return line;
+  }
+  // 3. Every other field cut down too; the URI gets what is left.
+  extras.Set(kFieldsKey, "truncated");
+  audit::AuditRecord small;
+  small.kind = Cut(record.kind, kFieldBudget);
+  small.level = record.level;
+  small.stage = record.stage;
+  small.verb = Cut(record.verb, kFieldBudget);
+  if (!record.source_ips.empty())
+    small.source_ips.push_back(Cut(record.source_ips[0], kFieldBudget));
+  small.request_received_ns = record.request_received_ns;
+  small.stage_ns = record.stage_ns;
+  small.response_code = record.response_code;
+  small.object_ref = {Cut(record.object_ref.resource, kFieldBudget),
+                      Cut(record.object_ref.namespace_, kFieldBudget),
+                      Cut(record.object_ref.api_group, kFieldBudget),
+                      Cut(record.object_ref.api_version, kFieldBudget),
+                      Cut(record.object_ref.subresource, kFieldBudget),
+                      Cut(record.object_ref.uid, kFieldBudget)};
+  small.incomplete = record.incomplete;
+  for (const auto& [key, value] : record.annotations) {
+    if (small.annotations.size() == kMaxKeptAnnotations) break;
+    if (EscapedSize(key) + EscapedSize(value) <= kAnnotationBudget)
+      small.annotations.emplace(key, value);
+  }
+  small.user_agent = Cut(record.user_agent, kFieldBudget);
+  UserFacts small_user{Cut(user.uid, kFieldBudget), Cut(user.username, kFieldBudget),
+                       Cut(user.login, kFieldBudget), Cut(user.license_key, kFieldBudget)};
+  const std::string small_id = Cut(audit_id, kFieldBudget);
+  line.clear();
+  write(line, small, small_user, small_id, now_ns, {false, {}, &extras});
+  // kMinLineBytes leaves room for all of the above (the tests check the worst case).
+  const std::string_view uri = record.request_uri;
+  const size_t prefix = EscapedPrefix(uri, cap - std::min(cap, line.size()));
+  if (prefix == uri.size()) extras.Erase(kRequestUriKey);
+  line.clear();
+  write(line, small, small_user, small_id, now_ns, {false, uri.substr(0, prefix), &extras});
+  return line;
+}
+
+}  // namespace internal
+
+std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
+                          const std::string& audit_id, uint64_t now_ns,
+                          const LineOptions& options) {
+  const ExtraAnnotations extras = internal::BaseExtras(record);
+  std::string out;
+  WriteMkeLine(out, record, user, audit_id, now_ns,
+               {internal::HasRequestObject(record), record.request_uri, &extras});
+  const size_t cap = internal::EffectiveCap(options);
+  if (cap == 0 || out.size() <= cap) return out;
+  return internal::FitLine(record, user, audit_id, now_ns, cap, &WriteMkeLine);
+}
+
+std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
+                          const std::string& audit_id, uint64_t now_ns) {
+  return FormatMkeLine(record, user, audit_id, now_ns, LineOptions{});
 }
 
 }  // namespace mat::output

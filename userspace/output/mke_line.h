@@ -4,6 +4,7 @@
 // for unknown times.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
@@ -42,15 +43,41 @@ void AppendGoJsonString(std::string& out, std::string_view text);
 // (shortest round-trip; exponent form below 1e-6 or from 1e21), NaN/Inf and binary as null.
 std::string GoJsonDump(const nlohmann::json& value);
 
+// Options shared by the line writers (FormatMkeLine, FormatK8sEvent).
+//
+// The line size cap: no line is longer than max_line_bytes (without the newline; 0: no cap;
+// a cap below kMinLineBytes is raised to it). A line that would be longer is cut down in steps,
+// each measured on the encoded line (escapes expand, so raw sizes say nothing):
+//  1. without its requestObject, annotated "mke-audit-tap/request-object":
+//     "dropped: line over N bytes" (N the cap), when that fits;
+//  2. else requestURI is also cut to the longest prefix that fits (never inside a UTF-8
+//     sequence, so it stays valid), annotated "mke-audit-tap/request-uri": "truncated";
+//  3. else (huge user, object or annotation fields; never seen in practice) every other string
+//     field is also cut to 64 encoded bytes, only the first source IP and at most 8 short
+//     annotations of the record are kept, annotated "mke-audit-tap/fields": "truncated", and
+//     requestURI gets what is left.
+inline constexpr size_t kMinLineBytes = 4096;
+struct LineOptions {
+  size_t max_line_bytes = 16384;
+};
+
 // One line, without the trailing newline. `now_ns` fills the envelope's "time".
-// "audit" holds: annotations (only when record.incomplete: {"mke-audit-tap/incomplete":"true"}),
-// auditID, kind, level, metadata {"creationTimestamp":null}, objectRef (only when non-empty; only
-// its non-empty fields), requestReceivedTimestamp, requestURI, responseStatus {"code":N} (only
+// "audit" holds: annotations (record.annotations merged with the writer's own, which win on
+// equal keys: "mke-audit-tap/incomplete": "true" when record.incomplete,
+// "mke-audit-tap/request-object": "truncated" when the request object was cut in capture, and
+// those of the line size cap; absent when there are none), auditID, kind, level, metadata
+// {"creationTimestamp":null}, objectRef (only when non-empty; only its non-empty fields),
+// requestObject (only when record.request_object is set and not kNone: kJson as the JSON value
+// re-encoded with sorted keys, kString as a string, kRedacted as the string
+// audit::kRedactedMarker), requestReceivedTimestamp, requestURI, responseStatus {"code":N} (only
 // when response_code is set), sourceIPs, stage, stageTimestamp and timestamp (null at
 // RequestReceived or when unknown), user {"extra":{"licenseKey":[..],"username":[login]},"uid",
 // "username"}, verb.
-// Written directly into one string (no JSON tree); the unit tests check it byte for byte against
-// the tree-based encoding through GoJsonDump.
+// Written directly into one string (no JSON tree but the one re-encoding a kJson requestObject);
+// the unit tests check it byte for byte against the tree-based encoding through GoJsonDump.
+std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
+                          const std::string& audit_id, uint64_t now_ns, const LineOptions& options);
+// The same with the default LineOptions (a 16384-byte cap).
 std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
                           const std::string& audit_id, uint64_t now_ns);
 

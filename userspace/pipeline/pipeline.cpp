@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <time.h>
 
+#include "output/k8s_event.h"
+
 namespace mat::pipeline {
 
 uint64_t WallNowNs() {
@@ -19,10 +21,10 @@ Pipeline::Pipeline(PipelineConfig config, capture::ClockMap clock, output::LineS
       recorder_(recorder),
       resolvers_(std::move(resolvers)),
       policy_(config_.policy),
-      tracker_(config_.tracker, [this](http::HttpExchange&& exchange, http::ExchangeEvent why,
-                                       const conn::ConnFacts& facts) {
-        OnExchange(std::move(exchange), why, facts);
-      }) {
+      tracker_(
+          WithStageHooks(config_.tracker, config_),
+          [this](http::HttpExchange&& exchange, http::ExchangeEvent why,
+                 const conn::ConnFacts& facts) { OnExchange(std::move(exchange), why, facts); }) {
   // Identity comes in a later milestone; until then every line says plainly that the user
   // is not known rather than guessing.
   user_.uid = "unidentified";
@@ -73,19 +75,79 @@ void Pipeline::Finish(uint64_t now_wall_ns) {
   sink_->Flush();
 }
 
+conn::TrackerOptions Pipeline::WithStageHooks(conn::TrackerOptions options,
+                                              const PipelineConfig& config) {
+  if (config.policy.level == audit::Level::kNone) return options;
+  options.http.report_started = [](const http::HttpRequest& request) {
+    return audit::IsLongRunning(request);
+  };
+  options.http.report_received = config.every_request_received;
+  return options;
+}
+
+void Pipeline::Tick(uint64_t now_wall_ns) {
+  if (config_.response_timeout_ns != 0 && now_wall_ns > config_.response_timeout_ns)
+    tracker_.ExpireRequests(now_wall_ns - config_.response_timeout_ns);
+}
+
 void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why,
                           const conn::ConnFacts& facts) {
-  const bool complete = why == http::ExchangeEvent::kResponseComplete && exchange.response;
+  using http::ExchangeEvent;
+  const auto key = std::make_pair(facts.conn_id, exchange.sequence);
+  auto it = written_.find(key);
+  switch (why) {
+    case ExchangeEvent::kRequestReceived:
+    case ExchangeEvent::kRequestTimedOut: {
+      if (it != written_.end()) return;  // already written at an earlier stage
+      std::string id = output::NewAuditId();
+      Emit(exchange, audit::Stage::kRequestReceived, exchange.request.complete_ns, facts, id);
+      written_[key] = Written{std::move(id), false};
+      return;
+    }
+    case ExchangeEvent::kResponseStarted: {
+      // Long-running: this is the request's line; the stream's end adds nothing.
+      std::string id = it != written_.end() ? it->second.audit_id : output::NewAuditId();
+      Emit(exchange, audit::Stage::kResponseStarted,
+           exchange.response ? exchange.response->headers_done_ns : 0, facts, id);
+      written_[key] = Written{std::move(id), true};
+      return;
+    }
+    case ExchangeEvent::kResponseComplete:
+    case ExchangeEvent::kNoResponse: {
+      std::string id;
+      if (it != written_.end()) {
+        bool done = it->second.final;
+        id = std::move(it->second.audit_id);
+        written_.erase(it);
+        if (done) return;
+        // Written at RequestReceived before: a request without response still has nothing
+        // more to say; a response that came after all is written, with the same auditID.
+        if (why == ExchangeEvent::kNoResponse) return;
+      } else {
+        id = output::NewAuditId();
+      }
+      const bool complete = why == ExchangeEvent::kResponseComplete && exchange.response;
+      Emit(exchange, complete ? audit::Stage::kResponseComplete : audit::Stage::kRequestReceived,
+           complete ? exchange.response->complete_ns : 0, facts, id);
+      return;
+    }
+  }
+}
+
+void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint64_t stage_ns,
+                    const conn::ConnFacts& facts, const std::string& audit_id) {
   audit::RequestContext context;
   context.source = facts.source;
-  context.stage_time_ns = complete ? exchange.response->complete_ns : 0;
-  auto stage = complete ? audit::Stage::kResponseComplete : audit::Stage::kRequestReceived;
+  context.stage_time_ns = stage_ns;
   auto record = policy_.Decide(exchange, stage, context);
   if (!record) {
     ++stats_.not_audited;
     return;
   }
-  sink_->Write(output::FormatMkeLine(*record, user_, output::NewAuditId(), WallNowNs()));
+  if (config_.format == OutputFormat::kK8s)
+    sink_->Write(output::FormatK8sEvent(*record, user_, audit_id));
+  else
+    sink_->Write(output::FormatMkeLine(*record, user_, audit_id, WallNowNs()));
   ++stats_.lines;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -16,10 +17,20 @@
 
 namespace mat::pipeline {
 
+enum class OutputFormat { kMke, kK8s };
+
 struct PipelineConfig {
   audit::PolicyConfig policy;
   conn::TrackerOptions tracker;
   std::string license_key;
+  OutputFormat format = OutputFormat::kMke;
+  // Also write a RequestReceived line for every request as soon as it is complete (as the
+  // Kubernetes audit does by default); its later lines carry the same auditID.
+  bool every_request_received = false;
+  // A request with no response this long after it was complete is written at
+  // RequestReceived (0: only when its connection ends). Its response, if it comes, is
+  // written later with the same auditID.
+  uint64_t response_timeout_ns = 60'000'000'000ull;
 };
 
 struct PipelineStats {
@@ -53,6 +64,8 @@ class Pipeline {
   }
   // Ends every connection: requests still waiting are written at stage RequestReceived.
   void Finish(uint64_t now_wall_ns);
+  // Periodic work: writes the requests that have waited longer than the response timeout.
+  void Tick(uint64_t now_wall_ns);
 
   const PipelineStats& stats() const { return stats_; }
   const conn::ConnectionTracker& tracker() const { return tracker_; }
@@ -62,6 +75,18 @@ class Pipeline {
   void Feed(const void* bytes, size_t size, uint64_t wall_ns);
   void OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why,
                   const conn::ConnFacts& facts);
+  void Emit(const http::HttpExchange& exchange, audit::Stage stage, uint64_t stage_ns,
+            const conn::ConnFacts& facts, const std::string& audit_id);
+  static conn::TrackerOptions WithStageHooks(conn::TrackerOptions options,
+                                             const PipelineConfig& config);
+
+  // Requests already written at an earlier stage, by (connection, sequence): their auditID,
+  // and whether the line was the long-running kind's only one (ResponseStarted).
+  struct Written {
+    std::string audit_id;
+    bool final = false;
+  };
+  std::map<std::pair<uint64_t, uint64_t>, Written> written_;
 
   PipelineConfig config_;
   capture::ClockMap clock_;
