@@ -283,5 +283,142 @@ TEST(DecideTest, NoResponseAndUnknownFacts) {
   EXPECT_EQ(record->verb, "DELETE");
 }
 
+TEST(DecideTest, KubernetesVerbsAndObjectRef) {
+  const AuditPolicy policy(PolicyConfig{});
+  struct Case {
+    const char* method;
+    const char* target;
+    const char* verb;
+    const char* resource;
+    const char* ns;
+    const char* group;
+    const char* version;
+    const char* sub;
+  };
+  const Case cases[] = {
+      {"GET", "/api/v1/namespaces/default/pods", "list", "pods", "default", "", "v1", ""},
+      {"GET", "/api/v1/namespaces/default/pods/p1", "get", "pods", "default", "", "v1", ""},
+      {"GET", "/api/v1/pods?watch=true", "watch", "pods", "", "", "v1", ""},
+      {"GET", "/api/v1/watch/namespaces/ns/pods", "watch", "pods", "ns", "", "v1", ""},
+      {"POST", "/apis/apps/v1/namespaces/ns/deployments", "create", "deployments", "ns", "apps",
+       "v1", ""},
+      {"PUT", "/apis/apps/v1/namespaces/ns/deployments/d/scale", "update", "deployments", "ns",
+       "apps", "v1", "scale"},
+      {"PATCH", "/api/v1/nodes/n1", "patch", "nodes", "", "", "v1", ""},
+      {"DELETE", "/api/v1/namespaces/ns/secrets", "deletecollection", "secrets", "ns", "", "v1",
+       ""},
+      {"DELETE", "/api/v1/namespaces/ns", "delete", "namespaces", "ns", "", "v1", ""},
+      {"GET", "/api/v1/namespaces/ns/pods/p/log", "get", "pods", "ns", "", "v1", "log"},
+  };
+  for (const auto& c : cases) {
+    const auto record = policy.Decide(MakeExchange(c.method, c.target, 200),
+                                      Stage::kResponseComplete, MakeContext());
+    ASSERT_TRUE(record.has_value()) << c.target;
+    EXPECT_EQ(record->kind, "kubernetes") << c.target;
+    EXPECT_EQ(record->verb, c.verb) << c.target;
+    EXPECT_EQ(record->object_ref.resource, c.resource) << c.target;
+    EXPECT_EQ(record->object_ref.namespace_, c.ns) << c.target;
+    EXPECT_EQ(record->object_ref.api_group, c.group) << c.target;
+    EXPECT_EQ(record->object_ref.api_version, c.version) << c.target;
+    EXPECT_EQ(record->object_ref.subresource, c.sub) << c.target;
+  }
+  // Non-resource Kubernetes paths: the lower-case method, no objectRef.
+  const auto healthz =
+      policy.Decide(MakeExchange("GET", "/healthz", 200), Stage::kResponseComplete, MakeContext());
+  ASSERT_TRUE(healthz.has_value());
+  EXPECT_EQ(healthz->verb, "get");
+  EXPECT_TRUE(healthz->object_ref.empty());
+  // Docker and MKE: the method in upper case.
+  for (const char* target : {"/v1.41/containers/json", "/api/ucp/config/logging",
+                             "/enzi/v0/accounts", "/id", "/roles"}) {
+    const auto r =
+        policy.Decide(MakeExchange("get", target, 200), Stage::kResponseComplete, MakeContext());
+    ASSERT_TRUE(r.has_value()) << target;
+    EXPECT_EQ(r->kind, "docker-swarm") << target;
+    EXPECT_EQ(r->verb, "GET") << target;
+  }
+}
+
+TEST(LongRunningTest, Table) {
+  const std::pair<const char*, bool> cases[] = {
+      {"/api/v1/pods?watch=true", true},
+      {"/api/v1/watch/pods", true},
+      {"/api/v1/namespaces/ns/pods/p/exec?command=sh", true},
+      {"/api/v1/namespaces/ns/pods/p/attach", true},
+      {"/api/v1/namespaces/ns/pods/p/log?follow=true", true},
+      {"/api/v1/namespaces/ns/pods/p/portforward", true},
+      {"/api/v1/namespaces/ns/services/s/proxy/x", true},
+      {"/api/v1/namespaces/ns/pods", false},
+      {"/api/v1/namespaces/ns/pods/p", false},
+      {"/v1.41/events", true},
+      {"/v1.41/events?until=1700000000", false},
+      {"/v1.41/containers/abc/attach?stream=1", true},
+      {"/v1.41/containers/abc/logs?follow=1", true},
+      {"/v1.41/containers/abc/logs?follow=0", false},
+      {"/v1.41/containers/abc/logs", false},
+      {"/v1.41/services/s/logs?follow=true", true},
+      {"/v1.41/exec/e1/start", true},
+      {"/v1.41/containers/abc/stats", true},
+      {"/v1.41/containers/abc/stats?stream=false", false},
+      {"/v1.41/containers/json", false},
+      {"/api/ucp/config/logging", false},
+  };
+  for (const auto& [target, want] : cases) {
+    http::HttpRequest request;
+    request.method = "GET";
+    request.target = target;
+    if (std::string_view(target).find("exec/e1/start") != std::string_view::npos)
+      request.method = "POST";
+    EXPECT_EQ(IsLongRunning(request), want) << target;
+  }
+}
+
+TEST(DecideTest, RequestLevelPayloadAndRedaction) {
+  PolicyConfig config;
+  config.level = Level::kRequest;
+  const AuditPolicy policy(config);
+  auto plain = MakeExchange("POST", "/v1.41/containers/create", 201);
+  plain.request.body = R"({"Image":"nginx"})";
+  plain.request.body_size = plain.request.body.size();
+  auto record = policy.Decide(plain, Stage::kResponseComplete, MakeContext());
+  ASSERT_TRUE(record.has_value());
+  ASSERT_TRUE(record->request_object.has_value());
+  EXPECT_EQ(record->request_object->kind, RequestObject::Kind::kJson);
+  EXPECT_EQ(record->annotations.count("mke-audit-tap/redacted"), 0u);
+
+  const char* kSecret = "s3cr3t-policy-VALUE";
+  const std::pair<const char*, const char*> redacted[] = {
+      {"POST", "/v1.41/secrets/create"},
+      {"POST", "/secrets/abc/update"},
+      {"POST", "/v1.41/swarm/join"},
+      {"POST", "/swarm/update"},
+      {"POST", "/auth/login"},
+      {"POST", "/api/v1/namespaces/ns/secrets"},
+      {"PUT", "/api/v1/namespaces/ns/secrets/s"},
+      {"PATCH", "/api/v1/namespaces/ns/secrets/s"},
+  };
+  for (Level level : {Level::kMetadata, Level::kRequest}) {
+    PolicyConfig c;
+    c.level = level;
+    const AuditPolicy p(c);
+    for (const auto& [method, target] : redacted) {
+      auto exchange = MakeExchange(method, target, 200);
+      exchange.request.body =
+          std::string(R"({"Data":")") + kSecret + R"(","password":")" + kSecret + R"("})";
+      exchange.request.body_size = exchange.request.body.size();
+      auto r = p.Decide(exchange, Stage::kResponseComplete, MakeContext());
+      ASSERT_TRUE(r.has_value()) << target;  // still audited
+      EXPECT_EQ(r->annotations.at("mke-audit-tap/redacted"), "true") << target;
+      if (level == Level::kRequest) {
+        ASSERT_TRUE(r->request_object.has_value()) << target;
+        EXPECT_EQ(r->request_object->kind, RequestObject::Kind::kRedacted) << target;
+        EXPECT_EQ(r->request_object->text.find(kSecret), std::string::npos) << target;
+      } else {
+        EXPECT_FALSE(r->request_object.has_value()) << target;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mat::audit
