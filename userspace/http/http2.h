@@ -1,0 +1,166 @@
+// HTTP/2 reassembly for one TCP/TLS connection: frames are parsed here, header blocks are
+// decompressed with nghttp2's HPACK inflater (one per direction), nothing else of nghttp2 is
+// used. Same shape as Http1Connection: the caller feeds the two byte streams in order
+// (client->server is kRequest, server->client is kResponse) and the sink gets one report per
+// client-initiated stream (its `sequence` is the order the streams were opened: 1, 2, ...).
+//
+// Reports (see ExchangeEvent):
+// - kResponseComplete when the response's END_STREAM is seen (DATA or trailers), whether or not
+//   the request had ended; also when a stream whose final response header block was seen ends
+//   without END_STREAM (RST_STREAM, close, GOAWAY, dropped): then response->complete_ns is 0.
+// - kNoResponse when a stream ends with no final response header block: RST_STREAM (a fact,
+//   `incomplete` stays false), GOAWAY from the server with a last-stream-id below it, the
+//   connection's close. 1xx responses complete nothing (counted in interim_responses).
+// - kResponseStarted (report_started), kRequestReceived (report_received) and
+//   kRequestTimedOut (Expire) as in HTTP/1. Trailers end a message; their fields are not kept.
+// Request pseudo-headers: :method -> method, :path -> target, :authority is kept as a header
+// named ":authority" (first, as on the wire); :scheme and :protocol are dropped. version 2.0.
+//
+// Never a guessed value. HPACK state is per direction and only ever decoded by nghttp2. After
+// anything that may have cost header blocks (joining mid-stream, a gap, a decoding error) the
+// direction's inflater is replaced by a fresh, empty one. Its dynamic table then holds exactly
+// the newest entries the encoder added since, which are at the same indices in the encoder's
+// table (evicting earlier than the encoder does only makes it a smaller suffix), so every index
+// it resolves is right and a reference to an older entry fails (NGHTTP2_ERR_HEADER_COMP)
+// instead of resolving to a wrong entry. Decoding thus recovers header by header as the encoder
+// inserts new entries; entries inserted before the join stay unknown for good (an encoder
+// rarely clears its table). A failed block keeps the fields emitted before the failure (right
+// ones), skips its remaining fragments, and marks its exchange incomplete; a request whose
+// :method/:path were not decoded is still reported, with them empty, incomplete.
+//
+// Joining mid-stream (at_start false) and gaps: the frame stream is resynchronised by scanning
+// for a plausible frame header (known type, flags and length valid for it, stream-id rules and
+// client parity for the direction, length <= 1 MiB) that is followed by another plausible one
+// (a CONTINUATION for an unfinished header block) or that ends exactly where the bytes
+// delivered so far end. Frames before that are skipped (skipped_bytes). A stream whose request
+// header block is seen whole after such a resync decodes exactly and is not incomplete; DATA,
+// trailers and responses of streams opened before it are ignored. A gap (OnGap) that lies
+// within the payload of the DATA frame in progress costs only body bytes (like HTTP/1: counted,
+// body_truncated, the kept body is what was seen before the gap); any other gap loses the frame
+// sync: every open stream's exchange is marked incomplete and the direction resynchronises.
+//
+// Errors: a protocol violation on a direction followed from the connection's start (missing
+// client preface, a frame invalid for its type, a broken CONTINUATION sequence) is fatal: the
+// connection stops parsing (failed(), stats.fatal_errors, stats.last_error) and reports every
+// open stream, incomplete. After a resync the same violation only resynchronises again. HPACK
+// errors are never fatal (they may come from our own limits). Bounded memory: a fixed-size
+// frame state per direction (no per-byte allocation), a resync buffer of at most ~1 MiB while
+// unsynchronised, per stream the request/response headers (max_header_list_bytes each, the
+// rest counted and the exchange incomplete) and bodies (max_body_bytes each), at most
+// max_streams tracked streams (the oldest is reported kNoResponse, incomplete, when a new one
+// would exceed it), and nghttp2's tables (at most max_hpack_table_bytes each).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+
+#include "http/exchange.h"
+#include "http/http1.h"  // Direction
+
+namespace mat::http {
+
+// The client connection preface (RFC 9113 section 3.4).
+inline constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+// Whether the first bytes of a request stream are (the start of) the client preface: an exact
+// match of its 24 bytes, or, for fewer bytes, a non-empty prefix of it.
+bool LooksLikeHttp2Preface(std::string_view first_bytes);
+
+struct Http2Options {
+  size_t max_body_bytes = 64 * 1024;          // body bytes kept per message (rest counted)
+  size_t max_header_list_bytes = 256 * 1024;  // decoded bytes kept per header block (name +
+                                              // value + 32 per field, as SETTINGS count them)
+  size_t max_streams = 1024;                  // concurrently tracked streams
+  // Largest HPACK dynamic table accepted per direction. Tables up to this size are followed
+  // whatever SETTINGS_HEADER_TABLE_SIZE said when (a passive observer cannot time SETTINGS
+  // acknowledgements); a block resizing above it fails to decode (incomplete, never wrong).
+  size_t max_hpack_table_bytes = 64 * 1024;
+  // As in Http1Options: when set and true for a request, its exchange is also reported with
+  // kResponseStarted as soon as the final response's header block is complete.
+  std::function<bool(const HttpRequest&)> report_started;
+  // Also report every request with kRequestReceived as soon as it is complete (END_STREAM).
+  bool report_received = false;
+};
+
+struct Http2Stats {
+  uint64_t frames = 0;
+  uint64_t requests = 0;           // client streams tracked (request header block seen)
+  uint64_t responses = 0;          // final (non-1xx) response header blocks on tracked streams
+  uint64_t interim_responses = 0;  // 1xx response header blocks
+  uint64_t resets = 0;             // tracked streams ended by RST_STREAM
+  uint64_t goaway_refused = 0;     // tracked streams above a server GOAWAY's last-stream-id
+  uint64_t dropped_streams = 0;    // tracked streams dropped over max_streams (still reported)
+  // Header blocks on client streams not tracked (opened before a join or a gap, or trailers
+  // of a stream no longer tracked): decoded to keep the HPACK state, then ignored.
+  uint64_t untracked_header_blocks = 0;
+  uint64_t push_promises = 0;           // PUSH_PROMISE frames (decoded for HPACK, ignored)
+  uint64_t unknown_frames = 0;          // frames of unknown type (ignored)
+  uint64_t hpack_errors = 0;            // header blocks that failed to decode (inflater reset)
+  uint64_t header_lists_truncated = 0;  // header blocks over max_header_list_bytes
+  uint64_t table_size_over_limit = 0;   // SETTINGS_HEADER_TABLE_SIZE > max_hpack_table_bytes
+  uint64_t resyncs = 0;                 // times a direction lost its frame sync and rescanned
+  uint64_t skipped_bytes = 0;           // bytes skipped while looking for a frame start
+  uint64_t gaps_skipped_in_body = 0;    // gaps absorbed inside a DATA frame's payload
+  uint64_t fatal_errors = 0;            // connections given up (see failed())
+  const char* last_error = nullptr;     // a static string: the last fatal error's reason
+
+  Http2Stats& operator+=(const Http2Stats& o) {
+    frames += o.frames;
+    requests += o.requests;
+    responses += o.responses;
+    interim_responses += o.interim_responses;
+    resets += o.resets;
+    goaway_refused += o.goaway_refused;
+    dropped_streams += o.dropped_streams;
+    untracked_header_blocks += o.untracked_header_blocks;
+    push_promises += o.push_promises;
+    unknown_frames += o.unknown_frames;
+    hpack_errors += o.hpack_errors;
+    header_lists_truncated += o.header_lists_truncated;
+    table_size_over_limit += o.table_size_over_limit;
+    resyncs += o.resyncs;
+    skipped_bytes += o.skipped_bytes;
+    gaps_skipped_in_body += o.gaps_skipped_in_body;
+    fatal_errors += o.fatal_errors;
+    if (o.last_error != nullptr) last_error = o.last_error;
+    return *this;
+  }
+};
+
+class Http2Connection {
+ public:
+  using Sink = std::function<void(HttpExchange&&, ExchangeEvent)>;
+
+  // at_start: both byte streams will be fed from the connection's first byte (the request
+  // stream must then begin with the client preface). When false we joined mid-stream: both
+  // directions resynchronise (a request stream that does begin with the preface is still
+  // recognised and followed from its start).
+  Http2Connection(Http2Options options, Sink sink, bool at_start = true);
+  ~Http2Connection();
+  Http2Connection(const Http2Connection&) = delete;
+  Http2Connection& operator=(const Http2Connection&) = delete;
+
+  // Bytes of one direction, in order; ts_ns is the wall-clock time they were seen. The sink is
+  // called from inside OnData/OnGap/OnClose/Expire; it must not throw or call back in.
+  void OnData(Direction dir, std::string_view bytes, uint64_t ts_ns);
+  // `missing` bytes of this direction were lost (0: an unknown amount). See the top of the file.
+  void OnGap(Direction dir, uint64_t missing, uint64_t ts_ns);
+  // The connection is gone: every stream still open is reported (see the top of the file).
+  void OnClose(uint64_t ts_ns);
+  // Reports, once each, with kRequestTimedOut the complete requests (END_STREAM seen) with no
+  // final response header block that completed before `complete_before_ns`.
+  void Expire(uint64_t complete_before_ns);
+
+  // True after a fatal error: the connection ignores all further input (it reported its
+  // streams already), the caller may stop tracking it.
+  bool failed() const;
+  const Http2Stats& stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mat::http
