@@ -25,8 +25,14 @@ std::optional<ElfFile> ElfFile::Load(const std::string& path, std::string* error
     *error = "cannot open " + path;
     return std::nullopt;
   }
+  std::string data(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>{});
+  return FromBytes(std::move(data), path, error);
+}
+
+std::optional<ElfFile> ElfFile::FromBytes(std::string data, const std::string& path,
+                                          std::string* error) {
   ElfFile elf;
-  elf.data_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  elf.data_ = std::move(data);
   const std::string& d = elf.data_;
   Elf64_Ehdr eh;
   if (!ReadAt(d, 0, &eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
@@ -34,10 +40,12 @@ std::optional<ElfFile> ElfFile::Load(const std::string& path, std::string* error
     *error = path + " is not a 64-bit little-endian ELF file";
     return std::nullopt;
   }
+  elf.machine_ = eh.e_machine;
   for (unsigned i = 0; i < eh.e_phnum; ++i) {
     Elf64_Phdr ph;
     if (!ReadAt(d, eh.e_phoff + uint64_t{i} * eh.e_phentsize, &ph)) break;
-    if (ph.p_type == PT_LOAD) elf.segments_.push_back({ph.p_vaddr, ph.p_filesz, ph.p_offset});
+    if (ph.p_type == PT_LOAD)
+      elf.segments_.push_back({ph.p_vaddr, ph.p_filesz, ph.p_offset, ph.p_flags});
   }
   std::vector<Elf64_Shdr> shdrs;
   for (unsigned i = 0; i < eh.e_shnum; ++i) {
@@ -55,8 +63,8 @@ std::optional<ElfFile> ElfFile::Load(const std::string& path, std::string* error
   };
   if (eh.e_shstrndx < shdrs.size()) {
     for (const auto& sh : shdrs)
-      elf.sections_.push_back(
-          {std::string(string_at(shdrs[eh.e_shstrndx], sh.sh_name)), sh.sh_addr, sh.sh_size});
+      elf.sections_.push_back({std::string(string_at(shdrs[eh.e_shstrndx], sh.sh_name)), sh.sh_addr,
+                               sh.sh_size, sh.sh_type, sh.sh_flags, sh.sh_offset});
   }
   for (const auto& sh : shdrs) {
     if ((sh.sh_type != SHT_DYNSYM && sh.sh_type != SHT_SYMTAB) || sh.sh_link >= shdrs.size() ||
@@ -111,6 +119,38 @@ bool ElfFile::InPlt(uint64_t address) const {
   for (const auto& s : sections_)
     if (s.name.rfind(".plt", 0) == 0 && address >= s.addr && address < s.addr + s.size) return true;
   return false;
+}
+
+const ElfSection* ElfFile::FindSection(std::string_view name) const {
+  for (const auto& s : sections_)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+std::string_view ElfFile::SectionBytes(const ElfSection& section) const {
+  if (section.type == SHT_NOBITS) return {};
+  return FileBytes(section.offset, section.size);
+}
+
+std::string_view ElfFile::FileBytes(uint64_t offset, uint64_t size) const {
+  if (offset >= data_.size()) return {};
+  return std::string_view(data_.data() + offset, std::min(size, uint64_t{data_.size() - offset}));
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> ElfFile::RelativeRelocations() const {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (const auto& s : sections_) {
+    if (s.type != SHT_RELA) continue;
+    std::string_view bytes = SectionBytes(s);
+    for (size_t off = 0; off + sizeof(Elf64_Rela) <= bytes.size(); off += sizeof(Elf64_Rela)) {
+      Elf64_Rela rela;
+      std::memcpy(&rela, bytes.data() + off, sizeof(rela));
+      if (ELF64_R_TYPE(rela.r_info) == R_X86_64_RELATIVE)
+        out.emplace_back(rela.r_offset, static_cast<uint64_t>(rela.r_addend));
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace mat::tap

@@ -16,10 +16,25 @@ struct ElfSymbol {
   uint64_t file_offset = 0;
 };
 
+struct ElfSection {
+  std::string name;
+  uint64_t addr = 0, size = 0;
+  uint32_t type = 0;  // SHT_*
+  uint64_t flags = 0, offset = 0;
+};
+
+struct ElfSegment {  // a PT_LOAD program header
+  uint64_t vaddr = 0, filesz = 0, offset = 0;
+  uint32_t flags = 0;  // PF_R | PF_W | PF_X
+};
+
 class ElfFile {
  public:
   // Reads the whole file. Returns nullopt with *error set for unreadable or non-ELF64 files.
   static std::optional<ElfFile> Load(const std::string& path, std::string* error);
+  // The same from bytes already in memory; `name` only appears in error messages.
+  static std::optional<ElfFile> FromBytes(std::string data, const std::string& name,
+                                          std::string* error);
 
   // A defined function symbol by exact name, or by name followed by "@" (versioned names).
   std::optional<ElfSymbol> FindFunction(std::string_view name) const;
@@ -29,15 +44,24 @@ class ElfFile {
   // True when address lies in a section named like a PLT (.plt, .plt.sec, .plt.got).
   bool InPlt(uint64_t address) const;
 
+  uint16_t Machine() const { return machine_; }  // e_machine, e.g. EM_X86_64
+  const std::vector<ElfSection>& Sections() const { return sections_; }
+  const std::vector<ElfSegment>& LoadSegments() const { return segments_; }
+  // The first section with this exact name, or nullptr.
+  const ElfSection* FindSection(std::string_view name) const;
+  // A section's file bytes, clipped to the file; empty for SHT_NOBITS.
+  std::string_view SectionBytes(const ElfSection& section) const;
+  // Raw file bytes [offset, offset+size), clipped to the file.
+  std::string_view FileBytes(uint64_t offset, uint64_t size) const;
+  // R_X86_64_RELATIVE relocations of all SHT_RELA sections as (address, addend), sorted by
+  // address. Position-independent executables may leave such words zero in the file.
+  std::vector<std::pair<uint64_t, uint64_t>> RelativeRelocations() const;
+
  private:
-  struct Segment {
-    uint64_t vaddr, filesz, offset;
-  };
-  struct Section {
-    std::string name;
-    uint64_t addr, size;
-  };
+  using Segment = ElfSegment;
+  using Section = ElfSection;
   std::string data_;
+  uint16_t machine_ = 0;
   std::vector<Segment> segments_;
   std::vector<Section> sections_;
   std::vector<std::pair<std::string_view, ElfSymbol>> functions_;

@@ -1,0 +1,3 @@
+module example.com/tlsserver
+
+go 1.17

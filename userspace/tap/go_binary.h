@@ -1,0 +1,86 @@
+// Go programs that serve HTTPS with crypto/tls: where to put the uprobes.
+//
+// Go does not use libssl, so the TLS plaintext is caught on crypto/tls.(*Conn).Read and
+// crypto/tls.(*Conn).Write. Since Go 1.17 (amd64) these use the register ABI: at entry the
+// receiver is in AX, the buffer pointer in BX and its length in CX; at a return n is in AX; the
+// current goroutine (g) is always in R14, which is what pairs an entry with its return.
+//
+// Return probes are NOT uretprobes: a uretprobe rewrites the return address on the stack, and Go
+// moves goroutine stacks (copystack) and walks them (tracebacks, GC), which breaks on that. A
+// plain uprobe goes on every RET instruction of the function instead.
+//
+// Probe cost: the kernel emulates a probed push/nop/call/jmp/jcc (~1 µs here) and single-steps
+// anything else (~14 µs). Go functions begin with the stack-bound check
+//     cmp rsp, [r14+0x10]       (or lea r12, [rsp-N]; cmp r12, [r14+0x10])
+//     jbe <morestack call>
+// so the entry instruction is single-stepped, but the `jbe` is emulated and AX/BX/CX/R14 are
+// untouched up to it: the entry probe goes there. When the stack must grow, the `jbe` jumps to
+// runtime.morestack, which re-runs the function from its entry, so the site is hit twice for
+// that one call with identical registers; the entry program just overwrites what it stored for
+// the goroutine, so that is harmless. Returns have no such choice: a Go epilogue restores rbp
+// and rsp right before the RET (`mov rbp, [rsp+N]; add rsp, N+8; ret` in Go 1.19; newer
+// compilers may use `pop rbp`), none of which is emulated, and nothing after the result is set
+// is common to all returns, so each RET is probed and single-stepped.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mat::tap {
+
+class ElfFile;
+
+// One uprobe location inside a Go function.
+struct GoProbeSite {
+  uint64_t address = 0;      // virtual address
+  uint64_t file_offset = 0;  // what uprobe attachment takes
+  std::string instruction;   // e.g. "jbe 0x5a484c"
+  bool emulated = false;     // the kernel emulates it (cheap) instead of single-stepping
+};
+
+struct GoFunc {
+  std::string name;
+  uint64_t address = 0;  // entry virtual address
+  uint64_t size = 0;     // bytes: ELF st_size, or up to the next function for the pclntab
+  uint64_t file_offset = 0;
+  GoProbeSite entry;                 // arguments (AX, BX, CX) still intact there
+  std::vector<GoProbeSite> returns;  // every RET (n in AX)
+  std::vector<uint64_t> ReturnOffsets() const;
+};
+
+struct GoTlsProbePlan {
+  std::string go_version;
+  GoFunc read;   // crypto/tls.(*Conn).Read: entry + every RET (the data exists only at return)
+  GoFunc write;  // crypto/tls.(*Conn).Write: entry is enough; its RETs are listed anyway
+  std::string Describe() const;
+};
+
+struct GoBinaryInfo {
+  std::string path;
+  std::string go_version;      // as recorded by the linker, e.g. "go1.19.8"
+  int go_minor = 0;            // 19 for go1.19.8
+  std::string main_module;     // "path" line of the embedded module info; may be empty
+  std::string functions_from;  // ".symtab/.dynsym", or which pclntab was parsed
+  GoTlsProbePlan tls;
+  std::string Describe() const;  // one line for the log
+};
+
+struct GoInspectOptions {
+  // Ignore ELF symbols and always read Go's own function table (tests compare both).
+  bool ignore_elf_symbols = false;
+};
+
+// Recognises a Go >= 1.17 x86-64 program that links crypto/tls and plans its probes.
+// nullopt with one reason in *error otherwise (not Go, too old, not amd64, no crypto/tls,
+// unparsable tables). Safe on arbitrary files.
+std::optional<GoBinaryInfo> InspectGoBinary(const std::string& path, std::string* error);
+std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::string& path,
+                                            const GoInspectOptions& options, std::string* error);
+
+// "go1.19.8" -> 1, 19; also "go1.21rc2", "go1.22", "devel go1.23-abcdef Tue ...".
+bool ParseGoVersion(std::string_view version, int* major, int* minor);
+
+}  // namespace mat::tap
