@@ -6,7 +6,7 @@ set -euo pipefail
 BUILD_PKGS=(cmake make g++ clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
   libssl-dev libboost-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libhttp-parser-dev
   libcapstone-dev libnghttp2-dev libgtest-dev libgmock-dev clang-format)
-TEST_PKGS=(nginx python3-pytest curl openssl python3 procps iproute2 jq golang-go)
+TEST_PKGS=(nginx python3-pytest curl openssl python3 procps iproute2 jq golang-go docker.io)
 
 want=()
 for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do
