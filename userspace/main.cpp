@@ -139,13 +139,15 @@ void LogSummary(const mat::pipeline::Pipeline& pipeline) {
   const auto& p = pipeline.stats();
   const auto& t = pipeline.tracker().stats();
   auto h = pipeline.tracker().http_stats();
+  auto h2 = pipeline.tracker().http2_stats();
   spdlog::info(
       "summary: {} records ({} bad), {} audit lines, {} not audited; connections {} opened, "
       "{} client-side skipped, {} gaps ({} bytes, {} inside bodies kept in sync); http {} "
-      "requests, {} responses, {} parse errors, {} orphan responses",
+      "requests, {} responses, {} parse errors, {} orphan responses; http/2 {} requests, {} "
+      "responses, {} hpack errors, {} fatal",
       p.records, p.bad_records, p.lines, p.not_audited, t.connections_opened, t.client_side_skipped,
       t.gaps, t.gap_bytes, h.gaps_skipped_in_body, h.requests, h.responses, h.parse_errors,
-      h.orphan_responses);
+      h.orphan_responses, h2.requests, h2.responses, h2.hpack_errors, h2.fatal_errors);
 }
 
 int RunReplay(const mat::Options& o) {

@@ -9,6 +9,93 @@
 
 namespace mat::conn {
 
+// HTTP/1.1 or HTTP/2, chosen from the first bytes the client sends: the HTTP/2 client preface
+// (or, joining mid-connection, a frame header: its length's first byte is 0 where an HTTP/1
+// request starts with a method's letter). Bytes wait here, bounded, until that is clear.
+class ConnectionTracker::HttpProtocol {
+ public:
+  using Sink = http::Http1Connection::Sink;
+  HttpProtocol(const http::Http1Options& options, Sink sink, bool from_start)
+      : options_(options), sink_(std::move(sink)), from_start_(from_start) {}
+
+  void OnData(http::Direction dir, std::string_view bytes, uint64_t ts) {
+    if (h1_) return h1_->OnData(dir, bytes, ts);
+    if (h2_) return h2_->OnData(dir, bytes, ts);
+    waiting_bytes_ += bytes.size();
+    waiting_.push_back({dir, std::string(bytes), ts});
+    if (dir == http::Direction::kRequest) request_.append(bytes);
+    Decide(waiting_bytes_ > kMaxWaiting);
+  }
+  void OnGap(http::Direction dir, uint64_t missing, uint64_t ts) {
+    if (h1_) return h1_->OnGap(dir, missing, ts);
+    if (h2_) return h2_->OnGap(dir, missing, ts);
+    Decide(true);  // with a hole, waiting longer tells nothing more
+    OnGap(dir, missing, ts);
+  }
+  void OnClose(uint64_t ts) {
+    if (!h1_ && !h2_) Decide(true);
+    if (h1_) h1_->OnClose(ts);
+    if (h2_) h2_->OnClose(ts);
+  }
+  void Expire(uint64_t before) {
+    if (h1_) h1_->Expire(before);
+    if (h2_) h2_->Expire(before);
+  }
+  void AddStats(http::Http1Stats* h1, http::Http2Stats* h2) const {
+    if (h1_) *h1 += h1_->stats();
+    if (h2_) *h2 += h2_->stats();
+  }
+
+ private:
+  static constexpr size_t kMaxWaiting = 64 * 1024;
+  struct Chunk {
+    http::Direction dir;
+    std::string bytes;
+    uint64_t ts;
+  };
+
+  void Decide(bool now) {
+    const std::string_view r = request_;
+    bool h2 = false, mid_stream = false;
+    if (r.empty()) {
+      if (!now) return;
+    } else if (http::LooksLikeHttp2Preface(r)) {
+      if (r.size() < http::kHttp2Preface.size() && !now) return;
+      h2 = r.size() >= http::kHttp2Preface.size();
+    } else if (r[0] == '\0') {
+      if (r.size() < 9 && !now) return;
+      h2 = r.size() >= 9 && static_cast<uint8_t>(r[3]) <= 9;
+      mid_stream = h2;
+    }
+    if (h2) {
+      http::Http2Options o;
+      o.max_body_bytes = options_.max_body_bytes;
+      o.report_started = options_.report_started;
+      o.report_received = options_.report_received;
+      h2_ = std::make_unique<http::Http2Connection>(o, sink_, !mid_stream);
+    } else {
+      h1_ = std::make_unique<http::Http1Connection>(options_, sink_);
+      if (from_start_) {
+        h1_->MarkStreamStart(http::Direction::kRequest);
+        h1_->MarkStreamStart(http::Direction::kResponse);
+      }
+    }
+    std::vector<Chunk> waiting = std::move(waiting_);
+    waiting_.clear();
+    request_.clear();
+    for (Chunk& c : waiting) OnData(c.dir, c.bytes, c.ts);
+  }
+
+  http::Http1Options options_;
+  Sink sink_;
+  bool from_start_;
+  std::unique_ptr<http::Http1Connection> h1_;
+  std::unique_ptr<http::Http2Connection> h2_;
+  std::vector<Chunk> waiting_;
+  size_t waiting_bytes_ = 0;
+  std::string request_;
+};
+
 struct ConnectionTracker::Connection {
   ConnFacts facts;
   int32_t fd = -1;
@@ -17,7 +104,7 @@ struct ConnectionTracker::Connection {
   bool has_pos[2] = {false, false};
   uint64_t next_pos[2] = {0, 0};
   uint64_t last_wall_ns = 0;
-  std::unique_ptr<http::Http1Connection> http;
+  std::unique_ptr<HttpProtocol> http;
 };
 
 namespace {
@@ -128,15 +215,13 @@ ConnectionTracker::Connection* ConnectionTracker::Open(const ConnKey& key, const
   bool accepted_live = LearnSocket(c, data.hdr.fd);
   if (!c->audited) return conns_.emplace(key, std::move(conn)).first->second.get();
   // Facts are read when an exchange is reported, so a peer learnt later still appears.
-  c->http = std::make_unique<http::Http1Connection>(
-      options_.http, [this, c](http::HttpExchange&& exchange, http::ExchangeEvent why) {
-        sink_(std::move(exchange), why, c->facts);
-      });
   // Streams seen from their first byte need no resynchronisation scan.
-  if (accepted_live && data.pos == 0 && data.offset == 0) {
-    c->http->MarkStreamStart(http::Direction::kRequest);
-    c->http->MarkStreamStart(http::Direction::kResponse);
-  }
+  c->http = std::make_unique<HttpProtocol>(
+      options_.http,
+      [this, c](http::HttpExchange&& exchange, http::ExchangeEvent why) {
+        sink_(std::move(exchange), why, c->facts);
+      },
+      accepted_live && data.pos == 0 && data.offset == 0);
   return conns_.emplace(key, std::move(conn)).first->second.get();
 }
 
@@ -189,7 +274,7 @@ void ConnectionTracker::Close(std::map<ConnKey, std::unique_ptr<Connection>>::it
   ++stats_.connections_closed;
   if (conn->http) {
     conn->http->OnClose(wall_ns);
-    closed_http_stats_ += conn->http->stats();
+    conn->http->AddStats(&closed_http_stats_, &closed_http2_stats_);
   }
 }
 
@@ -222,8 +307,17 @@ void ConnectionTracker::ExpireRequests(uint64_t complete_before_wall_ns) {
 
 http::Http1Stats ConnectionTracker::http_stats() const {
   http::Http1Stats sum = closed_http_stats_;
+  http::Http2Stats unused;
   for (const auto& [key, conn] : conns_)
-    if (conn->http) sum += conn->http->stats();
+    if (conn->http) conn->http->AddStats(&sum, &unused);
+  return sum;
+}
+
+http::Http2Stats ConnectionTracker::http2_stats() const {
+  http::Http2Stats sum = closed_http2_stats_;
+  http::Http1Stats unused;
+  for (const auto& [key, conn] : conns_)
+    if (conn->http) conn->http->AddStats(&unused, &sum);
   return sum;
 }
 

@@ -12,6 +12,7 @@
 
 #include "capture/event_decoder.h"
 #include "http/http1.h"
+#include "http/http2.h"
 
 namespace mat::conn {
 
@@ -61,6 +62,7 @@ class ConnectionTracker {
   size_t open_connections() const { return conns_.size(); }
   const TrackerStats& stats() const { return stats_; }
   http::Http1Stats http_stats() const;  // summed over open and closed connections
+  http::Http2Stats http2_stats() const;
 
  private:
   struct SockInfo {
@@ -70,6 +72,7 @@ class ConnectionTracker {
     bool peer_missing = false;   // seen live without its address: /proc may complete it
   };
   struct Connection;
+  class HttpProtocol;
   using ConnKey = std::pair<uint32_t, uint64_t>;  // (tgid, SSL*)
   using SockKey = std::pair<uint32_t, int32_t>;   // (tgid, fd)
 
@@ -86,6 +89,7 @@ class ConnectionTracker {
   std::map<SockKey, SockInfo> socks_;
   TrackerStats stats_;
   http::Http1Stats closed_http_stats_;
+  http::Http2Stats closed_http2_stats_;
   uint64_t next_conn_id_ = 1;
 };
 
