@@ -39,7 +39,7 @@ http {{
     uwsgi_temp_path {d}/tmp_uwsgi;
     scgi_temp_path {d}/tmp_scgi;
     server {{
-        listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.1:{port} ssl{http2};
         ssl_certificate {cert};
         ssl_certificate_key {key};
         location / {{
@@ -59,7 +59,8 @@ class ApiFront:
 
     name = "nginx+api_backend"
 
-    def __init__(self, workdir: Path, tls):
+    def __init__(self, workdir: Path, tls, http2=False):
+        self.http2 = http2
         self.workdir = workdir
         self.tls = tls
         self.port = 0
@@ -84,7 +85,8 @@ class ApiFront:
         self.port = free_port()
         conf = d / "nginx.conf"
         conf.write_text(FRONT_CONF.format(d=d, port=self.port, backend=backend_port,
-                                          cert=self.tls.cert, key=self.tls.key))
+                                          cert=self.tls.cert, key=self.tls.key,
+                                          http2=" http2" if self.http2 else ""))
         self.log_files = [d / "error.log"]
         run(["nginx", "-t", "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf)], timeout=15)
         self.proc = subprocess.Popen(["nginx", "-p", str(d), "-e", str(d / "error.log"), "-c",
