@@ -131,6 +131,7 @@ mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
   config.format =
       o.format == "k8s" ? mat::pipeline::OutputFormat::kK8s : mat::pipeline::OutputFormat::kMke;
   config.every_request_received = o.every_request_received;
+  config.line.max_line_bytes = o.max_line_bytes;
   config.response_timeout_ns = uint64_t{o.response_timeout_s} * 1000000000ull;
   return config;
 }

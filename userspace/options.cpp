@@ -84,6 +84,7 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* error) {
       {"rescan_ms", 50, 3600000, [&](uint64_t n) { o->rescan_ms = static_cast<uint32_t>(n); }},
       {"idle_timeout", 1, 30 * 86400,
        [&](uint64_t n) { o->idle_timeout_s = static_cast<uint32_t>(n); }},
+      {"max_line_bytes", 0, 16u << 20, [&](uint64_t n) { o->max_line_bytes = n; }},
       {"response_timeout", 0, 86400,
        [&](uint64_t n) { o->response_timeout_s = static_cast<uint32_t>(n); }},
   };
@@ -168,6 +169,10 @@ Audit:
                                  headers stay redacted
   --response-timeout S           write a request still without response after S seconds at
                                  stage RequestReceived (default 60; 0: only at connection end)
+  --max-line-bytes N             no line longer than N bytes (default 16384, as Docker's log
+                                 drivers split longer lines; 0: no cap): a payload that does not
+                                 fit is dropped, then a too-long URI cut, and the line says so
+                                 in an annotation
   --every-request-received       also write a RequestReceived line for every request when it
                                  is complete, as the Kubernetes audit does (same auditID)
 
@@ -330,6 +335,9 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
     } else if (arg == "--response-timeout") {
       if (!number(0, 86400, &n)) return std::nullopt;
       o.response_timeout_s = static_cast<uint32_t>(n);
+    } else if (arg == "--max-line-bytes") {
+      if (!number(0, 16u << 20, &n)) return std::nullopt;
+      o.max_line_bytes = n;
     } else if (arg == "--every-request-received") {
       o.every_request_received = true;
     } else if (arg == "--log-level") {

@@ -1,10 +1,22 @@
 #include "output/k8s_event.h"
 
+#include <nlohmann/json.hpp>
 #include <string_view>
 
 #include "output/go_json.h"
 
 namespace mat::output {
+
+namespace internal {
+
+bool AppendParsedJson(std::string& out, std::string_view text) {
+  const nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) return false;
+  AppendGoJsonValue(out, value);
+  return true;
+}
+
+}  // namespace internal
 
 namespace {
 

@@ -172,8 +172,9 @@ static_assert([] {
   return true;
 }());
 
-// The first byte at or after `p` that is not kPlain, or `end`.
-const char* SkipPlain(const char* p, const char* end) {
+// The first byte at or after `p` that is not kPlain, or `end`. Forced inline: with two callers
+// (AppendEscaped, EscapedPrefix) GCC would call it out of line, 5% more instructions a line.
+[[gnu::always_inline]] inline const char* SkipPlain(const char* p, const char* end) {
   while (end - p >= 8) {
     uint64_t w;
     std::memcpy(&w, p, sizeof w);
@@ -437,9 +438,15 @@ void WriteMkeLine(std::string& out, const audit::AuditRecord& record, const User
   out.reserve(out.size() + size);
 
   // Each literal carries the quotes around the string values next to it.
-  if (annotations) {
+  const std::span<const internal::Annotation> extras = view.extras->items();
+  if (annotations && record.annotations.empty() && extras.size() == 1 &&
+      extras[0].key == internal::kIncompleteKey && extras[0].value == "true") {
+    // The common case: only a capture loss to report.
+    AppendLiteral(out,
+                  R"({"audit":{"annotations":{"mke-audit-tap/incomplete":"true"},"auditID":")");
+  } else if (annotations) {
     AppendLiteral(out, R"({"audit":{"annotations":)");
-    AppendAnnotations(out, record.annotations, view.extras->items());
+    AppendAnnotations(out, record.annotations, extras);
     AppendLiteral(out, R"(,"auditID":")");
   } else {
     AppendLiteral(out, R"({"audit":{"auditID":")");
@@ -591,17 +598,11 @@ bool HasRequestObject(const audit::AuditRecord& record) {
 
 void AppendRequestObject(std::string& out, const audit::RequestObject& object) {
   switch (object.kind) {
-    case audit::RequestObject::Kind::kJson: {
-      // nlohmann's objects are std::maps: the keys come out sorted byte-wise, as Go writes a map.
-      const nlohmann::json value =
-          nlohmann::json::parse(object.text, nullptr, /*allow_exceptions=*/false);
-      if (value.is_discarded()) {
+    case audit::RequestObject::Kind::kJson:
+      if (!AppendParsedJson(out, object.text)) {
         AppendGoJsonString(out, object.text);  // not JSON after all: say it as text
-      } else {
-        AppendGoJson(out, value);
       }
       return;
-    }
     case audit::RequestObject::Kind::kString:
       AppendGoJsonString(out, object.text);
       return;
@@ -656,6 +657,15 @@ void AppendAnnotations(std::string& out, const std::map<std::string, std::string
     out.push_back(':');
     AppendGoJsonString(out, value);
   };
+  // The writer's own annotations are plain ASCII text: copied as they are.
+  auto put_plain = [&](std::string_view key, std::string_view value) {
+    out.append(first ? "\"" : ",\"", first ? 1 : 2);
+    first = false;
+    out.append(key);
+    AppendLiteral(out, R"(":")");
+    out.append(value);
+    out.push_back('"');
+  };
   // std::string_view and std::string compare as memcmp does: byte-wise, unsigned, like Go.
   auto it = annotations.begin();
   size_t i = 0;
@@ -667,7 +677,7 @@ void AppendAnnotations(std::string& out, const std::map<std::string, std::string
       continue;
     }
     if (it != annotations.end() && it->first == extras[i].key) ++it;  // the extra wins
-    put(extras[i].key, extras[i].value);
+    put_plain(extras[i].key, extras[i].value);
     ++i;
   }
   out.push_back('}');

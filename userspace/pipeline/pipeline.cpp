@@ -145,9 +145,9 @@ void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint
     return;
   }
   if (config_.format == OutputFormat::kK8s)
-    sink_->Write(output::FormatK8sEvent(*record, user_, audit_id));
+    sink_->Write(output::FormatK8sEvent(*record, user_, audit_id, config_.line));
   else
-    sink_->Write(output::FormatMkeLine(*record, user_, audit_id, WallNowNs()));
+    sink_->Write(output::FormatMkeLine(*record, user_, audit_id, WallNowNs(), config_.line));
   ++stats_.lines;
 }
 

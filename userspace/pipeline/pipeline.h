@@ -31,6 +31,7 @@ struct PipelineConfig {
   // RequestReceived (0: only when its connection ends). Its response, if it comes, is
   // written later with the same auditID.
   uint64_t response_timeout_ns = 60'000'000'000ull;
+  output::LineOptions line;  // the line size cap (default 16 KiB)
 };
 
 struct PipelineStats {
