@@ -139,8 +139,9 @@ mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
 void LogSummary(const mat::pipeline::Pipeline& pipeline) {
   const auto& p = pipeline.stats();
   const auto& t = pipeline.tracker().stats();
-  auto h = pipeline.tracker().http_stats();
-  auto h2 = pipeline.tracker().http2_stats();
+  mat::http::Http1Stats h;
+  mat::http::Http2Stats h2;
+  pipeline.tracker().AddHttpStats(&h, &h2);
   spdlog::info(
       "summary: {} records ({} bad), {} audit lines, {} not audited; connections {} opened, "
       "{} client-side skipped, {} gaps ({} bytes, {} inside bodies kept in sync); http {} "

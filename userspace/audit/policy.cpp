@@ -177,36 +177,27 @@ std::optional<AuditRecord> AuditPolicy::Decide(const http::HttpExchange& exchang
 
 namespace {
 
-bool QueryFlag(std::string_view target, std::string_view name, bool if_absent) {
+// The value of query parameter `name` in target ("" when given without '='), or nullopt.
+std::optional<std::string_view> QueryParam(std::string_view target, std::string_view name) {
   size_t q = target.find('?');
-  if (q == std::string_view::npos) return if_absent;
+  if (q == std::string_view::npos) return std::nullopt;
   std::string_view query = target.substr(q + 1);
   while (!query.empty()) {
     size_t amp = query.find('&');
     std::string_view pair = query.substr(0, amp);
     size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == name) {
-      std::string_view value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
-      return value == "1" || value == "true" || value == "True" || value == "TRUE";
-    }
+    if (pair.substr(0, eq) == name)
+      return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
-  return if_absent;
+  return std::nullopt;
 }
 
-bool HasQueryParam(std::string_view target, std::string_view name) {
-  size_t q = target.find('?');
-  if (q == std::string_view::npos) return false;
-  std::string_view query = target.substr(q + 1);
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    if (pair.substr(0, pair.find('=')) == name) return true;
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return false;
+bool QueryFlag(std::string_view target, std::string_view name, bool if_absent) {
+  auto value = QueryParam(target, name);
+  if (!value) return if_absent;
+  return *value == "1" || *value == "true" || *value == "True" || *value == "TRUE";
 }
 
 // The path segments after an optional Docker version prefix.
@@ -239,7 +230,7 @@ bool IsLongRunning(const http::HttpRequest& request) {
            sub == "proxy";
   }
   std::vector<std::string_view> p = DockerSegments(path);
-  if (p.size() == 1 && p[0] == "events") return !HasQueryParam(target, "until");
+  if (p.size() == 1 && p[0] == "events") return !QueryParam(target, "until").has_value();
   if (p.size() == 3 && p[0] == "exec" && p[2] == "start") return true;
   if (p.size() >= 3 && p[0] == "containers" && p[2] == "attach") return true;
   if (p.size() == 3 && p[2] == "logs" &&

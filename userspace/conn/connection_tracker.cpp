@@ -305,20 +305,11 @@ void ConnectionTracker::ExpireRequests(uint64_t complete_before_wall_ns) {
     if (conn->http) conn->http->Expire(complete_before_wall_ns);
 }
 
-http::Http1Stats ConnectionTracker::http_stats() const {
-  http::Http1Stats sum = closed_http_stats_;
-  http::Http2Stats unused;
+void ConnectionTracker::AddHttpStats(http::Http1Stats* h1, http::Http2Stats* h2) const {
+  *h1 += closed_http_stats_;
+  *h2 += closed_http2_stats_;
   for (const auto& [key, conn] : conns_)
-    if (conn->http) conn->http->AddStats(&sum, &unused);
-  return sum;
-}
-
-http::Http2Stats ConnectionTracker::http2_stats() const {
-  http::Http2Stats sum = closed_http2_stats_;
-  http::Http1Stats unused;
-  for (const auto& [key, conn] : conns_)
-    if (conn->http) conn->http->AddStats(&unused, &sum);
-  return sum;
+    if (conn->http) conn->http->AddStats(h1, h2);
 }
 
 }  // namespace mat::conn

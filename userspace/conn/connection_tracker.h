@@ -61,8 +61,8 @@ class ConnectionTracker {
 
   size_t open_connections() const { return conns_.size(); }
   const TrackerStats& stats() const { return stats_; }
-  http::Http1Stats http_stats() const;  // summed over open and closed connections
-  http::Http2Stats http2_stats() const;
+  // Adds the HTTP/1.1 and HTTP/2 counters of open and closed connections.
+  void AddHttpStats(http::Http1Stats* h1, http::Http2Stats* h2) const;
 
  private:
   struct SockInfo {
