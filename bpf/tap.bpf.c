@@ -241,37 +241,22 @@ static __always_inline int call_enter(struct pt_regs *ctx, bool with_lenp)
 	return 0;
 }
 
-static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
+/*
+ * Delivers `moved` bytes at user address buf that one TLS call moved on connection `connid`
+ * (the SSL*, or Go's *tls.Conn) of process id>>32: assigns their stream position and sends
+ * them in chunks. callfd is the connection's socket when the call revealed it, else -1.
+ */
+static __always_inline void deliver(__u64 id, __u64 connid, __s32 callfd, __u64 buf, __u64 moved,
+				    __u8 dir)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct inflight *call = bpf_map_lookup_elem(&inflight, &id);
 	struct conn_state fresh = {.fd = -1}, *conn;
-	struct conn_key key = {};
-	__u64 moved, to_copy, pos;
-	long ret = PT_REGS_RC(ctx);
+	struct conn_key key = {.tgid = id >> 32, .ssl = connid};
+	__u64 to_copy, pos;
 	__u32 zero = 0, i;
 	__s32 fd;
 
-	if (!call)
-		return 0;
-	if ((int)ret <= 0) /* failed or would block: nothing moved */
-		goto out;
-	if (call->lenp) {
-		__u64 n = 0;
-
-		if (bpf_probe_read_user(&n, sizeof(n), (void *)call->lenp)) {
-			count(TAP_CNT_READ_FAULTS, 1);
-			goto out;
-		}
-		moved = n;
-	} else {
-		moved = (__u64)(int)ret;
-	}
 	if (moved == 0 || moved > 0xffffffffULL)
-		goto out;
-
-	key.tgid = id >> 32;
-	key.ssl = call->ssl;
+		return;
 	conn = bpf_map_lookup_elem(&conns, &key);
 	if (!conn) {
 		if (bpf_map_update_elem(&conns, &key, &fresh, BPF_NOEXIST) &&
@@ -279,15 +264,15 @@ static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
 			count(TAP_CNT_CONN_MAP_FULL, 1);
 		conn = bpf_map_lookup_elem(&conns, &key);
 		if (!conn)
-			goto out;
+			return;
 	}
-	if (call->fd >= 0 && call->fd != conn->fd) {
-		struct sock_key skey = {.tgid = key.tgid, .fd = call->fd};
+	if (callfd >= 0 && callfd != conn->fd) {
+		struct sock_key skey = {.tgid = key.tgid, .fd = callfd};
 
-		conn->fd = call->fd;
+		conn->fd = callfd;
 		/* A socket not seen being accepted or connected (it predates the auditor). */
 		if (!bpf_map_lookup_elem(&socks, &skey))
-			emit_sock(id, call->fd, TAP_ROLE_UNKNOWN, 0);
+			emit_sock(id, callfd, TAP_ROLE_UNKNOWN, 0);
 	}
 	fd = conn->fd;
 	dir &= 1;
@@ -316,13 +301,13 @@ static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
 		len = to_copy - off;
 		if (len > TAP_CHUNK_BYTES)
 			len = TAP_CHUNK_BYTES;
-		fill_hdr(&ev->hdr, TAP_EV_DATA, id, fd, call->ssl);
+		fill_hdr(&ev->hdr, TAP_EV_DATA, id, fd, connid);
 		ev->pos = pos + off;
 		ev->call_len = moved;
 		ev->offset = off;
 		ev->len = len;
 		ev->dir = dir;
-		if (bpf_probe_read_user(ev->data, len, (void *)(call->buf + off))) {
+		if (bpf_probe_read_user(ev->data, len, (void *)(buf + off))) {
 			count(TAP_CNT_READ_FAULTS, 1);
 			ev->len = 0; /* still sent: userspace sees the gap */
 			len = 0;
@@ -332,6 +317,31 @@ static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
 			count(TAP_CNT_RINGBUF_DROP_BYTES, len);
 		}
 	}
+}
+
+static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight *call = bpf_map_lookup_elem(&inflight, &id);
+	long ret = PT_REGS_RC(ctx);
+	__u64 moved;
+
+	if (!call)
+		return 0;
+	if ((int)ret <= 0) /* failed or would block: nothing moved */
+		goto out;
+	if (call->lenp) {
+		__u64 n = 0;
+
+		if (bpf_probe_read_user(&n, sizeof(n), (void *)call->lenp)) {
+			count(TAP_CNT_READ_FAULTS, 1);
+			goto out;
+		}
+		moved = n;
+	} else {
+		moved = (__u64)(int)ret;
+	}
+	deliver(id, call->ssl, call->fd, call->buf, moved, dir);
 out:
 	bpf_map_delete_elem(&inflight, &id);
 	return 0;
@@ -355,16 +365,14 @@ int BPF_KPROBE(write_enter_ret) { return call_enter(ctx, false); }
 SEC("uretprobe")
 int BPF_KRETPROBE(write_exit) { return call_exit(ctx, TAP_DIR_WRITE); }
 
-/* SSL_free / SSL_shutdown: the TLS connection ends. */
-SEC("uprobe")
-int BPF_KPROBE(conn_end, void *ssl)
+static __always_inline int end_conn(__u64 connid)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct conn_key key = {.tgid = id >> 32, .ssl = (__u64)ssl};
+	struct conn_key key = {.tgid = id >> 32, .ssl = connid};
 	struct conn_state *conn;
 	struct tap_conn_end ev = {};
 
-	if (!ssl || !is_target(key.tgid))
+	if (!connid || !is_target(key.tgid))
 		return 0;
 	conn = bpf_map_lookup_elem(&conns, &key);
 	if (!conn)
@@ -377,6 +385,112 @@ int BPF_KPROBE(conn_end, void *ssl)
 		count(TAP_CNT_RINGBUF_DROPS, 1);
 	return 0;
 }
+
+/* SSL_free / SSL_shutdown: the TLS connection ends. */
+SEC("uprobe")
+int BPF_KPROBE(conn_end, void *ssl) { return end_conn((__u64)ssl); }
+
+/* ---- Go crypto/tls ------------------------------------------------------------------------ */
+/*
+ * Go's register ABI (Go >= 1.17, amd64): at entry of crypto/tls.(*Conn).Read/Write the
+ * receiver is in AX, the buffer in BX and its length in CX; at a RET n is in AX; the running
+ * goroutine (g) is in R14 throughout. A goroutine can block inside Read and resume on another
+ * thread, so a call is keyed by its goroutine, not its thread. Userspace puts these programs on
+ * the `jbe` of the stack check (emulated, registers still the arguments) and on every RET.
+ */
+struct go_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 g;
+};
+
+struct go_call {
+	__u64 conn;
+	__u64 buf;
+	__s32 fd;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct go_key);
+	__type(value, struct go_call);
+} go_inflight SEC(".maps");
+
+/*
+ * The socket under a *tls.Conn, from Go's structures: tls.Conn begins with its net.Conn
+ * interface (itab, data); for a TCP connection data is a *net.TCPConn, whose first word is its
+ * *net.netFD; a netFD begins with poll.FD, whose Sysfd follows the 16-byte fdMutex. These
+ * layouts are unchanged from Go 1.9 to the current release. Another net.Conn (a wrapper, a
+ * unix socket) gives a number that is not an IP socket of the process, and emit_sock ignores
+ * it; the connection is then still audited, without its peer.
+ */
+#define GO_TLSCONN_CONN_DATA 8
+#define GO_NETFD_SYSFD 16
+
+static __always_inline __s32 go_conn_fd(__u64 tlsconn)
+{
+	__u64 data = 0, netfd = 0;
+	__s64 sysfd = -1;
+
+	if (bpf_probe_read_user(&data, sizeof(data), (void *)(tlsconn + GO_TLSCONN_CONN_DATA)) ||
+	    !data || bpf_probe_read_user(&netfd, sizeof(netfd), (void *)data) || !netfd ||
+	    bpf_probe_read_user(&sysfd, sizeof(sysfd), (void *)(netfd + GO_NETFD_SYSFD)))
+		return -1;
+	return sysfd >= 0 && sysfd < (1 << 24) ? (__s32)sysfd : -1;
+}
+
+SEC("uprobe")
+int go_read_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_key key = {.tgid = id >> 32, .g = ctx->r14};
+	struct go_call call = {};
+
+	if (!is_target(key.tgid) || !ctx->ax)
+		return 0;
+	call.conn = ctx->ax;
+	call.buf = ctx->bx;
+	call.fd = go_conn_fd(call.conn);
+	/* Overwrites: a call restarted by runtime.morestack hits this site twice. */
+	if (bpf_map_update_elem(&go_inflight, &key, &call, BPF_ANY))
+		count(TAP_CNT_INFLIGHT_MAP_FULL, 1);
+	return 0;
+}
+
+SEC("uprobe")
+int go_read_return(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_key key = {.tgid = id >> 32, .g = ctx->r14};
+	struct go_call *call = bpf_map_lookup_elem(&go_inflight, &key);
+	__s64 n = (__s64)ctx->ax;
+
+	if (!call)
+		return 0;
+	if (n > 0)
+		deliver(id, call->conn, call->fd, call->buf, (__u64)n, TAP_DIR_READ);
+	bpf_map_delete_elem(&go_inflight, &key);
+	return 0;
+}
+
+/* Write's bytes are all there at entry; what a failed write did not send is lost with it. */
+SEC("uprobe")
+int go_write_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__s64 len = (__s64)ctx->cx;
+
+	if (!is_target(id >> 32) || !ctx->ax || len <= 0)
+		return 0;
+	deliver(id, ctx->ax, go_conn_fd(ctx->ax), ctx->bx, (__u64)len, TAP_DIR_WRITE);
+	return 0;
+}
+
+/* crypto/tls.(*Conn).Close */
+SEC("uprobe")
+int go_close_enter(struct pt_regs *ctx) { return end_conn(ctx->ax); }
 
 /* ---- sockets ----------------------------------------------------------------------------- */
 

@@ -161,43 +161,102 @@ const SslProbePlan* BpfTap::PlanFor(const SslLibrary& library, std::string* erro
   return &plans_.emplace(key, std::move(*plan)).first->second;
 }
 
+const GoBinaryInfo* BpfTap::GoPlanFor(pid_t pid, std::string* error) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/exe";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    *error = "cannot stat " + path + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  auto key = std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino});
+  if (auto it = go_plans_.find(key); it != go_plans_.end()) {
+    if (!it->second) *error = go_failures_[key];
+    return it->second ? &*it->second : nullptr;
+  }
+  std::string why;
+  auto info = InspectGoBinary(path, &why);
+  // Name the program by what the process runs, not by the /proc path used to open it.
+  char target[4096];
+  ssize_t n = ::readlink(path.c_str(), target, sizeof(target) - 1);
+  std::string name = n > 0 ? std::string(target, static_cast<size_t>(n)) : path;
+  if (!info) {
+    if (why.rfind(path, 0) == 0) why = name + why.substr(path.size());
+    go_failures_[key] = why;
+    *error = why;
+    go_plans_.emplace(key, std::nullopt);
+    return nullptr;
+  }
+  info->path = name;
+  spdlog::info("probe plan for Go program {}", info->Describe());
+  return &*go_plans_.emplace(key, std::move(info)).first->second;
+}
+
+bool BpfTap::AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const std::string& path,
+                         const std::string& what, std::vector<bpf_link*>* links,
+                         std::string* error) {
+  std::vector<bpf_link*> made;
+  for (const AttachSpec& site : sites) {
+    bpf_link* link =
+        bpf_program__attach_uprobe(site.program, site.retprobe, pid, path.c_str(), site.offset);
+    if (link == nullptr) {
+      *error = "cannot attach to " + site.function + " in " + what + ": " + std::strerror(errno);
+      for (bpf_link* l : made) bpf_link__destroy(l);
+      return false;
+    }
+    made.push_back(link);
+  }
+  links->insert(links->end(), made.begin(), made.end());
+  return true;
+}
+
 int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
   RemoveTarget(target.pid);
-  std::vector<SslLibrary> libraries = FindSslLibraries(target.pid);
-  if (libraries.empty()) {
-    *error = "no OpenSSL library mapped";
-    return 0;
-  }
   Target entry;
   entry.start_time = target.start_time;
   int probed = 0;
+  std::string ssl_error;
+  std::vector<SslLibrary> libraries = FindSslLibraries(target.pid);
   for (const SslLibrary& library : libraries) {
-    const std::string& path = library.path;
-    const SslProbePlan* plan = PlanFor(library, error);
+    const SslProbePlan* plan = PlanFor(library, &ssl_error);
     if (plan == nullptr) continue;
-    bool ok = true;
-    std::vector<bpf_link*> links;
+    std::vector<AttachSpec> sites;
     for (const ProbeSite& site : plan->sites) {
-      bool retprobe = false;
-      bpf_program* prog = ProgramFor(skel_, site.program, &retprobe);
-      bpf_link* link =
-          bpf_program__attach_uprobe(prog, retprobe, target.pid, path.c_str(), site.file_offset);
-      if (link == nullptr) {
-        *error = "cannot attach to " + site.function + " in " + library.name + ": " +
-                 std::strerror(errno);
-        ok = false;
-        break;
-      }
-      links.push_back(link);
+      AttachSpec spec;
+      spec.program = ProgramFor(skel_, site.program, &spec.retprobe);
+      spec.offset = site.file_offset;
+      spec.function = site.function;
+      sites.push_back(spec);
     }
-    if (!ok) {
-      for (bpf_link* link : links) bpf_link__destroy(link);
-      continue;
-    }
-    entry.links.insert(entry.links.end(), links.begin(), links.end());
-    ++probed;
+    if (AttachSites(sites, target.pid, library.path, library.name, &entry.links, &ssl_error))
+      ++probed;
   }
-  if (probed == 0) return 0;
+  // Go programs carry their own TLS stack (crypto/tls), whatever libraries they map.
+  std::string go_error;
+  if (const GoBinaryInfo* go = GoPlanFor(target.pid, &go_error)) {
+    const GoTlsProbePlan& plan = go->tls;
+    std::vector<AttachSpec> sites;
+    sites.push_back({skel_->progs.go_read_enter, false, plan.read.entry.file_offset,
+                     plan.read.name + " entry"});
+    for (const GoProbeSite& ret : plan.read.returns)
+      sites.push_back(
+          {skel_->progs.go_read_return, false, ret.file_offset, plan.read.name + " RET"});
+    sites.push_back({skel_->progs.go_write_enter, false, plan.write.entry.file_offset,
+                     plan.write.name + " entry"});
+    if (plan.close.address)
+      sites.push_back({skel_->progs.go_close_enter, false, plan.close.entry.file_offset,
+                       plan.close.name + " entry"});
+    const std::string exe = "/proc/" + std::to_string(target.pid) + "/exe";
+    if (AttachSites(sites, target.pid, exe, go->path, &entry.links, &go_error)) ++probed;
+  }
+  if (probed == 0) {
+    if (!ssl_error.empty())
+      *error = ssl_error;
+    else if (libraries.empty())
+      *error = "no OpenSSL library mapped, and " + go_error;
+    else
+      *error = go_error;
+    return 0;
+  }
   uint32_t tgid = static_cast<uint32_t>(target.pid);
   uint8_t one = 1;
   if (bpf_map__update_elem(skel_->maps.targets, &tgid, sizeof(tgid), &one, sizeof(one), BPF_ANY)) {

@@ -10,14 +10,17 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "tap/go_binary.h"
 #include "tap/ssl_probes.h"
 #include "tap/targets.h"
 
 struct tap_bpf;
 struct bpf_link;
+struct bpf_program;
 struct ring_buffer;
 
 extern "C" {
@@ -47,8 +50,9 @@ class BpfTap {
   BpfTap(const BpfTap&) = delete;
   BpfTap& operator=(const BpfTap&) = delete;
 
-  // Attaches the uprobes for one process (every TLS library it maps). Returns the number of
-  // libraries probed; 0 with *error when none could be.
+  // Attaches the uprobes for one process: every OpenSSL library it maps, and crypto/tls when
+  // the program is written in Go. Returns the number of TLS stacks probed; 0 with *error (the
+  // reason, naming the program) when none could be.
   int AddTarget(const TargetProcess& target, std::string* error);
   void RemoveTarget(pid_t pid);
   bool HasTarget(pid_t pid, uint64_t start_time) const;
@@ -65,8 +69,19 @@ class BpfTap {
     uint64_t start_time = 0;
     std::vector<bpf_link*> links;
   };
+  struct AttachSpec {
+    bpf_program* program = nullptr;
+    bool retprobe = false;
+    uint64_t offset = 0;
+    std::string function;
+  };
   static int OnRecord(void* ctx, void* data, size_t size);
   const SslProbePlan* PlanFor(const SslLibrary& library, std::string* error);
+  const GoBinaryInfo* GoPlanFor(pid_t pid, std::string* error);
+  // Attaches all of sites or none.
+  static bool AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const std::string& path,
+                          const std::string& what, std::vector<bpf_link*>* links,
+                          std::string* error);
 
   tap_bpf* skel_ = nullptr;
   ring_buffer* ring_ = nullptr;
@@ -74,6 +89,9 @@ class BpfTap {
   std::vector<bpf_link*> tracepoint_links_;
   std::map<pid_t, Target> targets_;
   std::map<std::pair<uint64_t, uint64_t>, SslProbePlan> plans_;  // by (device, inode)
+  // Go programs by (device, inode): the plan, or nullopt with the reason in go_failures_.
+  std::map<std::pair<uint64_t, uint64_t>, std::optional<GoBinaryInfo>> go_plans_;
+  std::map<std::pair<uint64_t, uint64_t>, std::string> go_failures_;
 };
 
 }  // namespace mat::tap

@@ -16,6 +16,7 @@ namespace {
 
 constexpr std::string_view kReadName = "crypto/tls.(*Conn).Read";
 constexpr std::string_view kWriteName = "crypto/tls.(*Conn).Write";
+constexpr std::string_view kCloseName = "crypto/tls.(*Conn).Close";
 constexpr uint64_t kMaxFunctionSize = 1 << 20;    // sanity bound for one function
 constexpr uint64_t kMaxFunctions = 10'000'000;    // sanity bound for pclntab's nfunc
 constexpr uint64_t kBuildInfoSearch = 64 * 1024;  // as debug/buildinfo: first 64 KiB of data
@@ -512,7 +513,8 @@ std::vector<uint64_t> GoFunc::ReturnOffsets() const {
 }
 
 std::string GoTlsProbePlan::Describe() const {
-  return go_version + ": " + DescribeFunc(read) + "; " + DescribeFunc(write);
+  return go_version + ": " + DescribeFunc(read) + "; " + DescribeFunc(write) + "; " +
+         (close.address ? DescribeFunc(close) : close.name + " absent");
 }
 
 std::string GoBinaryInfo::Describe() const {
@@ -553,6 +555,7 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
   plan.go_version = info.go_version;
   plan.read.name = std::string(kReadName);
   plan.write.name = std::string(kWriteName);
+  plan.close.name = std::string(kCloseName);
   auto sym_read = elf.FindFunction(kReadName);
   auto sym_write = elf.FindFunction(kWriteName);
   if (!options.ignore_elf_symbols && sym_read && sym_write && sym_read->size && sym_write->size) {
@@ -560,11 +563,16 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
     plan.read.size = sym_read->size;
     plan.write.address = sym_write->address;
     plan.write.size = sym_write->size;
+    if (auto sym_close = elf.FindFunction(kCloseName); sym_close && sym_close->size) {
+      plan.close.address = sym_close->address;
+      plan.close.size = sym_close->size;
+    }
     info.functions_from = "ELF symbols";
   } else {
     auto table = FindPclnTab(elf, words, &why);
     if (!table) return fail(why);
-    if (!FindInPclnTab(*table, words, {kReadName, kWriteName}, {&plan.read, &plan.write}, &why))
+    if (!FindInPclnTab(*table, words, {kReadName, kWriteName, kCloseName},
+                       {&plan.read, &plan.write, &plan.close}, &why))
       return fail(why);
     info.functions_from = table->format;
   }
@@ -573,6 +581,7 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
       return fail("has no " + fn->name + " (the program does not use crypto/tls)");
   if (!PlanFunction(elf, &plan.read, &why) || !PlanFunction(elf, &plan.write, &why))
     return fail(why);
+  if (plan.close.address && !PlanFunction(elf, &plan.close, &why)) plan.close.address = 0;
   return info;
 }
 

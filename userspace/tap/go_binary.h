@@ -55,6 +55,9 @@ struct GoTlsProbePlan {
   std::string go_version;
   GoFunc read;   // crypto/tls.(*Conn).Read: entry + every RET (the data exists only at return)
   GoFunc write;  // crypto/tls.(*Conn).Write: entry is enough; its RETs are listed anyway
+  // crypto/tls.(*Conn).Close: its entry ends the connection. address 0 when the linker dropped
+  // it (nothing calls it); connections then end when their socket is closed.
+  GoFunc close;
   std::string Describe() const;
 };
 
