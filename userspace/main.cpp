@@ -118,6 +118,7 @@ mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
   mat::pipeline::PipelineConfig config;
   config.policy.level = o.level;
   if (o.no_default_ignore) config.policy.ignore.clear();
+  config.policy.audit_grpc = o.audit_grpc;
   config.policy.ignore.insert(config.policy.ignore.end(), o.ignore.begin(), o.ignore.end());
   if (o.no_default_redact) config.policy.redaction.redacted_calls.clear();
   for (const std::string& call : o.redact) {

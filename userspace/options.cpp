@@ -125,12 +125,13 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* error) {
         o->pids.push_back(static_cast<pid_t>(*n));
       }
     } else if (key == "default_ignore" || key == "default_redact" ||
-               key == "every_request_received") {
+               key == "every_request_received" || key == "audit_grpc") {
       const bool* b = boolean(v);
       if (b == nullptr) return fail(v, key + " must be true or false");
       if (key == "default_ignore") o->no_default_ignore = !*b;
       if (key == "default_redact") o->no_default_redact = !*b;
       if (key == "every_request_received") o->every_request_received = *b;
+      if (key == "audit_grpc") o->audit_grpc = *b;
     } else {
       return fail(v, "unknown key " + key + " in [mke_audit_tap]");
     }
@@ -162,6 +163,9 @@ Audit:
   --ignore PATH                  also ignore PATH (repeatable; a trailing * matches any
                                  continuation; matched after an optional /vN.NN prefix)
   --no-default-ignore            drop MKE's default ignore list (/_ping /ca /auth ...)
+  --audit-grpc                   also audit gRPC calls (swarmkit's manager/node protocol on
+                                 port 2377: heartbeats, task status; not user API calls, so
+                                 skipped by default); their payload is never written
   --redact 'METHOD PATH'         also redact the payload of this call (repeatable; {id} matches
                                  one path segment, METHOD * any), e.g. 'POST /plugins/{id}/set'
   --no-default-redact            drop the default redacted calls (secrets, swarm join/update,
@@ -321,6 +325,8 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
       o.ignore.emplace_back(v);
     } else if (arg == "--no-default-ignore") {
       o.no_default_ignore = true;
+    } else if (arg == "--audit-grpc") {
+      o.audit_grpc = true;
     } else if (arg == "--redact") {
       if (!need(&v)) return std::nullopt;
       size_t space = v.find(' ');

@@ -33,6 +33,7 @@ struct Options {
   bool every_request_received = false;
   std::vector<std::string> ignore;  // added to (or, with no_default_ignore, replacing) defaults
   bool no_default_ignore = false;
+  bool audit_grpc = false;  // also audit gRPC calls (swarmkit's cluster protocol), no payload
   std::vector<std::string> redact;  // "METHOD PATH", added to the default redacted calls
   bool no_default_redact = false;
   bool support_dump_include_audit_logs = false;

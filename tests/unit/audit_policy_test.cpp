@@ -229,6 +229,32 @@ TEST(DecideTest, IgnoredPathsAreNotAudited) {
   EXPECT_TRUE(policy.Decide(exchange, Stage::kResponseComplete, MakeContext()).has_value());
 }
 
+TEST(DecideTest, GrpcIsSkippedUnlessAskedAndNeverCarriesPayload) {
+  auto exchange = MakeExchange("POST", "/docker.swarmkit.v1.Control/CreateSecret", 200);
+  exchange.request.body = std::string("\0\0\0\0\x16\n\x08mysecret\x12\x0ahunter2-42", 27);
+  exchange.request.body_size = exchange.request.body.size();
+  for (const char* type : {"application/grpc", "Application/GRPC+proto", "application/grpc;x=1"}) {
+    exchange.request.headers = {{"content-type", type}};
+    EXPECT_TRUE(IsGrpc(exchange.request)) << type;
+    PolicyConfig config;
+    config.level = Level::kRequest;
+    EXPECT_FALSE(AuditPolicy(config).Decide(exchange, Stage::kResponseComplete, MakeContext()))
+        << type;
+    config.audit_grpc = true;
+    auto record = AuditPolicy(config).Decide(exchange, Stage::kResponseComplete, MakeContext());
+    ASSERT_TRUE(record.has_value()) << type;
+    EXPECT_FALSE(record->request_object.has_value());
+    EXPECT_EQ(record->annotations["mke-audit-tap/request-object"], "grpc-omitted");
+    EXPECT_EQ(record->verb, "POST");
+  }
+  for (const char* type : {"application/json", "application/grpcx", "application/grp", ""}) {
+    exchange.request.headers = {{"Content-Type", type}};
+    EXPECT_FALSE(IsGrpc(exchange.request)) << type;
+  }
+  exchange.request.headers.clear();
+  EXPECT_FALSE(IsGrpc(exchange.request));
+}
+
 TEST(DecideTest, CompleteExchange) {
   PolicyConfig config;
   config.level = Level::kRequest;

@@ -122,6 +122,17 @@ std::string_view ClassifyKind(std::string_view path) {
   return kDocker;
 }
 
+bool IsGrpc(const http::HttpRequest& request) {
+  const std::string* type = http::FindHeader(request.headers, "Content-Type");
+  if (type == nullptr) return false;
+  constexpr std::string_view kGrpc = "application/grpc";
+  if (type->size() < kGrpc.size()) return false;
+  for (size_t i = 0; i < kGrpc.size(); ++i)
+    if (AsciiLower((*type)[i]) != kGrpc[i]) return false;
+  return type->size() == kGrpc.size() || (*type)[kGrpc.size()] == '+' ||
+         (*type)[kGrpc.size()] == ';';
+}
+
 std::optional<AuditRecord> AuditPolicy::Decide(const http::HttpExchange& exchange, Stage stage,
                                                const RequestContext& context) const {
   if (config_.level == Level::kNone) return std::nullopt;
@@ -129,6 +140,8 @@ std::optional<AuditRecord> AuditPolicy::Decide(const http::HttpExchange& exchang
   const std::string_view target = request.target;
   const std::string_view path = target.substr(0, target.find('?'));
   if (IsIgnored(config_.ignore, path)) return std::nullopt;
+  const bool grpc = IsGrpc(request);
+  if (grpc && !config_.audit_grpc) return std::nullopt;
 
   AuditRecord record;
   record.kind = std::string(ClassifyKind(path));
@@ -163,7 +176,9 @@ std::optional<AuditRecord> AuditPolicy::Decide(const http::HttpExchange& exchang
   const K8sRequestInfo* info = k8s ? &*k8s : nullptr;
   if (redactor_.IsRedacted(request, path, info))
     record.annotations["mke-audit-tap/redacted"] = "true";
-  if (config_.level == Level::kRequest) {
+  if (grpc && config_.level == Level::kRequest) {
+    record.annotations["mke-audit-tap/request-object"] = "grpc-omitted";
+  } else if (config_.level == Level::kRequest) {
     RequestObject object = redactor_.BuildRequestObject(request, path, info);
     if (object.kind != RequestObject::Kind::kNone) {
       if (object.truncated) record.annotations["mke-audit-tap/request-object"] = "truncated";

@@ -30,6 +30,10 @@ struct PolicyConfig {
   Level level = Level::kMetadata;
   std::vector<std::string> ignore = DefaultIgnoreList();
   RedactionConfig redaction;
+  // gRPC calls (content-type application/grpc...) are swarmkit's node-to-manager protocol
+  // (heartbeats, task status, raft), not API calls a user makes; their protobuf payloads carry
+  // secrets. Skipped unless this is set; when audited, their payload is never written.
+  bool audit_grpc = false;
 };
 
 // Facts about the connection and the moment that the HTTP layer does not know.
@@ -70,6 +74,9 @@ struct AuditRecord {
 // the path after an optional Docker API version prefix /vN.NN; an entry matches exactly, an entry
 // ending in '*' matches any continuation of the part before '*'.
 bool IsIgnored(const std::vector<std::string>& ignore, std::string_view path);
+
+// True when the request is a gRPC call (content-type application/grpc, +proto etc.).
+bool IsGrpc(const http::HttpRequest& request);
 
 // "kubernetes" for /apis, /api, /api/v<N>..., and the apiserver's non-resource paths (/healthz,
 // /livez, /readyz, /openapi, /logs, /.well-known/openid-configuration, /openid/v1/jwks);
