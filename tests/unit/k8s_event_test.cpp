@@ -190,6 +190,25 @@ TEST(K8sEventTest, OmittedAndNullFields) {
             std::string::npos);
 }
 
+TEST(K8sEventTest, GroupsAndImpersonatedUserByteForByte) {
+  audit::AuditRecord record;
+  record.verb = "GET";
+  UserFacts user{"acc-1", "acc-1", "alice", "key"};
+  user.groups = {"devs", "a&b"};
+  user.impersonated =
+      ImpersonatedUserFacts{"jane", "", {"g<1>"}, {{"zz", {"1"}}, {"a/b", {"x", "y"}}}};
+  EXPECT_NE(FormatK8sEvent(record, user, "id")
+                .find(R"("user":{"username":"acc-1","uid":"acc-1","groups":["devs","a\u0026b"],)"
+                      R"("extra":{"licenseKey":["key"],"username":["alice"]}},)"
+                      R"("impersonatedUser":{"username":"jane","groups":["g\u003c1\u003e"],)"
+                      R"("extra":{"a/b":["x","y"],"zz":["1"]}},"requestReceivedTimestamp")"),
+            std::string::npos)
+      << FormatK8sEvent(record, user, "id");
+  user.impersonated = ImpersonatedUserFacts{};
+  EXPECT_NE(FormatK8sEvent(record, user, "id").find(R"(,"impersonatedUser":{},)"),
+            std::string::npos);
+}
+
 TEST(K8sEventTest, EveryObjectRefFieldInStructOrder) {
   audit::AuditRecord record = KubernetesList();
   record.level = audit::Level::kRequest;
@@ -331,11 +350,24 @@ std::string TreeK8sEvent(const audit::AuditRecord& record, const UserFacts& user
   ordered_json user_info = ordered_json::object();
   if (!user.username.empty()) user_info["username"] = user.username;
   if (!user.uid.empty()) user_info["uid"] = user.uid;
+  if (!user.groups.empty()) user_info["groups"] = user.groups;
   ordered_json extra_info = ordered_json::object();
   if (!user.license_key.empty()) extra_info["licenseKey"] = ordered_json::array({user.license_key});
   if (!user.login.empty()) extra_info["username"] = ordered_json::array({user.login});
   if (!extra_info.empty()) user_info["extra"] = extra_info;
   event["user"] = user_info;
+  if (user.impersonated) {
+    ordered_json as = ordered_json::object();
+    if (!user.impersonated->username.empty()) as["username"] = user.impersonated->username;
+    if (!user.impersonated->uid.empty()) as["uid"] = user.impersonated->uid;
+    if (!user.impersonated->groups.empty()) as["groups"] = user.impersonated->groups;
+    if (!user.impersonated->extra.empty()) {
+      ordered_json extra = ordered_json::object();
+      for (const auto& [key, values] : user.impersonated->extra) extra[key] = values;  // sorted
+      as["extra"] = extra;
+    }
+    event["impersonatedUser"] = as;
+  }
   if (!record.source_ips.empty()) {
     ordered_json ips = ordered_json::array();
     for (const std::string& ip : record.source_ips) ips.push_back(RefWithoutPort(ip));
@@ -459,14 +491,13 @@ std::string TreeFormatK8sEvent(const audit::AuditRecord& record, const UserFacts
 }
 
 // The key order of encoding/json for the Event struct.
-const std::vector<std::string> kEventKeys = {"kind",           "apiVersion",
-                                             "level",          "auditID",
-                                             "stage",          "requestURI",
-                                             "verb",           "user",
-                                             "sourceIPs",      "userAgent",
-                                             "objectRef",      "responseStatus",
-                                             "requestObject",  "requestReceivedTimestamp",
-                                             "stageTimestamp", "annotations"};
+const std::vector<std::string> kEventKeys = {
+    "kind",           "apiVersion",    "level",
+    "auditID",        "stage",         "requestURI",
+    "verb",           "user",          "impersonatedUser",
+    "sourceIPs",      "userAgent",     "objectRef",
+    "responseStatus", "requestObject", "requestReceivedTimestamp",
+    "stageTimestamp", "annotations"};
 
 // Fails unless `line` is one JSON object whose keys follow the struct order.
 void ExpectEventShape(const std::string& line, const std::string& where) {
@@ -642,6 +673,18 @@ TEST(K8sEventTest, MatchesTreeBasedEventForRandomRecords) {
     for (std::string* field : {&user.uid, &user.username, &user.login, &user.license_key}) {
       if (!gen.OneIn(4)) *field = gen.Text(3);
     }
+    for (int g = gen.OneIn(2) ? 0 : static_cast<int>(gen.Below(4)); g > 0; --g)
+      user.groups.push_back(gen.Text(2));
+    if (gen.OneIn(4)) {
+      user.impersonated.emplace();
+      for (std::string* field : {&user.impersonated->username, &user.impersonated->uid}) {
+        if (!gen.OneIn(3)) *field = gen.Text(2);
+      }
+      for (int g = static_cast<int>(gen.Below(3)); g > 0; --g)
+        user.impersonated->groups.push_back(gen.Text(2));
+      for (int k = static_cast<int>(gen.Below(3)); k > 0; --k)
+        user.impersonated->extra[gen.Text(1)].push_back(gen.Text(2));
+    }
     const std::string id = gen.Text(3);
     const size_t cap = gen.OneIn(3) ? 0 : gen.OneIn(2) ? 16384 : gen.Below(20000);
     const std::string line = FormatK8sEvent(record, user, id, LineOptions{cap});
@@ -717,7 +760,10 @@ TEST(K8sEventCapTest, HugeFieldsStillFit) {
     record.annotations[std::to_string(i) + huge] = huge;
   }
   record.user_agent = huge;
-  const UserFacts user{huge, huge, huge, huge};
+  UserFacts user{huge, huge, huge, huge};
+  user.groups.assign(100, huge);
+  user.impersonated = ImpersonatedUserFacts{huge, huge, std::vector<std::string>(100, huge), {}};
+  for (int i = 0; i < 50; ++i) user.impersonated->extra[std::to_string(i) + huge] = {huge, huge};
   for (const size_t cap : {size_t{1}, kMinLineBytes, size_t{16384}}) {
     const std::string line = FormatK8sEvent(record, user, huge, LineOptions{cap});
     ASSERT_LE(line.size(), std::max(cap, kMinLineBytes));
@@ -727,6 +773,9 @@ TEST(K8sEventCapTest, HugeFieldsStillFit) {
     EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-uri"), "truncated");
     EXPECT_EQ(parsed["annotations"].size(), 8u + 4u);
     EXPECT_EQ(parsed["sourceIPs"].size(), 1u);
+    EXPECT_EQ(parsed["user"]["groups"].size(), 4u);
+    EXPECT_EQ(parsed["impersonatedUser"]["groups"].size(), 4u);
+    EXPECT_FALSE(parsed["impersonatedUser"].contains("extra"));
     EXPECT_GT(parsed["requestURI"].get<std::string>().size(), cap <= kMinLineBytes ? 100u : 250u);
   }
 }

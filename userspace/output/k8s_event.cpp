@@ -84,6 +84,8 @@ void WriteK8sEvent(std::string& out, const audit::AuditRecord& record, const Use
                 user.license_key.size();
   for (const std::string& ip : record.source_ips) size += ip.size() + 3;
   for (const auto& [key, value] : record.annotations) size += key.size() + value.size() + 6;
+  for (const std::string& group : user.groups) size += group.size() + 3;
+  if (user.impersonated) size += 100 + user.impersonated->username.size();
   if (view.request_object) size += 20 + record.request_object->text.size();
   out.reserve(out.size() + size);
 
@@ -108,8 +110,25 @@ void WriteK8sEvent(std::string& out, const audit::AuditRecord& record, const Use
     AppendEscaped(out, value);
     out.push_back('"');
   };
+  auto put_string_list = [&](const std::vector<std::string>& values) {
+    out.push_back('[');
+    for (size_t i = 0; i < values.size(); ++i) {
+      out.append(i == 0 ? "\"" : ",\"", i == 0 ? 1 : 2);
+      AppendEscaped(out, values[i]);
+      out.push_back('"');
+    }
+    out.push_back(']');
+  };
+  auto put_groups = [&](const std::vector<std::string>& groups) {
+    if (groups.empty()) return;
+    if (separator != 0) out.push_back(separator);
+    separator = ',';
+    AppendLiteral(out, R"("groups":)");
+    put_string_list(groups);
+  };
   put_string(R"("username":")", user.username);
   put_string(R"("uid":")", user.uid);
+  put_groups(user.groups);
   if (!user.license_key.empty() || !user.login.empty()) {
     if (separator != 0) out.push_back(separator);
     separator = ',';
@@ -128,6 +147,29 @@ void WriteK8sEvent(std::string& out, const audit::AuditRecord& record, const Use
     out.push_back('}');
   }
   out.push_back('}');
+  if (user.impersonated) {
+    // The same UserInfo; its extra is a map (keys sorted, as std::map and Go order them).
+    const ImpersonatedUserFacts& as = *user.impersonated;
+    AppendLiteral(out, R"(,"impersonatedUser":{)");
+    separator = 0;
+    put_string(R"("username":")", as.username);
+    put_string(R"("uid":")", as.uid);
+    put_groups(as.groups);
+    if (!as.extra.empty()) {
+      if (separator != 0) out.push_back(separator);
+      AppendLiteral(out, R"("extra":)");
+      char extra_separator = '{';
+      for (const auto& [key, values] : as.extra) {
+        out.push_back(extra_separator);
+        extra_separator = ',';
+        AppendGoJsonString(out, key);
+        out.push_back(':');
+        put_string_list(values);
+      }
+      out.push_back('}');
+    }
+    out.push_back('}');
+  }
   if (!record.source_ips.empty()) {
     AppendLiteral(out, R"(,"sourceIPs":[)");
     for (size_t i = 0; i < record.source_ips.size(); ++i) {

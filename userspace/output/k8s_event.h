@@ -15,7 +15,9 @@ namespace mat::output {
 // order, not sorted; omitempty fields left out when empty; Go-style escaping as in the MKE line:
 //   {"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata"|"Request"|"None",
 //    "auditID":..,"stage":..,"requestURI":..,"verb":..,
-//    "user":{"username":..,"uid":..,"extra":{"licenseKey":[..],"username":[login]}},
+//    "user":{"username":..,"uid":..,"groups":[..],
+//            "extra":{"licenseKey":[..],"username":[login]}},
+//    "impersonatedUser":{"username":..,"uid":..,"groups":[..],"extra":{..}},
 //    "sourceIPs":[..],"userAgent":..,
 //    "objectRef":{"resource":..,"namespace":..,"uid":..,"apiGroup":..,"apiVersion":..,
 //                 "subresource":..},
@@ -23,8 +25,10 @@ namespace mat::output {
 //    "requestReceivedTimestamp":..,"stageTimestamp":..,"annotations":{..}}
 // - verb: the record's verb in lower case (a Kubernetes verb, or for Docker and MKE calls, which
 //   are written as non-resource requests, the lower-case HTTP method as the apiserver says it).
-// - user: username and uid omitted when empty, no groups; extra holds licenseKey and username
-//   (the login) each only when non-empty, and is omitted when both are.
+// - user: username and uid omitted when empty, groups when there are none; extra holds
+//   licenseKey and username (the login) each only when non-empty, and is omitted when both are.
+// - impersonatedUser: only when user.impersonated is set; its fields omitted when empty, extra
+//   keys sorted.
 // - sourceIPs: the peers' addresses without the port ("10.0.0.1:443" -> "10.0.0.1",
 //   "[fe80::1]:443" -> "fe80::1"), as the apiserver records them; omitted when there are none.
 // - userAgent: omitted when empty. objectRef: omitted when empty, only its non-empty fields;

@@ -526,6 +526,7 @@ void WriteMkeLine(std::string& out, const audit::AuditRecord& record, const User
 constexpr size_t kFieldBudget = 64;        // encoded bytes of each string field
 constexpr size_t kAnnotationBudget = 96;   // encoded bytes of an annotation's key and value
 constexpr size_t kMaxKeptAnnotations = 8;  // of the record's own
+constexpr size_t kMaxKeptGroups = 4;       // of the user's and the impersonated user's
 
 std::string Cut(std::string_view text, size_t budget) {
   return std::string(text.substr(0, internal::EscapedPrefix(text, budget)));
@@ -737,6 +738,15 @@ std::string FitLine(const audit::AuditRecord& record, const UserFacts& user,
   small.user_agent = Cut(record.user_agent, kFieldBudget);
   UserFacts small_user{Cut(user.uid, kFieldBudget), Cut(user.username, kFieldBudget),
                        Cut(user.login, kFieldBudget), Cut(user.license_key, kFieldBudget)};
+  for (size_t i = 0; i < user.groups.size() && i < kMaxKeptGroups; ++i)
+    small_user.groups.push_back(Cut(user.groups[i], kFieldBudget));
+  if (user.impersonated) {
+    small_user.impersonated.emplace();
+    small_user.impersonated->username = Cut(user.impersonated->username, kFieldBudget);
+    small_user.impersonated->uid = Cut(user.impersonated->uid, kFieldBudget);
+    for (size_t i = 0; i < user.impersonated->groups.size() && i < kMaxKeptGroups; ++i)
+      small_user.impersonated->groups.push_back(Cut(user.impersonated->groups[i], kFieldBudget));
+  }
   const std::string small_id = Cut(audit_id, kFieldBudget);
   line.clear();
   write(line, small, small_user, small_id, now_ns, {false, {}, &extras});

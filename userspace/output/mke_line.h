@@ -6,19 +6,33 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "audit/policy.h"
 
 namespace mat::output {
 
+// The user a Kubernetes client asked to act as (Impersonate-* headers), as an
+// authentication/v1 UserInfo. Written in k8s Event lines as "impersonatedUser".
+struct ImpersonatedUserFacts {
+  std::string username;
+  std::string uid;
+  std::vector<std::string> groups;
+  std::map<std::string, std::vector<std::string>> extra;
+};
+
 struct UserFacts {
-  std::string uid;       // MKE account id (placeholder until identity is known)
+  std::string uid;       // MKE account id (see identity/identify.h for what stands in for it)
   std::string username;  // MKE account id
   std::string login;     // extra.username[0]
   std::string license_key;
+  std::vector<std::string> groups;  // k8s Event lines only: MKE's line has no groups
+  std::optional<ImpersonatedUserFacts> impersonated;  // k8s Event lines only
 };
 
 // A random RFC 4122 version-4 UUID, from OpenSSL's RAND_bytes.
@@ -53,8 +67,9 @@ std::string GoJsonDump(const nlohmann::json& value);
 //  2. else requestURI is also cut to the longest prefix that fits (never inside a UTF-8
 //     sequence, so it stays valid), annotated "mke-audit-tap/request-uri": "truncated";
 //  3. else (huge user, object or annotation fields; never seen in practice) every other string
-//     field is also cut to 64 encoded bytes, only the first source IP and at most 8 short
-//     annotations of the record are kept, annotated "mke-audit-tap/fields": "truncated", and
+//     field is also cut to 64 encoded bytes, only the first source IP, at most 8 short
+//     annotations of the record and at most 4 groups (of the user, and of the impersonated user,
+//     whose extra is dropped) are kept, annotated "mke-audit-tap/fields": "truncated", and
 //     requestURI gets what is left.
 inline constexpr size_t kMinLineBytes = 4096;
 struct LineOptions {
