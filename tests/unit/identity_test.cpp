@@ -1,6 +1,6 @@
 // The identity layer: client certificates (made here with OpenSSL; no key is ever written
 // anywhere), Authorization headers, the token cache, login learning, the user map and its
-// reloading, and Identify's precedence. Every test that handles a
+// reloading, Identify's precedence, and the pipeline's use of it all. Every test that handles a
 // secret also checks that it reaches no output: not the lines, not the log.
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -25,6 +25,9 @@
 #include "identity/login.h"
 #include "identity/token_cache.h"
 #include "identity/user_map.h"
+#include "output/k8s_event.h"
+#include "pipeline/pipeline.h"
+#include "tap_records.h"
 
 namespace mat::identity {
 namespace {
@@ -766,6 +769,179 @@ TEST(IdentityResolverTest, ABrokenUserMapAtStartIsReported) {
   options.user_map_path = file.path();
   IdentityResolver resolver(options);
   EXPECT_NE(resolver.Start(0).find("not JSON"), std::string::npos);
+}
+
+// ---- The pipeline: login learning, the user field, annotations, and no secret anywhere. ----
+
+using mat::testing::ConnEndRecord;
+using mat::testing::DataRecord;
+using mat::testing::Record;
+using mat::testing::SockRecord;
+
+constexpr char kPassword[] = "Corr3ct-H0rse-Battery";
+constexpr char kToken[] = "9b1d2e7c-41f0-4d8e-b1a4-7f0c3e2d5a68";
+
+// One server connection of pid 7 per call, a request and its response on each.
+struct Conversation {
+  std::vector<Record> records;
+  uint64_t ts = 1'000'000;
+  uint64_t next_ssl = 0x100;
+  int32_t next_fd = 10;
+  void Exchange(const std::string& request, const std::string& response) {
+    const uint64_t ssl = next_ssl++;
+    const int32_t fd = next_fd++;
+    records.push_back(SockRecord(7, fd, TAP_ROLE_SERVER, "192.0.2.9", 40000 + fd, ts++));
+    records.push_back(DataRecord(7, ssl, fd, TAP_DIR_READ, 0, request, ts += 1000));
+    records.push_back(DataRecord(7, ssl, fd, TAP_DIR_WRITE, 0, response, ts += 1000));
+    records.push_back(ConnEndRecord(7, ssl, fd, request.size(), response.size(), ts += 1000));
+  }
+};
+
+std::string Http(const std::string& head, const std::string& body = "") {
+  return head + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+std::vector<std::string> RunPipeline(const Conversation& c, pipeline::OutputFormat format,
+                                     audit::Level level = audit::Level::kRequest,
+                                     const std::string& user_map = "") {
+  pipeline::PipelineConfig config;
+  config.policy.level = level;
+  config.license_key = "LICENSE";
+  config.format = format;
+  config.identity.user_map_path = user_map;
+  output::VectorLineSink sink;
+  pipeline::Pipeline p(config, capture::ClockMap{}, &sink, nullptr, {});
+  EXPECT_EQ(p.start_error(), "");
+  for (const auto& r : c.records) p.OnRecord(r.data(), r.size());
+  p.Finish(c.ts + 1000);
+  return sink.lines;
+}
+
+Conversation LoginThenUse() {
+  Conversation c;
+  const std::string login_body =
+      std::string(R"({"username":"alice","password":")") + kPassword + "\"}";
+  c.Exchange(Http("POST /auth/login HTTP/1.1\r\nHost: mke\r\nContent-Type: application/json\r\n",
+                  login_body),
+             Http("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
+                  std::string(R"({"auth_token":")") + kToken + "\"}"));
+  c.Exchange(Http(std::string("GET /api/ucp/config/logging HTTP/1.1\r\nAuthorization: Bearer ") +
+                  kToken + "\r\n"),
+             Http("HTTP/1.1 200 OK\r\n", "{}"));
+  c.Exchange(Http(std::string("POST /v1.41/secrets/create HTTP/1.1\r\nauthorization: Basic ") +
+                      Base64(std::string("bob:") + kPassword, false) + "\r\n",
+                  R"({"Name":"s","Data":"c2VjcmV0"})"),
+             Http("HTTP/1.1 201 Created\r\n", R"({"ID":"sec1"})"));
+  c.Exchange(Http("GET /api/v1/namespaces/default/pods HTTP/1.1\r\nAuthorization: Bearer "
+                  "other-token-never-learned\r\nImpersonate-User: jane\r\n"
+                  "Impersonate-Group: devs\r\n"),
+             Http("HTTP/1.1 200 OK\r\n", "{}"));
+  c.Exchange(Http("GET /info2 HTTP/1.1\r\n"), Http("HTTP/1.1 200 OK\r\n", "{}"));
+  return c;
+}
+
+TEST(PipelineIdentityTest, LoginIsLearnedAndLinesSayWhoAndHow) {
+  LogCapture log;
+  const auto lines = RunPipeline(LoginThenUse(), pipeline::OutputFormat::kMke);
+  ASSERT_EQ(lines.size(), 5u);
+  std::vector<nlohmann::json> a;
+  for (const auto& line : lines) a.push_back(nlohmann::json::parse(line)["audit"]);
+  const char* key = pipeline::kUserIdentifiedByAnnotation;
+  // The login itself carries no credential.
+  EXPECT_EQ(a[0]["annotations"][key], "no-credential-seen");
+  EXPECT_EQ(a[0]["user"]["username"], "unidentified");
+  EXPECT_EQ(a[0]["requestObject"], "[REDACTED by mke-audit-tap]");
+  // The token it issued names alice.
+  EXPECT_EQ(a[1]["annotations"][key], "session-token");
+  EXPECT_EQ(a[1]["user"]["username"], "alice");
+  EXPECT_EQ(a[1]["user"]["uid"], "alice");
+  EXPECT_EQ(a[1]["user"]["extra"]["username"], nlohmann::json::array({"alice"}));
+  EXPECT_EQ(a[1]["user"]["extra"]["licenseKey"], nlohmann::json::array({"LICENSE"}));
+  EXPECT_EQ(a[2]["annotations"][key], "basic");
+  EXPECT_EQ(a[2]["user"]["username"], "bob");
+  EXPECT_EQ(a[3]["annotations"][key], "unresolved");
+  EXPECT_EQ(a[3]["user"]["username"],
+            "unresolved:" + HexPrefix(Sha256("other-token-never-learned"), 12));
+  EXPECT_EQ(a[3]["annotations"][pipeline::kImpersonatedUserAnnotation], "jane");
+  EXPECT_EQ(a[3]["annotations"][pipeline::kImpersonatedGroupsAnnotation], "devs");
+  EXPECT_FALSE(a[3].contains("impersonatedUser"));  // MKE's line has no such field
+  EXPECT_EQ(a[4]["annotations"][key], "no-credential-seen");
+  // No secret in any line or log message.
+  const std::string basic = Base64(std::string("bob:") + kPassword, false);
+  for (const std::string& text : lines) {
+    EXPECT_EQ(text.find(kPassword), std::string::npos) << text;
+    EXPECT_EQ(text.find(kToken), std::string::npos) << text;
+    EXPECT_EQ(text.find(basic), std::string::npos) << text;
+    EXPECT_EQ(text.find("other-token-never-learned"), std::string::npos) << text;
+  }
+  const std::string logged = log.text();
+  EXPECT_NE(logged.find("learned a session token of login alice"), std::string::npos) << logged;
+  EXPECT_EQ(logged.find(kPassword), std::string::npos) << logged;
+  EXPECT_EQ(logged.find(kToken), std::string::npos) << logged;
+  EXPECT_EQ(logged.find(basic), std::string::npos) << logged;
+}
+
+TEST(PipelineIdentityTest, K8sEventsCarryImpersonatedUserAndGroups) {
+  TempFile file("pipeline-map");
+  std::ofstream(file.path()) << R"({"users":[{"match":"login:alice","id":"acc-alice",)"
+                                R"("groups":["admins"]}]})";
+  const auto lines = RunPipeline(LoginThenUse(), pipeline::OutputFormat::kK8s,
+                                 audit::Level::kMetadata, file.path());
+  ASSERT_EQ(lines.size(), 5u);
+  const auto alice = nlohmann::json::parse(lines[1]);
+  EXPECT_EQ(alice["user"]["username"], "acc-alice");
+  EXPECT_EQ(alice["user"]["uid"], "acc-alice");
+  EXPECT_EQ(alice["user"]["groups"], nlohmann::json::array({"admins"}));
+  EXPECT_EQ(alice["user"]["extra"]["username"], nlohmann::json::array({"alice"}));
+  EXPECT_NE(lines[1].find(R"("uid":"acc-alice","groups":["admins"],"extra":)"), std::string::npos)
+      << lines[1];
+  const auto impersonating = nlohmann::json::parse(lines[3]);
+  EXPECT_EQ(impersonating["impersonatedUser"],
+            nlohmann::json({{"username", "jane"}, {"groups", {"devs"}}}));
+  EXPECT_NE(lines[3].find(R"(},"impersonatedUser":{"username":"jane","groups":["devs"]},)"
+                          R"("sourceIPs":)"),
+            std::string::npos)
+      << lines[3];
+  EXPECT_FALSE(impersonating["annotations"].contains(pipeline::kImpersonatedUserAnnotation));
+  for (const std::string& text : lines) {
+    EXPECT_EQ(text.find(kPassword), std::string::npos);
+    EXPECT_EQ(text.find(kToken), std::string::npos);
+  }
+}
+
+TEST(PipelineIdentityTest, ClientCertificateOfTheConnection) {
+  Conversation c;
+  c.Exchange(Http("GET /containers/json HTTP/1.1\r\n"), Http("HTTP/1.1 200 OK\r\n", "[]"));
+  c.Exchange(Http("GET /containers/json HTTP/1.1\r\n"), Http("HTTP/1.1 200 OK\r\n", "[]"));
+  pipeline::PipelineConfig config;
+  config.policy.level = audit::Level::kMetadata;
+  output::VectorLineSink sink;
+  pipeline::Pipeline p(config, capture::ClockMap{}, &sink, nullptr, {});
+  p.OnClientCertificate(7, 0x100, MakeCertificate({{"O", "Acme"}, {"CN", "kate"}}));
+  p.OnNoClientCertificate(7, 0x101);
+  EXPECT_EQ(p.identity().connections(), 2u);
+  for (const auto& r : c.records) p.OnRecord(r.data(), r.size());
+  p.Finish(c.ts + 1000);
+  ASSERT_EQ(sink.lines.size(), 2u);
+  const auto first = nlohmann::json::parse(sink.lines[0])["audit"];
+  EXPECT_EQ(first["user"]["username"], "kate");
+  EXPECT_EQ(first["annotations"][pipeline::kUserIdentifiedByAnnotation], "client-certificate");
+  const auto second = nlohmann::json::parse(sink.lines[1])["audit"];
+  EXPECT_EQ(second["user"]["username"], "system:anonymous");
+  EXPECT_EQ(second["annotations"][pipeline::kUserIdentifiedByAnnotation], "anonymous");
+  EXPECT_EQ(p.identity().connections(), 0u);  // forgotten at each connection's end
+}
+
+TEST(PipelineIdentityTest, ABrokenUserMapIsAStartError) {
+  TempFile file("pipeline-broken-map");
+  std::ofstream(file.path()) << R"({"users":[{"match":"cn:x"}]})";
+  pipeline::PipelineConfig config;
+  config.identity.user_map_path = file.path();
+  output::VectorLineSink sink;
+  pipeline::Pipeline p(config, capture::ClockMap{}, &sink, nullptr, {});
+  EXPECT_NE(p.start_error().find("user map " + file.path() + ": users[0]: \"id\" must be"),
+            std::string::npos)
+      << p.start_error();
 }
 
 }  // namespace

@@ -209,6 +209,7 @@ ConnectionTracker::Connection* ConnectionTracker::Open(const ConnKey& key, const
   auto conn = std::make_unique<Connection>();
   Connection* c = conn.get();
   c->facts.tgid = key.first;
+  c->facts.tls_conn = key.second;
   c->facts.conn_id = next_conn_id_++;
   c->fd = data.hdr.fd;
   ++stats_.connections_opened;

@@ -35,7 +35,8 @@ struct TrackerStats {
 struct ConnFacts {
   uint64_t conn_id = 0;  // unique for the tracker's lifetime
   uint32_t tgid = 0;
-  std::string source;  // the peer, "ip:port"; empty when unknown
+  uint64_t tls_conn = 0;  // the records' connection identity within tgid (the SSL*)
+  std::string source;     // the peer, "ip:port"; empty when unknown
 };
 
 class ConnectionTracker {

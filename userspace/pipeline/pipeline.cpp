@@ -21,15 +21,14 @@ Pipeline::Pipeline(PipelineConfig config, capture::ClockMap clock, output::LineS
       recorder_(recorder),
       resolvers_(std::move(resolvers)),
       policy_(config_.policy),
+      identity_(config_.identity),
+      start_error_(identity_.Start(WallNowNs())),
       tracker_(
           WithStageHooks(config_.tracker, config_),
           [this](http::HttpExchange&& exchange, http::ExchangeEvent why,
                  const conn::ConnFacts& facts) { OnExchange(std::move(exchange), why, facts); }) {
-  // Identity comes in a later milestone; until then every line says plainly that the user
-  // is not known rather than guessing.
-  user_.uid = "unidentified";
-  user_.username = "unidentified";
-  user_.login = "unidentified";
+  if (!start_error_.empty())
+    start_error_ = "user map " + config_.identity.user_map_path + ": " + start_error_;
   user_.license_key = config_.license_key;
 }
 
@@ -61,6 +60,8 @@ void Pipeline::OnRecord(const void* bytes, size_t size) {
   }
   if (recorder_) recorder_->Append(bytes, static_cast<uint32_t>(size));
   tracker_.OnEvent(event, wall);
+  // After the tracker, which writes the connection's last lines with its certificate.
+  if (event.type == TAP_EV_CONN_END) identity_.OnConnectionEnd({event.hdr->tgid, event.hdr->conn});
 }
 
 void Pipeline::Feed(const void* bytes, size_t size, uint64_t wall_ns) {
@@ -86,6 +87,7 @@ conn::TrackerOptions Pipeline::WithStageHooks(conn::TrackerOptions options,
 }
 
 void Pipeline::Tick(uint64_t now_wall_ns) {
+  identity_.Tick(now_wall_ns);
   if (config_.response_timeout_ns != 0 && now_wall_ns > config_.response_timeout_ns)
     tracker_.ExpireRequests(now_wall_ns - config_.response_timeout_ns);
 }
@@ -93,6 +95,12 @@ void Pipeline::Tick(uint64_t now_wall_ns) {
 void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why,
                           const conn::ConnFacts& facts) {
   using http::ExchangeEvent;
+  if (why == ExchangeEvent::kResponseComplete && exchange.response) {
+    // A login's token, learned before any line is written, whether the login is audited or not.
+    const http::HttpResponse& response = *exchange.response;
+    uint64_t time = response.complete_ns != 0 ? response.complete_ns : response.headers_done_ns;
+    identity_.Learn(exchange, time != 0 ? time : WallNowNs());
+  }
   const auto key = std::make_pair(facts.conn_id, exchange.sequence);
   auto it = written_.find(key);
   switch (why) {
@@ -144,11 +152,41 @@ void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint
     ++stats_.not_audited;
     return;
   }
+  SetUser(exchange.request, facts, *record);
   if (config_.format == OutputFormat::kK8s)
     sink_->Write(output::FormatK8sEvent(*record, user_, audit_id, config_.line));
   else
     sink_->Write(output::FormatMkeLine(*record, user_, audit_id, WallNowNs(), config_.line));
   ++stats_.lines;
+}
+
+void Pipeline::SetUser(const http::HttpRequest& request, const conn::ConnFacts& facts,
+                       audit::AuditRecord& record) {
+  uint64_t time = request.headers_done_ns != 0 ? request.headers_done_ns : request.first_byte_ns;
+  identity::Identity who =
+      identity_.Resolve(request, {facts.tgid, facts.tls_conn}, time != 0 ? time : WallNowNs());
+  user_.uid = std::move(who.uid);
+  user_.username = std::move(who.username);
+  if (who.extra_username.empty())
+    user_.login.clear();
+  else
+    user_.login = std::move(who.extra_username.front());
+  user_.groups = std::move(who.groups);
+  user_.impersonated.reset();
+  record.annotations[kUserIdentifiedByAnnotation] = identity::MethodName(who.method);
+  if (!who.impersonated) return;
+  identity::ImpersonatedUser& as = *who.impersonated;
+  if (config_.format == OutputFormat::kK8s) {
+    user_.impersonated = output::ImpersonatedUserFacts{std::move(as.username), std::move(as.uid),
+                                                       std::move(as.groups), std::move(as.extra)};
+    return;
+  }
+  record.annotations[kImpersonatedUserAnnotation] = as.username;
+  if (!as.groups.empty()) {
+    std::string groups;
+    for (const std::string& group : as.groups) groups += (groups.empty() ? "" : ",") + group;
+    record.annotations[kImpersonatedGroupsAnnotation] = std::move(groups);
+  }
 }
 
 }  // namespace mat::pipeline

@@ -7,11 +7,13 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "audit/policy.h"
 #include "capture/event_decoder.h"
 #include "capture/recorder.h"
 #include "conn/connection_tracker.h"
+#include "identity/identify.h"
 #include "output/line_sink.h"
 #include "output/mke_line.h"
 
@@ -32,7 +34,15 @@ struct PipelineConfig {
   // written later with the same auditID.
   uint64_t response_timeout_ns = 60'000'000'000ull;
   output::LineOptions line;  // the line size cap (default 16 KiB)
+  // Who made each request: token cache, user map (see identity/identify.h).
+  identity::IdentityOptions identity;
 };
+
+// The annotation that says how a line's user was found: identity::MethodName().
+inline constexpr char kUserIdentifiedByAnnotation[] = "mke-audit-tap/user-identified-by";
+// MKE lines (which have no impersonatedUser field): whom a Kubernetes client impersonated.
+inline constexpr char kImpersonatedUserAnnotation[] = "mke-audit-tap/impersonated-user";
+inline constexpr char kImpersonatedGroupsAnnotation[] = "mke-audit-tap/impersonated-groups";
 
 struct PipelineStats {
   uint64_t records = 0;
@@ -58,8 +68,25 @@ class Pipeline {
   Pipeline(PipelineConfig config, capture::ClockMap clock, output::LineSink* sink,
            capture::Recorder* recorder, Resolvers resolvers);
 
+  // Empty, or why the pipeline's identity layer could not start (an unreadable or broken user
+  // map: lines are still written, without the map, until the file is fixed).
+  const std::string& start_error() const { return start_error_; }
+
   void OnRecord(const void* bytes, size_t size);
-  void OnProcessExit(uint32_t tgid, uint64_t wall_ns) { tracker_.OnProcessExit(tgid, wall_ns); }
+  void OnProcessExit(uint32_t tgid, uint64_t wall_ns) {
+    tracker_.OnProcessExit(tgid, wall_ns);
+    identity_.OnProcessExit(tgid);
+  }
+  // The client certificate (DER, or a DER chain) of the TLS connection `tls_conn` (the SSL*
+  // of the records) of process `tgid`, or the fact that its handshake presented none; to be
+  // reported after the handshake, before the connection's data. The connection's end (its
+  // TAP_EV_CONN_END record) or its process's exit forgets it.
+  void OnClientCertificate(uint32_t tgid, uint64_t tls_conn, std::string_view der) {
+    identity_.OnClientCertificate({tgid, tls_conn}, der);
+  }
+  void OnNoClientCertificate(uint32_t tgid, uint64_t tls_conn) {
+    identity_.OnNoClientCertificate({tgid, tls_conn});
+  }
   void CloseIdle(uint64_t idle_before_wall_ns, uint64_t now_wall_ns) {
     tracker_.CloseIdle(idle_before_wall_ns, now_wall_ns);
   }
@@ -70,12 +97,16 @@ class Pipeline {
 
   const PipelineStats& stats() const { return stats_; }
   const conn::ConnectionTracker& tracker() const { return tracker_; }
+  const identity::IdentityResolver& identity() const { return identity_; }
 
  private:
   // Records (to --record) and tracks a record made or amended here.
   void Feed(const void* bytes, size_t size, uint64_t wall_ns);
   void OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why,
                   const conn::ConnFacts& facts);
+  // Fills user_ (and the identity annotations of `record`) for `request`.
+  void SetUser(const http::HttpRequest& request, const conn::ConnFacts& facts,
+               audit::AuditRecord& record);
   void Emit(const http::HttpExchange& exchange, audit::Stage stage, uint64_t stage_ns,
             const conn::ConnFacts& facts, const std::string& audit_id);
   static conn::TrackerOptions WithStageHooks(conn::TrackerOptions options,
@@ -95,8 +126,10 @@ class Pipeline {
   capture::Recorder* recorder_;
   Resolvers resolvers_;
   audit::AuditPolicy policy_;
+  identity::IdentityResolver identity_;
+  std::string start_error_;
   conn::ConnectionTracker tracker_;
-  output::UserFacts user_;
+  output::UserFacts user_;  // reused line after line
   PipelineStats stats_;
 };
 
