@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -95,7 +97,10 @@ bool UserMap::Version::operator==(const Version& o) const {
 UserMap::Version UserMap::Stat(const std::string& path) {
   Version v;
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return v;
+  if (::stat(path.c_str(), &st) != 0) {
+    v.error = errno;
+    return v;
+  }
   v.exists = true;
   v.dev = st.st_dev;
   v.ino = st.st_ino;
@@ -105,11 +110,11 @@ UserMap::Version UserMap::Stat(const std::string& path) {
 }
 
 std::string UserMap::Load() {
-  if (!version_.exists) return "cannot read the file";
+  if (!version_.exists) return std::string("cannot read it: ") + std::strerror(version_.error);
   if (static_cast<uint64_t>(version_.size) > kMaxUserMapBytes)
     return "larger than " + std::to_string(kMaxUserMapBytes) + " bytes";
   std::ifstream in(path_);
-  if (!in) return "cannot read the file";
+  if (!in) return "cannot read it";
   std::stringstream text;
   text << in.rdbuf();
   std::string error;

@@ -71,6 +71,7 @@ class UserMap {
  private:
   struct Version {
     bool exists = false;
+    int error = 0;  // stat's errno when !exists
     dev_t dev = 0;
     ino_t ino = 0;
     off_t size = 0;
