@@ -134,6 +134,9 @@ mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
   config.every_request_received = o.every_request_received;
   config.line.max_line_bytes = o.max_line_bytes;
   config.response_timeout_ns = uint64_t{o.response_timeout_s} * 1000000000ull;
+  config.identity.user_map_path = o.user_map;
+  config.identity.tokens.ttl_ns = uint64_t{o.token_ttl_s} * 1000000000ull;
+  config.identity.tokens.max_entries = o.token_cache_size;
   return config;
 }
 
@@ -143,14 +146,16 @@ void LogSummary(const mat::pipeline::Pipeline& pipeline) {
   mat::http::Http1Stats h;
   mat::http::Http2Stats h2;
   pipeline.tracker().AddHttpStats(&h, &h2);
+  const auto& k = pipeline.identity().tokens().stats();
   spdlog::info(
       "summary: {} records ({} bad), {} audit lines, {} not audited; connections {} opened, "
       "{} client-side skipped, {} gaps ({} bytes, {} inside bodies kept in sync); http {} "
       "requests, {} responses, {} parse errors, {} orphan responses; http/2 {} requests, {} "
-      "responses, {} hpack errors, {} fatal",
+      "responses, {} hpack errors, {} fatal; session tokens {} learned, {} hits, {} misses",
       p.records, p.bad_records, p.lines, p.not_audited, t.connections_opened, t.client_side_skipped,
       t.gaps, t.gap_bytes, h.gaps_skipped_in_body, h.requests, h.responses, h.parse_errors,
-      h.orphan_responses, h2.requests, h2.responses, h2.hpack_errors, h2.fatal_errors);
+      h.orphan_responses, h2.requests, h2.responses, h2.hpack_errors, h2.fatal_errors, k.learned,
+      k.hits, k.misses);
 }
 
 int RunReplay(const mat::Options& o) {
@@ -171,6 +176,10 @@ int RunReplay(const mat::Options& o) {
   }
   if (stats.bad_records) spdlog::warn("{}: truncated or corrupt tail ignored", o.replay_file);
   mat::pipeline::Pipeline pipeline(MakeConfig(o), clock, &out, nullptr, {});
+  if (!pipeline.start_error().empty()) {
+    spdlog::error("{}", pipeline.start_error());
+    return 1;
+  }
   uint64_t last_ts = 0;
   for (const auto& r : records) {
     pipeline.OnRecord(r.data(), r.size());
@@ -203,6 +212,10 @@ class LiveAuditor {
   }
 
   int Run() {
+    if (!pipeline_.start_error().empty()) {
+      spdlog::error("{}", pipeline_.start_error());
+      return 1;
+    }
     if (!options_.record_file.empty()) {
       std::string error = recorder_.Open(options_.record_file, clock_);
       if (!error.empty()) {

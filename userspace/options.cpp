@@ -87,6 +87,8 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* error) {
       {"max_line_bytes", 0, 16u << 20, [&](uint64_t n) { o->max_line_bytes = n; }},
       {"response_timeout", 0, 86400,
        [&](uint64_t n) { o->response_timeout_s = static_cast<uint32_t>(n); }},
+      {"token_ttl", 1, 30 * 86400, [&](uint64_t n) { o->token_ttl_s = static_cast<uint32_t>(n); }},
+      {"token_cache_size", 0, 1000000, [&](uint64_t n) { o->token_cache_size = n; }},
   };
   for (const auto& [key, v] : (*doc)["mke_audit_tap"]) {
     bool done = false;
@@ -101,11 +103,13 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* error) {
       done = true;
     }
     if (done) continue;
-    if (key == "license_key" || key == "format" || key == "log_level" || key == "record") {
+    if (key == "license_key" || key == "format" || key == "log_level" || key == "record" ||
+        key == "user_map") {
       const std::string* s = str(v);
       if (s == nullptr) return fail(v, key + " must be a string");
       if (key == "license_key") o->license_key = *s;
       if (key == "record") o->record_file = *s;
+      if (key == "user_map") o->user_map = *s;
       if (key == "format") {
         if (*s != "mke" && *s != "k8s") return fail(v, "format must be \"mke\" or \"k8s\"");
         o->format = *s;
@@ -179,6 +183,16 @@ Audit:
                                  in an annotation
   --every-request-received       also write a RequestReceived line for every request when it
                                  is complete, as the Kubernetes audit does (same auditID)
+
+Identity (who made the request; the annotation mke-audit-tap/user-identified-by says how):
+  --user-map FILE                JSON file mapping certificate CNs and login names to MKE
+                                 account ids: {"users":[{"match":"cn:NAME"|"login:NAME",
+                                 "id":"ACCOUNT-ID","name":"LOGIN"}]}; reread when it changes
+                                 (a broken version is logged and the previous map kept)
+  --token-ttl S                  remember a session token learned at a login for S seconds
+                                 after its last use (default 3600, MKE's session lifetime)
+  --token-cache-size N           session tokens remembered at most (default 10000; the least
+                                 recently used goes first; 0: learn none)
 
 Targets (repeatable, at least one unless --replay):
   --comm NAME                    every process whose command name is NAME
@@ -346,6 +360,19 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
       o.max_line_bytes = n;
     } else if (arg == "--every-request-received") {
       o.every_request_received = true;
+    } else if (arg == "--user-map") {
+      if (!need(&v)) return std::nullopt;
+      if (v.empty()) {
+        *error = "--user-map: needs a file name";
+        return std::nullopt;
+      }
+      o.user_map = v;
+    } else if (arg == "--token-ttl") {
+      if (!number(1, 30 * 86400, &n)) return std::nullopt;
+      o.token_ttl_s = static_cast<uint32_t>(n);
+    } else if (arg == "--token-cache-size") {
+      if (!number(0, 1000000, &n)) return std::nullopt;
+      o.token_cache_size = n;
     } else if (arg == "--log-level") {
       if (!need(&v)) return std::nullopt;
       if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error") {

@@ -37,6 +37,9 @@ struct Options {
   std::vector<std::string> redact;  // "METHOD PATH", added to the default redacted calls
   bool no_default_redact = false;
   bool support_dump_include_audit_logs = false;
+  std::string user_map;             // JSON user map file (identity/user_map.h)
+  uint32_t token_ttl_s = 3600;      // how long a learned session token is remembered
+  size_t token_cache_size = 10000;  // session tokens remembered at most (0: none)
   bool help = false;
   bool version = false;
 };

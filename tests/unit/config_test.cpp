@@ -183,5 +183,50 @@ TEST(Options, FlagsAreValidated) {
   }
 }
 
+TEST(Options, IdentityFlagsAndKeys) {
+  std::string error;
+  auto o = Parse({"--pid", "1"}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_EQ(o->user_map, "");
+  EXPECT_EQ(o->token_ttl_s, 3600u);
+  EXPECT_EQ(o->token_cache_size, 10000u);
+  o = Parse({"--pid", "1", "--user-map", "/etc/mat/users.json", "--token-ttl=600",
+             "--token-cache-size", "0"},
+            &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_EQ(o->user_map, "/etc/mat/users.json");
+  EXPECT_EQ(o->token_ttl_s, 600u);
+  EXPECT_EQ(o->token_cache_size, 0u);
+
+  std::string path = WriteConfig(R"([mke_audit_tap]
+  user_map = "/etc/mat/map.json"
+  token_ttl = 7200
+  token_cache_size = 50
+)");
+  o = Parse({"--config", path, "--pid", "1", "--token-ttl", "60"}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_EQ(o->user_map, "/etc/mat/map.json");
+  EXPECT_EQ(o->token_ttl_s, 60u);  // the flag wins
+  EXPECT_EQ(o->token_cache_size, 50u);
+  std::filesystem::remove(path);
+
+  const std::pair<std::vector<std::string>, const char*> cases[] = {
+      {{"--user-map", ""}, "--user-map"},
+      {{"--token-ttl", "0"}, "--token-ttl"},
+      {{"--token-cache-size", "-1"}, "--token-cache-size"},
+      {{"--token-cache-size", "2000000"}, "--token-cache-size"},
+  };
+  for (const auto& [args, want] : cases) {
+    std::vector<std::string> with_target = args;
+    with_target.insert(with_target.end(), {"--pid", "1"});
+    EXPECT_FALSE(Parse(with_target, &error).has_value()) << args[0];
+    EXPECT_NE(error.find(want), std::string::npos) << args[0] << " -> " << error;
+  }
+  path = WriteConfig("[mke_audit_tap]\ntoken_ttl = 0\n");
+  EXPECT_FALSE(Parse({"--config", path, "--pid", "1"}, &error).has_value());
+  EXPECT_NE(error.find("line 2: token_ttl must be an integer from 1"), std::string::npos) << error;
+  std::filesystem::remove(path);
+}
+
 }  // namespace
 }  // namespace mat
