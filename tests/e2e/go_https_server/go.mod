@@ -1,0 +1,3 @@
+module mke-audit-tap/tests/e2e/go_https_server
+
+go 1.19

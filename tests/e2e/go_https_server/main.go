@@ -1,0 +1,88 @@
+// An HTTPS API stand-in written in Go for the end-to-end tests: Go's net/http over crypto/tls,
+// serving HTTP/1.1 and HTTP/2 (negotiated by ALPN, on by default), as dockerd, kube-apiserver
+// and MKE's controller do. The tests build it with Debian's golang-go, stdlib only, offline.
+//
+// usage: go_https_server ADDR CERT KEY
+//
+// It prints "listening ADDR" once it accepts connections. Every answer is JSON:
+//   POST .../create        201 {"Id": <64 hex chars derived from the body>}
+//   GET  /stream?n=N       200, N chunks of JSON 100 ms apart, each flushed
+//   GET  /status/NNN       NNN
+//   anything else          200 {"method":..., "path":..., "proto":...}
+package main
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func writeJSON(w http.ResponseWriter, status int, v interface{}) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func handle(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	switch {
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/create"):
+		sum := sha256.Sum256(append([]byte(r.URL.Path), body...))
+		writeJSON(w, http.StatusCreated, map[string]string{"Id": hex.EncodeToString(sum[:])})
+	case r.URL.Path == "/stream":
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(w, "{\"event\":%d}\n", i)
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	case strings.HasPrefix(r.URL.Path, "/status/"):
+		code, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/status/"))
+		if err != nil || code < 200 || code > 599 {
+			code = http.StatusBadRequest
+		}
+		writeJSON(w, code, map[string]string{"message": http.StatusText(code)})
+	default:
+		writeJSON(w, http.StatusOK, map[string]interface{}{
+			"method": r.Method, "path": r.URL.Path, "proto": r.Proto, "bytes": len(body)})
+	}
+}
+
+func main() {
+	if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: go_https_server ADDR CERT KEY")
+		os.Exit(2)
+	}
+	cert, err := tls.LoadX509KeyPair(os.Args[2], os.Args[3])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ln, err := net.Listen("tcp", os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	srv := &http.Server{
+		Handler:   http.HandlerFunc(handle),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+	}
+	fmt.Printf("listening %s\n", ln.Addr())
+	if err := srv.ServeTLS(ln, "", ""); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
