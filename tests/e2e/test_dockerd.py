@@ -6,14 +6,12 @@ dockerd's own debug log ("Calling METHOD PATH" for every API request it routes) 
 for which calls were made: every non-ignored call it logs must have exactly one audit line,
 and no other line may appear."""
 
-import json
 import os
 import re
 import secrets
 import shutil
 import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 

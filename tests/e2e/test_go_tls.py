@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 
@@ -92,8 +91,8 @@ def curl(server, paths, *extra, version="--http1.1"):
     Returns [(http_version, code, local_port, body)] in order."""
     cmd = ["curl", "-s", "--cacert", str(server.tls.ca), version, "--max-time", "20", "-Z"]
     outs = []
-    for i, p in enumerate(paths):
-        cmd += ["-o", f"/dev/stdout", server.url(p)]
+    for p in paths:
+        cmd += ["-o", "/dev/stdout", server.url(p)]
     cmd += list(extra) + ["-w", "\\n@@ %{http_version} %{http_code} %{local_port}\\n"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
     body = []
