@@ -1,11 +1,17 @@
 #!/usr/bin/python3
-"""What one audited request costs: nginx (TLS, HTTP/1.1 keep-alive, one worker) serves N small
-requests from a local client, alternately without and with mke-audit-tap attached, in one run.
-CPU time comes from /proc/PID/schedstat (ns on CPU) of the nginx worker and of the auditor.
+"""What one audited request costs: a TLS server serves N small requests over one HTTP/1.1
+keep-alive connection from a local client, alternately without and with mke-audit-tap attached,
+in one run. CPU time comes from /proc/PID/task/*/schedstat (ns on CPU, all threads) of the
+server and of the auditor.
 
-    sudo tools/bench/probe_cost.py [--requests N] [--rounds R] [--binary build/mke-audit-tap]
+    sudo tools/bench/probe_cost.py [--server nginx|go|dockerd] [--requests N] [--rounds R]
+                                   [--binary build/mke-audit-tap]
 
-Prints per-request CPU: nginx without, nginx with (the difference is the probes' cost in the
+Servers: nginx (OpenSSL, one worker, `return 200`); go (tests/e2e/go_https_server, Go's
+net/http over crypto/tls, built here with golang-go); dockerd (Debian's, --tls on a loopback
+port with its own data root, GET /v1.41/containers/json).
+
+Prints per-request CPU: server without, server with (the difference is the probes' cost in the
 server: uprobe hits and BPF programs), the auditor's own userspace CPU, and the total.
 Compare the ratios within one run: this machine is shared and noisy.
 """
@@ -23,8 +29,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def cpu_ns(pid):
-    with open(f"/proc/{pid}/schedstat") as f:
-        return int(f.read().split()[0])
+    """CPU time of every thread of pid (Go servers work on many threads)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
 
 
 def free_port():
@@ -33,10 +46,27 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_nginx(tmp, port):
+def make_cert(tmp):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
                     f"{tmp}/key.pem", "-out", f"{tmp}/cert.pem", "-days", "1", "-subj",
-                    "/CN=localhost"], check=True, capture_output=True)
+                    "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
+                   capture_output=True)
+
+
+def wait_port(port, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def start_nginx(tmp, port):
+    """-> (process to stop, pid whose CPU is measured, pid to audit)"""
+    make_cert(tmp)
     conf = f"""daemon off; worker_processes 1; pid {tmp}/nginx.pid; error_log {tmp}/error.log;
 events {{ worker_connections 64; }}
 http {{ access_log off; client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
@@ -48,57 +78,121 @@ http {{ access_log off; client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/
     with open(f"{tmp}/nginx.conf", "w") as f:
         f.write(conf)
     proc = subprocess.Popen(["nginx", "-c", f"{tmp}/nginx.conf"])
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    wait_port(port)
     workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
-    return proc, int(workers.stdout.split()[0])
+    return proc, int(workers.stdout.split()[0]), proc.pid
 
 
-def drive(port, n):
+def start_go(tmp, port):
+    make_cert(tmp)
+    env = dict(os.environ, HOME=tmp, GOCACHE=f"{tmp}/gocache", GOPATH=f"{tmp}/gopath",
+               GOPROXY="off", GOFLAGS="-mod=mod", GOTOOLCHAIN="local", CGO_ENABLED="0")
+    subprocess.run(["go", "build", "-o", f"{tmp}/go_https_server", "."], check=True, env=env,
+                   cwd=os.path.join(ROOT, "tests", "e2e", "go_https_server"))
+    proc = subprocess.Popen([f"{tmp}/go_https_server", f"127.0.0.1:{port}", f"{tmp}/cert.pem",
+                             f"{tmp}/key.pem"], stdout=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, proc.pid, proc.pid
+
+
+def ossl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def start_dockerd(tmp, port):
+    """dockerd --tlsverify, as MKE runs it: the client presents a certificate (CLIENT_CERT)."""
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{tmp}/ca.key", "-out",
+         f"{tmp}/ca.pem", "-days", "1", "-subj", "/CN=bench CA")
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+                      ("client", "extendedKeyUsage=clientAuth\n")):
+        with open(f"{tmp}/{name}.ext", "w") as f:
+            f.write(ext)
+        ossl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{tmp}/{name}.key",
+             "-out", f"{tmp}/{name}.csr", "-subj", f"/CN={name}")
+        ossl("x509", "-req", "-in", f"{tmp}/{name}.csr", "-CA", f"{tmp}/ca.pem", "-CAkey",
+             f"{tmp}/ca.key", "-CAcreateserial", "-days", "1", "-extfile", f"{tmp}/{name}.ext",
+             "-out", f"{tmp}/{name}.pem")
+    CLIENT_CERT[:] = [f"{tmp}/client.pem", f"{tmp}/client.key"]
+    proc = subprocess.Popen(
+        ["/usr/sbin/dockerd", "--tlsverify", f"--tlscacert={tmp}/ca.pem",
+         f"--tlscert={tmp}/server.pem", f"--tlskey={tmp}/server.key",
+         "-H", f"tcp://127.0.0.1:{port}", "-H", f"unix://{tmp}/docker.sock", "--data-root",
+         f"{tmp}/data", "--exec-root", f"/tmp/mat-bench-{port}", "--pidfile",
+         f"{tmp}/docker.pid", "--iptables=false", "--bridge=none", "--ip-forward=false"],
+        stdout=open(f"{tmp}/dockerd.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        wait_port(port)
+    except RuntimeError:
+        print(open(f"{tmp}/dockerd.log").read()[-3000:], file=sys.stderr)
+        raise
+    return proc, proc.pid, proc.pid
+
+
+CLIENT_CERT = []  # [cert, key] when the server verifies clients
+
+SERVERS = {
+    "nginx": (start_nginx, "/v1.41/containers/json?all=1"),
+    "go": (start_go, "/v1.41/containers/json?all=1"),
+    "dockerd": (start_dockerd, "/v1.41/containers/json?all=1"),
+}
+
+
+def drive(port, n, path):
+    """n GETs on one keep-alive connection, each answer read whole (Content-Length)."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    if CLIENT_CERT:
+        ctx.load_cert_chain(*CLIENT_CERT)
     s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
-    req = b"GET /v1.41/containers/json?all=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    req = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
     buf = b""
     for _ in range(n):
         s.sendall(req)
-        while b"ok\n" not in buf:
-            buf += s.recv(4096)
-        buf = buf[buf.index(b"ok\n") + 3:]
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(65536)
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(buf) < length:
+            buf += s.recv(65536)
+        buf = buf[length:]
     s.close()
 
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--server", choices=sorted(SERVERS), default="nginx")
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "mke-audit-tap"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        nginx, worker = start_nginx(tmp, port)
+        start, path = SERVERS[args.server]
         rows = []
+        server = None
         try:
-            drive(port, 200)  # warm up
+            server, worker, audited = start(tmp, port)
+            drive(port, 200, path)  # warm up
             for _ in range(args.rounds):
                 before = cpu_ns(worker)
-                drive(port, args.requests)
+                drive(port, args.requests, path)
                 base = (cpu_ns(worker) - before) / args.requests
 
                 out = open(f"{tmp}/lines", "w")
-                tap = subprocess.Popen([args.binary, "--level", "metadata", "--pid", str(nginx.pid),
+                tap = subprocess.Popen([args.binary, "--level", "metadata", "--pid", str(audited),
                                         "--license-key", "BENCH"], stdout=out,
                                        stderr=subprocess.PIPE, text=True)
                 for line in tap.stderr:
                     if "ready" in line:
                         break
                 tap_before, before = cpu_ns(tap.pid), cpu_ns(worker)
-                drive(port, args.requests)
+                drive(port, args.requests, path)
                 time.sleep(0.5)  # let the auditor drain
                 with_tap = (cpu_ns(worker) - before) / args.requests
                 tap_cpu = (cpu_ns(tap.pid) - tap_before) / args.requests
@@ -108,13 +202,17 @@ def main():
                 lines = sum(1 for _ in open(f"{tmp}/lines"))
                 rows.append((base, with_tap, tap_cpu, lines))
         finally:
-            nginx.send_signal(signal.SIGQUIT)
-            nginx.wait(timeout=10)
-    print(f"requests per round: {args.requests} (one keep-alive TLS connection, GET, 3-byte body)")
-    print("round  nginx_without_us  nginx_with_us  probe_cost_us  auditor_us  total_us  lines")
+            if server:
+                server.send_signal(signal.SIGQUIT if args.server == "nginx" else signal.SIGTERM)
+                server.wait(timeout=30)
+            for m in (f"/tmp/mat-bench-{port}", f"{tmp}/data"):
+                subprocess.run(["umount", "-R", m], capture_output=True)
+    print(f"server: {args.server}; requests per round: {args.requests} (one keep-alive TLS "
+          f"connection, GET {path})")
+    print("round  server_without_us  server_with_us  probe_cost_us  auditor_us  total_us  lines")
     for i, (base, with_tap, tap_cpu, lines) in enumerate(rows):
         probe = with_tap - base
-        print(f"{i:5d}  {base/1e3:16.2f}  {with_tap/1e3:13.2f}  {probe/1e3:13.2f}  "
+        print(f"{i:5d}  {base/1e3:17.2f}  {with_tap/1e3:14.2f}  {probe/1e3:13.2f}  "
               f"{tap_cpu/1e3:10.2f}  {(probe + tap_cpu)/1e3:8.2f}  {lines:5d}")
     ok = all(lines == args.requests for *_, lines in rows)
     print("every request audited" if ok else "MISSING LINES")
