@@ -459,16 +459,25 @@ int go_read_enter(struct pt_regs *ctx)
 	return 0;
 }
 
+/*
+ * A return path. The attach cookie says where n is: 0 on a RET (in AX); K+1 on the emulated
+ * call that precedes `mov rax, [rsp+K]` on a straight-line return path (see go_binary.h).
+ */
 SEC("uprobe")
 int go_read_return(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct go_key key = {.tgid = id >> 32, .g = ctx->r14};
 	struct go_call *call = bpf_map_lookup_elem(&go_inflight, &key);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__s64 n = (__s64)ctx->ax;
 
 	if (!call)
 		return 0;
+	if (cookie && bpf_probe_read_user(&n, sizeof(n), (void *)(ctx->sp + cookie - 1))) {
+		count(TAP_CNT_READ_FAULTS, 1);
+		n = 0;
+	}
 	if (n > 0)
 		deliver(id, call->conn, call->fd, call->buf, (__u64)n, TAP_DIR_READ);
 	bpf_map_delete_elem(&go_inflight, &key);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +23,7 @@
 #include <iterator>
 #include <memory>
 #include <random>
+#include <set>
 
 #include "tap/elf_file.h"
 
@@ -179,16 +181,30 @@ void ExpectSaneFunc(const GoFunc& fn, const std::string& file) {
   EXPECT_EQ(fn.entry.instruction.rfind("jbe ", 0), 0u) << fn.entry.instruction;
   ASSERT_FALSE(fn.returns.empty());
   std::ifstream in(file, std::ios::binary);
+  std::set<uint64_t> rets;
   for (const auto& r : fn.returns) {
     EXPECT_GE(r.address, fn.address);
     EXPECT_LT(r.address, fn.address + fn.size);
     EXPECT_EQ(r.file_offset - fn.file_offset, r.address - fn.address);
-    EXPECT_EQ(r.instruction, "ret");
-    EXPECT_FALSE(r.emulated);
+    // Each site stands for one RET, which is a RET byte in the file.
+    EXPECT_TRUE(rets.insert(r.ret_address).second) << "two sites for one RET";
     char byte = 0;
-    in.seekg(static_cast<std::streamoff>(r.file_offset));
+    in.seekg(static_cast<std::streamoff>(r.file_offset + (r.ret_address - r.address)));
     in.read(&byte, 1);
-    EXPECT_EQ(static_cast<uint8_t>(byte), 0xc3) << "at file offset " << r.file_offset;
+    EXPECT_EQ(static_cast<uint8_t>(byte), 0xc3) << "RET at " << r.ret_address;
+    if (r.result_rsp_offset < 0) {
+      // On the RET itself: n in AX, single-stepped.
+      EXPECT_EQ(r.address, r.ret_address);
+      EXPECT_EQ(r.instruction, "ret");
+      EXPECT_FALSE(r.emulated);
+    } else {
+      // On an emulated call shortly before the RET, n in the stack slot AX is loaded from.
+      EXPECT_LT(r.address, r.ret_address);
+      EXPECT_LT(r.ret_address - r.address, 64u);  // a short epilogue
+      EXPECT_EQ(r.instruction.rfind("call ", 0), 0u) << r.instruction;
+      EXPECT_TRUE(r.emulated);
+      EXPECT_LT(r.result_rsp_offset, 4096);
+    }
   }
   EXPECT_EQ(fn.ReturnOffsets().size(), fn.returns.size());
 }
@@ -316,6 +332,15 @@ TEST(GoBinary, DebianDockerd) {
   EXPECT_NE(by_table->functions_from.find("pclntab"), std::string::npos);
   ExpectSameSites(by_table->tls.read, info->tls.read);
   ExpectSameSites(by_table->tls.write, info->tls.write);
+  // Go 1.19's Read returns 7 ways; the 5 that run its deferred unlock (every return with data)
+  // are probed on that emulated call, the 2 early error returns on their RET.
+  if (info->go_version.rfind("go1.19", 0) == 0) {
+    const auto& returns = info->tls.read.returns;
+    EXPECT_EQ(returns.size(), 7u);
+    EXPECT_EQ(std::count_if(returns.begin(), returns.end(),
+                            [](const GoProbeSite& r) { return r.emulated; }),
+              5);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -196,8 +196,9 @@ bool BpfTap::AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const 
                          std::string* error) {
   std::vector<bpf_link*> made;
   for (const AttachSpec& site : sites) {
+    LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = site.cookie, .retprobe = site.retprobe);
     bpf_link* link =
-        bpf_program__attach_uprobe(site.program, site.retprobe, pid, path.c_str(), site.offset);
+        bpf_program__attach_uprobe_opts(site.program, pid, path.c_str(), site.offset, &opts);
     if (link == nullptr) {
       *error = "cannot attach to " + site.function + " in " + what + ": " + std::strerror(errno);
       for (bpf_link* l : made) bpf_link__destroy(l);
@@ -238,8 +239,9 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
     sites.push_back({skel_->progs.go_read_enter, false, plan.read.entry.file_offset,
                      plan.read.name + " entry"});
     for (const GoProbeSite& ret : plan.read.returns)
-      sites.push_back(
-          {skel_->progs.go_read_return, false, ret.file_offset, plan.read.name + " RET"});
+      sites.push_back({skel_->progs.go_read_return, false, ret.file_offset,
+                       plan.read.name + " return path",
+                       ret.result_rsp_offset >= 0 ? uint64_t(ret.result_rsp_offset) + 1 : 0});
     sites.push_back({skel_->progs.go_write_enter, false, plan.write.entry.file_offset,
                      plan.write.name + " entry"});
     if (plan.close.address)

@@ -74,6 +74,7 @@ class BpfTap {
     bool retprobe = false;
     uint64_t offset = 0;
     std::string function;
+    uint64_t cookie = 0;  // bpf_get_attach_cookie() in the program
   };
   static int OnRecord(void* ctx, void* data, size_t size);
   const SslProbePlan* PlanFor(const SslLibrary& library, std::string* error);

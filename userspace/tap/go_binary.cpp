@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <utility>
 
 #include "tap/elf_file.h"
@@ -414,6 +415,91 @@ GoProbeSite MakeSite(const ElfFile& elf, const cs_insn& insn) {
   return site;
 }
 
+bool IsRax(x86_reg reg) { return reg == X86_REG_RAX; }
+
+bool IsRsp(x86_reg reg) { return reg == X86_REG_RSP; }
+
+// `mov rax, qword ptr [rsp + K]`: K, else -1.
+int64_t LoadsRaxFromStack(const cs_insn& insn) {
+  if (insn.id != X86_INS_MOV) return -1;
+  const cs_x86& x = insn.detail->x86;
+  if (x.op_count != 2 || x.operands[0].type != X86_OP_REG || !IsRax(x.operands[0].reg) ||
+      x.operands[1].type != X86_OP_MEM || x.operands[1].size != 8)
+    return -1;
+  const x86_op_mem& m = x.operands[1].mem;
+  if (!IsRsp(m.base) || m.index != X86_REG_INVALID || m.segment != X86_REG_INVALID || m.disp < 0 ||
+      m.disp > (1 << 20))
+    return -1;
+  return m.disp;
+}
+
+// An epilogue instruction between the load of n and the RET: loads of other result registers
+// and of rbp from the frame, and the frame's release. Nothing that writes rax or memory.
+bool IsEpilogueInstruction(const cs_insn& insn) {
+  const cs_x86& x = insn.detail->x86;
+  if (insn.id == X86_INS_MOV && x.op_count == 2 && x.operands[0].type == X86_OP_REG &&
+      !IsRax(x.operands[0].reg) && !IsRsp(x.operands[0].reg) &&
+      (x.operands[1].type == X86_OP_REG || x.operands[1].type == X86_OP_MEM ||
+       x.operands[1].type == X86_OP_IMM))
+    return true;
+  if (insn.id == X86_INS_XOR && x.op_count == 2 && x.operands[0].type == X86_OP_REG &&
+      x.operands[1].type == X86_OP_REG && x.operands[0].reg == x.operands[1].reg &&
+      !IsRax(x.operands[0].reg) && !IsRsp(x.operands[0].reg))
+    return true;
+  if (insn.id == X86_INS_ADD && x.op_count == 2 && x.operands[0].type == X86_OP_REG &&
+      IsRsp(x.operands[0].reg) && x.operands[1].type == X86_OP_IMM)
+    return true;
+  if (insn.id == X86_INS_POP && x.op_count == 1 && x.operands[0].type == X86_OP_REG &&
+      x.operands[0].reg == X86_REG_RBP)
+    return true;
+  return false;
+}
+
+// For each RET: the site that stands for it (see the header): an emulated call right before
+// `mov rax, [rsp+K]` on a straight-line path to the RET, or the RET itself.
+std::vector<GoProbeSite> PlanReturns(const ElfFile& elf, const cs_insn* insn, size_t n) {
+  std::set<uint64_t> targets;  // every address a branch of the function can reach
+  bool indirect_jump = false;
+  for (size_t i = 0; i < n; ++i) {
+    const cs_x86& x = insn[i].detail->x86;
+    bool jump = false;
+    for (uint8_t g = 0; g < insn[i].detail->groups_count; ++g)
+      jump |= insn[i].detail->groups[g] == CS_GRP_JUMP;
+    if (!jump) continue;
+    if (x.op_count == 1 && x.operands[0].type == X86_OP_IMM)
+      targets.insert(static_cast<uint64_t>(x.operands[0].imm));
+    else
+      indirect_jump = true;
+  }
+  std::vector<GoProbeSite> sites;
+  for (size_t r = 0; r < n; ++r) {
+    if (insn[r].id != X86_INS_RET) continue;
+    GoProbeSite site = MakeSite(elf, insn[r]);
+    site.ret_address = insn[r].address;
+    // Walk back over the epilogue to the load of n, then one more to the call.
+    size_t j = r;
+    bool entered = targets.count(insn[r].address) != 0;
+    while (j > 0 && !entered && IsEpilogueInstruction(insn[j - 1])) {
+      --j;
+      entered = targets.count(insn[j].address) != 0;
+    }
+    if (!indirect_jump && !entered && j >= 2 && j - 1 < r) {
+      const cs_insn& load = insn[j - 1];
+      const cs_insn& call = insn[j - 2];
+      int64_t k = LoadsRaxFromStack(load);
+      GoProbeSite at_call = MakeSite(elf, call);
+      if (k >= 0 && call.id == X86_INS_CALL && at_call.emulated &&
+          targets.count(load.address) == 0) {
+        at_call.result_rsp_offset = static_cast<int32_t>(k);
+        at_call.ret_address = insn[r].address;
+        site = at_call;
+      }
+    }
+    sites.push_back(site);
+  }
+  return sites;
+}
+
 // Disassembles the whole function; the entry site is the first emulated instruction reached on
 // every path with AX/BX/CX/R14 not yet written (straight-line code from the entry), else the
 // entry itself. Every RET is a return site.
@@ -458,8 +544,7 @@ bool PlanFunction(const ElfFile& elf, GoFunc* fn, std::string* why) {
       if (cs_regs_access(cs.handle, &insn[i], read, &nread, written, &nwritten) != CS_ERR_OK) break;
       if (std::any_of(written, written + nwritten, IsArgumentRegister)) break;
     }
-    for (size_t i = 0; i < n; ++i)
-      if (insn[i].id == X86_INS_RET) fn->returns.push_back(MakeSite(elf, insn[i]));
+    fn->returns = PlanReturns(elf, insn, n);
     if (fn->returns.empty()) {
       *why = "has no RET instruction in " + fn->name;
       ok = false;
@@ -476,8 +561,9 @@ std::string DescribeFunc(const GoFunc& fn) {
                     (fn.entry.emulated ? ", emulated]" : ", single-stepped]");
   size_t stepped = std::count_if(fn.returns.begin(), fn.returns.end(),
                                  [](const GoProbeSite& s) { return !s.emulated; });
-  out += ", " + std::to_string(fn.returns.size()) + " RET (" + std::to_string(stepped) +
-         " single-stepped)";
+  out += ", " + std::to_string(fn.returns.size()) + " RET (" +
+         std::to_string(fn.returns.size() - stepped) + " probed at the call before, " +
+         std::to_string(stepped) + " single-stepped)";
   return out;
 }
 

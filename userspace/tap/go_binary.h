@@ -7,7 +7,7 @@
 //
 // Return probes are NOT uretprobes: a uretprobe rewrites the return address on the stack, and Go
 // moves goroutine stacks (copystack) and walks them (tracebacks, GC), which breaks on that. A
-// plain uprobe goes on every RET instruction of the function instead.
+// plain uprobe goes on every return path of the function instead.
 //
 // Probe cost: the kernel emulates a probed push/nop/call/jmp/jcc (~1 µs here) and single-steps
 // anything else (~14 µs). Go functions begin with the stack-bound check
@@ -19,8 +19,15 @@
 // that one call with identical registers; the entry program just overwrites what it stored for
 // the goroutine, so that is harmless. Returns have no such choice: a Go epilogue restores rbp
 // and rsp right before the RET (`mov rbp, [rsp+N]; add rsp, N+8; ret` in Go 1.19; newer
-// compilers may use `pop rbp`), none of which is emulated, and nothing after the result is set
-// is common to all returns, so each RET is probed and single-stepped.
+// compilers may use `pop rbp`), none of which is emulated. But Read's ordinary returns run its
+// deferred unlock first, and look like
+//     call <deferred func>          (emulated)
+//     mov rax, [rsp+K]              n, from the result's stack slot
+//     mov rbx, [rsp+..]; mov rcx, [rsp+..]; mov rbp, [rsp+..]; add rsp, ..; ret
+// A value live across a call in a stack slot is one the callee cannot touch, so at the call n
+// is already at [rsp+K]: the return probe goes on the call and reads n there. That is done only
+// when the path from the call to the RET is straight-line code no branch of the function
+// enters (and the function has no indirect jumps); every other RET keeps a probe of its own.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +46,11 @@ struct GoProbeSite {
   uint64_t file_offset = 0;  // what uprobe attachment takes
   std::string instruction;   // e.g. "jbe 0x5a484c"
   bool emulated = false;     // the kernel emulates it (cheap) instead of single-stepping
+  // Return sites only: -1 when the probe is on the RET itself and n is in AX; otherwise the
+  // probe is on an earlier emulated instruction of the same straight-line return path, where n
+  // is already in the stack slot [rsp + result_rsp_offset] that the path loads AX from.
+  int32_t result_rsp_offset = -1;
+  uint64_t ret_address = 0;  // the RET this site stands for
 };
 
 struct GoFunc {
