@@ -365,6 +365,113 @@ int BPF_KPROBE(write_enter_ret) { return call_enter(ctx, false); }
 SEC("uretprobe")
 int BPF_KRETPROBE(write_exit) { return call_exit(ctx, TAP_DIR_WRITE); }
 
+/* A goroutine of a process (Go programs). */
+struct go_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 g;
+};
+
+/* ---- client certificates ---------------------------------------------------------------- */
+/*
+ * The handshake in progress on a thread (OpenSSL: SSL_do_handshake, or the SSL_read/SSL_write
+ * that runs it implicitly) or goroutine (Go: serverHandshake), so that the certificate parse that
+ * follows can be tied to its connection. A parse counts only before the connection moved any data
+ * (it has no `conns` entry yet), and only the first one (the peer's leaf) per connection.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);   /* pid_tgid */
+	__type(value, __u64); /* SSL* */
+} ssl_handshakes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct go_key);
+	__type(value, __u64); /* *tls.Conn */
+} go_handshakes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TAP_MAX_CONNS);
+	__type(key, struct conn_key);
+	__type(value, __u8);
+} certs_sent SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tap_cert);
+} cert_scratch SEC(".maps");
+
+static __always_inline void emit_cert(__u64 id, __u64 connid, __u64 der, __u64 len)
+{
+	struct conn_key key = {.tgid = id >> 32, .ssl = connid};
+	struct tap_cert *ev;
+	__u32 zero = 0;
+	__u64 n = len;
+	__u8 one = 1;
+
+	if (!connid || !der || len == 0 || len > (1 << 20))
+		return;
+	if (bpf_map_lookup_elem(&conns, &key) || bpf_map_lookup_elem(&certs_sent, &key))
+		return; /* the handshake is over, or the leaf was already sent */
+	bpf_map_update_elem(&certs_sent, &key, &one, BPF_ANY);
+	ev = bpf_map_lookup_elem(&cert_scratch, &zero);
+	if (!ev)
+		return;
+	if (n > TAP_CERT_MAX)
+		n = TAP_CERT_MAX;
+	fill_hdr(&ev->hdr, TAP_EV_PEER_CERT, id, -1, connid);
+	ev->len = len;
+	ev->captured = n;
+	if (bpf_probe_read_user(ev->data, n, (void *)der)) {
+		count(TAP_CNT_READ_FAULTS, 1);
+		return;
+	}
+	if (bpf_ringbuf_output(&events, ev, TAP_CERT_HDR_BYTES + n, rb_flags()))
+		count(TAP_CNT_RINGBUF_DROPS, 1);
+}
+
+/* SSL_do_handshake(SSL *s) */
+SEC("uprobe")
+int BPF_KPROBE(ssl_handshake, void *ssl)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 s = (__u64)ssl;
+
+	if (is_target(id >> 32))
+		bpf_map_update_elem(&ssl_handshakes, &id, &s, BPF_ANY);
+	return 0;
+}
+
+/* d2i_X509(X509 **a, const unsigned char **pp, long length) */
+SEC("uprobe")
+int BPF_KPROBE(ssl_cert_parse, void *a, void *pp, long length)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 *hs = bpf_map_lookup_elem(&ssl_handshakes, &id);
+	struct inflight *call;
+	__u64 der = 0, ssl = 0;
+
+	if (hs) {
+		ssl = *hs;
+	} else {
+		/* A handshake run implicitly by the first SSL_read/SSL_write (no SSL_do_handshake).
+		 */
+		call = bpf_map_lookup_elem(&inflight, &id);
+		if (call)
+			ssl = call->ssl;
+	}
+	if (!ssl || !pp || bpf_probe_read_user(&der, sizeof(der), pp))
+		return 0;
+	emit_cert(id, ssl, der, (__u64)length);
+	return 0;
+}
+
 static __always_inline int end_conn(__u64 connid)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -374,6 +481,8 @@ static __always_inline int end_conn(__u64 connid)
 
 	if (!connid || !is_target(key.tgid))
 		return 0;
+	/* The SSL* or *tls.Conn may be reused by the next connection. */
+	bpf_map_delete_elem(&certs_sent, &key);
 	conn = bpf_map_lookup_elem(&conns, &key);
 	if (!conn)
 		return 0; /* never moved data, or already ended */
@@ -398,12 +507,6 @@ int BPF_KPROBE(conn_end, void *ssl) { return end_conn((__u64)ssl); }
  * thread, so a call is keyed by its goroutine, not its thread. Userspace puts these programs on
  * the `jbe` of the stack check (emulated, registers still the arguments) and on every RET.
  */
-struct go_key {
-	__u32 tgid;
-	__u32 pad;
-	__u64 g;
-};
-
 struct go_call {
 	__u64 conn;
 	__u64 buf;
@@ -500,6 +603,32 @@ int go_write_enter(struct pt_regs *ctx)
 /* crypto/tls.(*Conn).Close */
 SEC("uprobe")
 int go_close_enter(struct pt_regs *ctx) { return end_conn(ctx->ax); }
+
+/* crypto/tls.(*Conn).serverHandshake(ctx): AX is the *tls.Conn. */
+SEC("uprobe")
+int go_handshake_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_key key = {.tgid = id >> 32, .g = ctx->r14};
+	__u64 conn = ctx->ax;
+
+	if (is_target(key.tgid) && conn)
+		bpf_map_update_elem(&go_handshakes, &key, &conn, BPF_ANY);
+	return 0;
+}
+
+/* crypto/x509.ParseCertificate(der []byte): AX is the pointer, BX the length. */
+SEC("uprobe")
+int go_cert_parse_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_key key = {.tgid = id >> 32, .g = ctx->r14};
+	__u64 *conn = bpf_map_lookup_elem(&go_handshakes, &key);
+
+	if (conn)
+		emit_cert(id, *conn, ctx->ax, ctx->bx);
+	return 0;
+}
 
 /* ---- sockets ----------------------------------------------------------------------------- */
 

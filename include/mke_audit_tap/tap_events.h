@@ -18,12 +18,14 @@
 #define TAP_DEFAULT_CAP 65536u /* default payload bytes delivered per SSL call */
 #define TAP_MAX_TARGETS 4096u  /* processes audited at once */
 #define TAP_MAX_CONNS 65536u   /* live TLS connections tracked */
+#define TAP_CERT_MAX 8192u     /* bytes of a client certificate delivered, at most */
 
 enum tap_event_type {
-  TAP_EV_DATA = 1,     /* plaintext moved by one SSL call (one record per chunk) */
-  TAP_EV_SOCK = 2,     /* a target's socket: fd, peer and, when known, side */
-  TAP_EV_FD_CLOSE = 3, /* a target closed a socket it accepted or connected */
-  TAP_EV_CONN_END = 4, /* SSL_free/SSL_shutdown: the TLS connection is over */
+  TAP_EV_DATA = 1,      /* plaintext moved by one SSL call (one record per chunk) */
+  TAP_EV_SOCK = 2,      /* a target's socket: fd, peer and, when known, side */
+  TAP_EV_FD_CLOSE = 3,  /* a target closed a socket it accepted or connected */
+  TAP_EV_CONN_END = 4,  /* SSL_free/SSL_shutdown: the TLS connection is over */
+  TAP_EV_PEER_CERT = 5, /* the certificate a client presented in the handshake (leaf, DER) */
 };
 
 enum tap_direction {
@@ -87,6 +89,19 @@ struct tap_conn_end {
   __u64 write_pos; /* total bytes written */
 };
 
+/*
+ * The first certificate the peer sent during a connection's handshake (its leaf), as the TLS
+ * library parsed it (d2i_X509 in OpenSSL, crypto/x509.ParseCertificate in Go), before any
+ * data moved on the connection. hdr.conn names the connection as data records do.
+ */
+struct tap_cert {
+  struct tap_hdr hdr;
+  __u32 len;      /* the certificate's DER length */
+  __u32 captured; /* bytes in data: len, or TAP_CERT_MAX when the certificate is longer */
+  __u8 data[TAP_CERT_MAX];
+};
+
 #define TAP_DATA_HDR_BYTES __builtin_offsetof(struct tap_data, data)
+#define TAP_CERT_HDR_BYTES __builtin_offsetof(struct tap_cert, data)
 
 #endif /* MKE_AUDIT_TAP_TAP_EVENTS_H */

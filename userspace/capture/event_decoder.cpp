@@ -45,6 +45,16 @@ DecodeStatus DecodeEvent(const void* bytes, size_t size, Event* out) {
       if (size < sizeof(tap_conn_end)) return DecodeStatus::kTooShort;
       out->end = static_cast<const tap_conn_end*>(bytes);
       return DecodeStatus::kOk;
+    case TAP_EV_PEER_CERT: {
+      if (size < TAP_CERT_HDR_BYTES) return DecodeStatus::kTooShort;
+      const auto* cert = static_cast<const tap_cert*>(bytes);
+      if (cert->captured > TAP_CERT_MAX || cert->captured > cert->len ||
+          TAP_CERT_HDR_BYTES + cert->captured > size)
+        return DecodeStatus::kBadLength;
+      out->cert = cert;
+      out->payload = std::string_view(reinterpret_cast<const char*>(cert->data), cert->captured);
+      return DecodeStatus::kOk;
+    }
     default:
       return DecodeStatus::kUnknownType;
   }

@@ -17,6 +17,7 @@ static_assert(sizeof(tap_hdr) == 32, "tap_hdr layout is shared with BPF");
 static_assert(TAP_DATA_HDR_BYTES == 56, "tap_data header layout is shared with BPF");
 static_assert(sizeof(tap_sock) == 64, "tap_sock layout is shared with BPF");
 static_assert(sizeof(tap_conn_end) == 48, "tap_conn_end layout is shared with BPF");
+static_assert(TAP_CERT_HDR_BYTES == 40, "tap_cert header layout is shared with BPF");
 
 // One decoded record. Pointers refer into the caller's buffer and live as long as it does.
 struct Event {
@@ -26,6 +27,7 @@ struct Event {
   std::string_view payload;           // TAP_EV_DATA: the delivered bytes
   const tap_sock* sock = nullptr;     // TAP_EV_SOCK
   const tap_conn_end* end = nullptr;  // TAP_EV_CONN_END
+  const tap_cert* cert = nullptr;     // TAP_EV_PEER_CERT; its DER bytes are in payload
 };
 
 enum class DecodeStatus { kOk, kTooShort, kUnknownType, kBadLength };

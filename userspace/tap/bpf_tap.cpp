@@ -44,6 +44,10 @@ bpf_program* ProgramFor(tap_bpf* skel, ProbeProgram program, bool* retprobe) {
       return skel->progs.write_exit;
     case ProbeProgram::kConnEnd:
       return skel->progs.conn_end;
+    case ProbeProgram::kHandshake:
+      return skel->progs.ssl_handshake;
+    case ProbeProgram::kCertParse:
+      return skel->progs.ssl_cert_parse;
   }
   return nullptr;
 }
@@ -231,6 +235,21 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
     if (AttachSites(sites, target.pid, library.path, library.name, &entry.links, &ssl_error))
       ++probed;
   }
+  // Client certificates: d2i_X509 in the libcrypto next to each probed libssl. Without it
+  // lines still come, with the user from the request's credentials only.
+  if (probed > 0) {
+    for (const SslLibrary& library : FindCryptoLibraries(target.pid)) {
+      std::string why;
+      auto site = PlanCertProbe(library.path, &why);
+      if (!site) continue;
+      AttachSpec spec;
+      spec.program = ProgramFor(skel_, site->program, &spec.retprobe);
+      spec.offset = site->file_offset;
+      spec.function = site->function;
+      if (!AttachSites({spec}, target.pid, library.path, library.name, &entry.links, &why))
+        spdlog::warn("pid {}: no client certificates: {}", target.pid, why);
+    }
+  }
   // Go programs carry their own TLS stack (crypto/tls), whatever libraries they map.
   std::string go_error;
   if (const GoBinaryInfo* go = GoPlanFor(target.pid, &go_error)) {
@@ -247,6 +266,14 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
     if (plan.close.address)
       sites.push_back({skel_->progs.go_close_enter, false, plan.close.entry.file_offset,
                        plan.close.name + " entry"});
+    if (plan.server_handshake.address && plan.parse_certificate.address) {
+      sites.push_back({skel_->progs.go_handshake_enter, false,
+                       plan.server_handshake.entry.file_offset,
+                       plan.server_handshake.name + " entry"});
+      sites.push_back({skel_->progs.go_cert_parse_enter, false,
+                       plan.parse_certificate.entry.file_offset,
+                       plan.parse_certificate.name + " entry"});
+    }
     const std::string exe = "/proc/" + std::to_string(target.pid) + "/exe";
     if (AttachSites(sites, target.pid, exe, go->path, &entry.links, &go_error)) ++probed;
   }

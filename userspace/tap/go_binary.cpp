@@ -18,6 +18,8 @@ namespace {
 constexpr std::string_view kReadName = "crypto/tls.(*Conn).Read";
 constexpr std::string_view kWriteName = "crypto/tls.(*Conn).Write";
 constexpr std::string_view kCloseName = "crypto/tls.(*Conn).Close";
+constexpr std::string_view kHandshakeName = "crypto/tls.(*Conn).serverHandshake";
+constexpr std::string_view kParseCertName = "crypto/x509.ParseCertificate";
 constexpr uint64_t kMaxFunctionSize = 1 << 20;    // sanity bound for one function
 constexpr uint64_t kMaxFunctions = 10'000'000;    // sanity bound for pclntab's nfunc
 constexpr uint64_t kBuildInfoSearch = 64 * 1024;  // as debug/buildinfo: first 64 KiB of data
@@ -599,8 +601,12 @@ std::vector<uint64_t> GoFunc::ReturnOffsets() const {
 }
 
 std::string GoTlsProbePlan::Describe() const {
-  return go_version + ": " + DescribeFunc(read) + "; " + DescribeFunc(write) + "; " +
-         (close.address ? DescribeFunc(close) : close.name + " absent");
+  std::string out = go_version + ": " + DescribeFunc(read) + "; " + DescribeFunc(write);
+  for (const GoFunc* fn : {&close, &server_handshake, &parse_certificate})
+    out += "; " + (fn->address ? fn->name + " entry [" + fn->entry.instruction +
+                                     (fn->entry.emulated ? ", emulated]" : ", single-stepped]")
+                               : fn->name + " absent");
+  return out;
 }
 
 std::string GoBinaryInfo::Describe() const {
@@ -642,6 +648,8 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
   plan.read.name = std::string(kReadName);
   plan.write.name = std::string(kWriteName);
   plan.close.name = std::string(kCloseName);
+  plan.server_handshake.name = std::string(kHandshakeName);
+  plan.parse_certificate.name = std::string(kParseCertName);
   auto sym_read = elf.FindFunction(kReadName);
   auto sym_write = elf.FindFunction(kWriteName);
   if (!options.ignore_elf_symbols && sym_read && sym_write && sym_read->size && sym_write->size) {
@@ -649,16 +657,20 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
     plan.read.size = sym_read->size;
     plan.write.address = sym_write->address;
     plan.write.size = sym_write->size;
-    if (auto sym_close = elf.FindFunction(kCloseName); sym_close && sym_close->size) {
-      plan.close.address = sym_close->address;
-      plan.close.size = sym_close->size;
+    for (GoFunc* fn : {&plan.close, &plan.server_handshake, &plan.parse_certificate}) {
+      if (auto sym = elf.FindFunction(fn->name); sym && sym->size) {
+        fn->address = sym->address;
+        fn->size = sym->size;
+      }
     }
     info.functions_from = "ELF symbols";
   } else {
     auto table = FindPclnTab(elf, words, &why);
     if (!table) return fail(why);
-    if (!FindInPclnTab(*table, words, {kReadName, kWriteName, kCloseName},
-                       {&plan.read, &plan.write, &plan.close}, &why))
+    if (!FindInPclnTab(
+            *table, words, {kReadName, kWriteName, kCloseName, kHandshakeName, kParseCertName},
+            {&plan.read, &plan.write, &plan.close, &plan.server_handshake, &plan.parse_certificate},
+            &why))
       return fail(why);
     info.functions_from = table->format;
   }
@@ -667,7 +679,8 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
       return fail("has no " + fn->name + " (the program does not use crypto/tls)");
   if (!PlanFunction(elf, &plan.read, &why) || !PlanFunction(elf, &plan.write, &why))
     return fail(why);
-  if (plan.close.address && !PlanFunction(elf, &plan.close, &why)) plan.close.address = 0;
+  for (GoFunc* fn : {&plan.close, &plan.server_handshake, &plan.parse_certificate})
+    if (fn->address && !PlanFunction(elf, fn, &why)) fn->address = 0;
   return info;
 }
 

@@ -70,6 +70,11 @@ struct GoTlsProbePlan {
   // crypto/tls.(*Conn).Close: its entry ends the connection. address 0 when the linker dropped
   // it (nothing calls it); connections then end when their socket is closed.
   GoFunc close;
+  // For the client certificate (entries only; address 0 when absent):
+  // crypto/tls.(*Conn).serverHandshake (AX: the conn) and crypto/x509.ParseCertificate (AX, BX:
+  // the DER), which the handshake calls on each certificate the client sent, leaf first.
+  GoFunc server_handshake;
+  GoFunc parse_certificate;
   std::string Describe() const;
 };
 

@@ -148,7 +148,25 @@ std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* 
       plan.sites.push_back(
           SiteAt(*elf, ProbeProgram::kConnEnd, sym->address, sym->file_offset, fn));
   }
+  if (auto sym = elf->FindFunction("SSL_do_handshake"))
+    plan.sites.push_back(
+        SiteAt(*elf, ProbeProgram::kHandshake, sym->address, sym->file_offset, "SSL_do_handshake"));
+  // OpenSSL linked in statically: libcrypto's d2i_X509 is in the same file.
+  if (auto sym = elf->FindFunction("d2i_X509"))
+    plan.sites.push_back(
+        SiteAt(*elf, ProbeProgram::kCertParse, sym->address, sym->file_offset, "d2i_X509"));
   return plan;
+}
+
+std::optional<ProbeSite> PlanCertProbe(const std::string& path, std::string* error) {
+  auto elf = ElfFile::Load(path, error);
+  if (!elf) return std::nullopt;
+  auto sym = elf->FindFunction("d2i_X509");
+  if (!sym) {
+    *error = path + " exports no d2i_X509";
+    return std::nullopt;
+  }
+  return SiteAt(*elf, ProbeProgram::kCertParse, sym->address, sym->file_offset, "d2i_X509");
 }
 
 std::string SslProbePlan::Describe() const {

@@ -22,7 +22,9 @@ enum class ProbeProgram {
   kWriteEnterPtr4,
   kWriteEnterRet,
   kWriteExit,
-  kConnEnd,  // SSL_free / SSL_shutdown entry
+  kConnEnd,    // SSL_free / SSL_shutdown entry
+  kHandshake,  // SSL_do_handshake entry: the thread's handshake in progress
+  kCertParse,  // d2i_X509 entry (libcrypto): the peer's certificate during that handshake
 };
 
 struct ProbeSite {
@@ -44,6 +46,10 @@ struct SslProbePlan {
 // Analyses an ELF file that exports SSL_read/SSL_write (libssl, or a program with OpenSSL
 // linked in statically). nullopt with *error when the file has no usable OpenSSL symbols.
 std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* error);
+
+// d2i_X509 in a libcrypto file (where OpenSSL parses the certificate a client presents), for
+// the client-certificate identity. nullopt with *error when the file does not export it.
+std::optional<ProbeSite> PlanCertProbe(const std::string& path, std::string* error);
 
 // Whether the x86-64 kernel emulates a uprobe on this instruction instead of single-stepping.
 bool IsEmulatedInstruction(const uint8_t* code, size_t size, std::string* text);

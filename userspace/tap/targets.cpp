@@ -40,9 +40,9 @@ bool ReadStat(const std::string& proc_root, pid_t pid, ProcStat* out) {
   return true;
 }
 
-}  // namespace
-
-std::vector<SslLibrary> FindSslLibraries(pid_t pid, const std::string& proc_root) {
+// The distinct files pid maps whose name starts with `prefix`, as map_files/ paths.
+std::vector<SslLibrary> FindMappedLibraries(pid_t pid, const std::string& proc_root,
+                                            std::string_view prefix) {
   std::string base = proc_root + "/" + std::to_string(pid);
   std::ifstream maps(base + "/maps");
   std::vector<SslLibrary> found;
@@ -57,12 +57,20 @@ std::vector<SslLibrary> FindSslLibraries(pid_t pid, const std::string& proc_root
     if (slash == std::string::npos) continue;
     std::string path = line.substr(slash);
     std::string name = path.substr(path.rfind('/') + 1);
-    if (name.rfind("libssl.so", 0) != 0 || !seen.insert({dev, inode}).second) continue;
+    if (name.rfind(prefix, 0) != 0 || !seen.insert({dev, inode}).second) continue;
     // The path in maps is the file's name as this process sees it, which from another
     // mount namespace or a chroot (a container) may name a different file or none.
     // map_files/ opens exactly the mapped file, wherever it lives.
     found.push_back({base + "/map_files/" + range, path});
   }
+  return found;
+}
+
+}  // namespace
+
+std::vector<SslLibrary> FindSslLibraries(pid_t pid, const std::string& proc_root) {
+  std::vector<SslLibrary> found = FindMappedLibraries(pid, proc_root, "libssl.so");
+  std::string base = proc_root + "/" + std::to_string(pid);
   // OpenSSL linked into the program itself.
   std::string exe = base + "/exe", error;
   if (auto elf = ElfFile::Load(exe, &error); elf && elf->FindFunction("SSL_read")) {
@@ -71,6 +79,10 @@ std::vector<SslLibrary> FindSslLibraries(pid_t pid, const std::string& proc_root
     found.push_back({exe, n > 0 ? std::string(target, static_cast<size_t>(n)) : exe});
   }
   return found;
+}
+
+std::vector<SslLibrary> FindCryptoLibraries(pid_t pid, const std::string& proc_root) {
+  return FindMappedLibraries(pid, proc_root, "libcrypto.so");
 }
 
 std::vector<TargetProcess> ScanTargets(const TargetSpec& spec, const std::string& proc_root) {

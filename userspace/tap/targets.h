@@ -36,5 +36,7 @@ struct SslLibrary {
   std::string name;  // the file's name as the process maps it, for messages
 };
 std::vector<SslLibrary> FindSslLibraries(pid_t pid, const std::string& proc_root = "/proc");
+// The libcrypto.so* files pid maps, likewise (where OpenSSL parses certificates).
+std::vector<SslLibrary> FindCryptoLibraries(pid_t pid, const std::string& proc_root = "/proc");
 
 }  // namespace mat::tap

@@ -2,18 +2,22 @@
 // serving HTTP/1.1 and HTTP/2 (negotiated by ALPN, on by default), as dockerd, kube-apiserver
 // and MKE's controller do. The tests build it with Debian's golang-go, stdlib only, offline.
 //
-// usage: go_https_server ADDR CERT KEY
+// usage: go_https_server ADDR CERT KEY [CLIENT_CA]
 //
+// With CLIENT_CA, client certificates signed by it are asked for and verified (not required),
+// as dockerd --tlsverify and MKE's controller do with client bundles.
 // It prints "listening ADDR" once it accepts connections. Every answer is JSON:
-//   POST .../create        201 {"Id": <64 hex chars derived from the body>}
-//   GET  /stream?n=N       200, N chunks of JSON 100 ms apart, each flushed
-//   GET  /status/NNN       NNN
-//   anything else          200 {"method":..., "path":..., "proto":...}
+//
+//	POST .../create        201 {"Id": <64 hex chars derived from the body>}
+//	GET  /stream?n=N       200, N chunks of JSON 100 ms apart, each flushed
+//	GET  /status/NNN       NNN
+//	anything else          200 {"method":..., "path":..., "proto":...}
 package main
 
 import (
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -62,8 +66,8 @@ func handle(w http.ResponseWriter, r *http.Request) {
 }
 
 func main() {
-	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: go_https_server ADDR CERT KEY")
+	if len(os.Args) != 4 && len(os.Args) != 5 {
+		fmt.Fprintln(os.Stderr, "usage: go_https_server ADDR CERT KEY [CLIENT_CA]")
 		os.Exit(2)
 	}
 	cert, err := tls.LoadX509KeyPair(os.Args[2], os.Args[3])
@@ -76,10 +80,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	srv := &http.Server{
-		Handler:   http.HandlerFunc(handle),
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+	config := &tls.Config{Certificates: []tls.Certificate{cert}}
+	if len(os.Args) == 5 {
+		pem, err := os.ReadFile(os.Args[4])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		config.ClientCAs = x509.NewCertPool()
+		if !config.ClientCAs.AppendCertsFromPEM(pem) {
+			fmt.Fprintln(os.Stderr, "no certificate in", os.Args[4])
+			os.Exit(1)
+		}
+		config.ClientAuth = tls.VerifyClientCertIfGiven
 	}
+	srv := &http.Server{Handler: http.HandlerFunc(handle), TLSConfig: config}
 	fmt.Printf("listening %s\n", ln.Addr())
 	if err := srv.ServeTLS(ln, "", ""); err != nil {
 		fmt.Fprintln(os.Stderr, err)
