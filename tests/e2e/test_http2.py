@@ -1,6 +1,6 @@
 """HTTP/2 over TLS end to end: nginx with http2 (negotiated by ALPN) in front of the API
 stand-in, real BPF, real curl --http2, including several streams multiplexed on one connection.
-(kubectl's own end-to-end test belongs to the HTTP/2 issue and is not here yet.)"""
+The real kubectl over HTTP/2 is in test_kubectl.py."""
 
 import json
 import shutil
