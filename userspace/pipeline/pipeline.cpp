@@ -59,6 +59,11 @@ void Pipeline::OnRecord(const void* bytes, size_t size) {
     }
   }
   if (recorder_) recorder_->Append(bytes, static_cast<uint32_t>(size));
+  if (event.type == TAP_EV_PEER_CERT) {
+    // The leaf certificate of the handshake, before the connection's first data.
+    identity_.OnClientCertificate({event.hdr->tgid, event.hdr->conn}, event.payload);
+    return;
+  }
   tracker_.OnEvent(event, wall);
   // After the tracker, which writes the connection's last lines with its certificate.
   if (event.type == TAP_EV_CONN_END) identity_.OnConnectionEnd({event.hdr->tgid, event.hdr->conn});
