@@ -41,7 +41,7 @@ http {{
     server {{
         listen 127.0.0.1:{port} ssl{http2};
         ssl_certificate {cert};
-        ssl_certificate_key {key};
+        ssl_certificate_key {key};{client_auth}
         location / {{
             proxy_pass http://127.0.0.1:{backend};
             proxy_http_version 1.1;
@@ -59,8 +59,10 @@ class ApiFront:
 
     name = "nginx+api_backend"
 
-    def __init__(self, workdir: Path, tls, http2=False):
+    def __init__(self, workdir: Path, tls, http2=False, client_ca=None):
+        """client_ca: a CA file; nginx then requires client certificates it signed."""
         self.http2 = http2
+        self.client_ca = client_ca
         self.workdir = workdir
         self.tls = tls
         self.port = 0
@@ -86,7 +88,11 @@ class ApiFront:
         conf = d / "nginx.conf"
         conf.write_text(FRONT_CONF.format(d=d, port=self.port, backend=backend_port,
                                           cert=self.tls.cert, key=self.tls.key,
-                                          http2=" http2" if self.http2 else ""))
+                                          http2=" http2" if self.http2 else "",
+                                          client_auth=(f"\n        ssl_client_certificate "
+                                                       f"{self.client_ca};\n        "
+                                                       f"ssl_verify_client on;"
+                                                       if self.client_ca else "")))
         self.log_files = [d / "error.log"]
         run(["nginx", "-t", "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf)], timeout=15)
         self.proc = subprocess.Popen(["nginx", "-p", str(d), "-e", str(d / "error.log"), "-c",

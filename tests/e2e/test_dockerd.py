@@ -24,11 +24,10 @@ DOCKERD = "/usr/sbin/dockerd"
 IGNORED = re.compile(r"^(/v[0-9.]+)?/(_ping|version|info)$")
 
 
-def make_pki(d: Path):
-    """A CA, a server certificate for 127.0.0.1 and a client bundle dir (ca/cert/key.pem)."""
+def make_pki(d: Path, clients=("alice",)):
+    """A CA, a server certificate for 127.0.0.1 and, per client name, a client bundle dir
+    (ca.pem, cert.pem, key.pem with CN=name). Returns {name: bundle dir}."""
     d.mkdir(parents=True)
-    bundle = d / "bundle"
-    bundle.mkdir()
 
     def ossl(*args):
         run(["openssl", *args])
@@ -38,27 +37,36 @@ def make_pki(d: Path):
     (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
                                   "extendedKeyUsage=serverAuth\n")
     (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name, subj, ext in (("server", "/CN=localhost", "server.ext"),
-                            ("client", "/CN=alice/OU=mke-audit-tap e2e", "client.ext")):
+    def issue(name, subj, ext):
         ossl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-sha256", "-subj", subj,
              "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))
         ossl("x509", "-req", "-sha256", "-days", "2", "-in", str(d / f"{name}.csr"), "-CA",
              str(d / "ca.pem"), "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-extfile",
              str(d / ext), "-out", str(d / f"{name}.pem"))
-    shutil.copy(d / "ca.pem", bundle / "ca.pem")
-    shutil.copy(d / "client.pem", bundle / "cert.pem")
-    shutil.copy(d / "client.key", bundle / "key.pem")
-    for f in (d / "ca.key", d / "server.key", bundle / "key.pem"):
-        os.chmod(f, 0o600)
-    return bundle
+        os.chmod(d / f"{name}.key", 0o600)
+
+    issue("server", "/CN=localhost", "server.ext")
+    bundles = {}
+    for client in clients:
+        issue(f"client-{client}", f"/O=mke-audit-tap e2e/OU=bundle/CN={client}", "client.ext")
+        bundle = d / f"bundle-{client}"
+        bundle.mkdir()
+        shutil.copy(d / "ca.pem", bundle / "ca.pem")
+        shutil.copy(d / f"client-{client}.pem", bundle / "cert.pem")
+        shutil.copy(d / f"client-{client}.key", bundle / "key.pem")
+        os.chmod(bundle / "key.pem", 0o600)
+        bundles[client] = bundle
+    os.chmod(d / "ca.key", 0o600)
+    return bundles
 
 
 class Dockerd:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, clients=("alice",)):
         self.dir = workdir
         self.port = free_port()
         self.swarm_port = free_port()
-        self.bundle = make_pki(workdir / "pki")
+        self.bundles = make_pki(workdir / "pki", clients)
+        self.bundle = self.bundles[clients[0]]
         self.log_path = workdir / "dockerd.log"
         self.proc = None
 
@@ -87,14 +95,17 @@ class Dockerd:
     def pid(self):
         return self.proc.pid
 
-    def env(self):
+    def env(self, bundle=None):
         env = dict(os.environ)
         env.update(DOCKER_HOST=f"tcp://127.0.0.1:{self.port}", DOCKER_TLS_VERIFY="1",
-                   DOCKER_CERT_PATH=str(self.bundle), DOCKER_CONFIG=str(self.dir / "cli"))
+                   DOCKER_CERT_PATH=str(bundle or self.bundle),
+                   DOCKER_CONFIG=str(self.dir / "cli"))
         return env
 
-    def docker(self, *args, stdin=None):
-        r = subprocess.run(["docker", *args], input=stdin, capture_output=True, env=self.env(),
+    def docker(self, *args, stdin=None, user=None):
+        """The docker CLI with the client bundle of `user` (default: the first one)."""
+        env = self.env(self.bundles[user] if user else None)
+        r = subprocess.run(["docker", *args], input=stdin, capture_output=True, env=env,
                            timeout=60)
         assert r.returncode == 0, f"docker {' '.join(args)} failed: {r.stderr.decode()}"
         return r.stdout.decode().strip()
@@ -122,12 +133,16 @@ class Dockerd:
         shutil.rmtree(self.dir / "data", ignore_errors=True)
 
 
-@pytest.fixture
-def dockerd(tmp_path, environment_ok):
+def start_dockerd(tmp_path, clients=("alice",)):
     require(os.access(DOCKERD, os.X_OK), "dockerd (Debian's docker.io) is needed")
     require(shutil.which("docker"), "the docker CLI (Debian's docker.io) is needed")
     require(shutil.which("containerd"), "containerd (a dependency of docker.io) is needed")
-    d = Dockerd(tmp_path / "dockerd").start()
+    return Dockerd(tmp_path / "dockerd", clients).start()
+
+
+@pytest.fixture
+def dockerd(tmp_path, environment_ok):
+    d = start_dockerd(tmp_path)
     yield d
     d.stop()
 

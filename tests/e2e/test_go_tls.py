@@ -5,71 +5,14 @@ symbol table, and real curl over HTTP/1.1 and HTTP/2. Also: a target that cannot
 clear line and skipped while the others are audited."""
 
 import json
-import os
-import re
 import shutil
 import subprocess
 import time
 
 import pytest
 
-from conftest import (E2E_DIR, SERVER_START_TIMEOUT, _read_line_with_timeout, make_auditor,
-                      parse_line, require, stop_process)
+from conftest import GoServer, make_auditor, parse_line, require, stop_process
 from test_audit_semantics import by_uri
-
-
-def go_env(tmp):
-    # Offline and hermetic: stdlib only, caches in tmp, no toolchain download, no telemetry.
-    env = dict(os.environ)
-    env.update(HOME=str(tmp / "home"), GOCACHE=str(tmp / "gocache"), GOPATH=str(tmp / "gopath"),
-               GOPROXY="off", GOFLAGS="-mod=mod", GO111MODULE="on", GOWORK="off", GOENV="off",
-               GOTOOLCHAIN="local", GOTELEMETRY="off", CGO_ENABLED="0")
-    return env
-
-
-@pytest.fixture(scope="session")
-def go_programs(tmp_path_factory, environment_ok):
-    """{"server": unstripped, "stripped": -s -w (no .symtab, no DWARF), "notls": no crypto/tls}"""
-    require(shutil.which("go"), "Debian's golang-go is needed to build the Go test programs")
-    tmp = tmp_path_factory.mktemp("go")
-    out = {}
-    for name, src, flags in (("server", "go_https_server", []),
-                             ("stripped", "go_https_server", ["-ldflags=-s -w"]),
-                             ("notls", "go_no_tls", [])):
-        exe = tmp / f"mat-go-{name}"
-        r = subprocess.run(["go", "build", *flags, "-o", str(exe), "."], cwd=E2E_DIR / src,
-                           env=go_env(tmp), capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, f"go build of {src} failed:\n{r.stdout}\n{r.stderr}"
-        out[name] = exe
-    return out
-
-
-class GoServer:
-    def __init__(self, exe, tls):
-        self.exe, self.tls = exe, tls
-        self.proc = None
-        self.port = None
-
-    def start(self):
-        self.proc = subprocess.Popen([str(self.exe), "127.0.0.1:0", str(self.tls.cert),
-                                      str(self.tls.key)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        line = _read_line_with_timeout(self.proc.stdout, SERVER_START_TIMEOUT)
-        m = re.match(rb"listening 127\.0\.0\.1:(\d+)", line or b"")
-        assert m, f"Go server did not start: {line!r}"
-        self.port = int(m.group(1))
-        return self
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def url(self, path):
-        return f"https://127.0.0.1:{self.port}{path}"
-
-    def stop(self):
-        if self.proc:
-            stop_process(self.proc)
 
 
 @pytest.fixture

@@ -9,12 +9,15 @@
 // It prints "listening ADDR" once it accepts connections. Every answer is JSON:
 //
 //	POST .../create        201 {"Id": <64 hex chars derived from the body>}
+//	POST /auth/login       200 {"auth_token": <a fresh random token>} for any
+//	                       {"username","password"} (MKE's login; nothing is checked)
 //	GET  /stream?n=N       200, N chunks of JSON 100 ms apart, each flushed
 //	GET  /status/NNN       NNN
 //	anything else          200 {"method":..., "path":..., "proto":...}
 package main
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -53,6 +56,15 @@ func handle(w http.ResponseWriter, r *http.Request) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+	case r.Method == http.MethodPost && r.URL.Path == "/auth/login":
+		var login struct{ Username, Password string }
+		if json.Unmarshal(body, &login) != nil || login.Username == "" {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"message": "bad login"})
+			return
+		}
+		token := make([]byte, 24)
+		_, _ = rand.Read(token)
+		writeJSON(w, http.StatusOK, map[string]string{"auth_token": hex.EncodeToString(token)})
 	case strings.HasPrefix(r.URL.Path, "/status/"):
 		code, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/status/"))
 		if err != nil || code < 200 || code > 599 {
