@@ -51,7 +51,7 @@ TEST(SslProbes, DebianLibsslUsesTheInternalFunctionsOnPush) {
   ASSERT_TRUE(plan.has_value()) << error;
   EXPECT_TRUE(plan->internal_read);
   EXPECT_TRUE(plan->internal_write);
-  int entries = 0, returns = 0, ends = 0;
+  int entries = 0, returns = 0, ends = 0, handshakes = 0;
   for (const auto& site : plan->sites) {
     switch (site.program) {
       case ProbeProgram::kReadEnterPtr4:
@@ -67,6 +67,12 @@ TEST(SslProbes, DebianLibsslUsesTheInternalFunctionsOnPush) {
       case ProbeProgram::kConnEnd:
         ++ends;
         break;
+      case ProbeProgram::kHandshake:
+        // Where the thread's handshake (and so the client certificate) is tied to its SSL*.
+        ++handshakes;
+        EXPECT_EQ(site.function, "SSL_do_handshake");
+        EXPECT_TRUE(site.emulated) << site.instruction;
+        break;
       default:
         ADD_FAILURE() << "unexpected fallback probe on " << site.function;
     }
@@ -74,6 +80,7 @@ TEST(SslProbes, DebianLibsslUsesTheInternalFunctionsOnPush) {
   EXPECT_EQ(entries, 2);
   EXPECT_EQ(returns, 2);
   EXPECT_EQ(ends, 2);
+  EXPECT_EQ(handshakes, 1);
   // The internal functions are not the exported ones.
   auto elf = ElfFile::Load(kDebianLibssl, &error);
   ASSERT_TRUE(elf.has_value());
@@ -84,6 +91,24 @@ TEST(SslProbes, DebianLibsslUsesTheInternalFunctionsOnPush) {
       EXPECT_NE(site.file_offset, ssl_read->file_offset);
     }
   }
+}
+
+constexpr char kDebianLibcrypto[] = "/usr/lib/x86_64-linux-gnu/libcrypto.so.3";
+
+TEST(SslProbes, DebianLibcryptoCertificateParseIsEmulated) {
+  if (!std::filesystem::exists(kDebianLibcrypto)) GTEST_SKIP() << "no " << kDebianLibcrypto;
+  std::string error;
+  auto site = PlanCertProbe(kDebianLibcrypto, &error);
+  ASSERT_TRUE(site.has_value()) << error;
+  EXPECT_EQ(site->program, ProbeProgram::kCertParse);
+  EXPECT_EQ(site->function, "d2i_X509");
+  EXPECT_TRUE(site->emulated) << site->instruction;  // push r12 on Debian 12
+  auto elf = ElfFile::Load(kDebianLibcrypto, &error);
+  ASSERT_TRUE(elf.has_value()) << error;
+  EXPECT_EQ(site->file_offset, elf->FindFunction("d2i_X509")->file_offset);
+  // libssl does not carry it; a file without it is refused with a reason.
+  EXPECT_FALSE(PlanCertProbe(kDebianLibssl, &error).has_value());
+  EXPECT_NE(error.find("d2i_X509"), std::string::npos) << error;
 }
 
 TEST(SslProbes, AFileWithoutOpenSslIsRefused) {
