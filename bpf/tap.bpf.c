@@ -393,12 +393,50 @@ struct {
 	__type(value, __u64); /* *tls.Conn */
 } go_handshakes SEC(".maps");
 
+/* What was reported of a connection's handshake: HS_FULL and HS_CERT bits. */
+#define HS_FULL 1
+#define HS_CERT 2
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, TAP_MAX_CONNS);
 	__type(key, struct conn_key);
 	__type(value, __u8);
-} certs_sent SEC(".maps");
+} hs_reported SEC(".maps");
+
+/* Sets `bit` for the connection; false when it was set already or the connection moved data. */
+static __always_inline bool first_report(struct conn_key *key, __u8 bit)
+{
+	__u8 *seen, fresh = bit;
+
+	if (bpf_map_lookup_elem(&conns, key))
+		return false; /* the handshake is over */
+	seen = bpf_map_lookup_elem(&hs_reported, key);
+	if (seen) {
+		if (*seen & bit)
+			return false;
+		*seen |= bit;
+		return true;
+	}
+	bpf_map_update_elem(&hs_reported, key, &fresh, BPF_ANY);
+	return true;
+}
+
+/*
+ * The server is sending its own certificate: a full handshake, not a resumed one, so a client
+ * that has a certificate to present will present it next; without one the client presented
+ * none (userspace: "anonymous" unless the request carries a credential).
+ */
+static __always_inline void emit_full_handshake(__u64 id, __u64 connid)
+{
+	struct conn_key key = {.tgid = id >> 32, .ssl = connid};
+	struct tap_hdr ev = {};
+
+	if (!connid || !first_report(&key, HS_FULL))
+		return;
+	fill_hdr(&ev, TAP_EV_FULL_HANDSHAKE, id, -1, connid);
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
+		count(TAP_CNT_RINGBUF_DROPS, 1);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -413,13 +451,11 @@ static __always_inline void emit_cert(__u64 id, __u64 connid, __u64 der, __u64 l
 	struct tap_cert *ev;
 	__u32 zero = 0;
 	__u64 n = len;
-	__u8 one = 1;
 
 	if (!connid || !der || len == 0 || len > (1 << 20))
 		return;
-	if (bpf_map_lookup_elem(&conns, &key) || bpf_map_lookup_elem(&certs_sent, &key))
+	if (!first_report(&key, HS_CERT))
 		return; /* the handshake is over, or the leaf was already sent */
-	bpf_map_update_elem(&certs_sent, &key, &one, BPF_ANY);
 	ev = bpf_map_lookup_elem(&cert_scratch, &zero);
 	if (!ev)
 		return;
@@ -448,27 +484,41 @@ int BPF_KPROBE(ssl_handshake, void *ssl)
 	return 0;
 }
 
+/* The SSL* whose handshake this thread is running, 0 if none. */
+static __always_inline __u64 handshake_ssl(__u64 id)
+{
+	__u64 *hs = bpf_map_lookup_elem(&ssl_handshakes, &id);
+	struct inflight *call;
+
+	if (hs)
+		return *hs;
+	/* A handshake run implicitly by the first SSL_read/SSL_write (no SSL_do_handshake). */
+	call = bpf_map_lookup_elem(&inflight, &id);
+	return call ? call->ssl : 0;
+}
+
 /* d2i_X509(X509 **a, const unsigned char **pp, long length) */
 SEC("uprobe")
 int BPF_KPROBE(ssl_cert_parse, void *a, void *pp, long length)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u64 *hs = bpf_map_lookup_elem(&ssl_handshakes, &id);
-	struct inflight *call;
-	__u64 der = 0, ssl = 0;
+	__u64 der = 0, ssl = handshake_ssl(id);
 
-	if (hs) {
-		ssl = *hs;
-	} else {
-		/* A handshake run implicitly by the first SSL_read/SSL_write (no SSL_do_handshake).
-		 */
-		call = bpf_map_lookup_elem(&inflight, &id);
-		if (call)
-			ssl = call->ssl;
-	}
 	if (!ssl || !pp || bpf_probe_read_user(&der, sizeof(der), pp))
 		return 0;
 	emit_cert(id, ssl, der, (__u64)length);
+	return 0;
+}
+
+/* i2d_X509: the server serialises its certificate chain, which only a full handshake sends. */
+SEC("uprobe")
+int BPF_KPROBE(ssl_cert_send)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 ssl = handshake_ssl(id);
+
+	if (ssl)
+		emit_full_handshake(id, ssl);
 	return 0;
 }
 
@@ -482,7 +532,7 @@ static __always_inline int end_conn(__u64 connid)
 	if (!connid || !is_target(key.tgid))
 		return 0;
 	/* The SSL* or *tls.Conn may be reused by the next connection. */
-	bpf_map_delete_elem(&certs_sent, &key);
+	bpf_map_delete_elem(&hs_reported, &key);
 	conn = bpf_map_lookup_elem(&conns, &key);
 	if (!conn)
 		return 0; /* never moved data, or already ended */
@@ -614,6 +664,24 @@ int go_handshake_enter(struct pt_regs *ctx)
 
 	if (is_target(key.tgid) && conn)
 		bpf_map_update_elem(&go_handshakes, &key, &conn, BPF_ANY);
+	return 0;
+}
+
+/*
+ * crypto/tls.(*serverHandshakeStateTLS13).sendServerCertificate and
+ * (*serverHandshakeState).doFullHandshake: only full handshakes run them. AX is the handshake
+ * state, whose first field is the *tls.Conn.
+ */
+SEC("uprobe")
+int go_full_handshake_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 conn = 0;
+
+	if (!is_target(id >> 32) || !ctx->ax ||
+	    bpf_probe_read_user(&conn, sizeof(conn), (void *)ctx->ax))
+		return 0;
+	emit_full_handshake(id, conn);
 	return 0;
 }
 

@@ -21,11 +21,13 @@
 #define TAP_CERT_MAX 8192u     /* bytes of a client certificate delivered, at most */
 
 enum tap_event_type {
-  TAP_EV_DATA = 1,      /* plaintext moved by one SSL call (one record per chunk) */
-  TAP_EV_SOCK = 2,      /* a target's socket: fd, peer and, when known, side */
-  TAP_EV_FD_CLOSE = 3,  /* a target closed a socket it accepted or connected */
-  TAP_EV_CONN_END = 4,  /* SSL_free/SSL_shutdown: the TLS connection is over */
-  TAP_EV_PEER_CERT = 5, /* the certificate a client presented in the handshake (leaf, DER) */
+  TAP_EV_DATA = 1,           /* plaintext moved by one SSL call (one record per chunk) */
+  TAP_EV_SOCK = 2,           /* a target's socket: fd, peer and, when known, side */
+  TAP_EV_FD_CLOSE = 3,       /* a target closed a socket it accepted or connected */
+  TAP_EV_CONN_END = 4,       /* SSL_free/SSL_shutdown: the TLS connection is over */
+  TAP_EV_PEER_CERT = 5,      /* the certificate a client presented in the handshake (leaf, DER) */
+  TAP_EV_FULL_HANDSHAKE = 6, /* a full (not resumed) server handshake: a client certificate, if
+                                any, follows as TAP_EV_PEER_CERT; header only */
 };
 
 enum tap_direction {

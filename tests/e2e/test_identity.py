@@ -85,13 +85,22 @@ def test_nginx_client_certificate(tmp_path, tls_material, environment_ok, audito
                      f"https://127.0.0.1:{front.port}{path}"],
                     capture_output=True, text=True, timeout=30)
                 assert out.stdout == "200", (user, path, out)
-            aud.wait_quiet(at_least=3)
+            # No certificate: nginx answers 400 itself; the request is audited as anonymous.
+            out = subprocess.run(
+                ["curl", "-s", "--cacert", str(tls_material.ca), "-o", "/dev/null", "-w",
+                 "%{http_code}", f"https://127.0.0.1:{front.port}/v1.41/secrets?u=none"],
+                capture_output=True, text=True, timeout=30)
+            assert out.stdout == "400", out
+            aud.wait_quiet(at_least=4)
         finally:
             assert aud.stop() == 0, aud.diagnostics()
     finally:
         front.stop()
     lines = lines_of(aud)
-    assert len(lines) == 3, aud.diagnostics()
+    assert len(lines) == 4, aud.diagnostics()
+    anon = only(lines, "/v1.41/secrets?u=none")
+    assert anon["responseStatus"]["code"] == 400
+    assert anon["user"]["username"] == "system:anonymous" and anon["annotations"][BY] == "anonymous"
     for uri, user in (("/v1.41/containers/json?u=a", "alice"), ("/v1.41/services?u=b", "bob"),
                       ("/v1.41/nodes?u=a", "alice")):
         ln = only(lines, uri)
@@ -138,9 +147,10 @@ def test_login_token_resolves_to_its_user(tmp_path, go_programs, tls_material, a
     assert bad["annotations"][BY] == "unresolved"
     fingerprint = hashlib.sha256(wrong.encode()).hexdigest()[:12]
     assert bad["user"]["username"] == f"unresolved:{fingerprint}", bad["user"]
+    # No credential and a full handshake without a client certificate: anonymous.
     none = only(lines, "/v1.41/containers/json?who=none")
-    assert none["annotations"][BY] in ("anonymous", "no-credential-seen"), none
-    assert none["user"]["username"] != "carol"
+    assert none["annotations"][BY] == "anonymous", none
+    assert none["user"]["username"] == "system:anonymous", none["user"]
     logins = [ln for ln in lines if ln["requestURI"] == "/auth/login"]
     for ln in logins:  # if audited at all, never with the password
         assert ln.get("requestObject") in (None, "[REDACTED by mke-audit-tap]"), ln

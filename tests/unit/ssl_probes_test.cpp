@@ -98,16 +98,23 @@ constexpr char kDebianLibcrypto[] = "/usr/lib/x86_64-linux-gnu/libcrypto.so.3";
 TEST(SslProbes, DebianLibcryptoCertificateParseIsEmulated) {
   if (!std::filesystem::exists(kDebianLibcrypto)) GTEST_SKIP() << "no " << kDebianLibcrypto;
   std::string error;
-  auto site = PlanCertProbe(kDebianLibcrypto, &error);
-  ASSERT_TRUE(site.has_value()) << error;
-  EXPECT_EQ(site->program, ProbeProgram::kCertParse);
-  EXPECT_EQ(site->function, "d2i_X509");
-  EXPECT_TRUE(site->emulated) << site->instruction;  // push r12 on Debian 12
+  auto sites = PlanCertProbes(kDebianLibcrypto, &error);
+  ASSERT_TRUE(sites.has_value()) << error;
+  ASSERT_EQ(sites->size(), 2u);
   auto elf = ElfFile::Load(kDebianLibcrypto, &error);
   ASSERT_TRUE(elf.has_value()) << error;
-  EXPECT_EQ(site->file_offset, elf->FindFunction("d2i_X509")->file_offset);
+  const ProbeSite& parse = (*sites)[0];
+  EXPECT_EQ(parse.program, ProbeProgram::kCertParse);
+  EXPECT_EQ(parse.function, "d2i_X509");
+  EXPECT_TRUE(parse.emulated) << parse.instruction;  // push r12 on Debian 12
+  EXPECT_EQ(parse.file_offset, elf->FindFunction("d2i_X509")->file_offset);
+  const ProbeSite& send = (*sites)[1];
+  EXPECT_EQ(send.program, ProbeProgram::kCertSend);
+  EXPECT_EQ(send.function, "i2d_X509");
+  EXPECT_TRUE(send.emulated) << send.instruction;  // push rbp
+  EXPECT_EQ(send.file_offset, elf->FindFunction("i2d_X509")->file_offset);
   // libssl does not carry it; a file without it is refused with a reason.
-  EXPECT_FALSE(PlanCertProbe(kDebianLibssl, &error).has_value());
+  EXPECT_FALSE(PlanCertProbes(kDebianLibssl, &error).has_value());
   EXPECT_NE(error.find("d2i_X509"), std::string::npos) << error;
 }
 

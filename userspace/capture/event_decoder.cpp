@@ -45,6 +45,8 @@ DecodeStatus DecodeEvent(const void* bytes, size_t size, Event* out) {
       if (size < sizeof(tap_conn_end)) return DecodeStatus::kTooShort;
       out->end = static_cast<const tap_conn_end*>(bytes);
       return DecodeStatus::kOk;
+    case TAP_EV_FULL_HANDSHAKE:
+      return DecodeStatus::kOk;
     case TAP_EV_PEER_CERT: {
       if (size < TAP_CERT_HDR_BYTES) return DecodeStatus::kTooShort;
       const auto* cert = static_cast<const tap_cert*>(bytes);

@@ -59,6 +59,11 @@ void Pipeline::OnRecord(const void* bytes, size_t size) {
     }
   }
   if (recorder_) recorder_->Append(bytes, static_cast<uint32_t>(size));
+  if (event.type == TAP_EV_FULL_HANDSHAKE) {
+    // A full handshake: no certificate unless a TAP_EV_PEER_CERT for it follows.
+    identity_.OnNoClientCertificate({event.hdr->tgid, event.hdr->conn});
+    return;
+  }
   if (event.type == TAP_EV_PEER_CERT) {
     // The leaf certificate of the handshake, before the connection's first data.
     identity_.OnClientCertificate({event.hdr->tgid, event.hdr->conn}, event.payload);

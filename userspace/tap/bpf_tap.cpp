@@ -48,6 +48,8 @@ bpf_program* ProgramFor(tap_bpf* skel, ProbeProgram program, bool* retprobe) {
       return skel->progs.ssl_handshake;
     case ProbeProgram::kCertParse:
       return skel->progs.ssl_cert_parse;
+    case ProbeProgram::kCertSend:
+      return skel->progs.ssl_cert_send;
   }
   return nullptr;
 }
@@ -240,13 +242,17 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
   if (probed > 0) {
     for (const SslLibrary& library : FindCryptoLibraries(target.pid)) {
       std::string why;
-      auto site = PlanCertProbe(library.path, &why);
-      if (!site) continue;
-      AttachSpec spec;
-      spec.program = ProgramFor(skel_, site->program, &spec.retprobe);
-      spec.offset = site->file_offset;
-      spec.function = site->function;
-      if (!AttachSites({spec}, target.pid, library.path, library.name, &entry.links, &why))
+      auto planned = PlanCertProbes(library.path, &why);
+      std::vector<AttachSpec> sites;
+      for (const ProbeSite& site : planned ? *planned : std::vector<ProbeSite>{}) {
+        AttachSpec spec;
+        spec.program = ProgramFor(skel_, site.program, &spec.retprobe);
+        spec.offset = site.file_offset;
+        spec.function = site.function;
+        sites.push_back(spec);
+      }
+      if (!planned ||
+          !AttachSites(sites, target.pid, library.path, library.name, &entry.links, &why))
         spdlog::warn("pid {}: no client certificates: {}", target.pid, why);
     }
   }
@@ -266,7 +272,11 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
     if (plan.close.address)
       sites.push_back({skel_->progs.go_close_enter, false, plan.close.entry.file_offset,
                        plan.close.name + " entry"});
-    if (plan.server_handshake.address && plan.parse_certificate.address) {
+    if (plan.server_handshake.address && plan.parse_certificate.address &&
+        plan.full_handshake_tls13.address && plan.full_handshake_tls12.address) {
+      for (const GoFunc* fn : {&plan.full_handshake_tls13, &plan.full_handshake_tls12})
+        sites.push_back({skel_->progs.go_full_handshake_enter, false, fn->entry.file_offset,
+                         fn->name + " entry"});
       sites.push_back({skel_->progs.go_handshake_enter, false,
                        plan.server_handshake.entry.file_offset,
                        plan.server_handshake.name + " entry"});

@@ -20,6 +20,9 @@ constexpr std::string_view kWriteName = "crypto/tls.(*Conn).Write";
 constexpr std::string_view kCloseName = "crypto/tls.(*Conn).Close";
 constexpr std::string_view kHandshakeName = "crypto/tls.(*Conn).serverHandshake";
 constexpr std::string_view kParseCertName = "crypto/x509.ParseCertificate";
+constexpr std::string_view kFull13Name =
+    "crypto/tls.(*serverHandshakeStateTLS13).sendServerCertificate";
+constexpr std::string_view kFull12Name = "crypto/tls.(*serverHandshakeState).doFullHandshake";
 constexpr uint64_t kMaxFunctionSize = 1 << 20;    // sanity bound for one function
 constexpr uint64_t kMaxFunctions = 10'000'000;    // sanity bound for pclntab's nfunc
 constexpr uint64_t kBuildInfoSearch = 64 * 1024;  // as debug/buildinfo: first 64 KiB of data
@@ -602,7 +605,8 @@ std::vector<uint64_t> GoFunc::ReturnOffsets() const {
 
 std::string GoTlsProbePlan::Describe() const {
   std::string out = go_version + ": " + DescribeFunc(read) + "; " + DescribeFunc(write);
-  for (const GoFunc* fn : {&close, &server_handshake, &parse_certificate})
+  for (const GoFunc* fn : {&close, &server_handshake, &parse_certificate, &full_handshake_tls13,
+                           &full_handshake_tls12})
     out += "; " + (fn->address ? fn->name + " entry [" + fn->entry.instruction +
                                      (fn->entry.emulated ? ", emulated]" : ", single-stepped]")
                                : fn->name + " absent");
@@ -650,6 +654,8 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
   plan.close.name = std::string(kCloseName);
   plan.server_handshake.name = std::string(kHandshakeName);
   plan.parse_certificate.name = std::string(kParseCertName);
+  plan.full_handshake_tls13.name = std::string(kFull13Name);
+  plan.full_handshake_tls12.name = std::string(kFull12Name);
   auto sym_read = elf.FindFunction(kReadName);
   auto sym_write = elf.FindFunction(kWriteName);
   if (!options.ignore_elf_symbols && sym_read && sym_write && sym_read->size && sym_write->size) {
@@ -657,7 +663,8 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
     plan.read.size = sym_read->size;
     plan.write.address = sym_write->address;
     plan.write.size = sym_write->size;
-    for (GoFunc* fn : {&plan.close, &plan.server_handshake, &plan.parse_certificate}) {
+    for (GoFunc* fn : {&plan.close, &plan.server_handshake, &plan.parse_certificate,
+                       &plan.full_handshake_tls13, &plan.full_handshake_tls12}) {
       if (auto sym = elf.FindFunction(fn->name); sym && sym->size) {
         fn->address = sym->address;
         fn->size = sym->size;
@@ -668,8 +675,11 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
     auto table = FindPclnTab(elf, words, &why);
     if (!table) return fail(why);
     if (!FindInPclnTab(
-            *table, words, {kReadName, kWriteName, kCloseName, kHandshakeName, kParseCertName},
-            {&plan.read, &plan.write, &plan.close, &plan.server_handshake, &plan.parse_certificate},
+            *table, words,
+            {kReadName, kWriteName, kCloseName, kHandshakeName, kParseCertName, kFull13Name,
+             kFull12Name},
+            {&plan.read, &plan.write, &plan.close, &plan.server_handshake, &plan.parse_certificate,
+             &plan.full_handshake_tls13, &plan.full_handshake_tls12},
             &why))
       return fail(why);
     info.functions_from = table->format;
@@ -679,7 +689,8 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
       return fail("has no " + fn->name + " (the program does not use crypto/tls)");
   if (!PlanFunction(elf, &plan.read, &why) || !PlanFunction(elf, &plan.write, &why))
     return fail(why);
-  for (GoFunc* fn : {&plan.close, &plan.server_handshake, &plan.parse_certificate})
+  for (GoFunc* fn : {&plan.close, &plan.server_handshake, &plan.parse_certificate,
+                     &plan.full_handshake_tls13, &plan.full_handshake_tls12})
     if (fn->address && !PlanFunction(elf, fn, &why)) fn->address = 0;
   return info;
 }

@@ -75,6 +75,10 @@ struct GoTlsProbePlan {
   // the DER), which the handshake calls on each certificate the client sent, leaf first.
   GoFunc server_handshake;
   GoFunc parse_certificate;
+  // Run only by full (not resumed) handshakes (AX: the handshake state, whose first field is
+  // the conn): a client without a certificate then presented none.
+  GoFunc full_handshake_tls13;  // crypto/tls.(*serverHandshakeStateTLS13).sendServerCertificate
+  GoFunc full_handshake_tls12;  // crypto/tls.(*serverHandshakeState).doFullHandshake
   std::string Describe() const;
 };
 

@@ -151,22 +151,30 @@ std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* 
   if (auto sym = elf->FindFunction("SSL_do_handshake"))
     plan.sites.push_back(
         SiteAt(*elf, ProbeProgram::kHandshake, sym->address, sym->file_offset, "SSL_do_handshake"));
-  // OpenSSL linked in statically: libcrypto's d2i_X509 is in the same file.
-  if (auto sym = elf->FindFunction("d2i_X509"))
+  // OpenSSL linked in statically: libcrypto's functions are in the same file.
+  auto parse = elf->FindFunction("d2i_X509");
+  auto send = elf->FindFunction("i2d_X509");
+  if (parse && send) {
     plan.sites.push_back(
-        SiteAt(*elf, ProbeProgram::kCertParse, sym->address, sym->file_offset, "d2i_X509"));
+        SiteAt(*elf, ProbeProgram::kCertParse, parse->address, parse->file_offset, "d2i_X509"));
+    plan.sites.push_back(
+        SiteAt(*elf, ProbeProgram::kCertSend, send->address, send->file_offset, "i2d_X509"));
+  }
   return plan;
 }
 
-std::optional<ProbeSite> PlanCertProbe(const std::string& path, std::string* error) {
+std::optional<std::vector<ProbeSite>> PlanCertProbes(const std::string& path, std::string* error) {
   auto elf = ElfFile::Load(path, error);
   if (!elf) return std::nullopt;
-  auto sym = elf->FindFunction("d2i_X509");
-  if (!sym) {
-    *error = path + " exports no d2i_X509";
+  auto parse = elf->FindFunction("d2i_X509");
+  auto send = elf->FindFunction("i2d_X509");
+  if (!parse || !send) {
+    *error = path + " exports no d2i_X509/i2d_X509";
     return std::nullopt;
   }
-  return SiteAt(*elf, ProbeProgram::kCertParse, sym->address, sym->file_offset, "d2i_X509");
+  return std::vector<ProbeSite>{
+      SiteAt(*elf, ProbeProgram::kCertParse, parse->address, parse->file_offset, "d2i_X509"),
+      SiteAt(*elf, ProbeProgram::kCertSend, send->address, send->file_offset, "i2d_X509")};
 }
 
 std::string SslProbePlan::Describe() const {

@@ -25,6 +25,7 @@ enum class ProbeProgram {
   kConnEnd,    // SSL_free / SSL_shutdown entry
   kHandshake,  // SSL_do_handshake entry: the thread's handshake in progress
   kCertParse,  // d2i_X509 entry (libcrypto): the peer's certificate during that handshake
+  kCertSend,   // i2d_X509 entry (libcrypto): the server sends its certificate (full handshake)
 };
 
 struct ProbeSite {
@@ -47,9 +48,10 @@ struct SslProbePlan {
 // linked in statically). nullopt with *error when the file has no usable OpenSSL symbols.
 std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* error);
 
-// d2i_X509 in a libcrypto file (where OpenSSL parses the certificate a client presents), for
-// the client-certificate identity. nullopt with *error when the file does not export it.
-std::optional<ProbeSite> PlanCertProbe(const std::string& path, std::string* error);
+// For the client-certificate identity, in a libcrypto file: d2i_X509 (where OpenSSL parses the
+// certificate a client presents) and i2d_X509 (the server serialising its own certificate,
+// which only a full handshake does). nullopt with *error when the file lacks either.
+std::optional<std::vector<ProbeSite>> PlanCertProbes(const std::string& path, std::string* error);
 
 // Whether the x86-64 kernel emulates a uprobe on this instruction instead of single-stepping.
 bool IsEmulatedInstruction(const uint8_t* code, size_t size, std::string* text);
