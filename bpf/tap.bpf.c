@@ -375,9 +375,9 @@ struct go_key {
 /* ---- client certificates ---------------------------------------------------------------- */
 /*
  * The handshake in progress on a thread (OpenSSL: SSL_do_handshake, or the SSL_read/SSL_write
- * that runs it implicitly) or goroutine (Go: serverHandshake), so that the certificate parse that
- * follows can be tied to its connection. A parse counts only before the connection moved any data
- * (it has no `conns` entry yet), and only the first one (the peer's leaf) per connection.
+ * that runs it implicitly) or goroutine (Go: processCertsFromClient), so that the certificate parse
+ * that follows can be tied to its connection. A parse counts only before the connection moved any
+ * data (it has no `conns` entry yet), and only the first one (the peer's leaf) per connection.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -431,7 +431,13 @@ static __always_inline void emit_full_handshake(__u64 id, __u64 connid)
 	struct conn_key key = {.tgid = id >> 32, .ssl = connid};
 	struct tap_hdr ev = {};
 
-	if (!connid || !first_report(&key, HS_FULL))
+	__u8 *seen = bpf_map_lookup_elem(&hs_reported, &key);
+
+	/*
+	 * A certificate already reported wins: a TLS 1.3 resumption re-processes the session's
+	 * certificates before sendServerCertificate runs (and returns early).
+	 */
+	if (!connid || (seen && (*seen & HS_CERT)) || !first_report(&key, HS_FULL))
 		return;
 	fill_hdr(&ev, TAP_EV_FULL_HANDSHAKE, id, -1, connid);
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
@@ -487,14 +493,24 @@ int BPF_KPROBE(ssl_handshake, void *ssl)
 /* The SSL* whose handshake this thread is running, 0 if none. */
 static __always_inline __u64 handshake_ssl(__u64 id)
 {
-	__u64 *hs = bpf_map_lookup_elem(&ssl_handshakes, &id);
-	struct inflight *call;
-
-	if (hs)
-		return *hs;
 	/* A handshake run implicitly by the first SSL_read/SSL_write (no SSL_do_handshake). */
-	call = bpf_map_lookup_elem(&inflight, &id);
-	return call ? call->ssl : 0;
+	struct inflight *call = bpf_map_lookup_elem(&inflight, &id);
+	__u64 *hs;
+
+	if (call)
+		return call->ssl;
+	hs = bpf_map_lookup_elem(&ssl_handshakes, &id);
+	return hs ? *hs : 0;
+}
+
+/* SSL_do_handshake returns: what the thread parses from now on is not this handshake's. */
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_handshake_exit)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	bpf_map_delete_elem(&ssl_handshakes, &id);
+	return 0;
 }
 
 /* d2i_X509(X509 **a, const unsigned char **pp, long length) */
@@ -528,14 +544,27 @@ static __always_inline int end_conn(__u64 connid)
 	struct conn_key key = {.tgid = id >> 32, .ssl = connid};
 	struct conn_state *conn;
 	struct tap_conn_end ev = {};
+	bool reported;
 
 	if (!connid || !is_target(key.tgid))
 		return 0;
-	/* The SSL* or *tls.Conn may be reused by the next connection. */
-	bpf_map_delete_elem(&hs_reported, &key);
 	conn = bpf_map_lookup_elem(&conns, &key);
-	if (!conn)
-		return 0; /* never moved data, or already ended */
+	/* The SSL* or *tls.Conn may be reused by the next connection. */
+	reported = bpf_map_lookup_elem(&hs_reported, &key) != 0;
+	if (reported)
+		bpf_map_delete_elem(&hs_reported, &key);
+	if (!conn) {
+		/*
+		 * Never moved data. If its handshake was reported, userspace holds its certificate
+		 * state, which must not pass to the next connection at this address.
+		 */
+		if (!reported)
+			return 0;
+		fill_hdr(&ev.hdr, TAP_EV_CONN_END, id, -1, key.ssl);
+		if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
+			count(TAP_CNT_RINGBUF_DROPS, 1);
+		return 0;
+	}
 	fill_hdr(&ev.hdr, TAP_EV_CONN_END, id, conn->fd, key.ssl);
 	ev.read_pos = conn->pos[TAP_DIR_READ];
 	ev.write_pos = conn->pos[TAP_DIR_WRITE];
@@ -571,6 +600,13 @@ struct {
 	__type(value, struct go_call);
 } go_inflight SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct go_key);
+	__type(value, struct go_call);
+} go_write_inflight SEC(".maps");
+
 /*
  * The socket under a *tls.Conn, from Go's structures: tls.Conn begins with its net.Conn
  * interface (itab, data); for a TCP connection data is a *net.TCPConn, whose first word is its
@@ -594,8 +630,12 @@ static __always_inline __s32 go_conn_fd(__u64 tlsconn)
 	return sysfd >= 0 && sysfd < (1 << 24) ? (__s32)sysfd : -1;
 }
 
-SEC("uprobe")
-int go_read_enter(struct pt_regs *ctx)
+/*
+ * Read and Write alike: the entry stores the call per goroutine (overwriting, as a call
+ * restarted by runtime.morestack hits the entry site twice); a return path delivers the n bytes
+ * the call really moved, so a Write is delivered once and only what was written.
+ */
+static __always_inline int go_call_enter(struct pt_regs *ctx, void *map)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct go_key key = {.tgid = id >> 32, .g = ctx->r14};
@@ -606,8 +646,7 @@ int go_read_enter(struct pt_regs *ctx)
 	call.conn = ctx->ax;
 	call.buf = ctx->bx;
 	call.fd = go_conn_fd(call.conn);
-	/* Overwrites: a call restarted by runtime.morestack hits this site twice. */
-	if (bpf_map_update_elem(&go_inflight, &key, &call, BPF_ANY))
+	if (bpf_map_update_elem(map, &key, &call, BPF_ANY))
 		count(TAP_CNT_INFLIGHT_MAP_FULL, 1);
 	return 0;
 }
@@ -616,12 +655,11 @@ int go_read_enter(struct pt_regs *ctx)
  * A return path. The attach cookie says where n is: 0 on a RET (in AX); K+1 on the emulated
  * call that precedes `mov rax, [rsp+K]` on a straight-line return path (see go_binary.h).
  */
-SEC("uprobe")
-int go_read_return(struct pt_regs *ctx)
+static __always_inline int go_call_return(struct pt_regs *ctx, void *map, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct go_key key = {.tgid = id >> 32, .g = ctx->r14};
-	struct go_call *call = bpf_map_lookup_elem(&go_inflight, &key);
+	struct go_call *call = bpf_map_lookup_elem(map, &key);
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__s64 n = (__s64)ctx->ax;
 
@@ -632,31 +670,37 @@ int go_read_return(struct pt_regs *ctx)
 		n = 0;
 	}
 	if (n > 0)
-		deliver(id, call->conn, call->fd, call->buf, (__u64)n, TAP_DIR_READ);
-	bpf_map_delete_elem(&go_inflight, &key);
+		deliver(id, call->conn, call->fd, call->buf, (__u64)n, dir);
+	bpf_map_delete_elem(map, &key);
 	return 0;
 }
 
-/* Write's bytes are all there at entry; what a failed write did not send is lost with it. */
 SEC("uprobe")
-int go_write_enter(struct pt_regs *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__s64 len = (__s64)ctx->cx;
+int go_read_enter(struct pt_regs *ctx) { return go_call_enter(ctx, &go_inflight); }
 
-	if (!is_target(id >> 32) || !ctx->ax || len <= 0)
-		return 0;
-	deliver(id, ctx->ax, go_conn_fd(ctx->ax), ctx->bx, (__u64)len, TAP_DIR_WRITE);
-	return 0;
+SEC("uprobe")
+int go_read_return(struct pt_regs *ctx) { return go_call_return(ctx, &go_inflight, TAP_DIR_READ); }
+
+SEC("uprobe")
+int go_write_enter(struct pt_regs *ctx) { return go_call_enter(ctx, &go_write_inflight); }
+
+SEC("uprobe")
+int go_write_return(struct pt_regs *ctx)
+{
+	return go_call_return(ctx, &go_write_inflight, TAP_DIR_WRITE);
 }
 
 /* crypto/tls.(*Conn).Close */
 SEC("uprobe")
 int go_close_enter(struct pt_regs *ctx) { return end_conn(ctx->ax); }
 
-/* crypto/tls.(*Conn).serverHandshake(ctx): AX is the *tls.Conn. */
+/*
+ * crypto/tls.(*Conn).processCertsFromClient(certificate): AX is the *tls.Conn. The certificates
+ * it parses, between its entry and its return, are the ones the client sent (or, on a TLS 1.3
+ * resumption, the ones its session recorded); nothing else the goroutine parses counts.
+ */
 SEC("uprobe")
-int go_handshake_enter(struct pt_regs *ctx)
+int go_certs_enter(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct go_key key = {.tgid = id >> 32, .g = ctx->r14};
@@ -664,6 +708,15 @@ int go_handshake_enter(struct pt_regs *ctx)
 
 	if (is_target(key.tgid) && conn)
 		bpf_map_update_elem(&go_handshakes, &key, &conn, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int go_certs_return(struct pt_regs *ctx)
+{
+	struct go_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .g = ctx->r14};
+
+	bpf_map_delete_elem(&go_handshakes, &key);
 	return 0;
 }
 

@@ -64,6 +64,9 @@ TEST(SslProbes, DebianLibsslUsesTheInternalFunctionsOnPush) {
       case ProbeProgram::kWriteExit:
         ++returns;
         break;
+      case ProbeProgram::kHandshakeExit:
+        EXPECT_EQ(site.function, "SSL_do_handshake");  // a uretprobe, once per handshake call
+        break;
       case ProbeProgram::kConnEnd:
         ++ends;
         break;

@@ -46,6 +46,9 @@ bpf_program* ProgramFor(tap_bpf* skel, ProbeProgram program, bool* retprobe) {
       return skel->progs.conn_end;
     case ProbeProgram::kHandshake:
       return skel->progs.ssl_handshake;
+    case ProbeProgram::kHandshakeExit:
+      *retprobe = true;
+      return skel->progs.ssl_handshake_exit;
     case ProbeProgram::kCertParse:
       return skel->progs.ssl_cert_parse;
     case ProbeProgram::kCertSend:
@@ -269,17 +272,23 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
                        ret.result_rsp_offset >= 0 ? uint64_t(ret.result_rsp_offset) + 1 : 0});
     sites.push_back({skel_->progs.go_write_enter, false, plan.write.entry.file_offset,
                      plan.write.name + " entry"});
+    for (const GoProbeSite& ret : plan.write.returns)
+      sites.push_back({skel_->progs.go_write_return, false, ret.file_offset,
+                       plan.write.name + " return path",
+                       ret.result_rsp_offset >= 0 ? uint64_t(ret.result_rsp_offset) + 1 : 0});
     if (plan.close.address)
       sites.push_back({skel_->progs.go_close_enter, false, plan.close.entry.file_offset,
                        plan.close.name + " entry"});
-    if (plan.server_handshake.address && plan.parse_certificate.address &&
+    if (plan.certs_from_client.address && plan.parse_certificate.address &&
         plan.full_handshake_tls13.address && plan.full_handshake_tls12.address) {
       for (const GoFunc* fn : {&plan.full_handshake_tls13, &plan.full_handshake_tls12})
         sites.push_back({skel_->progs.go_full_handshake_enter, false, fn->entry.file_offset,
                          fn->name + " entry"});
-      sites.push_back({skel_->progs.go_handshake_enter, false,
-                       plan.server_handshake.entry.file_offset,
-                       plan.server_handshake.name + " entry"});
+      sites.push_back({skel_->progs.go_certs_enter, false, plan.certs_from_client.entry.file_offset,
+                       plan.certs_from_client.name + " entry"});
+      for (const GoProbeSite& ret : plan.certs_from_client.returns)
+        sites.push_back({skel_->progs.go_certs_return, false, ret.file_offset,
+                         plan.certs_from_client.name + " return path"});
       sites.push_back({skel_->progs.go_cert_parse_enter, false,
                        plan.parse_certificate.entry.file_offset,
                        plan.parse_certificate.name + " entry"});

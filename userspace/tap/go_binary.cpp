@@ -18,7 +18,7 @@ namespace {
 constexpr std::string_view kReadName = "crypto/tls.(*Conn).Read";
 constexpr std::string_view kWriteName = "crypto/tls.(*Conn).Write";
 constexpr std::string_view kCloseName = "crypto/tls.(*Conn).Close";
-constexpr std::string_view kHandshakeName = "crypto/tls.(*Conn).serverHandshake";
+constexpr std::string_view kCertsFromClientName = "crypto/tls.(*Conn).processCertsFromClient";
 constexpr std::string_view kParseCertName = "crypto/x509.ParseCertificate";
 constexpr std::string_view kFull13Name =
     "crypto/tls.(*serverHandshakeStateTLS13).sendServerCertificate";
@@ -605,7 +605,7 @@ std::vector<uint64_t> GoFunc::ReturnOffsets() const {
 
 std::string GoTlsProbePlan::Describe() const {
   std::string out = go_version + ": " + DescribeFunc(read) + "; " + DescribeFunc(write);
-  for (const GoFunc* fn : {&close, &server_handshake, &parse_certificate, &full_handshake_tls13,
+  for (const GoFunc* fn : {&close, &certs_from_client, &parse_certificate, &full_handshake_tls13,
                            &full_handshake_tls12})
     out += "; " + (fn->address ? fn->name + " entry [" + fn->entry.instruction +
                                      (fn->entry.emulated ? ", emulated]" : ", single-stepped]")
@@ -652,7 +652,7 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
   plan.read.name = std::string(kReadName);
   plan.write.name = std::string(kWriteName);
   plan.close.name = std::string(kCloseName);
-  plan.server_handshake.name = std::string(kHandshakeName);
+  plan.certs_from_client.name = std::string(kCertsFromClientName);
   plan.parse_certificate.name = std::string(kParseCertName);
   plan.full_handshake_tls13.name = std::string(kFull13Name);
   plan.full_handshake_tls12.name = std::string(kFull12Name);
@@ -663,7 +663,7 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
     plan.read.size = sym_read->size;
     plan.write.address = sym_write->address;
     plan.write.size = sym_write->size;
-    for (GoFunc* fn : {&plan.close, &plan.server_handshake, &plan.parse_certificate,
+    for (GoFunc* fn : {&plan.close, &plan.certs_from_client, &plan.parse_certificate,
                        &plan.full_handshake_tls13, &plan.full_handshake_tls12}) {
       if (auto sym = elf.FindFunction(fn->name); sym && sym->size) {
         fn->address = sym->address;
@@ -676,9 +676,9 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
     if (!table) return fail(why);
     if (!FindInPclnTab(
             *table, words,
-            {kReadName, kWriteName, kCloseName, kHandshakeName, kParseCertName, kFull13Name,
+            {kReadName, kWriteName, kCloseName, kCertsFromClientName, kParseCertName, kFull13Name,
              kFull12Name},
-            {&plan.read, &plan.write, &plan.close, &plan.server_handshake, &plan.parse_certificate,
+            {&plan.read, &plan.write, &plan.close, &plan.certs_from_client, &plan.parse_certificate,
              &plan.full_handshake_tls13, &plan.full_handshake_tls12},
             &why))
       return fail(why);
@@ -689,7 +689,7 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
       return fail("has no " + fn->name + " (the program does not use crypto/tls)");
   if (!PlanFunction(elf, &plan.read, &why) || !PlanFunction(elf, &plan.write, &why))
     return fail(why);
-  for (GoFunc* fn : {&plan.close, &plan.server_handshake, &plan.parse_certificate,
+  for (GoFunc* fn : {&plan.close, &plan.certs_from_client, &plan.parse_certificate,
                      &plan.full_handshake_tls13, &plan.full_handshake_tls12})
     if (fn->address && !PlanFunction(elf, fn, &why)) fn->address = 0;
   return info;

@@ -71,9 +71,10 @@ struct GoTlsProbePlan {
   // it (nothing calls it); connections then end when their socket is closed.
   GoFunc close;
   // For the client certificate (entries only; address 0 when absent):
-  // crypto/tls.(*Conn).serverHandshake (AX: the conn) and crypto/x509.ParseCertificate (AX, BX:
-  // the DER), which the handshake calls on each certificate the client sent, leaf first.
-  GoFunc server_handshake;
+  // crypto/tls.(*Conn).processCertsFromClient (AX: the conn; entry and returns bound the window)
+  // and crypto/x509.ParseCertificate (AX, BX: the DER), which it calls on each certificate the
+  // client sent, leaf first.
+  GoFunc certs_from_client;
   GoFunc parse_certificate;
   // Run only by full (not resumed) handshakes (AX: the handshake state, whose first field is
   // the conn): a client without a certificate then presented none.

@@ -148,9 +148,12 @@ std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* 
       plan.sites.push_back(
           SiteAt(*elf, ProbeProgram::kConnEnd, sym->address, sym->file_offset, fn));
   }
-  if (auto sym = elf->FindFunction("SSL_do_handshake"))
+  if (auto sym = elf->FindFunction("SSL_do_handshake")) {
     plan.sites.push_back(
         SiteAt(*elf, ProbeProgram::kHandshake, sym->address, sym->file_offset, "SSL_do_handshake"));
+    plan.sites.push_back(SiteAt(*elf, ProbeProgram::kHandshakeExit, sym->address, sym->file_offset,
+                                "SSL_do_handshake"));
+  }
   // OpenSSL linked in statically: libcrypto's functions are in the same file.
   auto parse = elf->FindFunction("d2i_X509");
   auto send = elf->FindFunction("i2d_X509");
@@ -180,7 +183,8 @@ std::optional<std::vector<ProbeSite>> PlanCertProbes(const std::string& path, st
 std::string SslProbePlan::Describe() const {
   std::string out;
   for (const auto& site : sites) {
-    if (site.program == ProbeProgram::kReadExit || site.program == ProbeProgram::kWriteExit)
+    if (site.program == ProbeProgram::kReadExit || site.program == ProbeProgram::kWriteExit ||
+        site.program == ProbeProgram::kHandshakeExit)
       continue;  // same place as the entry
     out += " " + site.function + " @0x";
     char hex[32];

@@ -22,10 +22,11 @@ enum class ProbeProgram {
   kWriteEnterPtr4,
   kWriteEnterRet,
   kWriteExit,
-  kConnEnd,    // SSL_free / SSL_shutdown entry
-  kHandshake,  // SSL_do_handshake entry: the thread's handshake in progress
-  kCertParse,  // d2i_X509 entry (libcrypto): the peer's certificate during that handshake
-  kCertSend,   // i2d_X509 entry (libcrypto): the server sends its certificate (full handshake)
+  kConnEnd,        // SSL_free / SSL_shutdown entry
+  kHandshake,      // SSL_do_handshake entry: the thread's handshake in progress
+  kHandshakeExit,  // SSL_do_handshake return: the thread's handshake is no longer in progress
+  kCertParse,      // d2i_X509 entry (libcrypto): the peer's certificate during that handshake
+  kCertSend,       // i2d_X509 entry (libcrypto): the server sends its certificate (full handshake)
 };
 
 struct ProbeSite {
