@@ -135,6 +135,7 @@ mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
   config.line.max_line_bytes = o.max_line_bytes;
   config.response_timeout_ns = uint64_t{o.response_timeout_s} * 1000000000ull;
   config.identity.user_map_path = o.user_map;
+  config.identity.client_ca_path = o.client_ca;
   config.identity.tokens.ttl_ns = uint64_t{o.token_ttl_s} * 1000000000ull;
   config.identity.tokens.max_entries = o.token_cache_size;
   return config;

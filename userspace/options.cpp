@@ -104,12 +104,13 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* error) {
     }
     if (done) continue;
     if (key == "license_key" || key == "format" || key == "log_level" || key == "record" ||
-        key == "user_map") {
+        key == "user_map" || key == "client_ca") {
       const std::string* s = str(v);
       if (s == nullptr) return fail(v, key + " must be a string");
       if (key == "license_key") o->license_key = *s;
       if (key == "record") o->record_file = *s;
       if (key == "user_map") o->user_map = *s;
+      if (key == "client_ca") o->client_ca = *s;
       if (key == "format") {
         if (*s != "mke" && *s != "k8s") return fail(v, "format must be \"mke\" or \"k8s\"");
         o->format = *s;
@@ -185,6 +186,11 @@ Audit:
                                  is complete, as the Kubernetes audit does (same auditID)
 
 Identity (who made the request; the annotation mke-audit-tap/user-identified-by says how):
+  --client-ca FILE               PEM CA bundle (MKE's client CA) that client certificates must
+                                 chain to: the tap sees a certificate before the server
+                                 verifies it, so without this a certificate's CN is written as
+                                 client-certificate-unverified, and with it one that does not
+                                 chain names nobody (unresolved)
   --user-map FILE                JSON file mapping certificate CNs and login names to MKE
                                  account ids: {"users":[{"match":"cn:NAME"|"login:NAME",
                                  "id":"ACCOUNT-ID","name":"LOGIN"}]}; reread when it changes
@@ -360,6 +366,13 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
       o.max_line_bytes = n;
     } else if (arg == "--every-request-received") {
       o.every_request_received = true;
+    } else if (arg == "--client-ca") {
+      if (!need(&v)) return std::nullopt;
+      if (v.empty()) {
+        *error = "--client-ca: needs a file name";
+        return std::nullopt;
+      }
+      o.client_ca = v;
     } else if (arg == "--user-map") {
       if (!need(&v)) return std::nullopt;
       if (v.empty()) {

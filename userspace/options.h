@@ -38,6 +38,7 @@ struct Options {
   bool no_default_redact = false;
   bool support_dump_include_audit_logs = false;
   std::string user_map;             // JSON user map file (identity/user_map.h)
+  std::string client_ca;            // PEM CA bundle that client certificates must chain to
   uint32_t token_ttl_s = 3600;      // how long a learned session token is remembered
   size_t token_cache_size = 10000;  // session tokens remembered at most (0: none)
   bool help = false;

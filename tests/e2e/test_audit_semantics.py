@@ -59,10 +59,12 @@ class ApiFront:
 
     name = "nginx+api_backend"
 
-    def __init__(self, workdir: Path, tls, http2=False, client_ca=None):
-        """client_ca: a CA file; nginx then requires client certificates it signed."""
+    def __init__(self, workdir: Path, tls, http2=False, client_ca=None, verify="on"):
+        """client_ca: a CA file; nginx then asks for client certificates (ssl_verify_client
+        `verify`: on requires ones the CA signed, optional_no_ca takes any)."""
         self.http2 = http2
         self.client_ca = client_ca
+        self.verify = verify
         self.workdir = workdir
         self.tls = tls
         self.port = 0
@@ -91,7 +93,7 @@ class ApiFront:
                                           http2=" http2" if self.http2 else "",
                                           client_auth=(f"\n        ssl_client_certificate "
                                                        f"{self.client_ca};\n        "
-                                                       f"ssl_verify_client on;"
+                                                       f"ssl_verify_client {self.verify};"
                                                        if self.client_ca else "")))
         self.log_files = [d / "error.log"]
         run(["nginx", "-t", "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf)], timeout=15)

@@ -41,7 +41,8 @@ def test_client_bundles_name_their_users_on_dockerd(tmp_path, environment_ok, au
     user_map.write_text(json.dumps({"users": [
         {"match": "cn:alice", "id": alice_id, "name": "alice"}]}))
     try:
-        aud = start(auditor_binary, dockerd.pid, "--user-map", str(user_map))
+        aud = start(auditor_binary, dockerd.pid, "--user-map", str(user_map), "--client-ca",
+                    str(dockerd.bundle / "ca.pem"))
         try:
             dockerd.docker("ps", user="alice")
             dockerd.docker("network", "ls", user="bob")
@@ -71,26 +72,25 @@ def test_client_bundles_name_their_users_on_dockerd(tmp_path, environment_ok, au
 def test_nginx_client_certificate(tmp_path, tls_material, environment_ok, auditor_binary):
     require(shutil.which("curl"), "curl is needed")
     bundles = make_pki(tmp_path / "pki", clients=("alice", "bob"))
-    front = ApiFront(tmp_path / "front", tls_material,
-                     client_ca=bundles["alice"] / "ca.pem").start()
+    ca = bundles["alice"] / "ca.pem"
+    front = ApiFront(tmp_path / "front", tls_material, client_ca=ca).start()
+
+    def curl(path, *cert):
+        return subprocess.run(["curl", "-s", "--cacert", str(tls_material.ca), *cert, "-o",
+                               "/dev/null", "-w", "%{http_code}",
+                               f"https://127.0.0.1:{front.port}{path}"],
+                              capture_output=True, text=True, timeout=30).stdout
+
     try:
-        aud = start(auditor_binary, front.pid)
+        aud = start(auditor_binary, front.pid, "--client-ca", str(ca))
         try:
             for user, path in (("alice", "/v1.41/containers/json?u=a"),
                                ("bob", "/v1.41/services?u=b"), ("alice", "/v1.41/nodes?u=a")):
                 b = bundles[user]
-                out = subprocess.run(
-                    ["curl", "-s", "--cacert", str(tls_material.ca), "--cert", str(b / "cert.pem"),
-                     "--key", str(b / "key.pem"), "-o", "/dev/null", "-w", "%{http_code}",
-                     f"https://127.0.0.1:{front.port}{path}"],
-                    capture_output=True, text=True, timeout=30)
-                assert out.stdout == "200", (user, path, out)
+                code = curl(path, "--cert", str(b / "cert.pem"), "--key", str(b / "key.pem"))
+                assert code == "200", (user, path, code)
             # No certificate: nginx answers 400 itself; the request is audited as anonymous.
-            out = subprocess.run(
-                ["curl", "-s", "--cacert", str(tls_material.ca), "-o", "/dev/null", "-w",
-                 "%{http_code}", f"https://127.0.0.1:{front.port}/v1.41/secrets?u=none"],
-                capture_output=True, text=True, timeout=30)
-            assert out.stdout == "400", out
+            assert curl("/v1.41/secrets?u=none") == "400"
             aud.wait_quiet(at_least=4)
         finally:
             assert aud.stop() == 0, aud.diagnostics()
@@ -106,6 +106,44 @@ def test_nginx_client_certificate(tmp_path, tls_material, environment_ok, audito
         ln = only(lines, uri)
         assert ln["user"]["username"] == user and ln["user"]["uid"] == user, ln
         assert ln["annotations"][BY] == "client-certificate"
+
+
+def test_self_signed_certificate_names_nobody(tmp_path, tls_material, environment_ok,
+                                              auditor_binary):
+    """The tap sees a certificate before the server verifies it. nginx with optional_no_ca
+    takes any certificate; a self-signed CN=admin must not make its requests admin's."""
+    require(shutil.which("curl"), "curl is needed")
+    ca = make_pki(tmp_path / "pki", clients=("alice",))["alice"] / "ca.pem"
+    d = tmp_path / "mallory"
+    d.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=admin", "-keyout", str(d / "key.pem"), "-out",
+                    str(d / "cert.pem")], check=True, capture_output=True, timeout=60)
+    front = ApiFront(tmp_path / "front", tls_material, client_ca=ca,
+                     verify="optional_no_ca").start()
+    try:
+        checked = start(auditor_binary, front.pid, "--client-ca", str(ca))
+        unchecked = start(auditor_binary, front.pid)
+        try:
+            code = subprocess.run(
+                ["curl", "-s", "--cacert", str(tls_material.ca), "--cert", str(d / "cert.pem"),
+                 "--key", str(d / "key.pem"), "-o", "/dev/null", "-w", "%{http_code}",
+                 f"https://127.0.0.1:{front.port}/v1.41/secrets?who=mallory"],
+                capture_output=True, text=True, timeout=30).stdout
+            assert code == "200", code
+            checked.wait_quiet(at_least=1)
+            unchecked.wait_quiet(at_least=1)
+        finally:
+            assert checked.stop() == 0, checked.diagnostics()
+            assert unchecked.stop() == 0, unchecked.diagnostics()
+    finally:
+        front.stop()
+    ln = only(lines_of(checked), "/v1.41/secrets?who=mallory")
+    assert ln["annotations"][BY] == "unresolved", ln
+    assert ln["user"]["username"].startswith("unresolved:") and "admin" not in json.dumps(ln)
+    ln = only(lines_of(unchecked), "/v1.41/secrets?who=mallory")
+    assert ln["annotations"][BY] == "client-certificate-unverified", ln
+    assert ln["user"]["username"] == "admin"
 
 
 def test_login_token_resolves_to_its_user(tmp_path, go_programs, tls_material, auditor_binary):

@@ -554,6 +554,7 @@ ClientCertState CertOf(const std::string& cn) {
   state.kind = ClientCertState::Kind::kPresent;
   state.cert = ParseClientCertificate(MakeCertificate({{"CN", cn}}));
   state.der_fingerprint = state.cert->fingerprint;
+  state.trust = ClientCertState::Trust::kVerified;
   return state;
 }
 
@@ -688,6 +689,20 @@ TEST(IdentifyTest, ClientCertificateAndPrecedence) {
   id = Identify(Auth("Bearer unknown-token"), frank, &cache, &map, 0);
   EXPECT_EQ(id.method, Method::kClientCertificate);
   EXPECT_EQ(id.uid, "acc-f");
+
+  // Not verified (no CA): still named, and said so. Rejected by the CA: names nobody.
+  ClientCertState unchecked = CertOf("ivan");
+  unchecked.trust = ClientCertState::Trust::kNotChecked;
+  id = Identify({}, unchecked, nullptr, &map, 0);
+  EXPECT_EQ(id.method, Method::kClientCertificateUnverified);
+  EXPECT_EQ(MethodName(id.method), "client-certificate-unverified");
+  EXPECT_EQ(id.username, "ivan");
+  ClientCertState rejected = CertOf("admin");
+  rejected.trust = ClientCertState::Trust::kRejected;
+  id = Identify({}, rejected, nullptr, &map, 0);
+  EXPECT_EQ(id.method, Method::kUnresolved);
+  EXPECT_EQ(id.username, "unresolved:" + rejected.der_fingerprint);
+  EXPECT_EQ(id.username.find("admin"), std::string::npos);
 
   // A certificate that did not parse: unresolved, with the fingerprint of its bytes.
   ClientCertState broken;
@@ -925,7 +940,9 @@ TEST(PipelineIdentityTest, ClientCertificateOfTheConnection) {
   ASSERT_EQ(sink.lines.size(), 2u);
   const auto first = nlohmann::json::parse(sink.lines[0])["audit"];
   EXPECT_EQ(first["user"]["username"], "kate");
-  EXPECT_EQ(first["annotations"][pipeline::kUserIdentifiedByAnnotation], "client-certificate");
+  // No --client-ca: the name is used, and the line says it was not verified.
+  EXPECT_EQ(first["annotations"][pipeline::kUserIdentifiedByAnnotation],
+            "client-certificate-unverified");
   const auto second = nlohmann::json::parse(sink.lines[1])["audit"];
   EXPECT_EQ(second["user"]["username"], "system:anonymous");
   EXPECT_EQ(second["annotations"][pipeline::kUserIdentifiedByAnnotation], "anonymous");

@@ -1,5 +1,9 @@
 #include "identity/identify.h"
 
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -93,6 +97,8 @@ std::string_view MethodName(Method method) {
       return "basic";
     case Method::kClientCertificate:
       return "client-certificate";
+    case Method::kClientCertificateUnverified:
+      return "client-certificate-unverified";
     case Method::kUnresolved:
       return "unresolved";
     case Method::kAnonymous:
@@ -162,11 +168,14 @@ Identity Identify(const http::Headers& headers, const ClientCertState& cert, Tok
   }
 
   // 2. The client certificate.
-  if (cert.kind == ClientCertState::Kind::kPresent && cert.cert) {
+  if (cert.kind == ClientCertState::Kind::kPresent && cert.cert &&
+      cert.trust != ClientCertState::Trust::kRejected) {
     const ClientCertIdentity& c = *cert.cert;
     const std::string& name = c.common_name.empty() ? c.subject : c.common_name;
     if (!name.empty()) {
-      identity.method = Method::kClientCertificate;
+      identity.method = cert.trust == ClientCertState::Trust::kVerified
+                            ? Method::kClientCertificate
+                            : Method::kClientCertificateUnverified;
       const MappedUser* mapped = users != nullptr && !c.common_name.empty()
                                      ? users->FindByCommonName(c.common_name)
                                      : nullptr;
@@ -205,6 +214,15 @@ IdentityResolver::IdentityResolver(IdentityOptions options)
     : options_(std::move(options)), tokens_(options_.tokens) {}
 
 std::string IdentityResolver::Start(uint64_t now_ns) {
+  if (!options_.client_ca_path.empty()) {
+    X509_STORE* store = X509_STORE_new();
+    if (store == nullptr || X509_STORE_load_file(store, options_.client_ca_path.c_str()) != 1) {
+      X509_STORE_free(store);
+      ERR_clear_error();
+      return "--client-ca " + options_.client_ca_path + ": no PEM certificate could be loaded";
+    }
+    ca_store_.reset(store, [](void* p) { X509_STORE_free(static_cast<X509_STORE*>(p)); });
+  }
   if (options_.user_map_path.empty()) return "";
   std::string error = users_.Open(options_.user_map_path, options_.user_map_check_ns, now_ns);
   if (error.empty()) {
@@ -232,11 +250,26 @@ void IdentityResolver::OnClientCertificate(const ConnKey& key, std::string_view 
   ClientCertState state;
   state.kind = ClientCertState::Kind::kPresent;
   state.cert = ParseClientCertificate(der);
+  if (ca_store_ != nullptr) state.trust = Verify(der);
   state.der_fingerprint =
       state.cert ? state.cert->fingerprint
                  : HexPrefix(Sha256(der.substr(0, std::min(der.size(), kMaxCertificateBytes))),
                              kCertificateFingerprintDigits);
   Store(key, std::move(state));
+}
+
+ClientCertState::Trust IdentityResolver::Verify(std::string_view der) const {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  X509* x = d2i_X509(nullptr, &p, static_cast<long>(der.size()));
+  X509_STORE_CTX* ctx = X509_STORE_CTX_new();
+  bool ok = x != nullptr && ctx != nullptr &&
+            X509_STORE_CTX_init(ctx, static_cast<X509_STORE*>(ca_store_.get()), x, nullptr) == 1 &&
+            X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) == 1 &&
+            X509_verify_cert(ctx) == 1;
+  X509_STORE_CTX_free(ctx);
+  X509_free(x);
+  ERR_clear_error();
+  return ok ? ClientCertState::Trust::kVerified : ClientCertState::Trust::kRejected;
 }
 
 void IdentityResolver::OnNoClientCertificate(const ConnKey& key) {

@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,16 +43,17 @@
 namespace mat::identity {
 
 enum class Method {
-  kSessionToken,       // a token learned at a login
-  kJwtUnverified,      // a JWT's claims, signature not verified
-  kBasic,              // Basic user name
-  kClientCertificate,  // the TLS client certificate's CN
-  kUnresolved,         // a credential that names nobody known
-  kAnonymous,          // no credential at all, known for sure
-  kNoCredentialSeen,   // no credential seen, and certificates not known
+  kSessionToken,                 // a token learned at a login
+  kJwtUnverified,                // a JWT's claims, signature not verified
+  kBasic,                        // Basic user name
+  kClientCertificate,            // the TLS client certificate's CN, verified against --client-ca
+  kClientCertificateUnverified,  // its CN, with no CA to verify it against
+  kUnresolved,                   // a credential that names nobody known
+  kAnonymous,                    // no credential at all, known for sure
+  kNoCredentialSeen,             // no credential seen, and certificates not known
 };
-// "session-token", "jwt-unverified", "basic", "client-certificate", "unresolved", "anonymous",
-// "no-credential-seen".
+// "session-token", "jwt-unverified", "basic", "client-certificate",
+// "client-certificate-unverified", "unresolved", "anonymous", "no-credential-seen".
 std::string_view MethodName(Method method);
 
 // The Kubernetes impersonation headers, as the client sent them (whether the server allowed
@@ -88,6 +90,11 @@ struct ClientCertState {
     kPresent,  // a certificate was presented: `cert` when it parsed
   };
   Kind kind = Kind::kUnknown;
+  // The auditor sees the certificate as the server parses it, before the server verifies it; a
+  // client may present any self-signed certificate. With a CA (--client-ca) the chain is
+  // checked here: a certificate it rejects names nobody.
+  enum class Trust { kNotChecked, kVerified, kRejected };
+  Trust trust = Trust::kNotChecked;
   std::optional<ClientCertIdentity> cert;
   std::string der_fingerprint;  // kPresent: the fingerprint of the bytes, also when unparsable
 };
@@ -103,7 +110,8 @@ Identity Identify(const http::Headers& headers, const ClientCertState& cert, Tok
 // (tgid, the SSL object's address).
 struct IdentityOptions {
   TokenCacheOptions tokens;
-  std::string user_map_path;                          // empty: no map
+  std::string user_map_path;   // empty: no map
+  std::string client_ca_path;  // PEM CA bundle client certificates must chain to; empty: none
   uint64_t user_map_check_ns = 5ull * 1'000'000'000;  // how often the map file is looked at
   size_t max_connections = 65536;                     // certificates kept (TAP_MAX_CONNS)
 };
@@ -124,6 +132,8 @@ class IdentityResolver {
   // before the connection's first request; kept until OnConnectionEnd or OnProcessExit.
   void OnClientCertificate(const ConnKey& key, std::string_view der);
   void OnNoClientCertificate(const ConnKey& key);
+  // Whether der chains to the --client-ca bundle (only with one loaded).
+  ClientCertState::Trust Verify(std::string_view der) const;
   void OnConnectionEnd(const ConnKey& key);
   void OnProcessExit(uint32_t tgid);
 
@@ -144,6 +154,7 @@ class IdentityResolver {
     ClientCertState state;
   };
   IdentityOptions options_;
+  std::shared_ptr<void> ca_store_;  // X509_STORE*, when client_ca_path is set
   TokenCache tokens_;
   UserMap users_;
   std::map<ConnKey, Stored> certs_;
