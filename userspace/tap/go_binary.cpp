@@ -420,9 +420,15 @@ GoProbeSite MakeSite(const ElfFile& elf, const cs_insn& insn) {
   return site;
 }
 
-bool IsRax(x86_reg reg) { return reg == X86_REG_RAX; }
+// Any part of the register: an epilogue that writes eax or al changes the result as well.
+bool IsRax(x86_reg reg) {
+  return reg == X86_REG_RAX || reg == X86_REG_EAX || reg == X86_REG_AX || reg == X86_REG_AL ||
+         reg == X86_REG_AH;
+}
 
-bool IsRsp(x86_reg reg) { return reg == X86_REG_RSP; }
+bool IsRsp(x86_reg reg) {
+  return reg == X86_REG_RSP || reg == X86_REG_ESP || reg == X86_REG_SP || reg == X86_REG_SPL;
+}
 
 // `mov rax, qword ptr [rsp + K]`: K, else -1.
 int64_t LoadsRaxFromStack(const cs_insn& insn) {
@@ -488,7 +494,7 @@ std::vector<GoProbeSite> PlanReturns(const ElfFile& elf, const cs_insn* insn, si
       --j;
       entered = targets.count(insn[j].address) != 0;
     }
-    if (!indirect_jump && !entered && j >= 2 && j - 1 < r) {
+    if (!indirect_jump && !entered && j >= 2) {
       const cs_insn& load = insn[j - 1];
       const cs_insn& call = insn[j - 2];
       int64_t k = LoadsRaxFromStack(load);
