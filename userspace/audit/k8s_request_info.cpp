@@ -12,6 +12,8 @@
 #include <optional>
 #include <utility>
 
+#include "util/ascii.h"
+
 namespace mat::audit {
 namespace {
 
@@ -32,7 +34,6 @@ unsigned HexValue(unsigned char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   return c - 'A' + 10;
 }
-char AsciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 std::string AsciiLowered(std::string_view s) {
   std::string out(s);

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "util/ascii.h"
+
 // Principles (the tool sees secrets in plaintext; none may reach an output):
 // - Matching is deliberately wider than the servers' routing: every spelling of a path that a
 //   server could route to a redacted call (version prefix, "//", "." and "..", percent escapes,
@@ -28,20 +30,6 @@ using Json = nlohmann::json;
 constexpr size_t kMaxJsonDepth = 64;
 // Ids longer than this are not ids.
 constexpr size_t kMaxIdLength = 256;
-
-char AsciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
-  }
-  return true;
-}
-
-bool StartsWithIgnoreCase(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() && EqualsIgnoreCase(text.substr(0, prefix.size()), prefix);
-}
 
 // A JSON key folded as Go's encoding/json folds field names for its case-insensitive match.
 std::string GoFoldKey(std::string_view key) {

@@ -3,21 +3,11 @@
 #include <cctype>
 #include <utility>
 
+#include "util/ascii.h"
+
 namespace mat::audit {
 
 namespace {
-
-char AsciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-char AsciiUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
-  }
-  return true;
-}
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
@@ -124,11 +114,8 @@ std::string_view ClassifyKind(std::string_view path) {
 
 bool IsGrpc(const http::HttpRequest& request) {
   const std::string* type = http::FindHeader(request.headers, "Content-Type");
-  if (type == nullptr) return false;
   constexpr std::string_view kGrpc = "application/grpc";
-  if (type->size() < kGrpc.size()) return false;
-  for (size_t i = 0; i < kGrpc.size(); ++i)
-    if (AsciiLower((*type)[i]) != kGrpc[i]) return false;
+  if (type == nullptr || !StartsWithIgnoreCase(*type, kGrpc)) return false;
   return type->size() == kGrpc.size() || (*type)[kGrpc.size()] == '+' ||
          (*type)[kGrpc.size()] == ';';
 }

@@ -11,6 +11,7 @@
 #include "identity/credentials.h"
 #include "identity/digest.h"
 #include "identity/login.h"
+#include "util/ascii.h"
 
 namespace mat::identity {
 
@@ -21,23 +22,9 @@ constexpr std::string_view kAnonymousUser = "system:anonymous";
 constexpr std::string_view kUnauthenticatedGroup = "system:unauthenticated";
 constexpr std::string_view kImpersonateExtraPrefix = "impersonate-extra-";
 
-char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-
-bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    if (Lower(s[i]) != Lower(prefix[i])) return false;
-  }
-  return true;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && StartsWithIgnoreCase(a, b);
-}
-
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
-  c = Lower(c);
+  c = AsciiLower(c);
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   return -1;
 }
@@ -125,7 +112,7 @@ std::optional<ImpersonatedUser> ParseImpersonation(const http::Headers& headers)
     } else if (StartsWithIgnoreCase(name, kImpersonateExtraPrefix) &&
                name.size() > kImpersonateExtraPrefix.size() && values < kMaxImpersonationExtras) {
       std::string key(name.substr(kImpersonateExtraPrefix.size()));
-      for (char& c : key) c = Lower(c);
+      for (char& c : key) c = AsciiLower(c);
       user->extra[PercentDecode(key)].push_back(value);
       ++values;
     }
