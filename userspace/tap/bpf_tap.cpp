@@ -154,50 +154,80 @@ int BpfTap::OnRecord(void* ctx, void* data, size_t size) {
   return 0;
 }
 
-const SslProbePlan* BpfTap::PlanFor(const SslLibrary& library, std::string* error) {
-  const std::string& path = library.path;
+namespace {
+
+// The (device, inode) of path: what identifies a file across processes and mount namespaces.
+std::optional<std::pair<uint64_t, uint64_t>> FileKeyOf(const std::string& path,
+                                                       std::string* error) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     *error = "cannot stat " + path + ": " + std::strerror(errno);
-    return nullptr;
+    return std::nullopt;
   }
-  auto key = std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino});
-  auto it = plans_.find(key);
+  return std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino});
+}
+
+}  // namespace
+
+const SslProbePlan* BpfTap::PlanFor(const SslLibrary& library, std::string* error) {
+  const std::string& path = library.path;
+  auto key = FileKeyOf(path, error);
+  if (!key) return nullptr;
+  auto it = plans_.find(*key);
   if (it != plans_.end()) return &it->second;
   auto plan = PlanSslProbes(path, error);
   if (!plan) return nullptr;
   spdlog::info("probe plan for {} ({}):{}", library.name, path, plan->Describe());
-  return &plans_.emplace(key, std::move(*plan)).first->second;
+  return &plans_.emplace(*key, std::move(*plan)).first->second;
+}
+
+const std::vector<ProbeSite>* BpfTap::CertPlanFor(const SslLibrary& library, std::string* error) {
+  auto key = FileKeyOf(library.path, error);
+  if (!key) return nullptr;
+  auto it = cert_plans_.find(*key);
+  if (it == cert_plans_.end()) {
+    Planned<std::vector<ProbeSite>> planned;
+    planned.plan = PlanCertProbes(library.path, &planned.why);
+    it = cert_plans_.emplace(*key, std::move(planned)).first;
+  }
+  if (!it->second.plan) *error = it->second.why;
+  return it->second.plan ? &*it->second.plan : nullptr;
 }
 
 const GoBinaryInfo* BpfTap::GoPlanFor(pid_t pid, std::string* error) {
   const std::string path = "/proc/" + std::to_string(pid) + "/exe";
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    *error = "cannot stat " + path + ": " + std::strerror(errno);
-    return nullptr;
+  auto key = FileKeyOf(path, error);
+  if (!key) return nullptr;
+  auto it = go_plans_.find(*key);
+  if (it == go_plans_.end()) {
+    Planned<GoBinaryInfo> planned;
+    planned.plan = InspectGoBinary(path, &planned.why);
+    // Name the program by what the process runs, not by the /proc path used to open it.
+    char target[4096];
+    ssize_t n = ::readlink(path.c_str(), target, sizeof(target) - 1);
+    std::string name = n > 0 ? std::string(target, static_cast<size_t>(n)) : path;
+    if (planned.plan) {
+      planned.plan->path = name;
+      spdlog::info("probe plan for Go program {}", planned.plan->Describe());
+    } else if (planned.why.rfind(path, 0) == 0) {
+      planned.why = name + planned.why.substr(path.size());
+    }
+    it = go_plans_.emplace(*key, std::move(planned)).first;
   }
-  auto key = std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino});
-  if (auto it = go_plans_.find(key); it != go_plans_.end()) {
-    if (!it->second) *error = go_failures_[key];
-    return it->second ? &*it->second : nullptr;
+  if (!it->second.plan) *error = it->second.why;
+  return it->second.plan ? &*it->second.plan : nullptr;
+}
+
+std::vector<BpfTap::AttachSpec> BpfTap::SpecsOf(const std::vector<ProbeSite>& sites) const {
+  std::vector<AttachSpec> specs;
+  for (const ProbeSite& site : sites) {
+    AttachSpec spec;
+    spec.program = ProgramFor(skel_, site.program, &spec.retprobe);
+    spec.offset = site.file_offset;
+    spec.function = site.function;
+    specs.push_back(spec);
   }
-  std::string why;
-  auto info = InspectGoBinary(path, &why);
-  // Name the program by what the process runs, not by the /proc path used to open it.
-  char target[4096];
-  ssize_t n = ::readlink(path.c_str(), target, sizeof(target) - 1);
-  std::string name = n > 0 ? std::string(target, static_cast<size_t>(n)) : path;
-  if (!info) {
-    if (why.rfind(path, 0) == 0) why = name + why.substr(path.size());
-    go_failures_[key] = why;
-    *error = why;
-    go_plans_.emplace(key, std::nullopt);
-    return nullptr;
-  }
-  info->path = name;
-  spdlog::info("probe plan for Go program {}", info->Describe());
-  return &*go_plans_.emplace(key, std::move(info)).first->second;
+  return specs;
 }
 
 bool BpfTap::AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const std::string& path,
@@ -229,33 +259,18 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
   for (const SslLibrary& library : libraries) {
     const SslProbePlan* plan = PlanFor(library, &ssl_error);
     if (plan == nullptr) continue;
-    std::vector<AttachSpec> sites;
-    for (const ProbeSite& site : plan->sites) {
-      AttachSpec spec;
-      spec.program = ProgramFor(skel_, site.program, &spec.retprobe);
-      spec.offset = site.file_offset;
-      spec.function = site.function;
-      sites.push_back(spec);
-    }
-    if (AttachSites(sites, target.pid, library.path, library.name, &entry.links, &ssl_error))
+    if (AttachSites(SpecsOf(plan->sites), target.pid, library.path, library.name, &entry.links,
+                    &ssl_error))
       ++probed;
   }
-  // Client certificates: d2i_X509 in the libcrypto next to each probed libssl. Without it
-  // lines still come, with the user from the request's credentials only.
+  // Client certificates: d2i_X509 and i2d_X509 in the libcrypto next to each probed libssl.
+  // Without them lines still come, with the user from the request's credentials only.
   if (probed > 0) {
     for (const SslLibrary& library : FindCryptoLibraries(target.pid)) {
       std::string why;
-      auto planned = PlanCertProbes(library.path, &why);
-      std::vector<AttachSpec> sites;
-      for (const ProbeSite& site : planned ? *planned : std::vector<ProbeSite>{}) {
-        AttachSpec spec;
-        spec.program = ProgramFor(skel_, site.program, &spec.retprobe);
-        spec.offset = site.file_offset;
-        spec.function = site.function;
-        sites.push_back(spec);
-      }
-      if (!planned ||
-          !AttachSites(sites, target.pid, library.path, library.name, &entry.links, &why))
+      const std::vector<ProbeSite>* sites = CertPlanFor(library, &why);
+      if (sites == nullptr ||
+          !AttachSites(SpecsOf(*sites), target.pid, library.path, library.name, &entry.links, &why))
         spdlog::warn("pid {}: no client certificates: {}", target.pid, why);
     }
   }
@@ -264,34 +279,27 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
   if (const GoBinaryInfo* go = GoPlanFor(target.pid, &go_error)) {
     const GoTlsProbePlan& plan = go->tls;
     std::vector<AttachSpec> sites;
-    sites.push_back({skel_->progs.go_read_enter, false, plan.read.entry.file_offset,
-                     plan.read.name + " entry"});
-    for (const GoProbeSite& ret : plan.read.returns)
-      sites.push_back({skel_->progs.go_read_return, false, ret.file_offset,
-                       plan.read.name + " return path",
-                       ret.result_rsp_offset >= 0 ? uint64_t(ret.result_rsp_offset) + 1 : 0});
-    sites.push_back({skel_->progs.go_write_enter, false, plan.write.entry.file_offset,
-                     plan.write.name + " entry"});
-    for (const GoProbeSite& ret : plan.write.returns)
-      sites.push_back({skel_->progs.go_write_return, false, ret.file_offset,
-                       plan.write.name + " return path",
-                       ret.result_rsp_offset >= 0 ? uint64_t(ret.result_rsp_offset) + 1 : 0});
-    if (plan.close.address)
-      sites.push_back({skel_->progs.go_close_enter, false, plan.close.entry.file_offset,
-                       plan.close.name + " entry"});
+    auto at_entry = [&](bpf_program* prog, const GoFunc& fn) {
+      sites.push_back({prog, false, fn.entry.file_offset, fn.name + " entry"});
+    };
+    // The cookie tells the program where n is on each return path (see go_read_return).
+    auto at_returns = [&](bpf_program* prog, const GoFunc& fn) {
+      for (const GoProbeSite& ret : fn.returns)
+        sites.push_back({prog, false, ret.file_offset, fn.name + " return path",
+                         ret.result_rsp_offset >= 0 ? uint64_t(ret.result_rsp_offset) + 1 : 0});
+    };
+    at_entry(skel_->progs.go_read_enter, plan.read);
+    at_returns(skel_->progs.go_read_return, plan.read);
+    at_entry(skel_->progs.go_write_enter, plan.write);
+    at_returns(skel_->progs.go_write_return, plan.write);
+    if (plan.close.address) at_entry(skel_->progs.go_close_enter, plan.close);
     if (plan.certs_from_client.address && plan.parse_certificate.address &&
         plan.full_handshake_tls13.address && plan.full_handshake_tls12.address) {
-      for (const GoFunc* fn : {&plan.full_handshake_tls13, &plan.full_handshake_tls12})
-        sites.push_back({skel_->progs.go_full_handshake_enter, false, fn->entry.file_offset,
-                         fn->name + " entry"});
-      sites.push_back({skel_->progs.go_certs_enter, false, plan.certs_from_client.entry.file_offset,
-                       plan.certs_from_client.name + " entry"});
-      for (const GoProbeSite& ret : plan.certs_from_client.returns)
-        sites.push_back({skel_->progs.go_certs_return, false, ret.file_offset,
-                         plan.certs_from_client.name + " return path"});
-      sites.push_back({skel_->progs.go_cert_parse_enter, false,
-                       plan.parse_certificate.entry.file_offset,
-                       plan.parse_certificate.name + " entry"});
+      at_entry(skel_->progs.go_full_handshake_enter, plan.full_handshake_tls13);
+      at_entry(skel_->progs.go_full_handshake_enter, plan.full_handshake_tls12);
+      at_entry(skel_->progs.go_certs_enter, plan.certs_from_client);
+      at_returns(skel_->progs.go_certs_return, plan.certs_from_client);
+      at_entry(skel_->progs.go_cert_parse_enter, plan.parse_certificate);
     }
     const std::string exe = "/proc/" + std::to_string(target.pid) + "/exe";
     if (AttachSites(sites, target.pid, exe, go->path, &entry.links, &go_error)) ++probed;

@@ -76,9 +76,18 @@ class BpfTap {
     std::string function;
     uint64_t cookie = 0;  // bpf_get_attach_cookie() in the program
   };
+  using FileKey = std::pair<uint64_t, uint64_t>;  // (device, inode)
+  // A file's analysis, kept whether it succeeded or not, so each file is read once.
+  template <class Plan>
+  struct Planned {
+    std::optional<Plan> plan;
+    std::string why;  // when !plan
+  };
   static int OnRecord(void* ctx, void* data, size_t size);
   const SslProbePlan* PlanFor(const SslLibrary& library, std::string* error);
+  const std::vector<ProbeSite>* CertPlanFor(const SslLibrary& library, std::string* error);
   const GoBinaryInfo* GoPlanFor(pid_t pid, std::string* error);
+  std::vector<AttachSpec> SpecsOf(const std::vector<ProbeSite>& sites) const;
   // Attaches all of sites or none.
   static bool AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const std::string& path,
                           const std::string& what, std::vector<bpf_link*>* links,
@@ -89,10 +98,9 @@ class BpfTap {
   RecordHandler handler_;
   std::vector<bpf_link*> tracepoint_links_;
   std::map<pid_t, Target> targets_;
-  std::map<std::pair<uint64_t, uint64_t>, SslProbePlan> plans_;  // by (device, inode)
-  // Go programs by (device, inode): the plan, or nullopt with the reason in go_failures_.
-  std::map<std::pair<uint64_t, uint64_t>, std::optional<GoBinaryInfo>> go_plans_;
-  std::map<std::pair<uint64_t, uint64_t>, std::string> go_failures_;
+  std::map<FileKey, SslProbePlan> plans_;
+  std::map<FileKey, Planned<std::vector<ProbeSite>>> cert_plans_;  // libcrypto files
+  std::map<FileKey, Planned<GoBinaryInfo>> go_plans_;
 };
 
 }  // namespace mat::tap
