@@ -553,22 +553,18 @@ static __always_inline int end_conn(__u64 connid)
 	reported = bpf_map_lookup_elem(&hs_reported, &key) != 0;
 	if (reported)
 		bpf_map_delete_elem(&hs_reported, &key);
-	if (!conn) {
-		/*
-		 * Never moved data. If its handshake was reported, userspace holds its certificate
-		 * state, which must not pass to the next connection at this address.
-		 */
-		if (!reported)
-			return 0;
-		fill_hdr(&ev.hdr, TAP_EV_CONN_END, id, -1, key.ssl);
-		if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
-			count(TAP_CNT_RINGBUF_DROPS, 1);
+	/*
+	 * A connection that never moved data ends too if its handshake was reported: userspace
+	 * holds its certificate state, which must not pass to the next connection at this address.
+	 */
+	if (!conn && !reported)
 		return 0;
+	fill_hdr(&ev.hdr, TAP_EV_CONN_END, id, conn ? conn->fd : -1, key.ssl);
+	if (conn) {
+		ev.read_pos = conn->pos[TAP_DIR_READ];
+		ev.write_pos = conn->pos[TAP_DIR_WRITE];
+		bpf_map_delete_elem(&conns, &key);
 	}
-	fill_hdr(&ev.hdr, TAP_EV_CONN_END, id, conn->fd, key.ssl);
-	ev.read_pos = conn->pos[TAP_DIR_READ];
-	ev.write_pos = conn->pos[TAP_DIR_WRITE];
-	bpf_map_delete_elem(&conns, &key);
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
 		count(TAP_CNT_RINGBUF_DROPS, 1);
 	return 0;

@@ -129,6 +129,19 @@ bool IsEmulatedInstruction(const uint8_t* code, size_t size, std::string* text) 
   return emulated;
 }
 
+namespace {
+
+// d2i_X509 and i2d_X509 (libcrypto), both or none.
+std::vector<ProbeSite> CertSites(const ElfFile& elf) {
+  auto parse = elf.FindFunction("d2i_X509");
+  auto send = elf.FindFunction("i2d_X509");
+  if (!parse || !send) return {};
+  return {SiteAt(elf, ProbeProgram::kCertParse, parse->address, parse->file_offset, "d2i_X509"),
+          SiteAt(elf, ProbeProgram::kCertSend, send->address, send->file_offset, "i2d_X509")};
+}
+
+}  // namespace
+
 std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* error) {
   auto elf = ElfFile::Load(path, error);
   if (!elf) return std::nullopt;
@@ -155,29 +168,20 @@ std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* 
                                 "SSL_do_handshake"));
   }
   // OpenSSL linked in statically: libcrypto's functions are in the same file.
-  auto parse = elf->FindFunction("d2i_X509");
-  auto send = elf->FindFunction("i2d_X509");
-  if (parse && send) {
-    plan.sites.push_back(
-        SiteAt(*elf, ProbeProgram::kCertParse, parse->address, parse->file_offset, "d2i_X509"));
-    plan.sites.push_back(
-        SiteAt(*elf, ProbeProgram::kCertSend, send->address, send->file_offset, "i2d_X509"));
-  }
+  std::vector<ProbeSite> certs = CertSites(*elf);
+  plan.sites.insert(plan.sites.end(), certs.begin(), certs.end());
   return plan;
 }
 
 std::optional<std::vector<ProbeSite>> PlanCertProbes(const std::string& path, std::string* error) {
   auto elf = ElfFile::Load(path, error);
   if (!elf) return std::nullopt;
-  auto parse = elf->FindFunction("d2i_X509");
-  auto send = elf->FindFunction("i2d_X509");
-  if (!parse || !send) {
+  std::vector<ProbeSite> sites = CertSites(*elf);
+  if (sites.empty()) {
     *error = path + " exports no d2i_X509/i2d_X509";
     return std::nullopt;
   }
-  return std::vector<ProbeSite>{
-      SiteAt(*elf, ProbeProgram::kCertParse, parse->address, parse->file_offset, "d2i_X509"),
-      SiteAt(*elf, ProbeProgram::kCertSend, send->address, send->file_offset, "i2d_X509")};
+  return sites;
 }
 
 std::string SslProbePlan::Describe() const {
