@@ -11,13 +11,14 @@ Kubernetes APIs (api_backend.py), real BPF, real TLS clients.
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
+from typing import List
 
 import pytest
 
 from conftest import (E2E_DIR, SYSTEM_PYTHON, TlsClient, _read_line_with_timeout, free_port,
-                      http_request, make_auditor, parse_line, run, stop_process)
+                      http_request, make_auditor, parse_line, run, stop_process, tail,
+                      wait_until)
 
 CONTAINER_ID = "4fa6e0f0c6786287e131c3852c58a2e01cc697a68231826813597e4994f1d6e2"
 SECRET_ID = "ktnbjxoalbkvbvedmg1urrz8h"
@@ -55,9 +56,12 @@ http {{
 
 
 class ApiFront:
-    """nginx with TLS in front of api_backend.py."""
+    """nginx with TLS in front of a plain-HTTP backend script (api_backend.py here);
+    subclasses choose another backend, its arguments and the nginx configuration."""
 
     name = "nginx+api_backend"
+    backend_script = "api_backend.py"
+    conf_template = FRONT_CONF
 
     def __init__(self, workdir: Path, tls, http2=False, client_ca=None, verify="on"):
         """client_ca: a CA file; nginx then asks for client certificates (ssl_verify_client
@@ -70,47 +74,59 @@ class ApiFront:
         self.port = 0
         self.proc = None
         self.backend = None
+        self._backend_log = None
         self.log_files = []
 
     @property
     def pid(self):
         return self.proc.pid
 
+    def backend_args(self, d: Path) -> List[str]:
+        """Extra arguments of the backend script (files it needs are written into d)."""
+        return []
+
+    def started(self):
+        """Called once nginx accepts TLS connections."""
+
     def start(self):
         d = self.workdir
         d.mkdir(parents=True, exist_ok=True)
         backend_port = free_port()
+        self._backend_log = open(d / "backend.log", "wb")
         self.backend = subprocess.Popen(
-            [SYSTEM_PYTHON, "-u", str(E2E_DIR / "api_backend.py"), "--port", str(backend_port)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            [SYSTEM_PYTHON, "-u", str(E2E_DIR / self.backend_script), "--port", str(backend_port),
+             *self.backend_args(d)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._backend_log,
             env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
         line = _read_line_with_timeout(self.backend.stdout, 15)
         assert line and line.startswith(b"listening"), f"backend did not start: {line!r}"
         self.port = free_port()
         conf = d / "nginx.conf"
-        conf.write_text(FRONT_CONF.format(d=d, port=self.port, backend=backend_port,
-                                          cert=self.tls.cert, key=self.tls.key,
-                                          http2=" http2" if self.http2 else "",
-                                          client_auth=(f"\n        ssl_client_certificate "
-                                                       f"{self.client_ca};\n        "
-                                                       f"ssl_verify_client {self.verify};"
-                                                       if self.client_ca else "")))
-        self.log_files = [d / "error.log"]
+        conf.write_text(self.conf_template.format(
+            d=d, port=self.port, backend=backend_port, cert=self.tls.cert, key=self.tls.key,
+            http2=" http2" if self.http2 else "",
+            client_auth=(f"\n        ssl_client_certificate {self.client_ca};\n        "
+                         f"ssl_verify_client {self.verify};" if self.client_ca else "")))
+        self.log_files = [d / "error.log", d / "backend.log"]
         run(["nginx", "-t", "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf)], timeout=15)
         self.proc = subprocess.Popen(["nginx", "-p", str(d), "-e", str(d / "error.log"), "-c",
                                       str(conf)], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                TlsClient(self, timeout=2).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("nginx front did not accept TLS connections")
+        if not wait_until(self._accepts, 15, 0.1):
+            raise AssertionError(f"nginx front did not accept TLS connections\n{self.logs()}")
+        self.started()
+        return self
+
+    def _accepts(self):
+        try:
+            TlsClient(self, timeout=2).close()
+            return True
+        except OSError:
+            return False
 
     def logs(self):
-        return "\n".join(p.read_text(errors="replace") for p in self.log_files if p.exists())
+        return "\n".join(f"--- {p.name} ---\n" + tail(p.read_text(errors="replace"), 80)
+                         for p in self.log_files if p.exists())
 
     def stop(self):
         if self.proc:
@@ -121,6 +137,9 @@ class ApiFront:
             except OSError:
                 pass
             stop_process(self.backend)
+            self.backend.stdout.close()
+        if self._backend_log:
+            self._backend_log.close()
 
 
 @pytest.fixture

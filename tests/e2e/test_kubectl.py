@@ -32,9 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import (E2E_DIR, LICENSE_KEY, SYSTEM_PYTHON, TlsClient, _read_line_with_timeout,
-                      free_port, go_json, make_auditor, parse_line, require, run, stop_process,
-                      tail, wait_until)
+from conftest import LICENSE_KEY, go_json, make_auditor, parse_line, require, run, wait_until
+from test_audit_semantics import ApiFront
 
 NS = "default"
 SECRET_NAME = "mat-e2e-secret"
@@ -78,60 +77,27 @@ http {{
 """
 
 
-class KubeFront:
+class KubeFront(ApiFront):
     """nginx (TLS, http2) in front of kube_backend.py; the bearer token is made here."""
 
     name = "nginx+kube_backend"
+    backend_script = "kube_backend.py"
+    conf_template = FRONT_CONF
 
     def __init__(self, workdir: Path, tls):
-        self.workdir = workdir
-        self.tls = tls
+        super().__init__(workdir, tls, http2=True)
         self.token = "mat-e2e-token-" + secrets.token_hex(16)  # throwaway, this run only
-        self.port = 0
-        self.proc = None
-        self.backend = None
-        self.log_files = []
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def start(self):
-        d = self.workdir
-        d.mkdir(parents=True, exist_ok=True)
+    def backend_args(self, d):
         token_file = d / "token"
         token_file.write_text(self.token)
         token_file.chmod(0o600)
-        backend_port = free_port()
-        self._backend_log = open(d / "backend.log", "wb")
-        self.backend = subprocess.Popen(
-            [SYSTEM_PYTHON, "-u", str(E2E_DIR / "kube_backend.py"), "--port", str(backend_port),
-             "--token-file", str(token_file)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._backend_log,
-            env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
-        line = _read_line_with_timeout(self.backend.stdout, 15)
-        assert line and line.startswith(b"listening"), f"backend did not start: {line!r}"
-        self.port = free_port()
-        conf = d / "nginx.conf"
-        conf.write_text(FRONT_CONF.format(d=d, port=self.port, backend=backend_port,
-                                          cert=self.tls.cert, key=self.tls.key))
-        self.access_log = d / "access.log"
-        self.log_files = [d / "error.log", d / "backend.log", self.access_log]
-        run(["nginx", "-t", "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf)], timeout=15)
-        self.proc = subprocess.Popen(["nginx", "-p", str(d), "-e", str(d / "error.log"), "-c",
-                                      str(conf)], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_until(self._accepts, 15, 0.1):
-            raise AssertionError(f"nginx front did not accept TLS connections\n{self.logs()}")
-        self.access_log.write_bytes(b"")  # forget the readiness probes' requests
-        return self
+        return ["--token-file", str(token_file)]
 
-    def _accepts(self):
-        try:
-            TlsClient(self, timeout=2).close()
-            return True
-        except OSError:
-            return False
+    def started(self):
+        self.access_log = self.workdir / "access.log"
+        self.log_files.append(self.access_log)
+        self.access_log.write_bytes(b"")  # forget the readiness probes' requests
 
     def access(self):
         """nginx's access log so far, one dict per finished request."""
@@ -149,23 +115,6 @@ class KubeFront:
             except json.JSONDecodeError:
                 pass
         return out
-
-    def logs(self):
-        return "\n".join(f"--- {p.name} ---\n" + tail(p.read_text(errors="replace"), 80)
-                         for p in self.log_files if p.exists())
-
-    def stop(self):
-        if self.proc:
-            stop_process(self.proc)
-        if self.backend:
-            try:
-                self.backend.stdin.close()
-            except OSError:
-                pass
-            stop_process(self.backend)
-            self.backend.stdout.close()
-        if getattr(self, "_backend_log", None):
-            self._backend_log.close()
 
 
 class Kubectl:
