@@ -17,6 +17,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 
@@ -161,34 +162,40 @@ void LogSummary(const mat::pipeline::Pipeline& pipeline) {
 
 int RunReplay(const mat::Options& o) {
   mat::output::FileLineSink out(stdout);
+  mat::pipeline::PipelineConfig config = MakeConfig(o);
+  // The recording's clock comes with its header, so the pipeline is made at the first record;
+  // records are streamed through it, never held: a recording may be larger than memory.
+  std::optional<mat::pipeline::Pipeline> pipeline;
   mat::capture::ClockMap clock;
-  std::vector<std::vector<unsigned char>> records;
+  std::string start_error;
+  uint64_t last_ts = 0;
   mat::capture::ReplayStats stats;
+  auto make = [&] {
+    pipeline.emplace(std::move(config), clock, &out, nullptr, mat::pipeline::Resolvers{});
+    start_error = pipeline->start_error();
+  };
   std::string error = mat::capture::ReadRecording(
       o.replay_file, &clock,
       [&](const void* data, uint32_t size) {
-        auto p = static_cast<const unsigned char*>(data);
-        records.emplace_back(p, p + size);
+        if (!pipeline) make();
+        if (!start_error.empty()) return;
+        pipeline->OnRecord(data, size);
+        if (size >= sizeof(tap_hdr))
+          last_ts = std::max<uint64_t>(last_ts, static_cast<const tap_hdr*>(data)->ts_ns);
       },
       &stats);
   if (!error.empty()) {
     spdlog::error("{}", error);
     return 1;
   }
-  if (stats.bad_records) spdlog::warn("{}: truncated or corrupt tail ignored", o.replay_file);
-  mat::pipeline::Pipeline pipeline(MakeConfig(o), clock, &out, nullptr, {});
-  if (!pipeline.start_error().empty()) {
-    spdlog::error("{}", pipeline.start_error());
+  if (!pipeline) make();
+  if (!start_error.empty()) {
+    spdlog::error("{}", start_error);
     return 1;
   }
-  uint64_t last_ts = 0;
-  for (const auto& r : records) {
-    pipeline.OnRecord(r.data(), r.size());
-    if (r.size() >= sizeof(tap_hdr))
-      last_ts = std::max<uint64_t>(last_ts, reinterpret_cast<const tap_hdr*>(r.data())->ts_ns);
-  }
-  pipeline.Finish(clock.ToWall(last_ts));
-  LogSummary(pipeline);
+  if (stats.bad_records) spdlog::warn("{}: truncated or corrupt tail ignored", o.replay_file);
+  pipeline->Finish(clock.ToWall(last_ts));
+  LogSummary(*pipeline);
   return 0;
 }
 
