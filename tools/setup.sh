@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package that building, testing and running mke-audit-tap needs.
 # Idempotent: packages already present are left alone. Must run as root (or via sudo).
+#   --bench  also what tools/bench.sh needs (load generators, Google Benchmark, perf)
 set -euo pipefail
 
 BUILD_PKGS=(cmake make g++ clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
@@ -10,6 +11,9 @@ TEST_PKGS=(nginx python3-pytest curl openssl python3 procps iproute2 jq golang-g
 # The HTTP/2 end-to-end test runs the real kubectl. Any kubectl on PATH will do (e.g. from the
 # Kubernetes or Google Cloud package repositories); without one, Debian's own (1.20) is installed.
 command -v kubectl >/dev/null 2>&1 || TEST_PKGS+=(kubernetes-client)
+if [ "${1:-}" = "--bench" ]; then
+  TEST_PKGS+=(wrk nghttp2-client libbenchmark-dev binutils linux-perf)
+fi
 
 want=()
 for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do
