@@ -1,10 +1,9 @@
-// HTTP/1.1 reassembly on top of nodejs' http-parser (2.9.x).
+// HTTP/1.1 reassembly on top of H1Parser (http/h1_parser.h), one per direction.
 //
 // Design notes:
-// - One http_parser per direction. on_message_complete always pauses the parser, so every
-//   message ends with a return from http_parser_execute; the parser is then re-initialised.
-//   This gives one place for per-message follow-up (upgrade, tunnel) and keeps parsing after
-//   "Connection: close" / HTTP/1.0 messages (the strict library would refuse further bytes).
+// - Every message ends with a return from H1Parser::Execute; the parser is then reset. This
+//   gives one place for per-message follow-up (upgrade, tunnel) and keeps parsing after
+//   "Connection: close" / HTTP/1.0 messages.
 // - A request enters the pending FIFO when its header block is complete; its body is then
 //   appended in place. A response is paired with the first pending request without a verdict
 //   when its (final) header block is complete. An exchange is handed to the sink when it has a
@@ -15,8 +14,8 @@
 //   unsynchronised, discarded on error/gap, dropped over the limit): that many responses are
 //   treated as orphans before pairing resumes, so pairing does not shift by one.
 // - Gaps inside a Content-Length body (the tap keeps only the head of a large write) do not
-//   cost sync: http-parser's content_length holds the body bytes still expected while in
-//   s_body_identity, so the lost bytes are taken off it directly (O(1), whatever the size)
+//   cost sync: the parser knows the body bytes still expected while in a Content-Length
+//   body, so the lost bytes are taken off them directly (O(1), whatever the size)
 //   and one filler byte is fed through the parser, which then completes the message if the
 //   gap ended it. From the gap on, body bytes are counted but not stored (`body_frozen`), so
 //   the kept body is exactly the bytes seen before the gap and never filler.
@@ -27,8 +26,6 @@
 
 #include "http/http1.h"
 
-#include <http_parser.h>
-
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -36,17 +33,16 @@
 #include <utility>
 #include <vector>
 
+#include "http/h1_parser.h"
+
 namespace mat::http {
 
 namespace {
 
 constexpr size_t kMaxStartLine = 8 * 1024;  // longest start line found while unsynchronised
 constexpr size_t kMaxMethodLen = 20;
-constexpr size_t kMaxHeld = 64 * 1024;     // request bytes held while an upgrade is undecided
-constexpr size_t kHeaderLineOverhead = 4;  // ": " and CRLF, counted per header line
+constexpr size_t kMaxHeld = 64 * 1024;  // request bytes held while an upgrade is undecided
 constexpr size_t kNpos = static_cast<size_t>(-1);
-// http-parser's content_length when no length is known (its ULLONG_MAX).
-constexpr uint64_t kNoContentLength = std::numeric_limits<uint64_t>::max();
 
 enum class Match : uint8_t { kNo, kYes, kNeedMore };
 
@@ -122,20 +118,6 @@ Match MatchStart(Direction dir, const char* p, size_t n) {
   return m;
 }
 
-inline bool IsOws(char c) { return c == ' ' || c == '\t'; }
-
-void TrimValues(Headers& headers) {
-  for (auto& h : headers) {
-    std::string& v = h.second;
-    size_t end = v.size();
-    while (end > 0 && IsOws(v[end - 1])) --end;
-    size_t begin = 0;
-    while (begin < end && IsOws(v[begin])) ++begin;
-    v.erase(end);
-    v.erase(0, begin);
-  }
-}
-
 void AppendBody(std::string& body, uint64_t& size, bool& truncated, const char* at, size_t len,
                 size_t max) {
   size += len;
@@ -164,10 +146,10 @@ struct Http1Connection::Impl {
     ExchangeEvent event;
   };
 
-  struct Stream {
+  struct Stream final : H1Listener {
     Impl* impl = nullptr;
     Direction dir = Direction::kRequest;
-    http_parser parser{};
+    H1Parser parser{H1Parser::Kind::kRequest, 0};
     Mode mode = Mode::kUnsynced;
     uint64_t ts = 0;  // ts of the bytes being parsed
 
@@ -189,20 +171,22 @@ struct Http1Connection::Impl {
     // Message in progress.
     bool in_message = false;
     bool headers_done = false;
-    bool last_was_value = false;
     bool interim = false;       // response: 1xx (not 101)
     bool tunnel = false;        // response: 101, or 2xx to CONNECT
     bool message_done = false;  // on_message_complete ran during this execute
     bool body_frozen = false;   // a gap was skipped in this body: count bytes, keep none
-    size_t header_bytes = 0;
-    Headers* headers = nullptr;
-    HttpRequest req;           // request: until its header block is complete
-    Pending* entry = nullptr;  // request: queued, receiving its body
+    HttpRequest req;            // request: until its header block is complete
+    Pending* entry = nullptr;   // request: queued, receiving its body
     uint64_t completed_seq = 0;
     bool completed_had_verdict = false;
     bool completed_upgrade = false;
     HttpResponse resp;  // response: the message being parsed
     uint64_t partner_seq = 0;
+
+    void OnMessageBegin() override { impl->MessageBegin(*this); }
+    H1HeadVerdict OnHead(const H1Head& head) override { return impl->HeadersComplete(*this, head); }
+    void OnBody(const char* at, size_t n) override { impl->Body(*this, at, n); }
+    void OnMessageComplete() override { impl->MessageComplete(*this); }
   };
 
   Http1Options opt;
@@ -224,29 +208,11 @@ struct Http1Connection::Impl {
       Stream& st = streams[i];
       st.impl = this;
       st.dir = static_cast<Direction>(i);
-      st.parser.data = &st;
+      st.parser = H1Parser(i == 0 ? H1Parser::Kind::kRequest : H1Parser::Kind::kResponse,
+                           opt.max_header_bytes);
       ResetParser(st);
     }
   }
-
-  static const http_parser_settings& Settings() {
-    static const http_parser_settings settings = [] {
-      http_parser_settings s;
-      http_parser_settings_init(&s);
-      s.on_message_begin = &Impl::CbMessageBegin;
-      s.on_url = &Impl::CbUrl;
-      s.on_status = &Impl::CbStatus;
-      s.on_header_field = &Impl::CbHeaderField;
-      s.on_header_value = &Impl::CbHeaderValue;
-      s.on_headers_complete = &Impl::CbHeadersComplete;
-      s.on_body = &Impl::CbBody;
-      s.on_message_complete = &Impl::CbMessageComplete;
-      return s;
-    }();
-    return settings;
-  }
-
-  static Stream& S(http_parser* p) { return *static_cast<Stream*>(p->data); }
 
   Stream& Req() { return streams[0]; }
   Stream& Resp() { return streams[1]; }
@@ -254,15 +220,12 @@ struct Http1Connection::Impl {
   // ---- parser state ----
 
   static void ResetParser(Stream& s) {
-    http_parser_init(&s.parser, s.dir == Direction::kRequest ? HTTP_REQUEST : HTTP_RESPONSE);
+    s.parser.Reset();
     s.in_message = false;
     s.headers_done = false;
-    s.last_was_value = false;
     s.interim = false;
     s.tunnel = false;
     s.body_frozen = false;
-    s.header_bytes = 0;
-    s.headers = nullptr;
     s.entry = nullptr;
     s.partner_seq = 0;
   }
@@ -345,82 +308,41 @@ struct Http1Connection::Impl {
     }
   }
 
-  // ---- http-parser callbacks ----
+  // ---- parser events ----
 
-  bool AddHeaderBytes(Stream& s, size_t n) {
-    s.header_bytes += n;
-    return s.header_bytes <= opt.max_header_bytes;
-  }
-
-  static int CbMessageBegin(http_parser* p) {
-    Stream& s = S(p);
+  void MessageBegin(Stream& s) {
     s.in_message = true;
     s.headers_done = false;
-    s.last_was_value = false;
     s.interim = false;
     s.tunnel = false;
     s.body_frozen = false;
-    s.header_bytes = 0;
     s.partner_seq = 0;
     if (s.dir == Direction::kRequest) {
       s.req = HttpRequest{};
       s.req.first_byte_ns = s.ts;
-      s.headers = &s.req.headers;
       s.entry = nullptr;
     } else {
       s.resp = HttpResponse{};
       s.resp.first_byte_ns = s.ts;
-      s.headers = &s.resp.headers;
     }
-    return 0;
   }
 
-  static int CbUrl(http_parser* p, const char* at, size_t len) {
-    Stream& s = S(p);
-    if (!s.impl->AddHeaderBytes(s, len)) return 1;
-    s.req.target.append(at, len);
-    return 0;
+  static void CopyHeaders(const H1Head& head, Headers& out) {
+    out.reserve(head.fields.size());
+    for (const auto& [name, value] : head.fields) out.emplace_back(name, value);
   }
 
-  static int CbStatus(http_parser* p, const char*, size_t len) {
-    Stream& s = S(p);
-    return s.impl->AddHeaderBytes(s, len) ? 0 : 1;
-  }
-
-  static int CbHeaderField(http_parser* p, const char* at, size_t len) {
-    Stream& s = S(p);
-    if (s.headers_done || s.headers == nullptr) return 0;  // chunked trailers: ignored
-    const bool fresh = s.last_was_value || s.headers->empty();
-    if (!s.impl->AddHeaderBytes(s, len + (fresh ? kHeaderLineOverhead : 0))) return 1;
-    if (fresh) {
-      s.headers->emplace_back(std::string(at, len), std::string());
-      s.last_was_value = false;
-    } else {
-      s.headers->back().first.append(at, len);
-    }
-    return 0;
-  }
-
-  static int CbHeaderValue(http_parser* p, const char* at, size_t len) {
-    Stream& s = S(p);
-    if (s.headers_done || s.headers == nullptr || s.headers->empty()) return 0;
-    if (!s.impl->AddHeaderBytes(s, len)) return 1;
-    s.headers->back().second.append(at, len);
-    s.last_was_value = true;
-    return 0;
-  }
-
-  static int CbHeadersComplete(http_parser* p) {
-    Stream& s = S(p);
-    Impl& im = *s.impl;
+  H1HeadVerdict HeadersComplete(Stream& s, const H1Head& head) {
+    Impl& im = *this;
     s.headers_done = true;
     if (s.dir == Direction::kRequest) {
       HttpRequest& r = s.req;
-      r.method = http_method_str(static_cast<http_method>(p->method));
-      r.version_major = p->http_major;
-      r.version_minor = p->http_minor;
+      r.method.assign(head.method);
+      r.target.assign(head.target);
+      r.version_major = head.version_major;
+      r.version_minor = head.version_minor;
+      CopyHeaders(head, r.headers);
       r.headers_done_ns = s.ts;
-      TrimValues(r.headers);
       ++im.stats.requests;
       s.lost_head = false;
       im.DropOverflow();
@@ -429,19 +351,17 @@ struct Http1Connection::Impl {
       e.ex.sequence = e.seq;
       e.ex.request = std::move(r);
       s.entry = &e;
-      s.headers = nullptr;
-      return 0;
+      return H1HeadVerdict::kBody;
     }
     HttpResponse& r = s.resp;
-    r.status = p->status_code;
-    r.version_major = p->http_major;
-    r.version_minor = p->http_minor;
+    r.status = head.status;
+    r.version_major = head.version_major;
+    r.version_minor = head.version_minor;
+    CopyHeaders(head, r.headers);
     r.headers_done_ns = s.ts;
-    TrimValues(r.headers);
-    s.headers = nullptr;
     if (r.status >= 100 && r.status < 200 && r.status != 101) {
       s.interim = true;
-      return 1;  // no body
+      return H1HeadVerdict::kNoBody;
     }
     s.partner_seq = im.ClaimPartner(r.first_byte_ns);
     bool no_body = r.status == 101 || r.status == 204 || r.status == 304;
@@ -463,31 +383,28 @@ struct Http1Connection::Impl {
         s.tunnel = true;
       }
     }
-    return no_body ? 1 : 0;
+    return no_body ? H1HeadVerdict::kNoBody : H1HeadVerdict::kBody;
   }
 
-  static int CbBody(http_parser* p, const char* at, size_t len) {
-    Stream& s = S(p);
+  void Body(Stream& s, const char* at, size_t len) {
     // After a skipped gap, bytes are only counted: the kept body must not have a hole.
-    const size_t max = s.body_frozen ? 0 : s.impl->opt.max_body_bytes;
+    const size_t max = s.body_frozen ? 0 : opt.max_body_bytes;
     if (s.dir == Direction::kRequest) {
-      if (s.entry == nullptr) return 0;
+      if (s.entry == nullptr) return;
       HttpRequest& r = s.entry->ex.request;
       AppendBody(r.body, r.body_size, r.body_truncated, at, len, max);
     } else {
       HttpResponse& r = s.resp;
       AppendBody(r.body, r.body_size, r.body_truncated, at, len, max);
     }
-    return 0;
   }
 
-  static int CbMessageComplete(http_parser* p) {
-    Stream& s = S(p);
-    Impl& im = *s.impl;
+  void MessageComplete(Stream& s) {
+    Impl& im = *this;
     if (s.dir == Direction::kRequest) {
       s.completed_seq = 0;
       s.completed_had_verdict = false;
-      s.completed_upgrade = p->upgrade != 0;
+      s.completed_upgrade = s.parser.upgrade();
       if (Pending* e = s.entry) {
         e->ex.request.complete_ns = s.ts;
         e->request_done = true;
@@ -520,9 +437,7 @@ struct Http1Connection::Impl {
       if (s.tunnel) im.go_dead = true;
     }
     s.in_message = false;
-    s.message_done = true;
-    http_parser_pause(p, 1);  // return from execute; the caller re-initialises the parser
-    return 0;
+    s.message_done = true;  // Execute returns; the caller resets the parser
   }
 
   // ---- stream processing ----
@@ -589,7 +504,7 @@ struct Http1Connection::Impl {
   }
 
   // The message in progress is given up (gap or parse error); the stream then resynchronises.
-  // A malformed request start counts as a message even when http-parser rejected its first
+  // A malformed request start counts as a message even when the parser rejected its first
   // byte (an unknown method): the server may well answer it.
   // A response cut by a gap after its header block was complete still reports its status:
   // kResponseComplete with what was seen, marked incomplete (complete_ns stays 0).
@@ -643,7 +558,7 @@ struct Http1Connection::Impl {
     Drain();
   }
 
-  // After on_message_complete paused the parser.
+  // After a message completed (Execute returned at its end).
   void AfterMessage(Stream& s) {
     s.message_done = false;
     ResetParser(s);
@@ -681,11 +596,11 @@ struct Http1Connection::Impl {
         case Mode::kSynced: {
           s.ts = ts;
           s.message_done = false;
-          const size_t used = http_parser_execute(&s.parser, &Settings(), p + pos, n - pos);
+          const size_t used = s.parser.Execute(s, p + pos, n - pos);
           pos += std::min(used, n - pos);
           if (s.message_done) {
             AfterMessage(s);
-          } else if (HTTP_PARSER_ERRNO(&s.parser) != HPE_OK || pos < n) {
+          } else if (s.parser.failed() || pos < n) {
             ++stats.parse_errors;
             Abandon(s, true);
             candidate = false;  // resynchronise strictly after the error point
@@ -783,31 +698,18 @@ struct Http1Connection::Impl {
 
   // ---- gaps ----
 
-  // Is the stream inside a body delimited by Content-Length (http-parser's s_body_identity),
-  // so that parser.content_length is the number of body bytes still expected?
-  // After on_headers_complete ran and the execute call returned without completing the
-  // message or failing, the parser is past s_headers_done: in a chunked body, a read-until-
-  // close body (no length, or a non-chunked Transfer-Encoding) or a length-delimited one.
+  // Is the stream inside a body delimited by Content-Length, so that the parser's remaining()
+  // is the number of body bytes still expected?
   bool InLengthBody(const Stream& s) const {
     if (s.mode != Mode::kSynced || !s.in_message || !s.headers_done || s.interim) return false;
-    const http_parser& p = s.parser;
-    if (HTTP_PARSER_ERRNO(&p) != HPE_OK) return false;
-    const unsigned flags = p.flags;
-    if ((flags & (F_CHUNKED | F_SKIPBODY)) != 0 || (flags & F_CONTENTLENGTH) == 0) return false;
-    if (p.content_length == 0 || p.content_length == kNoContentLength) return false;
-    const Headers* headers = nullptr;
-    if (s.dir == Direction::kRequest) {
-      if (s.entry != nullptr) headers = &s.entry->ex.request.headers;
-    } else {
-      headers = &s.resp.headers;
-    }
-    return headers != nullptr && FindHeader(*headers, "transfer-encoding") == nullptr;
+    if (s.dir == Direction::kRequest && s.entry == nullptr) return false;
+    return s.parser.in_length_body() && s.parser.remaining() > 0;
   }
 
   // `missing` lost bytes all fall inside the Content-Length body in progress: counts them as
   // body and stays synchronised. O(1) whatever `missing` is. False when not applicable.
   bool SkipInBody(Stream& s, uint64_t missing, uint64_t ts) {
-    if (missing == 0 || !InLengthBody(s) || missing > s.parser.content_length) return false;
+    if (missing == 0 || !InLengthBody(s) || missing > s.parser.remaining()) return false;
     uint64_t* size = nullptr;
     bool* truncated = nullptr;
     if (s.dir == Direction::kRequest) {
@@ -820,10 +722,10 @@ struct Http1Connection::Impl {
     ++stats.gaps_skipped_in_body;
     s.body_frozen = true;
     // All but one lost byte: off the parser's remaining count (it stays >= 1, so the parser
-    // is still in s_body_identity). The last one goes through the parser as a filler byte
+    // is still in the Content-Length body). The last one goes through the parser as a filler byte
     // (counted, not kept) so that the parser itself completes the message when the gap
     // reached the body's end.
-    s.parser.content_length -= missing - 1;
+    s.parser.SkipBodyBytes(missing - 1);
     *size += missing - 1;
     *truncated = true;
     static constexpr char kFiller[1] = {'\0'};
@@ -859,8 +761,8 @@ struct Http1Connection::Impl {
     Stream& s = streams[static_cast<int>(dir)];
     if (!SkipInBody(s, missing, ts)) {
       // Not after an upgrade request: what follows it need not be HTTP.
-      const bool lost_start = missing != 0 && InLengthBody(s) &&
-                              missing > s.parser.content_length && s.parser.upgrade == 0;
+      const bool lost_start =
+          missing != 0 && InLengthBody(s) && missing > s.parser.remaining() && !s.parser.upgrade();
       Lose(s);
       if (lost_start) LostMessageStart(s);
     }
@@ -901,7 +803,7 @@ struct Http1Connection::Impl {
     if (rs.mode == Mode::kSynced && rs.in_message) {
       rs.ts = ts;
       rs.message_done = false;
-      http_parser_execute(&rs.parser, &Settings(), nullptr, 0);
+      rs.parser.Finish(rs);
       if (rs.message_done) AfterMessage(rs);
     }
     Stream& qs = Req();

@@ -1,4 +1,4 @@
-// HTTP/1.1 reassembly for one TCP/TLS connection, built on nodejs' http-parser.
+// HTTP/1.1 reassembly for one TCP/TLS connection, built on H1Parser (h1_parser.h).
 //
 // The caller feeds the two byte streams of one connection in order (client->server is
 // kRequest, server->client is kResponse). The parser pairs each request with its response

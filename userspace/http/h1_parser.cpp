@@ -1,0 +1,451 @@
+#include "http/h1_parser.h"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+
+#include "util/ascii.h"
+
+namespace mat::http {
+
+namespace {
+
+// A chunk-size or trailer line longer than this is an error.
+constexpr size_t kMaxChunkLine = 4096;
+// Start-line bytes a buffered header block may hold beyond max_head_bytes before it fails.
+constexpr size_t kHeadSlack = 8 * 1024;
+
+// The methods http-parser 2.9 knows; anything else is a parse error.
+constexpr std::string_view kMethods[] = {
+    "DELETE",     "GET",      "HEAD",       "POST",     "PUT",    "CONNECT",   "OPTIONS",
+    "TRACE",      "COPY",     "LOCK",       "MKCOL",    "MOVE",   "PROPFIND",  "PROPPATCH",
+    "SEARCH",     "UNLOCK",   "BIND",       "REBIND",   "UNBIND", "ACL",       "REPORT",
+    "MKACTIVITY", "CHECKOUT", "MERGE",      "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE",
+    "PATCH",      "PURGE",    "MKCALENDAR", "LINK",     "UNLINK", "SOURCE"};
+
+bool KnownMethod(std::string_view m) {
+  // The common ones first, by length and first byte, before the table.
+  switch (m.size()) {
+    case 3:
+      if (m == "GET" || m == "PUT") return true;
+      break;
+    case 4:
+      if (m == "POST" || m == "HEAD") return true;
+      break;
+    case 6:
+      if (m == "DELETE") return true;
+      break;
+    default:
+      break;
+  }
+  for (std::string_view k : kMethods)
+    if (k == m) return true;
+  return false;
+}
+
+// RFC 9110 token characters.
+constexpr bool IsTokenChar(unsigned char c) {
+  if (c >= 'a' && c <= 'z') return true;
+  if (c >= 'A' && c <= 'Z') return true;
+  if (c >= '0' && c <= '9') return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+struct TokenTable {
+  bool token[256] = {};
+  constexpr TokenTable() {
+    for (int c = 0; c < 256; ++c) token[c] = IsTokenChar(static_cast<unsigned char>(c));
+  }
+};
+constexpr TokenTable kTokens;
+
+inline bool IsOws(char c) { return c == ' ' || c == '\t'; }
+
+inline std::string_view Trim(std::string_view v) {
+  size_t b = 0, e = v.size();
+  while (b < e && IsOws(v[b])) ++b;
+  while (e > b && IsOws(v[e - 1])) --e;
+  return v.substr(b, e - b);
+}
+
+// A line without its LF and the CR before it.
+inline std::string_view StripEol(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  return line;
+}
+
+// A header value's bytes: any but the control characters other than HTAB.
+inline bool ValidValue(std::string_view v) {
+  for (char ch : v) {
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+
+// "HTTP/" DIGIT "." DIGIT
+inline bool ParseVersion(std::string_view v, int& major, int& minor) {
+  if (v.size() != 8 || v.compare(0, 5, "HTTP/") != 0 || v[6] != '.') return false;
+  if (v[5] < '0' || v[5] > '9' || v[7] < '0' || v[7] > '9') return false;
+  major = v[5] - '0';
+  minor = v[7] - '0';
+  return true;
+}
+
+// Does the comma-separated list `v` hold `token` (case-insensitive)?
+bool ListHas(std::string_view v, std::string_view token) {
+  while (!v.empty()) {
+    const size_t comma = v.find(',');
+    std::string_view item = Trim(v.substr(0, comma));
+    if (EqualsIgnoreCase(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    v.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// The last item of a comma-separated list.
+std::string_view LastItem(std::string_view v) {
+  const size_t comma = v.rfind(',');
+  return Trim(comma == std::string_view::npos ? v : v.substr(comma + 1));
+}
+
+// Where the block that starts at p[0] ends (just past its empty line), or 0 when p[0..n) does
+// not hold its end. Lines may end in CRLF or a bare LF. Searching resumes at `from`.
+size_t FindBlockEnd(const char* p, size_t n, size_t from) {
+  size_t i = from;
+  while (i < n) {
+    const void* lf = std::memchr(p + i, '\n', n - i);
+    if (lf == nullptr) return 0;
+    const size_t at = static_cast<size_t>(static_cast<const char*>(lf) - p);
+    if (at + 1 < n && p[at + 1] == '\n') return at + 2;
+    if (at + 2 < n && p[at + 1] == '\r' && p[at + 2] == '\n') return at + 3;
+    if (at + 1 >= n || (at + 2 >= n && p[at + 1] == '\r')) return 0;
+    i = at + 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+void H1Parser::Reset() {
+  state_ = State::kStart;
+  upgrade_ = chunked_ = has_length_ = has_te_ = false;
+  connection_upgrade_ = upgrade_header_ = connect_ = false;
+  length_ = remaining_ = 0;
+  buf_.clear();
+  scanned_ = 0;
+}
+
+bool H1Parser::ParseStartLine(std::string_view line) {
+  if (kind_ == Kind::kRequest) {
+    const size_t sp1 = line.find(' ');
+    if (sp1 == std::string_view::npos || sp1 == 0) return false;
+    const size_t sp2 = line.find(' ', sp1 + 1);
+    if (sp2 == std::string_view::npos || sp2 == sp1 + 1) return false;
+    head_.method = line.substr(0, sp1);
+    head_.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    if (!KnownMethod(head_.method)) return false;
+    for (char ch : head_.target) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c <= 0x20 || c == 0x7f) return false;
+    }
+    if (!ParseVersion(line.substr(sp2 + 1), head_.version_major, head_.version_minor)) return false;
+    connect_ = head_.method == "CONNECT";
+    head_.counted_bytes = head_.target.size();
+    return true;
+  }
+  // HTTP/x.y SP 3DIGIT [SP reason]
+  if (line.size() < 12 || line[8] != ' ') return false;
+  if (!ParseVersion(line.substr(0, 8), head_.version_major, head_.version_minor)) return false;
+  int status = 0;
+  for (size_t i = 9; i < 12; ++i) {
+    if (line[i] < '0' || line[i] > '9') return false;
+    status = status * 10 + (line[i] - '0');
+  }
+  if (line.size() > 12 && line[12] != ' ') return false;
+  head_.status = status;
+  const std::string_view reason = line.size() > 13 ? line.substr(13) : std::string_view();
+  if (!ValidValue(reason)) return false;
+  head_.counted_bytes = reason.size();
+  return true;
+}
+
+bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
+  head_.method = head_.target = {};
+  head_.status = 0;
+  head_.fields.clear();
+  folds_.clear();
+  size_t pos = 0;
+  bool first = true;
+  for (;;) {
+    const size_t lf = block.find('\n', pos);
+    // The block always ends in an empty line, so there is an LF.
+    std::string_view line = StripEol(block.substr(pos, lf - pos));
+    pos = lf + 1;
+    if (first) {
+      if (!ParseStartLine(line)) return false;
+      first = false;
+      continue;
+    }
+    if (line.empty()) break;  // the end of the block
+    if (IsOws(line[0])) {
+      // obs-fold: a continuation of the previous value, joined with a space (rare: the joined
+      // value is kept apart, in folds_, whose strings do not move).
+      if (head_.fields.empty() || !ValidValue(line)) return false;
+      const std::string_view more = Trim(line);
+      head_.counted_bytes += more.size();
+      if (more.empty()) continue;
+      std::string_view& value = head_.fields.back().second;
+      if (folds_.empty() || value.data() != folds_.back().data()) folds_.emplace_back(value);
+      std::string& joined = folds_.back();
+      if (!joined.empty()) joined.push_back(' ');
+      joined.append(more);
+      value = joined;
+      continue;
+    }
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) return false;
+    const std::string_view name = line.substr(0, colon);
+    for (char c : name)
+      if (!kTokens.token[static_cast<unsigned char>(c)]) return false;
+    const std::string_view raw_value = line.substr(colon + 1);
+    if (!ValidValue(raw_value)) return false;
+    const std::string_view value = Trim(raw_value);
+    head_.counted_bytes += name.size() + value.size() + 4;
+    head_.fields.emplace_back(name, value);
+  }
+  if (head_.counted_bytes > max_head_) return false;
+  // Framing headers.
+  for (const auto& [name, value] : head_.fields) {
+    switch (name.size()) {
+      case 14:  // content-length
+        if (EqualsIgnoreCase(name, "content-length")) {
+          if (has_length_ || value.empty()) return false;
+          uint64_t n = 0;
+          for (char c : value) {
+            if (c < '0' || c > '9') return false;
+            if (n > (UINT64_MAX - 9) / 10) return false;
+            n = n * 10 + static_cast<uint64_t>(c - '0');
+          }
+          has_length_ = true;
+          length_ = n;
+        }
+        break;
+      case 17:  // transfer-encoding
+        if (EqualsIgnoreCase(name, "transfer-encoding")) {
+          has_te_ = true;
+          chunked_ = EqualsIgnoreCase(LastItem(value), "chunked");
+        }
+        break;
+      case 10:  // connection
+        if (EqualsIgnoreCase(name, "connection") && ListHas(value, "upgrade"))
+          connection_upgrade_ = true;
+        break;
+      case 7:  // upgrade
+        if (EqualsIgnoreCase(name, "upgrade")) upgrade_header_ = true;
+        break;
+      default:
+        break;
+    }
+  }
+  if (has_te_ && has_length_) return false;
+  if (has_te_ && !chunked_ && kind_ == Kind::kRequest) return false;
+  upgrade_ = kind_ == Kind::kRequest ? (connect_ || (upgrade_header_ && connection_upgrade_))
+                                     : head_.status == 101;
+  StartBody(listener, listener.OnHead(head_));
+  return true;
+}
+
+void H1Parser::StartBody(H1Listener& listener, H1HeadVerdict verdict) {
+  const bool has_body = chunked_ || (has_length_ && length_ > 0);
+  if (kind_ == Kind::kRequest && upgrade_ &&
+      (connect_ || verdict == H1HeadVerdict::kNoBody || !has_body)) {
+    Complete(listener);
+    return;
+  }
+  if (verdict == H1HeadVerdict::kNoBody) {
+    Complete(listener);
+  } else if (chunked_) {
+    state_ = State::kChunkSize;
+    buf_.clear();
+  } else if (has_length_) {
+    if (length_ == 0) {
+      Complete(listener);
+    } else {
+      remaining_ = length_;
+      state_ = State::kBodyLength;
+    }
+  } else if (kind_ == Kind::kRequest) {
+    Complete(listener);  // a request without length or chunking has no body
+  } else {
+    state_ = State::kBodyEof;  // a response without them is delimited by the connection's end
+  }
+}
+
+size_t H1Parser::Execute(H1Listener& listener, const char* p, size_t n) {
+  size_t pos = 0;
+  while (pos < n) {
+    switch (state_) {
+      case State::kDone:
+      case State::kError:
+        return pos;
+      case State::kStart:
+        while (pos < n && (p[pos] == '\r' || p[pos] == '\n')) ++pos;
+        if (pos == n) return n;
+        state_ = State::kHead;
+        buf_.clear();
+        scanned_ = 0;
+        listener.OnMessageBegin();
+        break;
+      case State::kHead: {
+        const size_t cap = max_head_ + kHeadSlack;
+        if (buf_.empty()) {
+          const size_t end = FindBlockEnd(p + pos, n - pos, 0);
+          if (end == 0) {
+            if (n - pos > cap) return Fail(pos);
+            buf_.assign(p + pos, n - pos);
+            scanned_ = buf_.size();
+            return n;
+          }
+          const size_t start = pos;
+          pos += end;
+          if (!ParseHead(listener, std::string_view(p + start, end))) return Fail(start);
+          break;
+        }
+        // The block began in an earlier call: search on where the last search stopped (less
+        // the two bytes an end may straddle).
+        const size_t old = buf_.size();
+        const size_t take = std::min(n - pos, cap + 1 - std::min(cap + 1, old));
+        buf_.append(p + pos, take);
+        const size_t end = FindBlockEnd(buf_.data(), buf_.size(), scanned_ > 2 ? scanned_ - 2 : 0);
+        if (end == 0) {
+          if (buf_.size() > cap) return Fail(pos);
+          scanned_ = buf_.size();
+          return n;
+        }
+        buf_.resize(end);
+        const size_t used = end - old;
+        const size_t start = pos;
+        pos += used;
+        if (!ParseHead(listener, std::string_view(buf_.data(), end))) return Fail(start);
+        buf_.clear();
+        break;
+      }
+      case State::kBodyLength:
+      case State::kChunkData: {
+        const size_t take = static_cast<size_t>(std::min<uint64_t>(remaining_, n - pos));
+        listener.OnBody(p + pos, take);
+        pos += take;
+        remaining_ -= take;
+        if (remaining_ == 0) {
+          if (state_ == State::kBodyLength) {
+            Complete(listener);
+            return pos;
+          }
+          state_ = State::kChunkDataEnd;
+          buf_.clear();
+        }
+        break;
+      }
+      case State::kBodyEof:
+        listener.OnBody(p + pos, n - pos);
+        return n;
+      case State::kChunkDataEnd:
+        // CRLF (or a bare LF) after the chunk's data; buf_ holds a CR already seen.
+        if (p[pos] == '\r' && buf_.empty()) {
+          buf_.push_back('\r');
+          ++pos;
+          break;
+        }
+        if (p[pos] != '\n') return Fail(pos);
+        ++pos;
+        buf_.clear();
+        state_ = State::kChunkSize;
+        break;
+      case State::kChunkSize:
+      case State::kTrailers: {
+        const void* lf = std::memchr(p + pos, '\n', n - pos);
+        if (lf == nullptr) {
+          if (buf_.size() + (n - pos) > kMaxChunkLine) return Fail(pos);
+          buf_.append(p + pos, n - pos);
+          return n;
+        }
+        const size_t at = static_cast<size_t>(static_cast<const char*>(lf) - p);
+        std::string_view line;
+        if (buf_.empty()) {
+          line = std::string_view(p + pos, at - pos);
+        } else {
+          if (buf_.size() + (at - pos) > kMaxChunkLine) return Fail(pos);
+          buf_.append(p + pos, at - pos);
+          line = buf_;
+        }
+        const size_t start = pos;
+        pos = at + 1;
+        line = StripEol(line);
+        if (state_ == State::kTrailers) {
+          buf_.clear();
+          if (line.empty()) {
+            Complete(listener);
+            return pos;
+          }
+          continue;
+        }
+        // chunk-size [ OWS ] [ ";" extensions ]
+        uint64_t size = 0;
+        size_t i = 0;
+        for (; i < line.size(); ++i) {
+          const char c = line[i];
+          int d;
+          if (c >= '0' && c <= '9')
+            d = c - '0';
+          else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+          else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+          else
+            break;
+          if (size >> 56 != 0) return Fail(start);
+          size = size * 16 + static_cast<uint64_t>(d);
+        }
+        if (i == 0) return Fail(start);
+        while (i < line.size() && IsOws(line[i])) ++i;
+        if (i < line.size() && line[i] != ';') return Fail(start);
+        buf_.clear();
+        if (size == 0) {
+          state_ = State::kTrailers;
+        } else {
+          remaining_ = size;
+          state_ = State::kChunkData;
+        }
+        break;
+      }
+    }
+  }
+  return pos;
+}
+
+void H1Parser::Finish(H1Listener& listener) {
+  if (state_ == State::kBodyEof) Complete(listener);
+}
+
+}  // namespace mat::http
