@@ -142,7 +142,7 @@ mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
   return config;
 }
 
-void LogSummary(const mat::pipeline::Pipeline& pipeline) {
+void LogSummary(const mat::pipeline::Pipeline& pipeline, const mat::output::FileLineSink& out) {
   const auto& p = pipeline.stats();
   const auto& t = pipeline.tracker().stats();
   mat::http::Http1Stats h;
@@ -158,10 +158,14 @@ void LogSummary(const mat::pipeline::Pipeline& pipeline) {
       t.gaps, t.gap_bytes, h.gaps_skipped_in_body, h.requests, h.responses, h.parse_errors,
       h.orphan_responses, h2.requests, h2.responses, h2.hpack_errors, h2.fatal_errors, k.learned,
       k.hits, k.misses);
+  if (out.lines_lost() != 0)
+    spdlog::error("output: {} lines written, {} lost: {}", out.lines_written(), out.lines_lost(),
+                  std::strerror(out.last_error()));
+  else
+    spdlog::info("output: {} lines written", out.lines_written());
 }
 
-int RunReplay(const mat::Options& o) {
-  mat::output::FileLineSink out(stdout);
+int RunReplay(const mat::Options& o, mat::output::FileLineSink& out) {
   mat::pipeline::PipelineConfig config = MakeConfig(o);
   // The recording's clock comes with its header, so the pipeline is made at the first record;
   // records are streamed through it, never held: a recording may be larger than memory.
@@ -195,14 +199,15 @@ int RunReplay(const mat::Options& o) {
   }
   if (stats.bad_records) spdlog::warn("{}: truncated or corrupt tail ignored", o.replay_file);
   pipeline->Finish(clock.ToWall(last_ts));
-  LogSummary(*pipeline);
+  LogSummary(*pipeline, out);
   return 0;
 }
 
 class LiveAuditor {
  public:
-  LiveAuditor(const mat::Options& o, mat::output::LineSink* out)
+  LiveAuditor(const mat::Options& o, mat::output::FileLineSink* out)
       : options_(o),
+        out_(out),
         clock_(mat::capture::ClockMap::Now()),
         listening_(1000000000ull),
         pipeline_(MakeConfig(o), clock_, out, &recorder_,
@@ -263,7 +268,7 @@ class LiveAuditor {
     pipeline_.Finish(WallNowNs());
     recorder_.Close();
     LogCounters();
-    LogSummary(pipeline_);
+    LogSummary(pipeline_, *out_);
     return 0;
   }
 
@@ -287,9 +292,11 @@ class LiveAuditor {
     });
   }
 
+  // Hands every record in the ring to the pipeline, then writes the lines they completed.
   void Drain() {
     int n = tap_->Consume();
     if (n < 0) spdlog::warn("ring buffer: {}", std::strerror(-n));
+    out_->Flush();
   }
 
   void Rescan() {
@@ -331,6 +338,7 @@ class LiveAuditor {
       if (ec) return;
       Rescan();
       pipeline_.Tick(WallNowNs());
+      out_->Flush();
       ScheduleRescan();
     });
   }
@@ -341,6 +349,7 @@ class LiveAuditor {
       if (ec) return;
       uint64_t now = WallNowNs();
       pipeline_.CloseIdle(now - uint64_t{options_.idle_timeout_s} * 1000000000ull, now);
+      out_->Flush();
       LogCounters(/*only_losses=*/true);
       ScheduleSweep();
     });
@@ -364,6 +373,7 @@ class LiveAuditor {
   }
 
   const mat::Options& options_;
+  mat::output::FileLineSink* out_;
   mat::capture::ClockMap clock_;
   mat::capture::Recorder recorder_;
   mat::conn::ListeningPortCache listening_;
@@ -410,7 +420,7 @@ int main(int argc, char** argv) {
   }
   SetUpLogging(options->log_level);
   mat::output::FileLineSink out(stdout);
-  if (!options->replay_file.empty()) return RunReplay(*options);
+  if (!options->replay_file.empty()) return RunReplay(*options, out);
   BlockStopSignals();
   if (options->level == mat::audit::Level::kNone) return RunIdle();
   LiveAuditor auditor(*options, &out);
