@@ -61,21 +61,44 @@ std::string ReadRecording(const std::string& path, ClockMap* clock,
     std::fclose(file);
     return path + " is not an mke-audit-tap recording";
   }
-  std::vector<unsigned char> buf(kMaxRecord);
+  // Read in large blocks; each record is copied to an aligned buffer so the typed views of
+  // its fields are well aligned (in the file, records follow 4-byte sizes).
+  std::vector<unsigned char> block(1 << 20);
+  size_t have = 0, at = 0;
+  bool eof = false;
+  auto fill = [&](size_t need) {
+    if (have - at >= need || eof) return have - at >= need;
+    std::memmove(block.data(), block.data() + at, have - at);
+    have -= at;
+    at = 0;
+    if (block.size() < need) block.resize(need);
+    while (have < need && !eof) {
+      const size_t n = std::fread(block.data() + have, 1, block.size() - have, file);
+      if (n == 0) eof = true;
+      have += n;
+    }
+    return have - at >= need;
+  };
+  std::vector<uint64_t> aligned((kMaxRecord + 7) / 8);
   for (;;) {
+    if (!fill(sizeof(uint32_t))) {
+      if (have != at) ++stats->bad_records;  // a torn size
+      break;
+    }
     uint32_t size = 0;
-    if (std::fread(&size, sizeof(size), 1, file) != 1) break;
+    std::memcpy(&size, block.data() + at, sizeof(size));
     if (size > kMaxRecord) {
       ++stats->bad_records;  // corrupt length: nothing after it can be trusted
       break;
     }
-    // Records are read into an aligned buffer so the typed views are well aligned.
-    if (std::fread(buf.data(), 1, size, file) != size) {
+    if (!fill(sizeof(size) + size)) {
       ++stats->bad_records;
       break;
     }
+    std::memcpy(aligned.data(), block.data() + at + sizeof(size), size);
+    at += sizeof(size) + size;
     ++stats->records;
-    on_record(buf.data(), size);
+    on_record(aligned.data(), size);
   }
   std::fclose(file);
   return {};
