@@ -101,6 +101,20 @@ std::string_view ClassifyKind(std::string_view path) {
   // The Kubernetes resource APIs: /apis (named groups) and /api (the legacy core group, whose
   // only children are versions: /api/v1/...). MKE serves its own API under /api too
   // (/api/ucp/..., /api/clientbundle, ...); those are not Kubernetes.
+  // Every Kubernetes path below starts with one of these second bytes: most Docker paths are
+  // decided by that byte alone.
+  if (path.size() < 2) return kDocker;
+  switch (path[1]) {
+    case 'a':
+    case 'h':
+    case 'l':
+    case 'r':
+    case 'o':
+    case '.':
+      break;
+    default:
+      return kDocker;
+  }
   if (IsOrUnder(path, "/apis")) return kKubernetes;
   if (path == "/api" || path == "/api/") return kKubernetes;
   if (path.starts_with("/api/v") && path.size() > 6 && IsDigit(path[6])) return kKubernetes;
@@ -202,22 +216,36 @@ bool QueryFlag(std::string_view target, std::string_view name, bool if_absent) {
   return *value == "1" || *value == "true" || *value == "True" || *value == "TRUE";
 }
 
-// The path segments after an optional Docker version prefix.
-std::vector<std::string_view> DockerSegments(std::string_view path) {
-  std::vector<std::string_view> parts;
-  size_t i = 0;
-  while (i < path.size()) {
-    while (i < path.size() && path[i] == '/') ++i;
-    size_t j = path.find('/', i);
-    if (j == std::string_view::npos) j = path.size();
-    if (j > i) parts.push_back(path.substr(i, j - i));
-    i = j;
+// The first path segments after an optional Docker version prefix (at most kMax of them;
+// count() tells how many the path has in all, up to kMax + 1), without allocating.
+struct DockerSegments {
+  static constexpr size_t kMax = 3;
+  std::string_view part[kMax];
+  size_t n = 0;  // segments seen, capped at kMax + 1
+
+  explicit DockerSegments(std::string_view path) {
+    size_t i = 0;
+    bool first = true;
+    while (i < path.size() && n <= kMax) {
+      while (i < path.size() && path[i] == '/') ++i;
+      size_t j = path.find('/', i);
+      if (j == std::string_view::npos) j = path.size();
+      if (j > i) {
+        std::string_view s = path.substr(i, j - i);
+        const bool version = first && s.size() > 1 && s[0] == 'v' &&
+                             s.find_first_not_of("0123456789.", 1) == std::string_view::npos;
+        first = false;
+        if (!version) {
+          if (n < kMax) part[n] = s;
+          ++n;
+        }
+      }
+      i = j;
+    }
   }
-  if (!parts.empty() && parts[0].size() > 1 && parts[0][0] == 'v' &&
-      parts[0].find_first_not_of("0123456789.", 1) == std::string_view::npos)
-    parts.erase(parts.begin());
-  return parts;
-}
+  size_t size() const { return n; }
+  std::string_view operator[](size_t k) const { return part[k]; }
+};
 
 }  // namespace
 
@@ -231,7 +259,7 @@ bool IsLongRunning(const http::HttpRequest& request) {
     return sub == "attach" || sub == "exec" || sub == "log" || sub == "portforward" ||
            sub == "proxy";
   }
-  std::vector<std::string_view> p = DockerSegments(path);
+  const DockerSegments p(path);
   if (p.size() == 1 && p[0] == "events") return !QueryParam(target, "until").has_value();
   if (p.size() == 3 && p[0] == "exec" && p[2] == "start") return true;
   if (p.size() >= 3 && p[0] == "containers" && p[2] == "attach") return true;

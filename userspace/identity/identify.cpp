@@ -219,10 +219,14 @@ std::string IdentityResolver::Start(uint64_t now_ns) {
   return error;
 }
 
-void IdentityResolver::Tick(uint64_t now_ns) { users_.MaybeReload(now_ns); }
+void IdentityResolver::Tick(uint64_t now_ns) {
+  users_.MaybeReload(now_ns);
+  ++generation_;  // the map may have changed
+}
 
 void IdentityResolver::Store(const ConnKey& key, ClientCertState state) {
   OnConnectionEnd(key);
+  ++generation_;
   if (options_.max_connections == 0) return;
   while (certs_.size() >= options_.max_connections && !arrival_.empty()) {
     certs_.erase(arrival_.begin()->second);
@@ -266,6 +270,7 @@ void IdentityResolver::OnNoClientCertificate(const ConnKey& key) {
 }
 
 void IdentityResolver::OnConnectionEnd(const ConnKey& key) {
+  ++generation_;
   auto it = certs_.find(key);
   if (it == certs_.end()) return;
   arrival_.erase(it->second.sequence);
@@ -273,6 +278,7 @@ void IdentityResolver::OnConnectionEnd(const ConnKey& key) {
 }
 
 void IdentityResolver::OnProcessExit(uint32_t tgid) {
+  ++generation_;
   auto it = certs_.lower_bound(ConnKey{tgid, 0});
   while (it != certs_.end() && it->first.first == tgid) {
     arrival_.erase(it->second.sequence);
@@ -295,6 +301,25 @@ Identity IdentityResolver::Resolve(const http::HttpRequest& request, const ConnK
   auto it = certs_.find(key);
   return Identify(request.headers, it == certs_.end() ? kUnknown : it->second.state, &tokens_,
                   &users_, now_ns);
+}
+
+const Identity& IdentityResolver::ResolveShared(const http::HttpRequest& request,
+                                                const ConnKey& key, uint64_t now_ns) {
+  bool own_credential = false;
+  for (const auto& [name, value] : request.headers) {
+    if ((name.size() == 13 && EqualsIgnoreCase(name, "authorization")) ||
+        StartsWithIgnoreCase(name, "impersonate-")) {
+      own_credential = true;
+      break;
+    }
+  }
+  if (!own_credential && shared_valid_ && shared_key_ == key && shared_generation_ == generation_)
+    return shared_;
+  shared_ = Resolve(request, key, now_ns);
+  shared_valid_ = !own_credential;
+  shared_key_ = key;
+  shared_generation_ = generation_;
+  return shared_;
 }
 
 }  // namespace mat::identity

@@ -141,6 +141,11 @@ class IdentityResolver {
   bool Learn(const http::HttpExchange& exchange, uint64_t now_ns);
   // The identity of `request` made on connection `key`.
   Identity Resolve(const http::HttpRequest& request, const ConnKey& key, uint64_t now_ns);
+  // The same, kept until the next call: a request that carries no credential of its own (no
+  // Authorization, no Impersonate-* header) on the connection of the previous one gets the
+  // same answer without the work (keep-alive connections send many such requests in a row).
+  const Identity& ResolveShared(const http::HttpRequest& request, const ConnKey& key,
+                                uint64_t now_ns);
 
   const TokenCache& tokens() const { return tokens_; }
   const UserMap& users() const { return users_; }
@@ -160,6 +165,12 @@ class IdentityResolver {
   std::map<ConnKey, Stored> certs_;
   std::map<uint64_t, ConnKey> arrival_;
   uint64_t next_sequence_ = 0;
+  // ResolveShared's last answer, valid while nothing it depends on changed (generation_).
+  Identity shared_;
+  ConnKey shared_key_{};
+  bool shared_valid_ = false;
+  uint64_t shared_generation_ = 0;
+  uint64_t generation_ = 1;
 };
 
 }  // namespace mat::identity

@@ -33,7 +33,9 @@ bool IsLoginCall(std::string_view method, std::string_view path) {
 
 std::optional<LoginFacts> ParseLogin(const http::HttpExchange& exchange) {
   const http::HttpRequest& request = exchange.request;
-  if (!IsLoginCall(request.method, PathOf(request.target))) return std::nullopt;
+  // The method first: most exchanges are not POSTs, and the path costs a scan of the target.
+  if (request.method != "POST" || !IsLoginCall(request.method, PathOf(request.target)))
+    return std::nullopt;
   if (!exchange.response || exchange.response->status < 200 || exchange.response->status > 299)
     return std::nullopt;
   const http::HttpResponse& response = *exchange.response;

@@ -173,22 +173,22 @@ void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint
 void Pipeline::SetUser(const http::HttpRequest& request, const conn::ConnFacts& facts,
                        audit::AuditRecord& record) {
   uint64_t time = request.headers_done_ns != 0 ? request.headers_done_ns : request.first_byte_ns;
-  identity::Identity who =
-      identity_.Resolve(request, {facts.tgid, facts.tls_conn}, time != 0 ? time : WallNowNs());
-  user_.uid = std::move(who.uid);
-  user_.username = std::move(who.username);
+  // Copied into user_, which is reused line after line, so its strings keep their storage.
+  const identity::Identity& who = identity_.ResolveShared(
+      request, {facts.tgid, facts.tls_conn}, time != 0 ? time : WallNowNs());
+  user_.uid = who.uid;
+  user_.username = who.username;
   if (who.extra_username.empty())
     user_.login.clear();
   else
-    user_.login = std::move(who.extra_username.front());
-  user_.groups = std::move(who.groups);
+    user_.login = who.extra_username.front();
+  user_.groups = who.groups;
   user_.impersonated.reset();
   record.annotations[kUserIdentifiedByAnnotation] = identity::MethodName(who.method);
   if (!who.impersonated) return;
-  identity::ImpersonatedUser& as = *who.impersonated;
+  const identity::ImpersonatedUser& as = *who.impersonated;
   if (config_.format == OutputFormat::kK8s) {
-    user_.impersonated = output::ImpersonatedUserFacts{std::move(as.username), std::move(as.uid),
-                                                       std::move(as.groups), std::move(as.extra)};
+    user_.impersonated = output::ImpersonatedUserFacts{as.username, as.uid, as.groups, as.extra};
     return;
   }
   record.annotations[kImpersonatedUserAnnotation] = as.username;
