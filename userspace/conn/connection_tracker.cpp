@@ -72,6 +72,7 @@ class ConnectionTracker::HttpProtocol {
       o.max_body_bytes = options_.max_body_bytes;
       o.report_started = options_.report_started;
       o.report_received = options_.report_received;
+      o.keep_response_headers = options_.keep_response_headers;
       h2_ = std::make_unique<http::Http2Connection>(o, sink_, !mid_stream);
     } else {
       h1_ = std::make_unique<http::Http1Connection>(options_, sink_);

@@ -357,7 +357,7 @@ struct Http1Connection::Impl {
     r.status = head.status;
     r.version_major = head.version_major;
     r.version_minor = head.version_minor;
-    CopyHeaders(head, r.headers);
+    if (opt.keep_response_headers) CopyHeaders(head, r.headers);
     r.headers_done_ns = s.ts;
     if (r.status >= 100 && r.status < 200 && r.status != 101) {
       s.interim = true;

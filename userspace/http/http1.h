@@ -46,6 +46,9 @@ struct Http1Options {
   std::function<bool(const HttpRequest&)> report_started;
   // Also report every request with kRequestReceived as soon as it is complete.
   bool report_received = false;
+  // Keep the response's header fields (HttpResponse::headers). The audit reads none of them
+  // (status and body only), so the pipeline turns this off: one copy of every header less.
+  bool keep_response_headers = true;
 };
 
 // Outcome counters, for metrics and tests.

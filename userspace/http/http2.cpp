@@ -517,9 +517,8 @@ struct Http2Connection::Impl {
       } else if (name == ":path") {
         if (!b.has_path) r.target.assign(value);
         b.has_path = true;
-      } else if (name == ":authority") {
-        r.headers.emplace_back(name, value);
-      } else if (name.empty() || name[0] != ':') {
+      } else if (name == ":authority" || name.empty() || name[0] != ':') {
+        if (r.headers.empty()) r.headers.reserve(16);
         r.headers.emplace_back(name, value);
       }
     } else {
@@ -528,7 +527,8 @@ struct Http2Connection::Impl {
         if (r.status == 0 && value.size() == 3 && value[0] >= '1' && value[0] <= '9' &&
             value[1] >= '0' && value[1] <= '9' && value[2] >= '0' && value[2] <= '9')
           r.status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
-      } else if (name.empty() || name[0] != ':') {
+      } else if ((name.empty() || name[0] != ':') && opt.keep_response_headers) {
+        if (r.headers.empty()) r.headers.reserve(16);
         r.headers.emplace_back(name, value);
       }
     }

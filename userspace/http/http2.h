@@ -82,6 +82,8 @@ struct Http2Options {
   std::function<bool(const HttpRequest&)> report_started;
   // Also report every request with kRequestReceived as soon as it is complete (END_STREAM).
   bool report_received = false;
+  // As in Http1Options: keep the response's header fields (the audit reads none of them).
+  bool keep_response_headers = true;
 };
 
 struct Http2Stats {

@@ -88,6 +88,7 @@ void Pipeline::Finish(uint64_t now_wall_ns) {
 
 conn::TrackerOptions Pipeline::WithStageHooks(conn::TrackerOptions options,
                                               const PipelineConfig& config) {
+  options.http.keep_response_headers = false;  // no audit field reads them
   if (config.policy.level == audit::Level::kNone) return options;
   options.http.report_started = [](const http::HttpRequest& request) {
     return audit::IsLongRunning(request);
@@ -174,8 +175,8 @@ void Pipeline::SetUser(const http::HttpRequest& request, const conn::ConnFacts& 
                        audit::AuditRecord& record) {
   uint64_t time = request.headers_done_ns != 0 ? request.headers_done_ns : request.first_byte_ns;
   // Copied into user_, which is reused line after line, so its strings keep their storage.
-  const identity::Identity& who = identity_.ResolveShared(
-      request, {facts.tgid, facts.tls_conn}, time != 0 ? time : WallNowNs());
+  const identity::Identity& who = identity_.ResolveShared(request, {facts.tgid, facts.tls_conn},
+                                                          time != 0 ? time : WallNowNs());
   user_.uid = who.uid;
   user_.username = who.username;
   if (who.extra_username.empty())
