@@ -1,0 +1,3 @@
+module connhold
+
+go 1.19
