@@ -136,19 +136,38 @@ bool IsGrpc(const http::HttpRequest& request) {
 
 std::optional<AuditRecord> AuditPolicy::Decide(const http::HttpExchange& exchange, Stage stage,
                                                const RequestContext& context) const {
-  if (config_.level == Level::kNone) return std::nullopt;
+  std::optional<AuditRecord> record(std::in_place);
+  if (!Decide(exchange, stage, context, &*record)) record.reset();
+  return record;
+}
+
+bool AuditPolicy::Decide(const http::HttpExchange& exchange, Stage stage,
+                         const RequestContext& context, AuditRecord* out) const {
+  if (config_.level == Level::kNone) return false;
   const http::HttpRequest& request = exchange.request;
   const std::string_view target = request.target;
   const std::string_view path = target.substr(0, target.find('?'));
-  if (IsIgnored(config_.ignore, path)) return std::nullopt;
+  if (IsIgnored(config_.ignore, path)) return false;
   const bool grpc = IsGrpc(request);
-  if (grpc && !config_.audit_grpc) return std::nullopt;
+  if (grpc && !config_.audit_grpc) return false;
 
-  AuditRecord record;
-  record.kind = std::string(ClassifyKind(path));
+  // Every field is set or cleared; assignments keep the strings' storage of the last record.
+  AuditRecord& record = *out;
+  record.kind.assign(ClassifyKind(path));
   record.level = config_.level;
   record.stage = stage;
-  record.request_uri = request.target;
+  record.request_uri.assign(request.target);
+  record.verb.clear();
+  record.object_ref.resource.clear();
+  record.object_ref.namespace_.clear();
+  record.object_ref.api_group.clear();
+  record.object_ref.api_version.clear();
+  record.object_ref.subresource.clear();
+  record.object_ref.uid.clear();
+  record.response_code.reset();
+  record.request_object.reset();
+  record.annotations.clear();
+  record.user_agent.clear();
   std::optional<K8sRequestInfo> k8s;
   if (record.kind == "kubernetes") {
     k8s = ParseK8sRequestInfo(request.method, target);
@@ -164,7 +183,12 @@ std::optional<AuditRecord> AuditPolicy::Decide(const http::HttpExchange& exchang
     record.verb.reserve(request.method.size());
     for (char c : request.method) record.verb.push_back(AsciiUpper(c));
   }
-  if (!context.source.empty()) record.source_ips.push_back(context.source);
+  if (context.source.empty()) {
+    record.source_ips.clear();
+  } else {
+    record.source_ips.resize(1);
+    record.source_ips[0].assign(context.source);
+  }
   record.request_received_ns =
       request.headers_done_ns != 0 ? request.headers_done_ns : request.first_byte_ns;
   record.stage_ns = context.stage_time_ns;
@@ -187,8 +211,8 @@ std::optional<AuditRecord> AuditPolicy::Decide(const http::HttpExchange& exchang
     }
   }
   if (const std::string* agent = http::FindHeader(request.headers, "User-Agent"))
-    record.user_agent = *agent;
-  return record;
+    record.user_agent.assign(*agent);
+  return true;
 }
 
 namespace {

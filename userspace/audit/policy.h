@@ -96,6 +96,10 @@ class AuditPolicy {
   // nullopt when the exchange is not audited (level none, ignored path).
   std::optional<AuditRecord> Decide(const http::HttpExchange& exchange, Stage stage,
                                     const RequestContext& context) const;
+  // The same into `*record` (every field set or cleared, its strings' storage reused): false,
+  // and *record unspecified, when the exchange is not audited.
+  bool Decide(const http::HttpExchange& exchange, Stage stage, const RequestContext& context,
+              AuditRecord* record) const;
   const PolicyConfig& config() const { return config_; }
   const Redactor& redactor() const { return redactor_; }
 

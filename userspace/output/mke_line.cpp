@@ -784,16 +784,23 @@ std::string FitLine(const audit::AuditRecord& record, const UserFacts& user,
 
 }  // namespace internal
 
-std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
-                          const std::string& audit_id, uint64_t now_ns,
-                          const LineOptions& options) {
+void FormatMkeLine(std::string& out, const audit::AuditRecord& record, const UserFacts& user,
+                   const std::string& audit_id, uint64_t now_ns, const LineOptions& options) {
   const ExtraAnnotations extras = internal::BaseExtras(record);
-  std::string out;
+  out.clear();
   WriteMkeLine(out, record, user, audit_id, now_ns,
                {internal::HasRequestObject(record), record.request_uri, &extras});
   const size_t cap = internal::EffectiveCap(options);
-  if (cap == 0 || out.size() <= cap) return out;
-  return internal::FitLine(record, user, audit_id, now_ns, cap, &WriteMkeLine);
+  if (cap == 0 || out.size() <= cap) return;
+  out = internal::FitLine(record, user, audit_id, now_ns, cap, &WriteMkeLine);
+}
+
+std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
+                          const std::string& audit_id, uint64_t now_ns,
+                          const LineOptions& options) {
+  std::string out;
+  FormatMkeLine(out, record, user, audit_id, now_ns, options);
+  return out;
 }
 
 std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,

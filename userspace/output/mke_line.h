@@ -92,6 +92,9 @@ struct LineOptions {
 // the unit tests check it byte for byte against the tree-based encoding through GoJsonDump.
 std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
                           const std::string& audit_id, uint64_t now_ns, const LineOptions& options);
+// The same into `out` (cleared first; its storage reused line after line).
+void FormatMkeLine(std::string& out, const audit::AuditRecord& record, const UserFacts& user,
+                   const std::string& audit_id, uint64_t now_ns, const LineOptions& options);
 // The same with the default LineOptions (a 16384-byte cap).
 std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
                           const std::string& audit_id, uint64_t now_ns);

@@ -155,20 +155,25 @@ void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why
 
 void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint64_t stage_ns,
                     const conn::ConnFacts& facts, const std::string& audit_id) {
-  audit::RequestContext context;
-  context.source = facts.source;
-  context.stage_time_ns = stage_ns;
-  auto record = policy_.Decide(exchange, stage, context);
-  if (!record) {
+  context_.source.assign(facts.source);
+  context_.stage_time_ns = stage_ns;
+  audit::AuditRecord& record = record_;
+  if (!policy_.Decide(exchange, stage, context_, &record)) {
     ++stats_.not_audited;
     return;
   }
-  SetUser(exchange.request, facts, *record);
-  if (config_.format == OutputFormat::kK8s)
-    sink_->Write(output::FormatK8sEvent(*record, user_, audit_id, config_.line));
-  else
-    sink_->Write(output::FormatMkeLine(*record, user_, audit_id, WallNowNs(), config_.line));
+  SetUser(exchange.request, facts, record);
+  if (config_.format == OutputFormat::kK8s) {
+    sink_->Write(output::FormatK8sEvent(record, user_, audit_id, config_.line));
+  } else {
+    output::FormatMkeLine(line_, record, user_, audit_id, WallNowNs(), config_.line);
+    sink_->Write(line_);
+  }
   ++stats_.lines;
+  // The identity annotation's map node (and its key's storage) serves the next line too.
+  if (auto node = record.annotations.extract(kUserIdentifiedByAnnotation)) {
+    identified_by_node_ = std::move(node);
+  }
 }
 
 void Pipeline::SetUser(const http::HttpRequest& request, const conn::ConnFacts& facts,
@@ -185,7 +190,12 @@ void Pipeline::SetUser(const http::HttpRequest& request, const conn::ConnFacts& 
     user_.login = who.extra_username.front();
   user_.groups = who.groups;
   user_.impersonated.reset();
-  record.annotations[kUserIdentifiedByAnnotation] = identity::MethodName(who.method);
+  if (identified_by_node_.empty()) {
+    record.annotations[kUserIdentifiedByAnnotation] = identity::MethodName(who.method);
+  } else {
+    identified_by_node_.mapped().assign(identity::MethodName(who.method));
+    record.annotations.insert(std::move(identified_by_node_));
+  }
   if (!who.impersonated) return;
   const identity::ImpersonatedUser& as = *who.impersonated;
   if (config_.format == OutputFormat::kK8s) {

@@ -129,7 +129,12 @@ class Pipeline {
   identity::IdentityResolver identity_;
   std::string start_error_;
   conn::ConnectionTracker tracker_;
-  output::UserFacts user_;  // reused line after line
+  // Reused line after line, so that their strings keep their storage.
+  output::UserFacts user_;
+  audit::RequestContext context_;
+  audit::AuditRecord record_;
+  std::string line_;
+  std::map<std::string, std::string>::node_type identified_by_node_;
   PipelineStats stats_;
 };
 
