@@ -158,18 +158,23 @@ void H1Parser::Reset() {
 
 bool H1Parser::ParseStartLine(std::string_view line) {
   if (kind_ == Kind::kRequest) {
+    // METHOD SP+ target SP+ version: several spaces are accepted, as http-parser and nginx do.
     const size_t sp1 = line.find(' ');
     if (sp1 == std::string_view::npos || sp1 == 0) return false;
-    const size_t sp2 = line.find(' ', sp1 + 1);
-    if (sp2 == std::string_view::npos || sp2 == sp1 + 1) return false;
+    const size_t t = line.find_first_not_of(' ', sp1);
+    if (t == std::string_view::npos) return false;
+    const size_t sp2 = line.find(' ', t);
+    if (sp2 == std::string_view::npos) return false;
+    const size_t v = line.find_first_not_of(' ', sp2);
+    if (v == std::string_view::npos) return false;
     head_.method = line.substr(0, sp1);
-    head_.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    head_.target = line.substr(t, sp2 - t);
     if (!KnownMethod(head_.method)) return false;
     for (char ch : head_.target) {
       const auto c = static_cast<unsigned char>(ch);
       if (c <= 0x20 || c == 0x7f) return false;
     }
-    if (!ParseVersion(line.substr(sp2 + 1), head_.version_major, head_.version_minor)) return false;
+    if (!ParseVersion(line.substr(v), head_.version_major, head_.version_minor)) return false;
     connect_ = head_.method == "CONNECT";
     head_.counted_bytes = head_.target.size();
     return true;
@@ -327,6 +332,8 @@ size_t H1Parser::Execute(H1Listener& listener, const char* p, size_t n) {
             scanned_ = buf_.size();
             return n;
           }
+          // The same bound as for a block that comes in pieces (at most cap + 1 bytes held).
+          if (end > cap + 1) return Fail(pos);
           const size_t start = pos;
           pos += end;
           if (!ParseHead(listener, std::string_view(p + start, end))) return Fail(start);
@@ -393,6 +400,7 @@ size_t H1Parser::Execute(H1Listener& listener, const char* p, size_t n) {
         const size_t at = static_cast<size_t>(static_cast<const char*>(lf) - p);
         std::string_view line;
         if (buf_.empty()) {
+          if (at - pos > kMaxChunkLine) return Fail(pos);
           line = std::string_view(p + pos, at - pos);
         } else {
           if (buf_.size() + (at - pos) > kMaxChunkLine) return Fail(pos);
