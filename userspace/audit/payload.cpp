@@ -70,8 +70,10 @@ std::string_view PathOf(std::string_view target) {
       break;
     }
   }
-  const size_t end = target.find_first_of("?#");
-  return end == std::string_view::npos ? target : target.substr(0, end);
+  for (size_t i = 0; i < target.size(); ++i) {
+    if (target[i] == '?' || target[i] == '#') return target.substr(0, i);
+  }
+  return target;
 }
 
 std::string PercentDecode(std::string_view text) {
@@ -140,13 +142,33 @@ bool SegmentsMatch(const std::vector<std::string>& pattern,
   return true;
 }
 
-// True when the call matches `method` and `path` or `target` (both are checked, so a caller
-// passing an unexpected spelling of the path cannot make a redacted call slip through).
-bool CallMatchesRequest(const CallPattern& pattern, std::string_view method, std::string_view path,
-                        std::string_view target) {
-  return MatchesCall(pattern, method, path) ||
-         (target != path && MatchesCall(pattern, method, target));
-}
+// The readings of one request's `path` and `target` (both are checked, so a caller passing an
+// unexpected spelling of the path cannot make a redacted call slip through), made once per
+// request and matched against every pattern: what MatchesCall(pattern, method, path) ||
+// (target != path && MatchesCall(pattern, method, target)) says, without cleaning the same
+// path again for each pattern.
+class RequestReadings {
+ public:
+  RequestReadings(std::string_view method, std::string_view path, std::string_view target)
+      : method_(method), readings_(PathReadings(path)) {
+    if (target != path) {
+      for (auto& reading : PathReadings(target)) readings_.push_back(std::move(reading));
+    }
+  }
+
+  // `wanted` is CleanSegments(pattern.path).
+  bool Matches(const CallPattern& pattern, const std::vector<std::string>& wanted) const {
+    if (pattern.method != "*" && !EqualsIgnoreCase(pattern.method, method_)) return false;
+    for (const std::vector<std::string>& segments : readings_) {
+      if (SegmentsMatch(wanted, segments)) return true;
+    }
+    return false;
+  }
+
+ private:
+  std::string_view method_;
+  std::vector<std::vector<std::string>> readings_;
+};
 
 std::string_view ContentType(const http::HttpRequest& request) {
   const std::string* value = http::FindHeader(request.headers, "Content-Type");
@@ -342,8 +364,21 @@ std::optional<std::string> TopLevelId(const Json& response) {
   return std::nullopt;
 }
 
+// Can `text` be a JSON value at all? Its first non-space byte must start one. (nlohmann builds
+// an error message for every failed parse, exceptions off or not: most non-JSON answers are
+// ruled out here for nothing.)
+bool MayBeJson(std::string_view text) {
+  for (char c : text) {
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
+    return c == '{' || c == '[' || c == '"' || c == '-' || (c >= '0' && c <= '9') || c == 't' ||
+           c == 'f' || c == 'n';
+  }
+  return false;
+}
+
 std::optional<Json> ParseResponse(const http::HttpResponse& response) {
   if (response.body_truncated || response.body.size() < response.body_size) return std::nullopt;
+  if (!MayBeJson(response.body)) return std::nullopt;
   return ParseBoundedJson(response.body);
 }
 
@@ -433,12 +468,28 @@ bool MatchesCall(const CallPattern& pattern, std::string_view method, std::strin
   return false;
 }
 
-Redactor::Redactor(RedactionConfig config) : config_(std::move(config)) {}
+Redactor::Redactor(RedactionConfig config) : config_(std::move(config)) {
+  for (const CallPattern& call : config_.redacted_calls)
+    redacted_segments_.push_back(CleanSegments(call.path));
+  for (const SensitiveField& field : config_.sensitive_fields)
+    sensitive_segments_.push_back(CleanSegments(field.call.path));
+}
 
 bool Redactor::IsRedacted(const http::HttpRequest& request, std::string_view path,
                           const K8sRequestInfo* k8s) const {
+  // The method first: a pattern's method rules most requests out before any path is read.
+  bool any_method = false;
   for (const CallPattern& call : config_.redacted_calls) {
-    if (CallMatchesRequest(call, request.method, path, request.target)) return true;
+    if (call.method == "*" || EqualsIgnoreCase(call.method, request.method)) {
+      any_method = true;
+      break;
+    }
+  }
+  if (any_method) {
+    const RequestReadings readings(request.method, path, request.target);
+    for (size_t i = 0; i < config_.redacted_calls.size(); ++i) {
+      if (readings.Matches(config_.redacted_calls[i], redacted_segments_[i])) return true;
+    }
   }
   if (config_.redact_k8s_secrets && k8s != nullptr && k8s->is_resource_request &&
       k8s->resource == "secrets" && k8s->api_group.empty() && k8s->subresource.empty() &&
@@ -456,9 +507,10 @@ RequestObject Redactor::BuildRequestObject(const http::HttpRequest& request, std
     if (IsRedacted(request, path, k8s)) return Redacted(truncated);
 
     std::vector<const SensitiveField*> fields;
-    for (const SensitiveField& field : config_.sensitive_fields) {
-      if (CallMatchesRequest(field.call, request.method, path, request.target)) {
-        fields.push_back(&field);
+    const RequestReadings readings(request.method, path, request.target);
+    for (size_t i = 0; i < config_.sensitive_fields.size(); ++i) {
+      if (readings.Matches(config_.sensitive_fields[i].call, sensitive_segments_[i])) {
+        fields.push_back(&config_.sensitive_fields[i]);
       }
     }
     // Every Kubernetes body may carry "stringData" (and a Secret's "data"), in JSON, YAML or

@@ -101,6 +101,10 @@ class Redactor {
 
  private:
   RedactionConfig config_;
+  // The cleaned path segments of each redacted call's and each sensitive field's pattern,
+  // computed once here rather than for every request.
+  std::vector<std::vector<std::string>> redacted_segments_;
+  std::vector<std::vector<std::string>> sensitive_segments_;
 };
 
 // The id of the object a create or update call created or updated, for objectRef.uid; never
