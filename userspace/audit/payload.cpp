@@ -1,5 +1,6 @@
 #include "audit/payload.h"
 
+#include <boost/container/small_vector.hpp>
 #include <cstddef>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
@@ -103,8 +104,10 @@ bool IsVersionSegment(std::string_view segment) {
 
 // The segments of `path` as a router sees them after cleaning: empty segments (from "//" and
 // trailing slashes) and "." dropped, ".." pops one, then a leading version segment dropped.
-std::vector<std::string> CleanSegments(std::string_view path) {
-  std::vector<std::string> segments;
+// Views into `path`, appended to `segments` (which is cleared first).
+template <typename Segments>
+void CleanSegmentsInto(std::string_view path, Segments& segments) {
+  segments.clear();
   size_t start = 0;
   while (start <= path.size()) {
     size_t end = path.find('/', start);
@@ -113,12 +116,17 @@ std::vector<std::string> CleanSegments(std::string_view path) {
     if (segment == "..") {
       if (!segments.empty()) segments.pop_back();
     } else if (!segment.empty() && segment != ".") {
-      segments.emplace_back(segment);
+      segments.push_back(segment);
     }
     start = end + 1;
   }
   if (!segments.empty() && IsVersionSegment(segments.front())) segments.erase(segments.begin());
-  return segments;
+}
+
+std::vector<std::string> CleanSegments(std::string_view path) {
+  std::vector<std::string_view> views;
+  CleanSegmentsInto(path, views);
+  return std::vector<std::string>(views.begin(), views.end());
 }
 
 // The ways a server may read the path of `target`: as sent, and percent-decoded.
@@ -132,8 +140,8 @@ std::vector<std::vector<std::string>> PathReadings(std::string_view target) {
   return readings;
 }
 
-bool SegmentsMatch(const std::vector<std::string>& pattern,
-                   const std::vector<std::string>& segments) {
+template <typename Segments>
+bool SegmentsMatch(const std::vector<std::string>& pattern, const Segments& segments) {
   if (pattern.size() != segments.size()) return false;
   for (size_t i = 0; i < pattern.size(); ++i) {
     if (pattern[i] == "{id}") continue;  // segments are never empty
@@ -150,24 +158,37 @@ bool SegmentsMatch(const std::vector<std::string>& pattern,
 class RequestReadings {
  public:
   RequestReadings(std::string_view method, std::string_view path, std::string_view target)
-      : method_(method), readings_(PathReadings(path)) {
-    if (target != path) {
-      for (auto& reading : PathReadings(target)) readings_.push_back(std::move(reading));
-    }
+      : method_(method) {
+    Add(path);
+    if (target != path) Add(target);
   }
 
   // `wanted` is CleanSegments(pattern.path).
   bool Matches(const CallPattern& pattern, const std::vector<std::string>& wanted) const {
     if (pattern.method != "*" && !EqualsIgnoreCase(pattern.method, method_)) return false;
-    for (const std::vector<std::string>& segments : readings_) {
-      if (SegmentsMatch(wanted, segments)) return true;
+    for (size_t i = 0; i < count_; ++i) {
+      if (SegmentsMatch(wanted, readings_[i])) return true;
     }
     return false;
   }
 
  private:
+  // PathReadings of `target`, as views (into the request or decoded_), without allocating for
+  // paths of up to 8 segments.
+  void Add(std::string_view target) {
+    const std::string_view path = PathOf(target);
+    CleanSegmentsInto(path, readings_[count_++]);
+    if (path.find('%') != std::string_view::npos) {
+      std::string& decoded = decoded_[count_ / 2];
+      decoded = PercentDecode(path);
+      CleanSegmentsInto(decoded, readings_[count_++]);
+    }
+  }
+
   std::string_view method_;
-  std::vector<std::vector<std::string>> readings_;
+  std::string decoded_[2];
+  boost::container::small_vector<std::string_view, 8> readings_[4];
+  size_t count_ = 0;
 };
 
 std::string_view ContentType(const http::HttpRequest& request) {
