@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "http/http1.h"
+
 namespace mat::http {
 namespace {
 
@@ -539,6 +541,39 @@ TEST(H1ParserTest, RequestLineWithSeveralSpaces) {
   EXPECT_EQ(r.msgs[0].target, "/a");
   EXPECT_EQ(r.msgs[0].minor, 1);
   ExpectSplitInvariant(kReq, bytes);
+}
+
+// A request whose body length cannot be determined (a Transfer-Encoding other than chunked)
+// is answered by the server (nginx and Go: 501) and must be audited with that answer, as it
+// was with http-parser: its head is reported, then the parse fails.
+TEST(H1ParserTest, RequestWithAnotherTransferCodingIsReportedBeforeTheError) {
+  struct Heads final : H1Listener {
+    std::vector<std::string> targets;
+    void OnMessageBegin() override {}
+    H1HeadVerdict OnHead(const H1Head& h) override {
+      targets.emplace_back(h.target);
+      return H1HeadVerdict::kBody;
+    }
+    void OnBody(const char*, size_t) override {}
+    void OnMessageComplete() override {}
+  } heads;
+  H1Parser p(kReq, kMaxHead);
+  const std::string bytes = "POST /te HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nzz";
+  EXPECT_LT(p.Execute(heads, bytes.data(), bytes.size()), bytes.size());
+  EXPECT_TRUE(p.failed());
+  EXPECT_EQ(heads.targets, std::vector<std::string>{"/te"});
+
+  std::vector<std::pair<std::string, int>> got;
+  Http1Connection conn({}, [&](HttpExchange&& ex, ExchangeEvent) {
+    got.emplace_back(ex.request.target, ex.response ? ex.response->status : 0);
+  });
+  conn.MarkStreamStart(Direction::kRequest);
+  conn.MarkStreamStart(Direction::kResponse);
+  conn.OnData(Direction::kRequest, bytes, 1);
+  conn.OnData(Direction::kResponse,
+              "HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 2);
+  conn.OnClose(3);
+  EXPECT_EQ(got, (std::vector<std::pair<std::string, int>>{{"/te", 501}}));
 }
 
 // ---- in-body accounting used for gaps ----

@@ -274,7 +274,12 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
     }
   }
   if (has_te_ && has_length_) return false;
-  if (has_te_ && !chunked_ && kind_ == Kind::kRequest) return false;
+  if (has_te_ && !chunked_ && kind_ == Kind::kRequest) {
+    // Its body cannot be delimited, but the server answers it (501 from nginx and Go): the
+    // head is reported before the error, as http-parser did, so that it is audited.
+    listener.OnHead(head_);
+    return false;
+  }
   upgrade_ = kind_ == Kind::kRequest ? (connect_ || (upgrade_header_ && connection_upgrade_))
                                      : head_.status == 101;
   StartBody(listener, listener.OnHead(head_));
