@@ -102,6 +102,23 @@ inline bool ValidValue(std::string_view v) {
   return true;
 }
 
+// ValidValue over [p, end), eight bytes at a time: a word with no byte below 0x20 and none
+// equal to 0x7f needs no closer look (bytes from 0x80 are obs-text, allowed).
+inline bool ValidValueBytes(const char* p, const char* end) {
+  constexpr uint64_t kOnes = 0x0101010101010101ull;
+  constexpr uint64_t kHigh = 0x8080808080808080ull;
+  while (end - p >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, sizeof w);
+    const uint64_t below_space = (w - 0x20 * kOnes) & ~w & kHigh;
+    const uint64_t x = w ^ (0x7f * kOnes);
+    const uint64_t del = (x - kOnes) & ~x & kHigh;
+    if ((below_space | del) != 0 && !ValidValue(std::string_view(p, 8))) return false;
+    p += 8;
+  }
+  return ValidValue(std::string_view(p, static_cast<size_t>(end - p)));
+}
+
 // "HTTP/" DIGIT "." DIGIT
 inline bool ParseVersion(std::string_view v, int& major, int& minor) {
   if (v.size() != 8 || v.compare(0, 5, "HTTP/") != 0 || v[6] != '.') return false;
@@ -200,22 +217,21 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
   head_.status = 0;
   head_.fields.clear();
   folds_.clear();
-  size_t pos = 0;
-  bool first = true;
+  // One pass over the lines. The block ends in an empty line, so every line has an LF and no
+  // scan below can run past it (an LF is neither a token character nor OWS).
+  const char* p = block.data();
+  const char* const end = p + block.size();
+  const auto* lf = static_cast<const char*>(std::memchr(p, '\n', block.size()));
+  if (!ParseStartLine(StripEol(std::string_view(p, static_cast<size_t>(lf - p))))) return false;
+  p = lf + 1;
   for (;;) {
-    const size_t lf = block.find('\n', pos);
-    // The block always ends in an empty line, so there is an LF.
-    std::string_view line = StripEol(block.substr(pos, lf - pos));
-    pos = lf + 1;
-    if (first) {
-      if (!ParseStartLine(line)) return false;
-      first = false;
-      continue;
-    }
-    if (line.empty()) break;  // the end of the block
-    if (IsOws(line[0])) {
+    if (*p == '\n' || (*p == '\r' && p[1] == '\n')) break;  // the empty line: the end
+    lf = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+    if (IsOws(*p)) {
       // obs-fold: a continuation of the previous value, joined with a space (rare: the joined
       // value is kept apart, in folds_, whose strings do not move).
+      const std::string_view line = StripEol(std::string_view(p, static_cast<size_t>(lf - p)));
+      p = lf + 1;
       if (head_.fields.empty() || !ValidValue(line)) return false;
       const std::string_view more = Trim(line);
       head_.counted_bytes += more.size();
@@ -228,16 +244,20 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
       value = joined;
       continue;
     }
-    const size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) return false;
-    const std::string_view name = line.substr(0, colon);
-    for (char c : name)
-      if (!kTokens.token[static_cast<unsigned char>(c)]) return false;
-    const std::string_view raw_value = line.substr(colon + 1);
-    if (!ValidValue(raw_value)) return false;
-    const std::string_view value = Trim(raw_value);
+    const char* q = p;
+    while (kTokens.token[static_cast<unsigned char>(*q)]) ++q;
+    if (q == p || *q != ':') return false;
+    const std::string_view name(p, static_cast<size_t>(q - p));
+    ++q;
+    const char* value_end = lf;
+    if (value_end > q && value_end[-1] == '\r') --value_end;
+    if (!ValidValueBytes(q, value_end)) return false;
+    while (q < value_end && IsOws(*q)) ++q;
+    while (value_end > q && IsOws(value_end[-1])) --value_end;
+    const std::string_view value(q, static_cast<size_t>(value_end - q));
     head_.counted_bytes += name.size() + value.size() + 4;
     head_.fields.emplace_back(name, value);
+    p = lf + 1;
   }
   if (head_.counted_bytes > max_head_) return false;
   // Framing headers.
