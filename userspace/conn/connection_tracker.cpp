@@ -83,7 +83,7 @@ class ConnectionTracker::HttpProtocol {
     }
     std::vector<Chunk> waiting = std::move(waiting_);
     waiting_.clear();
-    request_.clear();
+    std::string().swap(request_);  // the decision is made: keep no capacity while idle
     for (Chunk& c : waiting) OnData(c.dir, c.bytes, c.ts);
   }
 

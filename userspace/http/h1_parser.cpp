@@ -164,6 +164,11 @@ size_t FindBlockEnd(const char* p, size_t n, size_t from) {
 
 }  // namespace
 
+H1Parser::Scratch& H1Parser::SharedScratch() {
+  static thread_local Scratch scratch;
+  return scratch;
+}
+
 void H1Parser::Reset() {
   state_ = State::kStart;
   upgrade_ = chunked_ = has_length_ = has_te_ = false;
@@ -174,6 +179,7 @@ void H1Parser::Reset() {
 }
 
 bool H1Parser::ParseStartLine(std::string_view line) {
+  H1Head& head_ = SharedScratch().head;
   if (kind_ == Kind::kRequest) {
     // METHOD SP+ target SP+ version: several spaces are accepted, as http-parser and nginx do.
     const size_t sp1 = line.find(' ');
@@ -213,6 +219,8 @@ bool H1Parser::ParseStartLine(std::string_view line) {
 }
 
 bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
+  H1Head& head_ = SharedScratch().head;
+  std::deque<std::string>& folds_ = SharedScratch().folds;
   head_.method = head_.target = {};
   head_.status = 0;
   head_.fields.clear();
@@ -380,7 +388,11 @@ size_t H1Parser::Execute(H1Listener& listener, const char* p, size_t n) {
         const size_t start = pos;
         pos += used;
         if (!ParseHead(listener, std::string_view(buf_.data(), end))) return Fail(start);
-        buf_.clear();
+        // A head that came in pieces leaves no buffer behind on an idle connection.
+        if (buf_.capacity() > 1024)
+          std::string().swap(buf_);
+        else
+          buf_.clear();
         break;
       }
       case State::kBodyLength:

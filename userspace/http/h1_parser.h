@@ -118,10 +118,16 @@ class H1Parser {
   bool connect_ = false;
   uint64_t length_ = 0;
   uint64_t remaining_ = 0;
-  std::string buf_;                // a header block (or chunk/trailer line) that spans calls
-  size_t scanned_ = 0;             // bytes of buf_ already searched for the block's end
-  std::deque<std::string> folds_;  // obs-fold values joined (they must not move)
-  H1Head head_;
+  std::string buf_;     // a header block (or chunk/trailer line) that spans calls
+  size_t scanned_ = 0;  // bytes of buf_ already searched for the block's end
+  // The head being parsed and the obs-fold values joined for it (they must not move): scratch
+  // that lives only during ParseHead and OnHead, shared by the thread's parsers so an idle
+  // connection keeps none of it.
+  struct Scratch {
+    H1Head head;
+    std::deque<std::string> folds;
+  };
+  static Scratch& SharedScratch();
 };
 
 }  // namespace mat::http

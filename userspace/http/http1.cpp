@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -128,6 +129,9 @@ void AppendBody(std::string& body, uint64_t& size, bool& truncated, const char* 
 }  // namespace
 
 struct Http1Connection::Impl {
+  struct Ready;
+  static std::vector<Ready>& SharedReady(int which);
+
   enum class Mode : uint8_t { kUnsynced, kSynced, kUpgradeWait, kDead };
 
   struct Pending {
@@ -193,11 +197,16 @@ struct Http1Connection::Impl {
   Sink sink;
   Http1Stats stats;
   Stream streams[2];
-  std::deque<Pending> pending;
+  // A list, not a deque: libstdc++'s deque allocates a map and a node when it is made, ~600
+  // bytes for every idle connection (one Pending fills a deque node anyway).
+  std::list<Pending> pending;
   uint64_t next_seq = 1;
   uint64_t owed = 0;
-  std::vector<Ready> ready;
-  std::vector<Ready> batch;
+  // Exchanges ready for the sink. Filled and emptied within one call (every public operation
+  // ends with Flush), and the sink never calls back in, so all connections of a thread share
+  // these two vectors instead of each keeping their capacity while idle.
+  std::vector<Ready>& ready = SharedReady(0);
+  std::vector<Ready>& batch = SharedReady(1);
   bool resume_requests = false;
   bool go_dead = false;
   bool closed = false;
@@ -825,6 +834,11 @@ struct Http1Connection::Impl {
     Flush();
   }
 };
+
+std::vector<Http1Connection::Impl::Ready>& Http1Connection::Impl::SharedReady(int which) {
+  static thread_local std::vector<Ready> shared[2];
+  return shared[which];
+}
 
 Http1Connection::Http1Connection(Http1Options options, Sink sink)
     : impl_(std::make_unique<Impl>(options, std::move(sink))) {}
