@@ -7,7 +7,7 @@
 #include <sstream>
 #include <string_view>
 
-#include "config/toml_lite.h"
+#include "config/toml_reader.h"
 
 namespace mat {
 namespace {

@@ -1,4 +1,4 @@
-// The TOML subset reader and the options it feeds: MKE's [audit_log_configuration] section
+// The TOML reader and the options it feeds: MKE's [audit_log_configuration] section
 // verbatim, our [mke_audit_tap] section, a whole MKE config file, and clear errors.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "config/toml_lite.h"
+#include "config/toml_reader.h"
 #include "options.h"
 
 namespace mat {
@@ -30,7 +30,7 @@ std::string WriteConfig(const std::string& text) {
   return path;
 }
 
-TEST(Toml, ParsesTheSubset) {
+TEST(Toml, ReadsTheValuesOptionsTake) {
   std::string error;
   auto doc = config::ParseToml(R"(# comment
 top = 1
@@ -57,10 +57,14 @@ nested = [[1, 2], []]
 
 TEST(Toml, ErrorsNameTheLine) {
   const std::pair<const char*, const char*> cases[] = {
-      {"a = 1\nb = \"open\n", "line 2"},     {"[s]\nx = 1.5\n", "line 2"},
-      {"x = 1\nx = 2\n", "repeated"},        {"[s]\n[s]\n", "line 2"},
-      {"x = [1, 2\n", "unterminated array"}, {"x = 1 2\n", "unexpected text"},
-      {"= 1\n", "expected a key"},           {"x = \"\\q\"\n", "unknown escape"},
+      {"a = 1\nb = \"open\n", "line 2: "},
+      {"[s]\nx = 1.5.2\n", "line 2: "},
+      {"x = 1\nx = 2\n", "line 2: "},
+      {"[s]\n[s]\n", "line 2: "},
+      {"\n\nx = [1, 2,", "line 3: "},
+      {"\nx = 1 2\n", "line 2: "},
+      {"= 1\n", "line 1: "},
+      {"\n\nx = \"\\q\"\n", "line 3: "},
   };
   for (const auto& [text, want] : cases) {
     std::string error;
@@ -226,6 +230,81 @@ TEST(Options, IdentityFlagsAndKeys) {
   EXPECT_FALSE(Parse({"--config", path, "--pid", "1"}, &error).has_value());
   EXPECT_NE(error.find("line 2: token_ttl must be an integer from 1"), std::string::npos) << error;
   std::filesystem::remove(path);
+}
+
+// ---- a whole MKE configuration file, any valid TOML ----
+
+// Writes `text` as a config file, parses it with `args` and returns the error ("" when it
+// loaded).
+std::string ConfigError(const std::string& text, std::vector<std::string> args = {"--pid", "1"}) {
+  std::string path = WriteConfig(text);
+  args.insert(args.begin(), {"--config", path});
+  std::string error;
+  auto o = Parse(args, &error);
+  std::filesystem::remove(path);
+  return o ? "" : error;
+}
+
+// A whole MKE configuration file is valid TOML of every kind; only our sections are read.
+TEST(Config, AnyValidTomlInOtherSectionsLoads) {
+  std::string error = ConfigError(R"(# MKE configuration file
+[auth]
+  default_new_user_role = "restrictedcontrol"
+  backend = "managed"
+  [auth.sessions]
+    lifetime_minutes = 60
+  [auth.external_identity_provider]
+    issuer = 'https://idp.example.com'
+    scopes = {openid = true, profile = "x"}
+["a.b"]
+  x = 1
+[a."b c"]
+  y = 2.5
+[[registries]]
+  host_address = "dtr.example.com"
+  ca_bundle = """
+-----BEGIN CERTIFICATE-----
+[not a table]
+-----END CERTIFICATE-----
+"""
+[[registries]]
+  host_address = 'other'
+  literal = '''
+[neither]'''
+[cluster_config]
+  custom_kube_api_server_flags = ["--event-ttl=1h0m0s",
+    "--service-node-port-range=32768-35535"]
+  nested = [
+    [1, 2],
+    ["a", "b"],
+  ]
+  when = 1979-05-27T07:32:00Z
+  ratio = 0.5
+  inline = { a = [1, {b = 2}] }
+  dotted.key = "v"
+[audit_log_configuration]
+  level = "request"
+  support_dump_include_audit_logs = false
+[mke_audit_tap]
+  comm = [
+    "ucp-controller",
+  ]
+[tracking_configuration]
+  disable_usageinfo = false
+)",
+                                  {});
+  EXPECT_EQ(error, "");
+}
+
+TEST(Config, BrokenTomlAnywhereNamesTheLine) {
+  EXPECT_NE(ConfigError("[auth]\nx = 1\n[auth]\n").find(".toml: line 3"), std::string::npos);
+  EXPECT_NE(ConfigError("[other]\n\nx = [1, \n").find(".toml: line "), std::string::npos);
+  EXPECT_NE(ConfigError("[mke_audit_tap]\ncap_bytes = 1.5\n").find("line 2: cap_bytes"),
+            std::string::npos);
+  EXPECT_NE(ConfigError("[mke_audit_tap]\nformat = { a = 1 }\n").find("line 2: format"),
+            std::string::npos);
+  EXPECT_NE(ConfigError("[[mke_audit_tap]]\ncomm = [\"x\"]\n").find("line 1: mke_audit_tap"),
+            std::string::npos);
 }
 
 }  // namespace
