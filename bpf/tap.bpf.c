@@ -23,12 +23,6 @@ const volatile __u32 cap_bytes = TAP_DEFAULT_CAP;
  */
 const volatile __u32 wakeup_bytes = 1 << 20;
 
-/* How a probed read/write function reports the number of bytes moved. */
-enum len_mode {
-	LEN_FROM_RET = 0,  /* SSL_read/SSL_write: return value > 0 is the count */
-	LEN_FROM_PTR4 = 1, /* ssl_read_internal, SSL_read_ex, ...: ret > 0, count in *arg4 */
-};
-
 struct targets_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, TAP_MAX_TARGETS);
@@ -44,8 +38,14 @@ struct inflight {
 	__u32 pad;
 };
 
+/*
+ * Every hash map the programs fill is LRU: a thread killed inside a call (or in accept) never
+ * reaches the return that deletes its entry, and LRU recycles such dead entries first instead of
+ * refusing new calls once they fill the map. A live entry evicted that way (more threads in
+ * calls than the map holds) is counted at its return as TAP_CNT_UNTRACKED_CALLS.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct inflight);
@@ -83,7 +83,7 @@ struct {
 } socks SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u64);   /* pid_tgid */
 	__type(value, __u64); /* user pointer to the peer sockaddr */
@@ -236,8 +236,8 @@ static __always_inline int call_enter(struct pt_regs *ctx, bool with_lenp)
 	call.buf = PT_REGS_PARM2(ctx);
 	call.lenp = with_lenp ? PT_REGS_PARM4(ctx) : 0;
 	call.fd = -1;
-	if (bpf_map_update_elem(&inflight, &id, &call, BPF_ANY))
-		count(TAP_CNT_INFLIGHT_MAP_FULL, 1);
+	/* Should the map refuse it, the return finds no entry and counts the call as untracked. */
+	bpf_map_update_elem(&inflight, &id, &call, BPF_ANY);
 	return 0;
 }
 
@@ -326,8 +326,12 @@ static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
 	long ret = PT_REGS_RC(ctx);
 	__u64 moved;
 
-	if (!call)
+	if (!call) {
+		/* Bytes moved by a call whose start was not recorded (evicted from a full map). */
+		if ((int)ret > 0)
+			count(TAP_CNT_UNTRACKED_CALLS, 1);
 		return 0;
+	}
 	if ((int)ret <= 0) /* failed or would block: nothing moved */
 		goto out;
 	if (call->lenp) {
@@ -642,8 +646,8 @@ static __always_inline int go_call_enter(struct pt_regs *ctx, void *map)
 	call.conn = ctx->ax;
 	call.buf = ctx->bx;
 	call.fd = go_conn_fd(call.conn);
-	if (bpf_map_update_elem(map, &key, &call, BPF_ANY))
-		count(TAP_CNT_INFLIGHT_MAP_FULL, 1);
+	/* Should the map refuse it, the return finds no entry and counts the call as untracked. */
+	bpf_map_update_elem(map, &key, &call, BPF_ANY);
 	return 0;
 }
 
@@ -659,11 +663,18 @@ static __always_inline int go_call_return(struct pt_regs *ctx, void *map, __u8 d
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__s64 n = (__s64)ctx->ax;
 
-	if (!call)
-		return 0;
 	if (cookie && bpf_probe_read_user(&n, sizeof(n), (void *)(ctx->sp + cookie - 1))) {
 		count(TAP_CNT_READ_FAULTS, 1);
 		n = 0;
+	}
+	if (!call) {
+		/*
+		 * Bytes moved by a call whose start was not recorded: evicted from a full map, or
+		 * a goroutine already inside the call when the probes were attached.
+		 */
+		if (n > 0)
+			count(TAP_CNT_UNTRACKED_CALLS, 1);
+		return 0;
 	}
 	if (n > 0)
 		deliver(id, call->conn, call->fd, call->buf, (__u64)n, dir);

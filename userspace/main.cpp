@@ -360,7 +360,7 @@ class LiveAuditor {
     auto counters = tap_->ReadCounters();
     uint64_t losses = counters[TAP_CNT_RINGBUF_DROPS] + counters[TAP_CNT_TRUNC_CALLS] +
                       counters[TAP_CNT_READ_FAULTS] + counters[TAP_CNT_CONN_MAP_FULL] +
-                      counters[TAP_CNT_INFLIGHT_MAP_FULL];
+                      counters[TAP_CNT_UNTRACKED_CALLS];
     if (only_losses && losses == reported_losses_) return;
     reported_losses_ = losses;
     std::string text;

@@ -51,7 +51,8 @@ enum tap_counter {
   TAP_CNT_RINGBUF_DROP_BYTES, /* payload bytes in those records */
   TAP_CNT_READ_FAULTS,        /* user memory that could not be read */
   TAP_CNT_CONN_MAP_FULL,      /* connections not tracked: map full */
-  TAP_CNT_INFLIGHT_MAP_FULL,  /* calls not tracked: map full */
+  TAP_CNT_UNTRACKED_CALLS,    /* calls that moved bytes but whose start was not recorded (its
+                                 in-flight entry evicted or refused): their bytes are lost */
   TAP_CNT_MAX,
 };
 

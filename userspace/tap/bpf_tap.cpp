@@ -18,7 +18,7 @@ const char* CounterName(int index) {
   static const char* const kNames[TAP_CNT_MAX] = {
       "data_calls",       "data_bytes",    "truncated_calls",
       "truncated_bytes",  "ringbuf_drops", "ringbuf_drop_bytes",
-      "user_read_faults", "conn_map_full", "inflight_map_full",
+      "user_read_faults", "conn_map_full", "untracked_calls",
   };
   return index >= 0 && index < TAP_CNT_MAX ? kNames[index] : "?";
 }

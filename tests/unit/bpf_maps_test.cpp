@@ -1,0 +1,36 @@
+// The kernel side's maps, read from the BPF object without loading it (no privileges needed).
+// Every hash map the BPF programs fill must be LRU: an entry whose thread or process dies
+// mid-call (killed in accept or inside an SSL call) is never deleted by the program that made
+// it, and in a plain hash map such entries would pile up until the map refuses every new
+// call. Only `targets` is plain: userspace adds and removes its entries.
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "tap.skel.h"
+
+namespace {
+
+TEST(BpfMaps, HashMapsFilledByTheKernelAreLru) {
+  std::unique_ptr<tap_bpf, void (*)(tap_bpf*)> skel(tap_bpf__open(), tap_bpf__destroy);
+  ASSERT_NE(skel, nullptr);
+  int hash_maps = 0;
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, skel->obj) {
+    const std::string name = bpf_map__name(map);
+    const bpf_map_type type = bpf_map__type(map);
+    if (type != BPF_MAP_TYPE_HASH && type != BPF_MAP_TYPE_LRU_HASH) continue;
+    ++hash_maps;
+    if (name == "targets")
+      EXPECT_EQ(type, BPF_MAP_TYPE_HASH) << name;
+    else
+      EXPECT_EQ(type, BPF_MAP_TYPE_LRU_HASH) << name << " is filled per thread or connection";
+  }
+  EXPECT_GE(hash_maps, 9);  // inflight, accept_args, conns, socks, the Go and handshake maps
+  EXPECT_EQ(bpf_map__type(skel->maps.inflight), BPF_MAP_TYPE_LRU_HASH);
+  EXPECT_EQ(bpf_map__type(skel->maps.accept_args), BPF_MAP_TYPE_LRU_HASH);
+}
+
+}  // namespace
