@@ -216,7 +216,8 @@ Capture:
 
 Record and replay:
   --record FILE                  also write the raw tap records to FILE (mode 0600; it holds
-                                 PLAINTEXT, including credentials: protect it)
+                                 PLAINTEXT, including credentials: protect it); a symbolic
+                                 link, FIFO, device or another user's file there is refused
   --replay FILE                  run the pipeline from a recording instead of the kernel
                                  (needs no privileges)
 

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace mat::capture {
@@ -16,11 +17,61 @@ constexpr uint32_t kMaxRecord = sizeof(tap_data) + 4096;
 
 Recorder::~Recorder() { Close(); }
 
+namespace {
+
+// Opens path for writing without following a symbolic link and without blocking on a FIFO:
+// a new file is created exclusively (mode 0600); an existing one only if it is a regular file
+// with no other hard link, owned by us. -1 with *error otherwise.
+int OpenRecordingFile(const std::string& path, std::string* error) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0) return fd;
+    if (errno != EEXIST) {
+      *error = "cannot create " + path + ": " + std::strerror(errno);
+      return -1;
+    }
+    // It exists. O_NONBLOCK: opening a FIFO must not wait for a reader.
+    fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) continue;  // removed in between: create it again
+    if (fd < 0) {
+      *error = errno == ELOOP   ? "refusing " + path + ": it is a symbolic link"
+               : errno == ENXIO ? "refusing " + path + ": not a regular file (a FIFO or socket)"
+                                : "cannot open " + path + ": " + std::strerror(errno);
+      return -1;
+    }
+    struct stat st {};
+    std::string why;
+    if (::fstat(fd, &st) != 0)
+      why = std::string("cannot stat it: ") + std::strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+      why = "not a regular file";
+    else if (st.st_nlink != 1)
+      why = "it has another hard link";
+    else if (st.st_uid != ::geteuid())
+      why = "owned by uid " + std::to_string(st.st_uid);
+    if (why.empty() && ::fcntl(fd, F_SETFL, 0) != 0)
+      why = std::string("fcntl: ") + std::strerror(errno);
+    if (why.empty() && ::ftruncate(fd, 0) != 0)
+      why = std::string("cannot truncate it: ") + std::strerror(errno);
+    if (!why.empty()) {
+      ::close(fd);
+      *error = "refusing " + path + ": " + why;
+      return -1;
+    }
+    return fd;
+  }
+  *error = "cannot create " + path + ": it keeps appearing and disappearing";
+  return -1;
+}
+
+}  // namespace
+
 std::string Recorder::Open(const std::string& path, const ClockMap& clock) {
   Close();
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return "cannot create " + path + ": " + std::strerror(errno);
-  // The file may have existed with wider permissions: it holds plaintext, so narrow them.
+  std::string error;
+  int fd = OpenRecordingFile(path, &error);
+  if (fd < 0) return error;
+  // An existing file may have had wider permissions: it holds plaintext, so narrow them.
   if (::fchmod(fd, 0600) != 0) {
     std::string err = "cannot chmod " + path + ": " + std::strerror(errno);
     ::close(fd);

@@ -21,11 +21,14 @@ class Recorder {
   Recorder(const Recorder&) = delete;
   Recorder& operator=(const Recorder&) = delete;
 
-  // Creates (or truncates) the file with mode 0600. Returns an error text, empty on success.
+  // Creates the file with mode 0600, or replaces an existing regular file that we own and that
+  // has no other hard link. Anything else at the path (a symbolic link, even a dangling one, a
+  // FIFO, a device, a directory, another user's file) is refused: as root, following it would
+  // overwrite or disclose a file the operator did not name. Returns an error text, empty on
+  // success.
   std::string Open(const std::string& path, const ClockMap& clock);
   void Append(const void* bytes, uint32_t size);
   void Close();
-  bool is_open() const { return file_ != nullptr; }
 
  private:
   std::FILE* file_ = nullptr;
