@@ -5,8 +5,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <boost/asio.hpp>
@@ -41,19 +40,12 @@ void SetUpLogging(const std::string& level) {
   spdlog::flush_on(spdlog::level::info);
 }
 
-// Tells systemd we are ready, when run as a Type=notify service.
+// Tells systemd we are ready, when run as a Type=notify service. libsystemd's sd_notify, which
+// gets NOTIFY_SOCKET's forms right (a path, or "@name" in the abstract namespace, whose address
+// length must count only the name's bytes).
 void NotifySystemd() {
-  const char* path = std::getenv("NOTIFY_SOCKET");
-  if (path == nullptr || path[0] == '\0') return;
-  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path, sizeof(addr.sun_path) - 1);
-  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
-  const char msg[] = "READY=1";
-  ::sendto(fd, msg, sizeof(msg) - 1, 0, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  ::close(fd);
+  int r = sd_notify(0, "READY=1");
+  if (r < 0) spdlog::warn("cannot notify systemd (NOTIFY_SOCKET): {}", std::strerror(-r));
 }
 
 // SIGINT and SIGTERM, read from a signalfd. The signals are blocked from the start of main, so
