@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -36,7 +35,14 @@ void SetUpLogging(const std::string& level) {
   auto logger = spdlog::stderr_logger_mt("mke-audit-tap");
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%l%$ %v", spdlog::pattern_time_type::utc);
   spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(level));
+  // `level` is one of NormalizeLogLevel's names; spdlog's from_str would make anything else
+  // "off", silencing even errors, so nothing else gets there.
+  spdlog::level::level_enum value = spdlog::level::info;
+  if (level == "trace") value = spdlog::level::trace;
+  if (level == "debug") value = spdlog::level::debug;
+  if (level == "warn") value = spdlog::level::warn;
+  if (level == "error") value = spdlog::level::err;
+  spdlog::set_level(value);
   spdlog::flush_on(spdlog::level::info);
 }
 
@@ -115,10 +121,8 @@ mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
   config.policy.ignore.insert(config.policy.ignore.end(), o.ignore.begin(), o.ignore.end());
   if (o.no_default_redact) config.policy.redaction.redacted_calls.clear();
   for (const std::string& call : o.redact) {
-    size_t space = call.find(' ');
-    std::string method = call.substr(0, space);
-    for (char& c : method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    config.policy.redaction.redacted_calls.push_back({method, call.substr(space + 1)});
+    if (auto parsed = mat::ParseRedactedCall(call))  // checked when the options were read
+      config.policy.redaction.redacted_calls.push_back({parsed->first, parsed->second});
   }
   config.tracker.http.max_body_bytes = o.max_body_bytes;
   config.license_key = o.license_key;

@@ -1,26 +1,197 @@
 #include "options.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
-#include <functional>
 #include <sstream>
 #include <string_view>
+#include <type_traits>
 
 #include "config/toml_reader.h"
+#include "util/ascii.h"
 
 namespace mat {
 namespace {
 
-bool ParseUnsigned(std::string_view text, uint64_t min, uint64_t max, uint64_t* out) {
-  if (text.empty() || text.size() > 20) return false;
+// ---- one check per option ------------------------------------------------------------------
+// Each option is declared once below, with the check (and store) of one value that the command
+// line and the configuration file both go through, so the two cannot accept different things.
+// A check returns what is wrong with the value, or "" when it is stored.
+
+bool IsTokenChar(char c) {  // RFC 9110 tchar: what an HTTP method is made of
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+std::string SetLevel(Options& o, std::string_view v) {
+  auto level = audit::ParseLevel(v);
+  if (!level) return "expected none, metadata or request (or \"\"), got '" + std::string(v) + "'";
+  o.level = *level;
+  return "";
+}
+
+std::string SetLicenseKey(Options& o, std::string_view v) {
+  o.license_key = v;
+  return "";
+}
+
+std::string SetFormat(Options& o, std::string_view v) {
+  if (v != "mke" && v != "k8s") return "expected mke or k8s, got '" + std::string(v) + "'";
+  o.format = v;
+  return "";
+}
+
+std::string AddComm(Options& o, std::string_view v) {
+  // The kernel keeps TASK_COMM_LEN - 1 = 15 bytes of a command name: a longer one never matches.
+  if (v.empty() || v.size() > 15)
+    return "a command name has 1 to 15 characters (the kernel keeps no more), got '" +
+           std::string(v) + "'";
+  o.comms.emplace_back(v);
+  return "";
+}
+
+std::string AddPid(Options& o, uint64_t n) {
+  o.pids.push_back(static_cast<pid_t>(n));
+  return "";
+}
+
+std::string AddIgnore(Options& o, std::string_view v) {
+  if (v.empty() || v[0] != '/') return "a path starting with '/', got '" + std::string(v) + "'";
+  o.ignore.emplace_back(v);
+  return "";
+}
+
+std::string AddRedact(Options& o, std::string_view v) {
+  // Without a method it would be a pattern that never matches: the operator would believe the
+  // call redacted while its payload is written.
+  auto call = ParseRedactedCall(v);
+  if (!call) return "expected 'METHOD /path' (METHOD * for any), got '" + std::string(v) + "'";
+  o.redact.push_back(call->first + " " + call->second);
+  return "";
+}
+
+std::string SetRingbufBytes(Options& o, uint64_t n) {
+  if (n & (n - 1)) return "must be a power of two";
+  o.ringbuf_bytes = static_cast<uint32_t>(n);
+  return "";
+}
+
+std::string SetLogLevel(Options& o, std::string_view v) {
+  auto level = NormalizeLogLevel(v);
+  if (!level)
+    return "expected trace, debug, info, warn or error (any case), got '" + std::string(v) + "'";
+  o.log_level = *level;
+  return "";
+}
+
+// A file name: any non-empty text.
+template <std::string Options::*field>
+std::string SetFile(Options& o, std::string_view v) {
+  if (v.empty()) return "needs a file name";
+  o.*field = v;
+  return "";
+}
+
+// A number with no rule beyond its range.
+template <auto field>
+std::string SetNumber(Options& o, uint64_t n) {
+  o.*field = static_cast<std::remove_reference_t<decltype(o.*field)>>(n);
+  return "";
+}
+
+template <bool Options::*field>
+void Enable(Options& o) {
+  o.*field = true;
+}
+
+struct OptionSpec {
+  enum class Kind { kSwitch, kText, kNumber };
+  std::string_view flag;  // "--cap-bytes"
+  std::string_view key;   // its key in [mke_audit_tap] ("cap_bytes"); empty: flag only
+  Kind kind;
+  bool repeatable = false;    // the flag may be repeated; in the file the value is an array
+  uint64_t min = 0, max = 0;  // kNumber
+  std::string (*text)(Options&, std::string_view) = nullptr;  // kText: check and store
+  std::string (*number)(Options&, uint64_t) = nullptr;        // kNumber, within [min, max]
+  void (*on)(Options&) = nullptr;                             // kSwitch: the flag is given
+  bool key_negates = false;  // kSwitch: key = false means the flag (default_ignore = false)
+};
+
+using K = OptionSpec::Kind;
+using O = Options;
+
+// clang-format off
+const OptionSpec kOptions[] = {
+    {"--level", "", K::kText, false, 0, 0, SetLevel},
+    {"--license-key", "license_key", K::kText, false, 0, 0, SetLicenseKey},
+    {"--format", "format", K::kText, false, 0, 0, SetFormat},
+    {"--comm", "comm", K::kText, true, 0, 0, AddComm},
+    {"--pid", "pid", K::kNumber, true, 1, 4194304, nullptr, AddPid},
+    {"--ignore", "ignore", K::kText, true, 0, 0, AddIgnore},
+    {"--no-default-ignore", "default_ignore", K::kSwitch, false, 0, 0, nullptr, nullptr,
+     Enable<&O::no_default_ignore>, true},
+    {"--audit-grpc", "audit_grpc", K::kSwitch, false, 0, 0, nullptr, nullptr,
+     Enable<&O::audit_grpc>},
+    {"--redact", "redact", K::kText, true, 0, 0, AddRedact},
+    {"--no-default-redact", "default_redact", K::kSwitch, false, 0, 0, nullptr, nullptr,
+     Enable<&O::no_default_redact>, true},
+    {"--response-timeout", "response_timeout", K::kNumber, false, 0, 86400, nullptr,
+     SetNumber<&O::response_timeout_s>},
+    {"--max-line-bytes", "max_line_bytes", K::kNumber, false, 0, 16u << 20, nullptr,
+     SetNumber<&O::max_line_bytes>},
+    {"--every-request-received", "every_request_received", K::kSwitch, false, 0, 0, nullptr,
+     nullptr, Enable<&O::every_request_received>},
+    {"--client-ca", "client_ca", K::kText, false, 0, 0, SetFile<&O::client_ca>},
+    {"--user-map", "user_map", K::kText, false, 0, 0, SetFile<&O::user_map>},
+    {"--token-ttl", "token_ttl", K::kNumber, false, 1, 30 * 86400, nullptr,
+     SetNumber<&O::token_ttl_s>},
+    {"--token-cache-size", "token_cache_size", K::kNumber, false, 0, 1000000, nullptr,
+     SetNumber<&O::token_cache_size>},
+    {"--cap-bytes", "cap_bytes", K::kNumber, false, 4096, 1u << 20, nullptr,
+     SetNumber<&O::cap_bytes>},
+    {"--ringbuf-bytes", "ringbuf_bytes", K::kNumber, false, 1u << 16, 1u << 30, nullptr,
+     SetRingbufBytes},
+    {"--max-body-bytes", "max_body_bytes", K::kNumber, false, 0, 16u << 20, nullptr,
+     SetNumber<&O::max_body_bytes>},
+    {"--poll-ms", "poll_ms", K::kNumber, false, 1, 1000, nullptr, SetNumber<&O::poll_ms>},
+    {"--rescan-ms", "rescan_ms", K::kNumber, false, 50, 3600000, nullptr,
+     SetNumber<&O::rescan_ms>},
+    {"--idle-timeout", "idle_timeout", K::kNumber, false, 1, 30 * 86400, nullptr,
+     SetNumber<&O::idle_timeout_s>},
+    {"--record", "record", K::kText, false, 0, 0, SetFile<&O::record_file>},
+    {"--replay", "", K::kText, false, 0, 0, SetFile<&O::replay_file>},
+    {"--log-level", "log_level", K::kText, false, 0, 0, SetLogLevel},
+};
+// clang-format on
+
+const OptionSpec* FindFlag(std::string_view flag) {
+  for (const OptionSpec& spec : kOptions)
+    if (spec.flag == flag) return &spec;
+  return nullptr;
+}
+
+const OptionSpec* FindKey(std::string_view key) {
+  for (const OptionSpec& spec : kOptions)
+    if (!spec.key.empty() && spec.key == key) return &spec;
+  return nullptr;
+}
+
+std::string RangeError(const OptionSpec& spec, const std::string& got) {
+  return "expected a number from " + std::to_string(spec.min) + " to " + std::to_string(spec.max) +
+         ", got " + got;
+}
+
+// One number given as text on the command line.
+std::string NumberFromText(const OptionSpec& spec, Options& o, std::string_view text) {
   std::string s(text);
   char* end = nullptr;
   errno = 0;
-  unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-  if (errno != 0 || *end != '\0' || s[0] == '-' || v < min || v > max) return false;
-  *out = v;
-  return true;
+  unsigned long long v = s.empty() || s.size() > 20 ? 0 : std::strtoull(s.c_str(), &end, 10);
+  if (s.empty() || s.size() > 20 || errno != 0 || *end != '\0' || s[0] == '-' || v < spec.min ||
+      v > spec.max)
+    return RangeError(spec, "'" + s + "'");
+  return spec.number(o, v);
 }
 
 // Reads the configuration file into o. Command-line flags are applied afterwards and win.
@@ -39,112 +210,83 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* error) {
     *error = path + ": " + parse_error;
     return false;
   }
-  auto fail = [&](const config::TomlValue& v, const std::string& what) {
-    *error = path + ": line " + std::to_string(v.line) + ": " + what;
+  auto fail = [&](const config::TomlValue& v, const std::string& key, const std::string& what) {
+    *error = path + ": line " + std::to_string(v.line) + ": " + key + ": " + what;
     return false;
   };
-  auto str = [](const config::TomlValue& v) { return std::get_if<std::string>(&v.v); };
-  auto boolean = [](const config::TomlValue& v) { return std::get_if<bool>(&v.v); };
-  auto integer = [](const config::TomlValue& v) { return std::get_if<int64_t>(&v.v); };
-  auto strings = [&](const config::TomlValue& v, std::vector<std::string>* out) {
-    const auto* arr = std::get_if<config::TomlArray>(&v.v);
-    if (arr == nullptr) return false;
-    for (const auto& item : *arr) {
-      const std::string* s = str(item);
-      if (s == nullptr) return false;
-      out->push_back(*s);
+  // One value of `spec` from the file, through the same check as the flag's.
+  auto apply = [&](const OptionSpec& spec, const std::string& key, const config::TomlValue& v) {
+    std::string what;
+    if (spec.kind == K::kText) {
+      const auto* s = std::get_if<std::string>(&v.v);
+      if (s == nullptr) return fail(v, key, "expected a string");
+      what = spec.text(*o, *s);
+    } else if (spec.kind == K::kNumber) {
+      const auto* n = std::get_if<int64_t>(&v.v);
+      if (n == nullptr) return fail(v, key, "expected an integer");
+      if (*n < 0 || static_cast<uint64_t>(*n) < spec.min || static_cast<uint64_t>(*n) > spec.max)
+        return fail(v, key, RangeError(spec, std::to_string(*n)));
+      what = spec.number(*o, static_cast<uint64_t>(*n));
     }
-    return true;
+    return what.empty() || fail(v, key, what);
   };
   for (const auto& [key, v] : (*doc)["audit_log_configuration"]) {
     if (key == "level") {
-      const std::string* s = str(v);
-      auto level = s ? audit::ParseLevel(*s) : std::nullopt;
-      if (!level) return fail(v, "level must be \"\", \"metadata\" or \"request\"");
-      o->level = *level;
+      if (!apply(*FindFlag("--level"), key, v)) return false;
     } else if (key == "support_dump_include_audit_logs") {
-      const bool* b = boolean(v);
-      if (b == nullptr) return fail(v, key + " must be true or false");
-      o->support_dump_include_audit_logs = *b;
+      // MKE's setting for its support dump: accepted (MKE's file has it) and checked, but there
+      // is no support dump yet for it to govern.
+      if (!std::holds_alternative<bool>(v.v)) return fail(v, key, "expected true or false");
     } else {
-      return fail(v, "unknown key " + key + " in [audit_log_configuration]");
+      return fail(v, key, "unknown key in [audit_log_configuration]");
     }
   }
-  struct UIntKey {
-    const char* name;
-    uint64_t min, max;
-    std::function<void(uint64_t)> set;
-  };
-  const UIntKey uint_keys[] = {
-      {"cap_bytes", 4096, 1u << 20, [&](uint64_t n) { o->cap_bytes = static_cast<uint32_t>(n); }},
-      {"ringbuf_bytes", 1u << 16, 1u << 30,
-       [&](uint64_t n) { o->ringbuf_bytes = static_cast<uint32_t>(n); }},
-      {"max_body_bytes", 0, 16u << 20, [&](uint64_t n) { o->max_body_bytes = n; }},
-      {"poll_ms", 1, 1000, [&](uint64_t n) { o->poll_ms = static_cast<uint32_t>(n); }},
-      {"rescan_ms", 50, 3600000, [&](uint64_t n) { o->rescan_ms = static_cast<uint32_t>(n); }},
-      {"idle_timeout", 1, 30 * 86400,
-       [&](uint64_t n) { o->idle_timeout_s = static_cast<uint32_t>(n); }},
-      {"max_line_bytes", 0, 16u << 20, [&](uint64_t n) { o->max_line_bytes = n; }},
-      {"response_timeout", 0, 86400,
-       [&](uint64_t n) { o->response_timeout_s = static_cast<uint32_t>(n); }},
-      {"token_ttl", 1, 30 * 86400, [&](uint64_t n) { o->token_ttl_s = static_cast<uint32_t>(n); }},
-      {"token_cache_size", 0, 1000000, [&](uint64_t n) { o->token_cache_size = n; }},
-  };
-  for (const auto& [key, v] : (*doc)["mke_audit_tap"]) {
-    bool done = false;
-    for (const auto& k : uint_keys) {
-      if (key != k.name) continue;
-      const int64_t* n = integer(v);
-      if (n == nullptr || *n < 0 || static_cast<uint64_t>(*n) < k.min ||
-          static_cast<uint64_t>(*n) > k.max)
-        return fail(v, key + " must be an integer from " + std::to_string(k.min) + " to " +
-                           std::to_string(k.max));
-      k.set(static_cast<uint64_t>(*n));
-      done = true;
+  const auto& ours = (*doc)["mke_audit_tap"];
+  for (const auto& [key, v] : ours) {
+    const OptionSpec* spec = FindKey(key);
+    if (spec == nullptr) return fail(v, key, "unknown key in [mke_audit_tap]");
+    if (spec->kind == K::kSwitch) {
+      const bool* b = std::get_if<bool>(&v.v);
+      if (b == nullptr) return fail(v, key, "expected true or false");
+      if (*b != spec->key_negates) spec->on(*o);
+      continue;
     }
-    if (done) continue;
-    if (key == "license_key" || key == "format" || key == "log_level" || key == "record" ||
-        key == "user_map" || key == "client_ca") {
-      const std::string* s = str(v);
-      if (s == nullptr) return fail(v, key + " must be a string");
-      if (key == "license_key") o->license_key = *s;
-      if (key == "record") o->record_file = *s;
-      if (key == "user_map") o->user_map = *s;
-      if (key == "client_ca") o->client_ca = *s;
-      if (key == "format") {
-        if (*s != "mke" && *s != "k8s") return fail(v, "format must be \"mke\" or \"k8s\"");
-        o->format = *s;
-      }
-      if (key == "log_level") o->log_level = *s;
-    } else if (key == "comm" || key == "ignore" || key == "redact") {
-      std::vector<std::string>* out = key == "comm"     ? &o->comms
-                                      : key == "ignore" ? &o->ignore
-                                                        : &o->redact;
-      if (!strings(v, out)) return fail(v, key + " must be an array of strings");
-    } else if (key == "pid") {
-      const auto* arr = std::get_if<config::TomlArray>(&v.v);
-      if (arr == nullptr) return fail(v, "pid must be an array of integers");
-      for (const auto& item : *arr) {
-        const int64_t* n = integer(item);
-        if (n == nullptr || *n <= 0 || *n > 4194304) return fail(item, "bad pid");
-        o->pids.push_back(static_cast<pid_t>(*n));
-      }
-    } else if (key == "default_ignore" || key == "default_redact" ||
-               key == "every_request_received" || key == "audit_grpc") {
-      const bool* b = boolean(v);
-      if (b == nullptr) return fail(v, key + " must be true or false");
-      if (key == "default_ignore") o->no_default_ignore = !*b;
-      if (key == "default_redact") o->no_default_redact = !*b;
-      if (key == "every_request_received") o->every_request_received = *b;
-      if (key == "audit_grpc") o->audit_grpc = *b;
-    } else {
-      return fail(v, "unknown key " + key + " in [mke_audit_tap]");
+    if (!spec->repeatable) {
+      if (!apply(*spec, key, v)) return false;
+      continue;
     }
+    const auto* items = std::get_if<config::TomlArray>(&v.v);
+    if (items == nullptr)
+      return fail(v, key,
+                  spec->kind == K::kNumber ? "expected an array of integers"
+                                           : "expected an array of strings");
+    for (const auto& item : *items)
+      if (!apply(*spec, key, item)) return false;
   }
   return true;
 }
 
 }  // namespace
+
+std::optional<std::string> NormalizeLogLevel(std::string_view text) {
+  for (std::string_view name : {"trace", "debug", "info", "warn", "error"})
+    if (EqualsIgnoreCase(text, name)) return std::string(name);
+  if (EqualsIgnoreCase(text, "warning")) return "warn";  // logrus's and MKE's spelling
+  return std::nullopt;
+}
+
+std::optional<std::pair<std::string, std::string>> ParseRedactedCall(std::string_view text) {
+  size_t space = text.find(' ');
+  if (space == std::string_view::npos || space == 0) return std::nullopt;
+  std::string method(text.substr(0, space));
+  std::string_view path = text.substr(space + 1);
+  if (!std::all_of(method.begin(), method.end(), IsTokenChar)) return std::nullopt;
+  if (path.empty() || path[0] != '/') return std::nullopt;
+  for (char c : path)
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) return std::nullopt;
+  for (char& c : method) c = AsciiUpper(c);
+  return std::make_pair(std::move(method), std::string(path));
+}
 
 std::string UsageText() {
   return R"(Usage: mke-audit-tap --level LEVEL (--comm NAME | --pid PID)... [options]
@@ -158,9 +300,10 @@ Audit:
   --level none|metadata|request  audit level ("" and none disable capture; default none)
   --license-key KEY              license key written into every line (user.extra.licenseKey)
   --config FILE                  TOML configuration file: MKE's [audit_log_configuration]
-                                 section (level, support_dump_include_audit_logs) and an
-                                 [mke_audit_tap] section with any option below by its long
-                                 name with '_' for '-' (lists as arrays: comm, pid, ignore,
+                                 section (level; support_dump_include_audit_logs is accepted
+                                 for the support dump to come) and an [mke_audit_tap] section
+                                 with any option below by its long name with '_' for '-',
+                                 checked as the flag is (lists as arrays: comm, pid, ignore,
                                  redact; default_ignore/default_redact = false); other
                                  sections (a whole MKE config file) are skipped. Flags win.
   --format mke|k8s               mke: MKE's audit line (default); k8s: audit.k8s.io/v1 Event
@@ -222,7 +365,8 @@ Record and replay:
                                  (needs no privileges)
 
 Other:
-  --log-level LEVEL              trace|debug|info|warn|error (default info), to stderr
+  --log-level LEVEL              trace|debug|info|warn|error, any case (default info), to
+                                 stderr
   --help                         this text
   --version                      the version
 )";
@@ -236,10 +380,7 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
     std::string path;
     if (arg == "--config" && i + 1 < argc) path = argv[i + 1];
     if (arg.rfind("--config=", 0) == 0) path = std::string(arg.substr(9));
-    if (!path.empty()) {
-      if (!ApplyConfigFile(path, &o, error)) return std::nullopt;
-      o.config_file = path;
-    }
+    if (!path.empty() && !ApplyConfigFile(path, &o, error)) return std::nullopt;
   }
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -262,140 +403,33 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
       *out = argv[++i];
       return true;
     };
-    auto number = [&](uint64_t min, uint64_t max, uint64_t* out) {
-      std::string_view v;
-      if (!need(&v)) return false;
-      if (!ParseUnsigned(v, min, max, out)) {
-        *error = std::string(arg) + ": expected a number from " + std::to_string(min) + " to " +
-                 std::to_string(max) + ", got '" + std::string(v) + "'";
-        return false;
-      }
-      return true;
-    };
-    std::string_view v;
-    uint64_t n = 0;
     if (arg == "--help" || arg == "-h") {
       o.help = true;
-    } else if (arg == "--version") {
+      continue;
+    }
+    if (arg == "--version") {
       o.version = true;
-    } else if (arg == "--level") {
-      if (!need(&v)) return std::nullopt;
-      auto level = audit::ParseLevel(v);
-      if (!level) {
-        *error = "--level: expected none, metadata or request, got '" + std::string(v) + "'";
-        return std::nullopt;
-      }
-      o.level = *level;
-    } else if (arg == "--config") {
-      if (!need(&v)) return std::nullopt;
-      o.config_file = v;
-    } else if (arg == "--comm") {
-      if (!need(&v)) return std::nullopt;
-      if (v.empty() || v.size() > 15) {
-        *error = "--comm: a command name has 1 to 15 characters, got '" + std::string(v) + "'";
-        return std::nullopt;
-      }
-      o.comms.emplace_back(v);
-    } else if (arg == "--pid") {
-      if (!number(1, 4194304, &n)) return std::nullopt;
-      o.pids.push_back(static_cast<pid_t>(n));
-    } else if (arg == "--license-key") {
-      if (!need(&v)) return std::nullopt;
-      o.license_key = v;
-    } else if (arg == "--record") {
-      if (!need(&v)) return std::nullopt;
-      o.record_file = v;
-    } else if (arg == "--replay") {
-      if (!need(&v)) return std::nullopt;
-      o.replay_file = v;
-    } else if (arg == "--cap-bytes") {
-      if (!number(4096, 1u << 20, &n)) return std::nullopt;
-      o.cap_bytes = static_cast<uint32_t>(n);
-    } else if (arg == "--ringbuf-bytes") {
-      if (!number(1u << 16, 1u << 30, &n)) return std::nullopt;
-      if (n & (n - 1)) {
-        *error = "--ringbuf-bytes: must be a power of two";
-        return std::nullopt;
-      }
-      o.ringbuf_bytes = static_cast<uint32_t>(n);
-    } else if (arg == "--max-body-bytes") {
-      if (!number(0, 16u << 20, &n)) return std::nullopt;
-      o.max_body_bytes = n;
-    } else if (arg == "--poll-ms") {
-      if (!number(1, 1000, &n)) return std::nullopt;
-      o.poll_ms = static_cast<uint32_t>(n);
-    } else if (arg == "--rescan-ms") {
-      if (!number(50, 3600000, &n)) return std::nullopt;
-      o.rescan_ms = static_cast<uint32_t>(n);
-    } else if (arg == "--idle-timeout") {
-      if (!number(1, 30 * 86400, &n)) return std::nullopt;
-      o.idle_timeout_s = static_cast<uint32_t>(n);
-    } else if (arg == "--format") {
-      if (!need(&v)) return std::nullopt;
-      if (v != "mke" && v != "k8s") {
-        *error = "--format: expected mke or k8s, got '" + std::string(v) + "'";
-        return std::nullopt;
-      }
-      o.format = v;
-    } else if (arg == "--ignore") {
-      if (!need(&v)) return std::nullopt;
-      if (v.empty() || v[0] != '/') {
-        *error = "--ignore: a path starting with '/', got '" + std::string(v) + "'";
-        return std::nullopt;
-      }
-      o.ignore.emplace_back(v);
-    } else if (arg == "--no-default-ignore") {
-      o.no_default_ignore = true;
-    } else if (arg == "--audit-grpc") {
-      o.audit_grpc = true;
-    } else if (arg == "--redact") {
-      if (!need(&v)) return std::nullopt;
-      size_t space = v.find(' ');
-      if (space == std::string_view::npos || space == 0 || space + 1 >= v.size() ||
-          v[space + 1] != '/') {
-        *error = "--redact: expected 'METHOD /path', got '" + std::string(v) + "'";
-        return std::nullopt;
-      }
-      o.redact.emplace_back(v);
-    } else if (arg == "--no-default-redact") {
-      o.no_default_redact = true;
-    } else if (arg == "--response-timeout") {
-      if (!number(0, 86400, &n)) return std::nullopt;
-      o.response_timeout_s = static_cast<uint32_t>(n);
-    } else if (arg == "--max-line-bytes") {
-      if (!number(0, 16u << 20, &n)) return std::nullopt;
-      o.max_line_bytes = n;
-    } else if (arg == "--every-request-received") {
-      o.every_request_received = true;
-    } else if (arg == "--client-ca") {
-      if (!need(&v)) return std::nullopt;
-      if (v.empty()) {
-        *error = "--client-ca: needs a file name";
-        return std::nullopt;
-      }
-      o.client_ca = v;
-    } else if (arg == "--user-map") {
-      if (!need(&v)) return std::nullopt;
-      if (v.empty()) {
-        *error = "--user-map: needs a file name";
-        return std::nullopt;
-      }
-      o.user_map = v;
-    } else if (arg == "--token-ttl") {
-      if (!number(1, 30 * 86400, &n)) return std::nullopt;
-      o.token_ttl_s = static_cast<uint32_t>(n);
-    } else if (arg == "--token-cache-size") {
-      if (!number(0, 1000000, &n)) return std::nullopt;
-      o.token_cache_size = n;
-    } else if (arg == "--log-level") {
-      if (!need(&v)) return std::nullopt;
-      if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error") {
-        *error = "--log-level: expected trace, debug, info, warn or error";
-        return std::nullopt;
-      }
-      o.log_level = v;
-    } else {
+      continue;
+    }
+    if (arg == "--config") {  // read above
+      if (!need(&value)) return std::nullopt;
+      continue;
+    }
+    const OptionSpec* spec = FindFlag(arg);
+    if (spec == nullptr) {
       *error = "unknown option '" + std::string(arg) + "' (see --help)";
+      return std::nullopt;
+    }
+    std::string what;
+    if (spec->kind == K::kSwitch) {
+      if (inline_value) what = "takes no value";
+      spec->on(o);
+    } else {
+      if (!need(&value)) return std::nullopt;
+      what = spec->kind == K::kText ? spec->text(o, value) : NumberFromText(*spec, o, value);
+    }
+    if (!what.empty()) {
+      *error = std::string(arg) + ": " + what;
       return std::nullopt;
     }
   }

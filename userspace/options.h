@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "audit/policy.h"
@@ -14,7 +16,6 @@ namespace mat {
 
 struct Options {
   audit::Level level = audit::Level::kNone;
-  std::string config_file;
   std::vector<std::string> comms;
   std::vector<pid_t> pids;
   std::string license_key;
@@ -26,8 +27,8 @@ struct Options {
   uint32_t poll_ms = 20;
   uint32_t idle_timeout_s = 900;
   size_t max_body_bytes = 64 * 1024;
-  std::string log_level = "info";
-  std::string format = "mke";  // mke | k8s
+  std::string log_level = "info";  // trace|debug|info|warn|error, as spdlog names them
+  std::string format = "mke";      // mke | k8s
   uint32_t response_timeout_s = 60;
   size_t max_line_bytes = 16384;
   bool every_request_received = false;
@@ -36,7 +37,6 @@ struct Options {
   bool audit_grpc = false;  // also audit gRPC calls (swarmkit's cluster protocol), no payload
   std::vector<std::string> redact;  // "METHOD PATH", added to the default redacted calls
   bool no_default_redact = false;
-  bool support_dump_include_audit_logs = false;
   std::string user_map;             // JSON user map file (identity/user_map.h)
   std::string client_ca;            // PEM CA bundle that client certificates must chain to
   uint32_t token_ttl_s = 3600;      // how long a learned session token is remembered
@@ -45,8 +45,19 @@ struct Options {
   bool version = false;
 };
 
-// Parses argv. On a usage error returns nullopt and sets *error to a one-line message.
+// Parses argv, after the configuration file(s) that --config names, which take the same checks.
+// On a usage error returns nullopt and sets *error to a one-line message naming the flag, or the
+// file, line and key.
 std::optional<Options> ParseOptions(int argc, char** argv, std::string* error);
 std::string UsageText();
+
+// A log level in any case ("INFO", as MKE's API writes it; "warning" for warn) as spdlog names
+// it (trace, debug, info, warn, error); nullopt for anything else.
+std::optional<std::string> NormalizeLogLevel(std::string_view text);
+
+// A redacted call "METHOD /path" (--redact, redact = [...]): the method upper-cased ("*": any)
+// and the path; nullopt unless the text is a method token, one space and a path starting with
+// '/' without spaces.
+std::optional<std::pair<std::string, std::string>> ParseRedactedCall(std::string_view text);
 
 }  // namespace mat
