@@ -1,8 +1,13 @@
 #include "options.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string_view>
@@ -33,6 +38,14 @@ std::string SetLevel(Options& o, std::string_view v) {
 
 std::string SetLicenseKey(Options& o, std::string_view v) {
   o.license_key = v;
+  o.license_key_file.clear();
+  return "";
+}
+
+std::string SetLicenseKeyFile(Options& o, std::string_view v) {
+  if (v.empty()) return "needs a file name";
+  o.license_key_file = v;
+  o.license_key.clear();
   return "";
 }
 
@@ -125,6 +138,7 @@ using O = Options;
 const OptionSpec kOptions[] = {
     {"--level", "", K::kText, false, 0, 0, SetLevel},
     {"--license-key", "license_key", K::kText, false, 0, 0, SetLicenseKey},
+    {"--license-key-file", "license_key_file", K::kText, false, 0, 0, SetLicenseKeyFile},
     {"--format", "format", K::kText, false, 0, 0, SetFormat},
     {"--comm", "comm", K::kText, true, 0, 0, AddComm},
     {"--pid", "pid", K::kNumber, true, 1, 4194304, nullptr, AddPid},
@@ -194,8 +208,42 @@ std::string NumberFromText(const OptionSpec& spec, Options& o, std::string_view 
   return spec.number(o, v);
 }
 
+// Reads the license key file: the key is its one line, without the line end.
+std::string ReadLicenseKeyFile(const std::string& path, std::string* key) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return "cannot read " + path + ": " + std::strerror(errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > 65536) {
+    ::close(fd);
+    return "cannot read " + path + ": not a regular file of at most 64 KiB";
+  }
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      std::string why = std::strerror(errno);
+      ::close(fd);
+      return "cannot read " + path + ": " + why;
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  text.resize(got);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  if (text.empty()) return path + " is empty";
+  if (text.find_first_of("\r\n") != std::string::npos)
+    return path + " holds more than one line (the key is the whole file)";
+  *key = std::move(text);
+  return "";
+}
+
 // Reads the configuration file into o. Command-line flags are applied afterwards and win.
-bool ApplyConfigFile(const std::string& path, Options* o, std::string* error) {
+// *key_file_where is set to "FILE: line N: license_key_file" when the file names a key file.
+bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_where,
+                     std::string* error) {
   std::ifstream in(path);
   if (!in) {
     *error = "--config: cannot read " + path;
@@ -242,6 +290,9 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* error) {
     }
   }
   const auto& ours = (*doc)["mke_audit_tap"];
+  if (ours.count("license_key") && ours.count("license_key_file"))
+    return fail(ours.at("license_key_file"), "license_key_file",
+                "give license_key or license_key_file, not both");
   for (const auto& [key, v] : ours) {
     const OptionSpec* spec = FindKey(key);
     if (spec == nullptr) return fail(v, key, "unknown key in [mke_audit_tap]");
@@ -253,6 +304,8 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* error) {
     }
     if (!spec->repeatable) {
       if (!apply(*spec, key, v)) return false;
+      if (key == "license_key_file")
+        *key_file_where = path + ": line " + std::to_string(v.line) + ": " + key;
       continue;
     }
     const auto* items = std::get_if<config::TomlArray>(&v.v);
@@ -298,7 +351,10 @@ Operational messages go to stderr; a line containing "ready" is written once pro
 
 Audit:
   --level none|metadata|request  audit level ("" and none disable capture; default none)
-  --license-key KEY              license key written into every line (user.extra.licenseKey)
+  --license-key KEY              license key written into every line (user.extra.licenseKey);
+                                 visible to every local user in /proc/PID/cmdline, so prefer:
+  --license-key-file FILE        read the license key from FILE (its one line; a trailing
+                                 newline is dropped; unreadable or empty stops the start)
   --config FILE                  TOML configuration file: MKE's [audit_log_configuration]
                                  section (level; support_dump_include_audit_logs is accepted
                                  for the support dump to come) and an [mke_audit_tap] section
@@ -374,14 +430,16 @@ Other:
 
 std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
   Options o;
+  std::string key_file_where;  // where the license key file was named, for its errors
   // The configuration file first, so that flags override it.
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     std::string path;
     if (arg == "--config" && i + 1 < argc) path = argv[i + 1];
     if (arg.rfind("--config=", 0) == 0) path = std::string(arg.substr(9));
-    if (!path.empty() && !ApplyConfigFile(path, &o, error)) return std::nullopt;
+    if (!path.empty() && !ApplyConfigFile(path, &o, &key_file_where, error)) return std::nullopt;
   }
+  bool flag_key = false, flag_key_file = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     std::string_view value;
@@ -432,8 +490,22 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
       *error = std::string(arg) + ": " + what;
       return std::nullopt;
     }
+    flag_key |= arg == "--license-key";
+    flag_key_file |= arg == "--license-key-file";
+    if (arg == "--license-key-file") key_file_where = "--license-key-file";
   }
   if (o.help || o.version) return o;
+  if (flag_key && flag_key_file) {
+    *error = "--license-key-file: give --license-key or --license-key-file, not both";
+    return std::nullopt;
+  }
+  if (!o.license_key_file.empty()) {
+    std::string what = ReadLicenseKeyFile(o.license_key_file, &o.license_key);
+    if (!what.empty()) {
+      *error = key_file_where + ": " + what;
+      return std::nullopt;
+    }
+  }
   if (!o.record_file.empty() && !o.replay_file.empty()) {
     *error = "--record and --replay cannot be combined";
     return std::nullopt;

@@ -18,7 +18,8 @@ struct Options {
   audit::Level level = audit::Level::kNone;
   std::vector<std::string> comms;
   std::vector<pid_t> pids;
-  std::string license_key;
+  std::string license_key;       // from --license-key, or read from license_key_file
+  std::string license_key_file;  // --license-key-file: keeps the key out of /proc/PID/cmdline
   std::string record_file;
   std::string replay_file;
   uint32_t cap_bytes = 64 * 1024;
@@ -47,7 +48,7 @@ struct Options {
 
 // Parses argv, after the configuration file(s) that --config names, which take the same checks.
 // On a usage error returns nullopt and sets *error to a one-line message naming the flag, or the
-// file, line and key.
+// file, line and key. A license key file is read here: unreadable or empty is an error.
 std::optional<Options> ParseOptions(int argc, char** argv, std::string* error);
 std::string UsageText();
 

@@ -367,5 +367,73 @@ TEST(Config, BrokenTomlAnywhereNamesTheLine) {
             std::string::npos);
 }
 
+// ---- the license key from a file, so it is not in /proc/PID/cmdline ----
+
+std::string WriteFile(const std::string& name, const std::string& text) {
+  std::string path =
+      (std::filesystem::temp_directory_path() / ("mat-" + std::to_string(::getpid()) + "-" + name))
+          .string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(Options, LicenseKeyFromAFile) {
+  std::string key_file = WriteFile("key", "KEY-FROM-FILE\n");
+  std::string error;
+  auto o = Parse({"--pid", "1", "--license-key-file", key_file}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_EQ(o->license_key, "KEY-FROM-FILE");  // the trailing newline is not part of it
+
+  std::string path = WriteConfig("[mke_audit_tap]\nlicense_key_file = \"" + key_file + "\"\n");
+  o = Parse({"--config", path, "--pid", "1"}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_EQ(o->license_key, "KEY-FROM-FILE");
+  // Flags win over the file, whichever of the two forms each uses.
+  o = Parse({"--config", path, "--pid", "1", "--license-key", "KEY-FLAG"}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_EQ(o->license_key, "KEY-FLAG");
+  std::filesystem::remove(path);
+
+  path = WriteConfig("[mke_audit_tap]\nlicense_key = \"KEY-IN-CONFIG\"\n");
+  o = Parse({"--config", path, "--pid", "1"}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_EQ(o->license_key, "KEY-IN-CONFIG");
+  o = Parse({"--config", path, "--pid", "1", "--license-key-file", key_file}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_EQ(o->license_key, "KEY-FROM-FILE");
+  std::filesystem::remove(path);
+
+  std::string crlf = WriteFile("key-crlf", "KEY-CRLF\r\n");
+  o = Parse({"--pid", "1", "--license-key-file", crlf}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_EQ(o->license_key, "KEY-CRLF");
+  std::filesystem::remove(crlf);
+
+  // An empty or unreadable file stops the start; the error never shows a key.
+  std::string empty = WriteFile("key-empty", "\n");
+  std::string two_lines = WriteFile("key-two", "KEY-ONE\nKEY-TWO\n");
+  const std::vector<std::string> bad[] = {
+      {"--license-key-file", empty},
+      {"--license-key-file", "/nonexistent/mat-key"},
+      {"--license-key-file", std::filesystem::temp_directory_path().string()},
+      {"--license-key-file", two_lines},
+      {"--license-key", "A", "--license-key-file", key_file},
+  };
+  for (const auto& args : bad) {
+    std::vector<std::string> with_target = args;
+    with_target.insert(with_target.end(), {"--pid", "1"});
+    EXPECT_FALSE(Parse(with_target, &error).has_value()) << args[1];
+    EXPECT_NE(error.find("license-key"), std::string::npos) << error;
+    EXPECT_EQ(error.find("KEY-"), std::string::npos) << error;
+  }
+  path = WriteConfig("[mke_audit_tap]\nlicense_key_file = \"" + empty + "\"\n");
+  EXPECT_FALSE(Parse({"--config", path, "--pid", "1"}, &error).has_value());
+  EXPECT_NE(error.find("line 2: license_key_file"), std::string::npos) << error;
+  std::filesystem::remove(path);
+  std::filesystem::remove(empty);
+  std::filesystem::remove(two_lines);
+  std::filesystem::remove(key_file);
+}
+
 }  // namespace
 }  // namespace mat
