@@ -173,33 +173,32 @@ const SslProbePlan* BpfTap::PlanFor(const SslLibrary& library, std::string* erro
   const std::string& path = library.path;
   auto key = FileKeyOf(path, error);
   if (!key) return nullptr;
-  auto it = plans_.find(*key);
-  if (it != plans_.end()) return &it->second;
+  if (const SslProbePlan* known = plans_.Find(*key)) return known;
   auto plan = PlanSslProbes(path, error);
   if (!plan) return nullptr;
   spdlog::info("probe plan for {} ({}):{}", library.name, path, plan->Describe());
-  return &plans_.emplace(*key, std::move(*plan)).first->second;
+  return &plans_.Insert(*key, std::move(*plan));
 }
 
 const std::vector<ProbeSite>* BpfTap::CertPlanFor(const SslLibrary& library, std::string* error) {
   auto key = FileKeyOf(library.path, error);
   if (!key) return nullptr;
-  auto it = cert_plans_.find(*key);
-  if (it == cert_plans_.end()) {
-    Planned<std::vector<ProbeSite>> planned;
-    planned.plan = PlanCertProbes(library.path, &planned.why);
-    it = cert_plans_.emplace(*key, std::move(planned)).first;
+  auto* planned = cert_plans_.Find(*key);
+  if (planned == nullptr) {
+    Planned<std::vector<ProbeSite>> fresh;
+    fresh.plan = PlanCertProbes(library.path, &fresh.why);
+    planned = &cert_plans_.Insert(*key, std::move(fresh));
   }
-  if (!it->second.plan) *error = it->second.why;
-  return it->second.plan ? &*it->second.plan : nullptr;
+  if (!planned->plan) *error = planned->why;
+  return planned->plan ? &*planned->plan : nullptr;
 }
 
 const GoBinaryInfo* BpfTap::GoPlanFor(pid_t pid, std::string* error) {
   const std::string path = "/proc/" + std::to_string(pid) + "/exe";
   auto key = FileKeyOf(path, error);
   if (!key) return nullptr;
-  auto it = go_plans_.find(*key);
-  if (it == go_plans_.end()) {
+  auto* cached = go_plans_.Find(*key);
+  if (cached == nullptr) {
     Planned<GoBinaryInfo> planned;
     planned.plan = InspectGoBinary(path, &planned.why);
     // Name the program by what the process runs, not by the /proc path used to open it.
@@ -212,10 +211,10 @@ const GoBinaryInfo* BpfTap::GoPlanFor(pid_t pid, std::string* error) {
     } else if (planned.why.rfind(path, 0) == 0) {
       planned.why = name + planned.why.substr(path.size());
     }
-    it = go_plans_.emplace(*key, std::move(planned)).first;
+    cached = &go_plans_.Insert(*key, std::move(planned));
   }
-  if (!it->second.plan) *error = it->second.why;
-  return it->second.plan ? &*it->second.plan : nullptr;
+  if (!cached->plan) *error = cached->why;
+  return cached->plan ? &*cached->plan : nullptr;
 }
 
 std::vector<BpfTap::AttachSpec> BpfTap::SpecsOf(const std::vector<ProbeSite>& sites) const {

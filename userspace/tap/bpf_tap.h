@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tap/file_cache.h"
 #include "tap/go_binary.h"
 #include "tap/ssl_probes.h"
 #include "tap/targets.h"
@@ -76,7 +77,6 @@ class BpfTap {
     std::string function;
     uint64_t cookie = 0;  // bpf_get_attach_cookie() in the program
   };
-  using FileKey = std::pair<uint64_t, uint64_t>;  // (device, inode)
   // A file's analysis, kept whether it succeeded or not, so each file is read once.
   template <class Plan>
   struct Planned {
@@ -98,9 +98,12 @@ class BpfTap {
   RecordHandler handler_;
   std::vector<bpf_link*> tracepoint_links_;
   std::map<pid_t, Target> targets_;
-  std::map<FileKey, SslProbePlan> plans_;
-  std::map<FileKey, Planned<std::vector<ProbeSite>>> cert_plans_;  // libcrypto files
-  std::map<FileKey, Planned<GoBinaryInfo>> go_plans_;
+  // Plans per file, bounded (file_cache.h); a pointer returned by the *PlanFor functions is
+  // used before the next one is made.
+  static constexpr size_t kMaxPlansPerKind = 128;
+  FileCache<SslProbePlan> plans_{kMaxPlansPerKind};
+  FileCache<Planned<std::vector<ProbeSite>>> cert_plans_{kMaxPlansPerKind};  // libcrypto files
+  FileCache<Planned<GoBinaryInfo>> go_plans_{kMaxPlansPerKind};
 };
 
 }  // namespace mat::tap
