@@ -1,4 +1,4 @@
-// The input format of http2_fuzz, shared by the fuzzer and the seed generator.
+// The input format of http2_fuzz and http1_fuzz, shared by the fuzzers and the seed generators.
 //
 //   byte 0: configuration
 //     bit 0  at_start: the connection is followed from its first byte
@@ -12,6 +12,7 @@
 //     (c >> 5) & 3 == 2 gap: the next byte is `missing` (0: unknown amount)
 //     (c >> 5) & 3 == 3 (c & 0x1f) == 0: Expire(now); otherwise: all remaining bytes as data
 //   Each record advances the clock by one. OnClose ends every input.
+//   http1_fuzz reads some of these its own way (amplification, gap sizes, close): see its top.
 #pragma once
 
 #include <cstdint>
