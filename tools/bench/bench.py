@@ -63,7 +63,6 @@ class Settings:
         self.bodies_h2 = (0,)
         self.conns = 16  # wrk -c and h2load -c
         self.h2_streams = 10  # h2load -m
-        self.drain = 0.3  # after the load, before SIGINT
         self.idle_conns = 2000 if quick else 10000
         self.active_conns = 200 if quick else 1000
         self.memory_rounds = 1 if quick else 2
@@ -276,6 +275,17 @@ class Auditor:
     def rss_kib(self):
         return rss_kib(self.proc.pid)
 
+    def wait_drained(self, quiet=0.3, limit=10):
+        """Until the auditor has written no line for `quiet` seconds (it polls every 20 ms)."""
+        size, since, deadline = -1, time.monotonic(), time.monotonic() + limit
+        while time.monotonic() < deadline:
+            now = os.path.getsize(self.out_path)
+            if now != size:
+                size, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.05)
+
     def lines_so_far(self):
         self.out.flush()
         with open(self.out_path, "rb") as f:
@@ -285,6 +295,7 @@ class Auditor:
         """SIGINT (writes every pending line), then the exit's facts and counters; with
         `served` (requests the server answered), lines per connection when some are missing."""
         pid = self.proc.pid
+        cpu_before_exit = self.cpu_ns()
         t = time.monotonic()
         self.proc.send_signal(signal.SIGINT)
         deadline = time.time() + 60
@@ -306,7 +317,8 @@ class Auditor:
             data = f.read()
         os.unlink(self.out_path)
         facts = self._facts(data, usage)
-        facts.update(ready_s=self.ready_s, stop_s=stop_s)
+        facts.update(ready_s=self.ready_s, stop_s=stop_s,
+                     exit_cpu_ms=(facts["cpu_ns"] - cpu_before_exit) / 1e6)
         Auditor.timings.append((self.ready_s, stop_s))
         if served is not None and facts["lines"] < served:
             per = {}
@@ -503,6 +515,7 @@ class Bench:
         self.recordings = {}  # name -> {"path", "requests"}
         self.observations = []
         self.others = {}  # other mke-audit-tap processes seen during the run
+        self.replays = set()  # others' --replay runs (no probes), seen during the run
         self.nginx = None
         self.go = None
 
@@ -511,10 +524,14 @@ class Bench:
         ours = {p.pid for p in PROCS}
         for pid in subprocess.run(["pgrep", "-x", "mke-audit-tap"], capture_output=True,
                                   text=True).stdout.split():
-            if int(pid) not in ours and pid not in self.others:
+            if int(pid) not in ours and pid not in self.others and pid not in self.replays:
                 try:
                     with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        self.others[pid] = f.read().replace(b"\0", b" ").decode().strip()
+                        cmd = f.read().replace(b"\0", b" ").decode().strip()
+                    if " --replay " in f" {cmd} ":
+                        self.replays.add(pid)  # probes nothing; only competes for the CPU
+                    else:
+                        self.others[pid] = cmd
                 except OSError:
                     pass
 
@@ -597,10 +614,12 @@ class Bench:
         out = {"load": res, "served": served, "served_exact": exact,
                "server_cpu_us": (cpu1 - cpu0) / max(served, 1) / 1e3}
         if tap:
-            time.sleep(self.s.drain)
+            tap.wait_drained()
+            drained = tap.cpu_ns()
             st = tap.stop(served)
             out["audit"] = st
-            out["auditor_cpu_us"] = (st["cpu_ns"] - tap0) / max(served, 1) / 1e3
+            # Up to the last line written; the exit (detaching the probes) is not per request.
+            out["auditor_cpu_us"] = (drained - tap0) / max(served, 1) / 1e3
             out["auditor_startup_cpu_ms"] = tap0 / 1e6
             # nginx: the exact count. wrk/h2load: answers that came after the tool stopped
             # counting are audited too, so lines may exceed its count by up to its connections.
@@ -1069,10 +1088,10 @@ def render(report):
       "metadata, request, without, ...). Each figure is a ratio or a per-request cost within a "
       "round, shown as **median (min .. max)** over the rounds. CPU of the servers comes from "
       "`/proc/PID/task/*/schedstat` (all threads, kernel time included: the uprobe traps show "
-      "up there), the auditor's from its rusage at exit (from just before the load to its "
-      "exit: draining included). Requests served are nginx's own count (stub_status); for the "
-      "Go server, wrk's. The machine is shared: compare figures within a round, not across "
-      "runs.\n")
+      "up there), the auditor's the same way, from just before the load until it has written "
+      "its last line (its start and its exit, which detaches the probes, are not counted). "
+      "Requests served are nginx's own count (stub_status); for the Go server, wrk's. The "
+      "machine is shared: compare figures within a round, not across runs.\n")
     w("Run it: `sudo tools/bench.sh` (installs packages, builds, then "
       "`tools/bench/bench.py`); `--quick` for a smoke run, `--only SECTION` for one section. "
       "Raw numbers, every round: `bench/report.json`.\n")
