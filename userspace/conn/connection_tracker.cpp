@@ -198,7 +198,7 @@ bool ConnectionTracker::LearnSocket(Connection* c, int32_t fd) {
   c->facts.source = sock->second.peer;
   if (sock->second.role == TAP_ROLE_UNKNOWN) {
     ++stats_.unknown_side;
-  } else if (sock->second.role == TAP_ROLE_CLIENT && !options_.audit_client_side) {
+  } else if (sock->second.role == TAP_ROLE_CLIENT) {
     c->audited = false;
     c->http.reset();
     ++stats_.client_side_skipped;

@@ -18,7 +18,6 @@ namespace mat::conn {
 
 struct TrackerOptions {
   http::Http1Options http;
-  bool audit_client_side = false;  // also audit connections the target opened
 };
 
 struct TrackerStats {
