@@ -436,6 +436,36 @@ std::string FormatSeconds(uint64_t wall_ns) {
 
 namespace {
 
+// {"extra":{"licenseKey":[..],"username":[login]},"uid":..,"username":..}. Consecutive lines
+// mostly have the same user (a keep-alive connection's requests), so the encoded object of the
+// last one is kept (per thread) and reused while its four strings are unchanged.
+void AppendUser(std::string& out, const UserFacts& user) {
+  struct Last {
+    std::string license_key, login, uid, username, encoded;
+    bool valid = false;
+  };
+  static thread_local Last last;
+  if (!last.valid || last.license_key != user.license_key || last.login != user.login ||
+      last.uid != user.uid || last.username != user.username) {
+    last.encoded.clear();
+    AppendLiteral(last.encoded, R"({"extra":{"licenseKey":[")");
+    AppendEscaped(last.encoded, user.license_key);
+    AppendLiteral(last.encoded, R"("],"username":[")");
+    AppendEscaped(last.encoded, user.login);
+    AppendLiteral(last.encoded, R"("]},"uid":")");
+    AppendEscaped(last.encoded, user.uid);
+    AppendLiteral(last.encoded, R"(","username":")");
+    AppendEscaped(last.encoded, user.username);
+    AppendLiteral(last.encoded, R"("})");
+    last.license_key = user.license_key;
+    last.login = user.login;
+    last.uid = user.uid;
+    last.username = user.username;
+    last.valid = true;
+  }
+  out.append(last.encoded);
+}
+
 // Writes the MKE line of `record` as `view` says. Written straight into one string; the keys
 // appear in byte-wise sorted order by construction (the tests check that against a JSON tree
 // dumped with GoJsonDump).
@@ -478,7 +508,7 @@ void WriteMkeLine(std::string& out, const audit::AuditRecord& record, const User
   AppendLiteral(out, R"(","kind":")");
   AppendEscaped(out, record.kind);
   AppendLiteral(out, R"(","level":")");
-  AppendEscaped(out, audit::LevelName(record.level));
+  out.append(audit::LevelName(record.level));  // the tool's own ASCII words need no escaping
   AppendLiteral(out, R"(","metadata":{"creationTimestamp":null})");
   if (!ref.empty()) {
     char separator = '{';
@@ -522,7 +552,7 @@ void WriteMkeLine(std::string& out, const audit::AuditRecord& record, const User
     out.push_back('"');
   }
   AppendLiteral(out, R"(],"stage":")");
-  AppendEscaped(out, audit::StageName(record.stage));
+  out.append(audit::StageName(record.stage));
   // "timestamp" repeats "stageTimestamp"; both are null at RequestReceived.
   const bool stage_known = record.stage != audit::Stage::kRequestReceived && record.stage_ns != 0;
   const size_t time_length = PutTimeValue(time_value, record.stage_ns, stage_known);
@@ -530,15 +560,9 @@ void WriteMkeLine(std::string& out, const audit::AuditRecord& record, const User
   out.append(time_value, time_length);
   AppendLiteral(out, R"(,"timestamp":)");
   out.append(time_value, time_length);
-  AppendLiteral(out, R"(,"user":{"extra":{"licenseKey":[")");
-  AppendEscaped(out, user.license_key);
-  AppendLiteral(out, R"("],"username":[")");
-  AppendEscaped(out, user.login);
-  AppendLiteral(out, R"("]},"uid":")");
-  AppendEscaped(out, user.uid);
-  AppendLiteral(out, R"(","username":")");
-  AppendEscaped(out, user.username);
-  AppendLiteral(out, R"("},"verb":")");
+  AppendLiteral(out, R"(,"user":)");
+  AppendUser(out, user);
+  AppendLiteral(out, R"(,"verb":")");
   AppendEscaped(out, record.verb);
   AppendLiteral(out, R"("},"level":"info","msg":"audit","time":")");
   out.append(SecondsText(tl_now_second, now_ns), kSecondsLength);
