@@ -24,6 +24,8 @@
 #include <nghttp2/nghttp2.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -213,6 +215,96 @@ void AppendBody(std::string& body, uint64_t& size, bool& truncated, const uint8_
   truncated = size > body.size();
 }
 
+// nghttp2's inflater allocates a buffer for every decoded header field and frees it right
+// after (about nine malloc/free pairs a request). Small blocks come from per-thread free
+// lists instead: a 16-byte header before each block holds its size class.
+class SmallBlocks {
+ public:
+  static nghttp2_mem* Mem() {
+    static nghttp2_mem mem{nullptr, &Malloc, &Free, &Calloc, &Realloc};
+    return &mem;
+  }
+
+ private:
+  static constexpr size_t kHeader = 16;  // keeps the blocks 16-byte aligned, as malloc's
+  static constexpr size_t kStep = 64;
+  static constexpr size_t kClasses = 8;             // blocks up to 512 bytes
+  static constexpr size_t kMaxFree = 256;           // kept per class at most
+  static constexpr uint64_t kLarge = ~uint64_t{0};  // from malloc, not a class
+
+  struct FreeLists {
+    std::vector<void*> lists[kClasses];
+    ~FreeLists() {
+      for (auto& list : lists)
+        for (void* block : list) std::free(block);
+    }
+  };
+  static FreeLists& Lists() {
+    static thread_local FreeLists lists;
+    return lists;
+  }
+  static void* Malloc(size_t size, void*) {
+    const size_t cls = size == 0 ? 0 : (size - 1) / kStep;
+    void* raw;
+    if (cls < kClasses) {
+      std::vector<void*>& list = Lists().lists[cls];
+      if (!list.empty()) {
+        raw = list.back();
+        list.pop_back();
+      } else {
+        raw = std::malloc(kHeader + (cls + 1) * kStep);
+        if (raw == nullptr) return nullptr;
+      }
+    } else {
+      raw = std::malloc(kHeader + size);
+      if (raw == nullptr) return nullptr;
+    }
+    const uint64_t tag = cls < kClasses ? cls : kLarge;
+    std::memcpy(raw, &tag, sizeof tag);
+    return static_cast<char*>(raw) + kHeader;
+  }
+  static void Free(void* ptr, void*) {
+    if (ptr == nullptr) return;
+    void* raw = static_cast<char*>(ptr) - kHeader;
+    uint64_t tag;
+    std::memcpy(&tag, raw, sizeof tag);
+    if (tag != kLarge) {
+      std::vector<void*>& list = Lists().lists[tag];
+      if (list.size() < kMaxFree) {
+        list.push_back(raw);
+        return;
+      }
+    }
+    std::free(raw);
+  }
+  static void* Calloc(size_t n, size_t size, void* user) {
+    if (size != 0 && n > SIZE_MAX / size) return nullptr;
+    void* ptr = Malloc(n * size, user);
+    if (ptr != nullptr) std::memset(ptr, 0, n * size);
+    return ptr;
+  }
+  static void* Realloc(void* ptr, size_t size, void* user) {
+    if (ptr == nullptr) return Malloc(size, user);
+    if (size == 0) {
+      Free(ptr, user);
+      return nullptr;
+    }
+    uint64_t tag;
+    std::memcpy(&tag, static_cast<char*>(ptr) - kHeader, sizeof tag);
+    if (tag == kLarge) {  // its size is not recorded: the C library reallocates it
+      void* raw = std::realloc(static_cast<char*>(ptr) - kHeader, kHeader + size);
+      return raw == nullptr ? nullptr : static_cast<char*>(raw) + kHeader;
+    }
+    const size_t have = (tag + 1) * kStep;
+    if (size <= have) return ptr;
+    void* moved = Malloc(size, user);
+    if (moved == nullptr) return nullptr;
+    std::memcpy(moved, ptr, have);
+    Free(ptr, user);
+    return moved;
+  }
+};
+
 // One HPACK inflater (nghttp2's), replaced after errors and lost sync.
 class Inflater {
  public:
@@ -224,7 +316,7 @@ class Inflater {
   // A fresh inflater (empty dynamic table) accepting tables up to `limit` bytes.
   bool Reset(size_t limit) {
     Release();
-    if (nghttp2_hd_inflate_new(&hd_) != 0) {
+    if (nghttp2_hd_inflate_new2(&hd_, SmallBlocks::Mem()) != 0) {
       hd_ = nullptr;
       return false;
     }
