@@ -4,8 +4,10 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 #include "util/ascii.h"
 
@@ -144,9 +146,30 @@ Credential ParseAuthorization(std::string_view value) {
   credential.token_digest = Sha256(rest);
   credential.kind = session ? CredentialKind::kSessionToken : CredentialKind::kBearer;
   if (bearer) {
-    if (auto claims = DecodeJwtUnverified(rest)) {
+    // A client sends the same token on every request (kubectl: a service account's JWT), and
+    // decoding it (base64, two JSON documents) cost ten times its hash: the claims of recent
+    // tokens are kept by digest (per thread, bounded; the claims are the token's, whenever it
+    // is used; nothing of the token itself is kept).
+    struct Decoded {
+      std::optional<JwtClaims> claims;
+    };
+    struct DigestHash {
+      size_t operator()(const Sha256Digest& d) const {
+        size_t h;
+        std::memcpy(&h, d.data(), sizeof h);
+        return h;
+      }
+    };
+    static constexpr size_t kMaxDecoded = 1024;
+    static thread_local std::unordered_map<Sha256Digest, Decoded, DigestHash> decoded;
+    auto it = decoded.find(*credential.token_digest);
+    if (it == decoded.end()) {
+      if (decoded.size() >= kMaxDecoded) decoded.clear();
+      it = decoded.emplace(*credential.token_digest, Decoded{DecodeJwtUnverified(rest)}).first;
+    }
+    if (it->second.claims) {
       credential.kind = CredentialKind::kJwt;
-      credential.jwt = std::move(*claims);
+      credential.jwt = *it->second.claims;
     }
   }
   return credential;
