@@ -3,6 +3,7 @@
 // gaps, closes and hostile shapes, in the input format of fuzz_input.h (as http1_fuzz.cpp reads
 // it).
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -45,6 +46,17 @@ class Seed {
   }
   Seed& Start(bool response) {
     bytes_.push_back(static_cast<char>((response ? mat::fuzz::kControlResponse : 0) | 0x62));
+    return *this;
+  }
+  // Bytes fed in calls of `n` (<= 8192) bytes.
+  Seed& Split(bool response, const std::string& b, size_t n) {
+    for (size_t i = 0; i < b.size(); i += n) {
+      const size_t v = std::min(n, b.size() - i) - 1;
+      bytes_.push_back(
+          static_cast<char>((response ? mat::fuzz::kControlResponse : 0) | 0x20 | (v >> 8)));
+      bytes_.push_back(static_cast<char>(v & 0xff));
+      bytes_ += b.substr(i, v + 1);
+    }
     return *this;
   }
   // Bytes fed one record of `n` bytes at a time (short records: control byte < 0x20).
@@ -171,6 +183,14 @@ int main(int argc, char** argv) {
                       .Req("POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;")
                       .Req(std::string(2000, 'e')));
   seeds.push_back(Seed(kSmall | Amplify(6)).Req("GET /x HTTP/1.1\r\n\r\n").Resp("HTTP/1.1 200"));
+  // Lines near the chunk-line limit, whole and in pieces (the split check compares them).
+  const std::string chunked = "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  seeds.push_back(Seed(kStart)
+                      .Split(false,
+                             chunked + "5;" + std::string(4200, 'e') + "\r\nhello\r\n0\r\nT: " +
+                                 std::string(3000, 't') + "\r\n\r\n" + kGet,
+                             1000)
+                      .Resp(kOk + kOk));
   seeds.push_back(Seed(kStart)
                       .Req("GET  /spaces   HTTP/1.1\r\nX: a\r\n folded\r\n\r\n" +
                            std::string("GET /lf HTTP/1.1\nHost: h\n\n"))
