@@ -658,6 +658,16 @@ TEST(ObjectIdOfTest, Table) {
        std::nullopt},
       {"non-JSON response", d, "POST", "/v1.41/containers/create", 201, "created " + hex, false,
        std::nullopt},
+      // nlohmann skips a UTF-8 byte order mark, so such an answer was read before MayBeJson.
+      {"UTF-8 BOM before the JSON", d, "POST", "/v1.41/containers/create", 201,
+       "\xEF\xBB\xBF"
+       R"({"Id":")" +
+           hex + R"("})",
+       false, hex},
+      {"k8s UTF-8 BOM before the JSON", k, "create", "/api/v1/namespaces/default/configmaps", 201,
+       "\xEF\xBB\xBF\n"
+       R"({"metadata":{"uid":"uid-7"}})",
+       false, "uid-7"},
       {"truncated create response", d, "POST", "/v1.41/containers/create", 201,
        R"({"Id":")" + hex + R"(","Warn)", true, std::nullopt},
       {"id is not a string", d, "POST", "/containers/create", 201, R"({"Id":42})", false,

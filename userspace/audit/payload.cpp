@@ -387,8 +387,9 @@ std::optional<std::string> TopLevelId(const Json& response) {
 
 // Can `text` be a JSON value at all? Its first non-space byte must start one. (nlohmann builds
 // an error message for every failed parse, exceptions off or not: most non-JSON answers are
-// ruled out here for nothing.)
+// ruled out here for nothing.) A UTF-8 byte order mark first is skipped, as nlohmann does.
 bool MayBeJson(std::string_view text) {
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
   for (char c : text) {
     if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
     return c == '{' || c == '[' || c == '"' || c == '-' || (c >= '0' && c <= '9') || c == 't' ||
