@@ -124,5 +124,55 @@ TEST_F(RecorderTest, CreatesMode0600AndReplacesAFileOfItsOwn) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
+// Records are read in large blocks: records that straddle a block's end, records of every
+// size up to the largest one and a torn tail come out exactly as written, 8-byte aligned.
+TEST_F(RecorderTest, ReadsRecordsAcrossBlocksAlignedAndStopsAtATornTail) {
+  const std::string path = Path("many");
+  Recorder recorder;
+  ASSERT_EQ(recorder.Open(path, ClockMap{}), "");
+  std::vector<std::string> written;
+  const size_t largest = sizeof(tap_data) + 4096;
+  size_t total = 0;
+  for (uint32_t i = 0; total < 3 * (1u << 20); ++i) {
+    const size_t size = i % 7 == 0 ? largest : (i * 7919u) % largest;
+    std::string record(size, '\0');
+    for (size_t k = 0; k < size; ++k) record[k] = static_cast<char>((i * 31 + k) & 0xff);
+    recorder.Append(record.data(), static_cast<uint32_t>(record.size()));
+    written.push_back(std::move(record));
+    total += size + 4;
+  }
+  recorder.Close();
+
+  auto read = [&](ReplayStats* stats) {
+    std::vector<std::string> records;
+    ClockMap clock;
+    EXPECT_EQ(ReadRecording(
+                  path, &clock,
+                  [&](const void* data, uint32_t size) {
+                    EXPECT_EQ(reinterpret_cast<uintptr_t>(data) % 8, 0u);
+                    records.emplace_back(static_cast<const char*>(data), size);
+                  },
+                  stats),
+              "");
+    return records;
+  };
+  ReplayStats stats;
+  EXPECT_TRUE(read(&stats) == written);
+  EXPECT_EQ(stats.records, written.size());
+  EXPECT_EQ(stats.bad_records, 0u);
+
+  // A torn size, then a torn record: every whole record before them, one bad record.
+  { std::ofstream(path, std::ios::app | std::ios::binary).write("\x10\x00", 2); }
+  stats = {};
+  EXPECT_TRUE(read(&stats) == written);
+  EXPECT_EQ(stats.bad_records, 1u);
+  fs::resize_file(path, fs::file_size(path) - 2 - 10);
+  stats = {};
+  std::vector<std::string> records = read(&stats);
+  ASSERT_EQ(records.size(), written.size() - 1);
+  EXPECT_TRUE(std::equal(records.begin(), records.end(), written.begin()));
+  EXPECT_EQ(stats.bad_records, 1u);
+}
+
 }  // namespace
 }  // namespace mat::capture
