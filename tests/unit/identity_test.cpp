@@ -777,6 +777,75 @@ TEST(IdentityResolverTest, CertificatesPerConnection) {
   EXPECT_EQ(resolver.connections(), 1u);
 }
 
+// ResolveShared answers what Resolve answers, whatever happened in between: certificates
+// arriving after a connection's first request, connections ending and their (tgid, SSL*) reused,
+// processes exiting, the user map reloaded, requests with their own Authorization or
+// Impersonate-* headers in between.
+TEST(IdentityResolverTest, ResolveSharedAnswersAsResolveDoes) {
+  TempFile file("shared-map");
+  file.Write(R"({"users":[{"match":"cn:ivan","id":"id-ivan-1","name":"ivan"}]})");
+  IdentityOptions options;
+  options.user_map_path = file.path();
+  options.user_map_check_ns = 0;
+  IdentityResolver resolver(options);
+  ASSERT_EQ(resolver.Start(0), "");
+  const std::string certs[] = {MakeCertificate({{"CN", "ivan"}}), MakeCertificate({{"CN", "judy"}}),
+                               "garbage"};
+  const std::vector<std::pair<std::string, std::string>> headers[] = {
+      {},
+      {{"Host", "x"}},
+      {{"Authorization", "Basic " + Base64("bob:pw", false)}},
+      {{"authorization", "Bearer opaque"}},
+      {{"Impersonate-User", "jane"}},
+      {{"IMPERSONATE-GROUP", "devs"}, {"Host", "x"}},
+  };
+  std::mt19937 random(7);
+  auto pick = [&](size_t n) { return static_cast<size_t>(random() % n); };
+  for (int step = 0; step < 4000; ++step) {
+    const IdentityResolver::ConnKey key{1 + static_cast<uint32_t>(pick(2)), 0xA + pick(3)};
+    switch (pick(8)) {
+      case 0:
+        resolver.OnClientCertificate(key, certs[pick(3)]);
+        break;
+      case 1:
+        resolver.OnNoClientCertificate(key);
+        break;
+      case 2:
+        resolver.OnConnectionEnd(key);
+        break;
+      case 3:
+        if (pick(8) == 0) resolver.OnProcessExit(key.first);
+        break;
+      case 4:
+        if (pick(16) == 0) {
+          file.Write(R"({"users":[{"match":"cn:ivan","id":"id-ivan-)" + std::to_string(step) +
+                     R"(","name":"ivan"},{"match":"login:bob","id":"id-bob"}]})");
+          resolver.Tick(static_cast<uint64_t>(step + 1) * kSecond);
+        }
+        break;
+      default: {
+        http::HttpRequest request;
+        for (const auto& header : headers[pick(std::size(headers))])
+          request.headers.push_back(header);
+        const Identity& shared = resolver.ResolveShared(request, key, 0);
+        const Identity fresh = resolver.Resolve(request, key, 0);
+        ASSERT_EQ(shared.method, fresh.method) << step;
+        ASSERT_EQ(shared.uid, fresh.uid) << step;
+        ASSERT_EQ(shared.username, fresh.username) << step;
+        ASSERT_EQ(shared.extra_username, fresh.extra_username) << step;
+        ASSERT_EQ(shared.groups, fresh.groups) << step;
+        ASSERT_EQ(shared.fingerprint, fresh.fingerprint) << step;
+        ASSERT_EQ(shared.impersonated.has_value(), fresh.impersonated.has_value()) << step;
+        if (shared.impersonated) {
+          ASSERT_EQ(shared.impersonated->username, fresh.impersonated->username) << step;
+          ASSERT_EQ(shared.impersonated->groups, fresh.impersonated->groups) << step;
+        }
+      }
+    }
+  }
+  EXPECT_GT(resolver.users().loads(), 10u);  // the map did change under it
+}
+
 TEST(IdentityResolverTest, ABrokenUserMapAtStartIsReported) {
   TempFile file("resolver-map");
   std::ofstream(file.path()) << "{broken";
