@@ -163,6 +163,80 @@ TEST(Replay, CorruptRecordsAreSkippedAndTheRestIsAudited) {
   EXPECT_EQ(lines[0]["audit"]["requestURI"], "/ok");
 }
 
+// The pipeline reuses one audit record, line buffer, user and annotation node line after line:
+// every line must be byte for byte the line a fresh pipeline writes for that request alone
+// (but for its auditID and the envelope's time), in either order.
+TEST(Replay, ALineOwesNothingToTheLineBefore) {
+  auto http = [](const std::string& head, const std::string& body) {
+    return head + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  const std::string json = "Content-Type: application/json\r\n";
+  struct Exchange {
+    std::string request, response;  // response empty: none comes
+  };
+  const std::vector<Exchange> exchanges = {
+      {http("POST /api/v1/namespaces/ns/secrets HTTP/1.1\r\nUser-Agent: kubectl/1.29\r\n"
+            "Impersonate-User: jane\r\nImpersonate-Group: devs\r\nImpersonate-Group: ops\r\n"
+            "Authorization: Basic Ym9iOnB3\r\n" +
+                json,
+            R"({"kind":"Secret","data":{"k":"dg=="}})"),
+       http("HTTP/1.1 201 Created\r\n" + json, R"({"metadata":{"uid":"u-1"}})")},
+      {"GET /containers/json HTTP/1.1\r\nHost: x\r\n\r\n", http("HTTP/1.1 200 OK\r\n", "[]")},
+      {http("POST /v1.41/configs/create HTTP/1.1\r\n" + json, R"({"Name":"c","Data":"c2VjcmV0"})"),
+       http("HTTP/1.1 201 Created\r\n", R"({"ID":"c1"})")},
+      {"GET /apis/apps/v1/namespaces/ns/deployments?watch=1 HTTP/1.1\r\n\r\n",
+       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"},
+      {"DELETE /v1.41/secrets/abc HTTP/1.1\r\nUser-Agent: docker\r\n\r\n", ""},
+      {http("POST /containers/create HTTP/1.1\r\n" + json, "{}"),
+       http("HTTP/1.1 201 Created\r\n", R"({"Id":"x"})")},
+  };
+  auto records_of = [&](const std::vector<size_t>& order) {
+    std::vector<Record> records;
+    for (size_t i : order) {
+      const Exchange& e = exchanges[i];
+      const uint64_t ssl = 0x100 + i;
+      const int32_t fd = 10 + static_cast<int32_t>(i);
+      const uint64_t ts = (i + 1) * 1'000'000;
+      records.push_back(SockRecord(7, fd, TAP_ROLE_SERVER, "192.0.2.9", 40000 + fd, ts));
+      records.push_back(DataRecord(7, ssl, fd, TAP_DIR_READ, 0, e.request, ts + 1000));
+      if (!e.response.empty())
+        records.push_back(DataRecord(7, ssl, fd, TAP_DIR_WRITE, 0, e.response, ts + 2000));
+      records.push_back(ConnEndRecord(7, ssl, fd, e.request.size(), e.response.size(), ts + 3000));
+    }
+    return records;
+  };
+  static const std::regex kVarying(R"re("(auditID|time)":"[^"]*")re");
+  auto run = [&](const std::vector<size_t>& order, pipeline::OutputFormat format) {
+    pipeline::PipelineConfig config = Config(audit::Level::kRequest);
+    config.format = format;
+    output::VectorLineSink sink;
+    pipeline::Pipeline p(config, capture::ClockMap{}, &sink, nullptr, {});
+    for (const auto& r : records_of(order)) p.OnRecord(r.data(), r.size());
+    p.Finish(1'000'000'000);
+    std::vector<std::string> lines;
+    for (const auto& line : sink.lines) lines.push_back(std::regex_replace(line, kVarying, "$1"));
+    return lines;
+  };
+  for (auto format : {pipeline::OutputFormat::kMke, pipeline::OutputFormat::kK8s}) {
+    std::vector<std::string> alone;
+    for (size_t i = 0; i < exchanges.size(); ++i) {
+      const auto lines = run({i}, format);
+      ASSERT_EQ(lines.size(), 1u) << i;
+      alone.push_back(lines[0]);
+    }
+    EXPECT_NE(alone[0].find("u-1"), std::string::npos) << alone[0];
+    EXPECT_NE(alone[0].find("jane"), std::string::npos) << alone[0];
+    std::vector<size_t> order(exchanges.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    for (int pass = 0; pass < 2; ++pass) {
+      const auto together = run(order, format);
+      ASSERT_EQ(together.size(), order.size());
+      for (size_t k = 0; k < order.size(); ++k) EXPECT_EQ(together[k], alone[order[k]]) << k;
+      std::reverse(order.begin(), order.end());
+    }
+  }
+}
+
 // Golden captures: each tests/golden/NAME.rec replays to the lines in NAME.jsonl. The fields
 // that differ on every run (auditID, the envelope's time) are checked for shape, not value.
 nlohmann::json Normalise(nlohmann::json line) {
