@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -121,6 +122,53 @@ TEST(MatchesCallTest, Table) {
     EXPECT_EQ(MatchesCall({c.pattern_method, c.pattern_path}, c.method, c.path), c.matches)
         << c.pattern_method << " " << c.pattern_path << " vs " << c.method << " " << c.path;
   }
+}
+
+// IsRedacted reads each request's path once for all patterns: it must say what matching the
+// path and the target (when they differ) against every pattern with MatchesCall says, for any
+// spelling (versions, dot segments, escapes, absolute form, long paths, odd methods).
+TEST(MatchesCallTest, IsRedactedSaysWhatMatchesCallSays) {
+  RedactionConfig config;
+  config.redact_k8s_secrets = false;
+  config.redacted_calls = {{"POST", "/secrets/create"},
+                           {"POST", "/secrets/{id}/update"},
+                           {"*", "/swarm/join"},
+                           {"delete", "/v1.41/a/{id}/{id}/b/c/d/e/f/g/h"},
+                           {"PUT", "/x%2Fy/{id}"}};
+  const Redactor redactor(config);
+  const std::vector<std::string> segments = {
+      "",      ".",     "..",  "secrets", "SECRETS", "create", "%63reate",  "v1.41",
+      "V1.41", "v1",    "abc", "a%2Fb",   "update",  "swarm",  "join",      "%2e%2e",
+      "%2F",   "x%2Fy", "x",   "a",       "b",       "c",      "d",         "e",
+      "f",     "g",     "h",   "%",       "%6",      "%zz",    "%2fsecrets"};
+  const std::vector<std::string> prefixes = {"", "https://h", "HTTP://h:80", "http://h"};
+  const std::vector<std::string> suffixes = {"", "?a=1", "#f", "?/swarm/join", "/"};
+  const std::vector<std::string> methods = {"POST", "post", "GET", "DELETE", "PUT", "Put"};
+  std::mt19937 random(11);
+  auto pick = [&](size_t n) { return static_cast<size_t>(random() % n); };
+  int redacted = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string target = prefixes[pick(prefixes.size())];
+    const size_t n = pick(12);
+    for (size_t k = 0; k < n; ++k)
+      target += (pick(6) == 0 ? "//" : "/") + segments[pick(segments.size())];
+    target += suffixes[pick(suffixes.size())];
+    // The caller's path: the target cut at '?', or a spelling of its own.
+    const std::string path =
+        pick(4) == 0 ? std::string("/secrets/create") : target.substr(0, target.find('?'));
+    http::HttpRequest request;
+    request.method = methods[pick(methods.size())];
+    request.target = target;
+    bool expected = false;
+    for (const CallPattern& call : config.redacted_calls) {
+      expected = expected || MatchesCall(call, request.method, path) ||
+                 (target != path && MatchesCall(call, request.method, target));
+    }
+    ASSERT_EQ(redactor.IsRedacted(request, path, nullptr), expected)
+        << request.method << " " << target << " (path " << path << ")";
+    redacted += expected;
+  }
+  EXPECT_GT(redacted, 1000);
 }
 
 // ---------------------------------------------------------------------------------------------
