@@ -11,7 +11,8 @@
 // rules (a repeated Content-Length, or one with chunked, is an error; a request with a
 // non-chunked Transfer-Encoding is an error, a response with one is read until the
 // connection's end), obs-fold continuation lines, bare LF line ends. Chunk-size lines may end
-// in a bare LF, as nginx and Go's net/http accept.
+// in a bare LF, as nginx before 1.29.4 and Go before 1.23.8 accept (both reject it now:
+// which server answered decides, see the faithful-HTTP issue).
 #pragma once
 
 #include <cstddef>

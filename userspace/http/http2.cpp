@@ -1,4 +1,4 @@
-// HTTP/2 reassembly: a streaming frame parser per direction and nghttp2's HPACK inflater.
+// HTTP/2 reassembly: a streaming frame parser per direction and an HPACK decoder (hpack.h).
 //
 // Design notes:
 // - Each direction is a small state machine over the frame being read: its 9-byte header, a
@@ -6,12 +6,12 @@
 //   fixed-size control frame, at most 8 bytes), the content (DATA body, header block fragment,
 //   SETTINGS entries, ignored bytes) streamed as it arrives, then the padding. No frame is ever
 //   buffered whole, so memory per direction is fixed while synchronised.
-// - Header block fragments go to the direction's inflater as they arrive (nghttp2 keeps a
-//   partial field itself); END_HEADERS ends the block with in_final set. Every block is fed,
-//   whether its stream is tracked or not (PUSH_PROMISE included, with the server's inflater):
-//   the dynamic table is only right if the inflater sees every block. A failed block's
-//   remaining fragments are skipped and the inflater replaced (see http2.h for why an empty
-//   inflater never yields a wrong value).
+// - Header block fragments are gathered in the direction's `hblock` as they arrive;
+//   END_HEADERS has the whole block decoded. Every block is decoded, whether its stream is
+//   tracked or not (PUSH_PROMISE included, with the server's decoder): the dynamic table is
+//   only right if the decoder sees every block. A failed block's remaining fragments are
+//   skipped and the decoder replaced (see http2.h for why an empty table never yields a wrong
+//   value). A block is held whole (at most kMaxHeaderBlock bytes, else it fails).
 // - Unsynchronised directions append to `hold` and scan it from `scan_pos`; each position is
 //   judged once, except a candidate whose proof needs bytes not yet seen: it is waited for
 //   (it needs at most kProofMax bytes). The undecided tail is thus shorter than kProofMax;
@@ -21,8 +21,6 @@
 
 #include "http/http2.h"
 
-#include <nghttp2/nghttp2.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -31,6 +29,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "http/hpack.h"
 
 namespace mat::http {
 
@@ -63,7 +63,10 @@ constexpr uint8_t kFlagPriority = 0x20;
 
 constexpr uint16_t kSettingsHeaderTableSize = 0x1;
 constexpr size_t kHeaderEntryOverhead = 32;  // RFC 7541 section 4.1
-constexpr size_t kDefaultHpackTable = 4096;
+// A header block (HEADERS or PUSH_PROMISE and its CONTINUATIONs) is held whole until
+// END_HEADERS; a longer one fails (nginx refuses blocks over its large_client_header_buffers,
+// Go over its 1 MiB MaxHeaderBytes).
+constexpr size_t kMaxHeaderBlock = 1024 * 1024;
 
 // Resynchronisation: the longest frame accepted as a candidate, and the bytes that may be needed
 // to prove one (the candidate, its payload and the next frame header).
@@ -215,125 +218,6 @@ void AppendBody(std::string& body, uint64_t& size, bool& truncated, const uint8_
   truncated = size > body.size();
 }
 
-// nghttp2's inflater allocates a buffer for every decoded header field and frees it right
-// after (about nine malloc/free pairs a request). Small blocks come from per-thread free
-// lists instead: a 16-byte header before each block holds its size class.
-class SmallBlocks {
- public:
-  static nghttp2_mem* Mem() {
-    static nghttp2_mem mem{nullptr, &Malloc, &Free, &Calloc, &Realloc};
-    return &mem;
-  }
-
- private:
-  static constexpr size_t kHeader = 16;  // keeps the blocks 16-byte aligned, as malloc's
-  static constexpr size_t kStep = 64;
-  static constexpr size_t kClasses = 8;             // blocks up to 512 bytes
-  static constexpr size_t kMaxFree = 256;           // kept per class at most
-  static constexpr uint64_t kLarge = ~uint64_t{0};  // from malloc, not a class
-
-  struct FreeLists {
-    std::vector<void*> lists[kClasses];
-    ~FreeLists() {
-      for (auto& list : lists)
-        for (void* block : list) std::free(block);
-    }
-  };
-  static FreeLists& Lists() {
-    static thread_local FreeLists lists;
-    return lists;
-  }
-  static void* Malloc(size_t size, void*) {
-    const size_t cls = size == 0 ? 0 : (size - 1) / kStep;
-    void* raw;
-    if (cls < kClasses) {
-      std::vector<void*>& list = Lists().lists[cls];
-      if (!list.empty()) {
-        raw = list.back();
-        list.pop_back();
-      } else {
-        raw = std::malloc(kHeader + (cls + 1) * kStep);
-        if (raw == nullptr) return nullptr;
-      }
-    } else {
-      raw = std::malloc(kHeader + size);
-      if (raw == nullptr) return nullptr;
-    }
-    const uint64_t tag = cls < kClasses ? cls : kLarge;
-    std::memcpy(raw, &tag, sizeof tag);
-    return static_cast<char*>(raw) + kHeader;
-  }
-  static void Free(void* ptr, void*) {
-    if (ptr == nullptr) return;
-    void* raw = static_cast<char*>(ptr) - kHeader;
-    uint64_t tag;
-    std::memcpy(&tag, raw, sizeof tag);
-    if (tag != kLarge) {
-      std::vector<void*>& list = Lists().lists[tag];
-      if (list.size() < kMaxFree) {
-        list.push_back(raw);
-        return;
-      }
-    }
-    std::free(raw);
-  }
-  static void* Calloc(size_t n, size_t size, void* user) {
-    if (size != 0 && n > SIZE_MAX / size) return nullptr;
-    void* ptr = Malloc(n * size, user);
-    if (ptr != nullptr) std::memset(ptr, 0, n * size);
-    return ptr;
-  }
-  static void* Realloc(void* ptr, size_t size, void* user) {
-    if (ptr == nullptr) return Malloc(size, user);
-    if (size == 0) {
-      Free(ptr, user);
-      return nullptr;
-    }
-    uint64_t tag;
-    std::memcpy(&tag, static_cast<char*>(ptr) - kHeader, sizeof tag);
-    if (tag == kLarge) {  // its size is not recorded: the C library reallocates it
-      void* raw = std::realloc(static_cast<char*>(ptr) - kHeader, kHeader + size);
-      return raw == nullptr ? nullptr : static_cast<char*>(raw) + kHeader;
-    }
-    const size_t have = (tag + 1) * kStep;
-    if (size <= have) return ptr;
-    void* moved = Malloc(size, user);
-    if (moved == nullptr) return nullptr;
-    std::memcpy(moved, ptr, have);
-    Free(ptr, user);
-    return moved;
-  }
-};
-
-// One HPACK inflater (nghttp2's), replaced after errors and lost sync.
-class Inflater {
- public:
-  Inflater() = default;
-  ~Inflater() { Release(); }
-  Inflater(const Inflater&) = delete;
-  Inflater& operator=(const Inflater&) = delete;
-
-  // A fresh inflater (empty dynamic table) accepting tables up to `limit` bytes.
-  bool Reset(size_t limit) {
-    Release();
-    if (nghttp2_hd_inflate_new2(&hd_, SmallBlocks::Mem()) != 0) {
-      hd_ = nullptr;
-      return false;
-    }
-    // Only ever raises nghttp2's limit above the 4096 default, which never makes it expect a
-    // table size update.
-    return nghttp2_hd_inflate_change_table_size(hd_, std::max(limit, kDefaultHpackTable)) == 0;
-  }
-  void Release() {
-    if (hd_ != nullptr) nghttp2_hd_inflate_del(hd_);
-    hd_ = nullptr;
-  }
-  nghttp2_hd_inflater* get() const { return hd_; }
-
- private:
-  nghttp2_hd_inflater* hd_ = nullptr;
-};
-
 }  // namespace
 
 struct Http2Connection::Impl {
@@ -383,7 +267,8 @@ struct Http2Connection::Impl {
     size_t unit_have = 0;
 
     Block block;
-    Inflater inflater;
+    HpackDecoder hpack;
+    std::string hblock;  // the header block being gathered (HEADERS/PUSH_PROMISE + CONTINUATION)
 
     std::string hold;  // unsynchronised: bytes being scanned
     std::string scratch;
@@ -432,10 +317,7 @@ struct Http2Connection::Impl {
         sd.mode = sd.request ? Mode::kMaybePreface : Mode::kUnsynced;
         sd.exact = false;
       }
-      if (!sd.inflater.Reset(opt.max_hpack_table_bytes)) {
-        Fatal("out of memory");
-        return;
-      }
+      sd.hpack.Reset(opt.max_hpack_table_bytes);
     }
   }
 
@@ -508,7 +390,8 @@ struct Http2Connection::Impl {
     stats.last_error = why;
     while (!streams.empty()) EndStream(streams.begin(), true);
     for (Side& s : sides) {
-      s.inflater.Release();
+      s.hpack.Reset(opt.max_hpack_table_bytes);
+      std::string().swap(s.hblock);
       s.block = Block{};
       std::string().swap(s.hold);
       std::string().swap(s.scratch);
@@ -543,10 +426,8 @@ struct Http2Connection::Impl {
       else
         st.resp_frozen = true;
     }
-    if (!s.inflater.Reset(opt.max_hpack_table_bytes)) {
-      Fatal("out of memory");
-      return;
-    }
+    s.hpack.Reset(opt.max_hpack_table_bytes);
+    std::string().swap(s.hblock);
     s.mode = Mode::kUnsynced;
     s.exact = false;
     s.phase = Phase::kHeader;
@@ -590,17 +471,15 @@ struct Http2Connection::Impl {
     }
   }
 
-  void OnField(Block& b, const nghttp2_nv& nv) {
+  void OnField(Block& b, std::string_view name, std::string_view value) {
     if (b.kind != BlockKind::kRequest && b.kind != BlockKind::kResponse) return;
     if (b.truncated) return;
-    b.bytes += nv.namelen + nv.valuelen + kHeaderEntryOverhead;
+    b.bytes += name.size() + value.size() + kHeaderEntryOverhead;
     if (b.bytes > opt.max_header_list_bytes) {
       b.truncated = true;
       ++stats.header_lists_truncated;
       return;
     }
-    std::string_view name(reinterpret_cast<const char*>(nv.name), nv.namelen);
-    std::string_view value(reinterpret_cast<const char*>(nv.value), nv.valuelen);
     if (b.kind == BlockKind::kRequest) {
       HttpRequest& r = b.req;
       if (name == ":method") {
@@ -629,34 +508,29 @@ struct Http2Connection::Impl {
   void BlockFailed(Side& s) {
     s.block.failed = true;
     ++stats.hpack_errors;
-    if (!s.inflater.Reset(opt.max_hpack_table_bytes)) Fatal("out of memory");
+    s.hpack.Reset(opt.max_hpack_table_bytes);
+    s.hblock.clear();
   }
 
-  // Feeds a fragment piece to the inflater; `final` ends the block.
+  // Gathers a fragment piece of the header block; `final` (END_HEADERS) decodes the block.
   void Inflate(Side& s, const uint8_t* in, size_t n, bool final) {
     Block& b = s.block;
     if (b.failed || dead) return;
-    nghttp2_hd_inflater* hd = s.inflater.get();
-    for (;;) {
-      nghttp2_nv nv;
-      int flags = 0;
-      const ssize_t rv = nghttp2_hd_inflate_hd2(hd, &nv, &flags, in, n, final ? 1 : 0);
-      if (rv < 0) {
-        BlockFailed(s);
-        return;
-      }
-      in += rv;
-      n -= static_cast<size_t>(rv);
-      if ((flags & NGHTTP2_HD_INFLATE_EMIT) != 0) OnField(b, nv);
-      if ((flags & NGHTTP2_HD_INFLATE_FINAL) != 0) {
-        nghttp2_hd_inflate_end_headers(hd);
-        return;
-      }
-      if ((flags & NGHTTP2_HD_INFLATE_EMIT) == 0 && n == 0) {
-        if (final) BlockFailed(s);  // (cannot happen: nghttp2 reports FINAL or an error)
-        return;
-      }
+    if (n > kMaxHeaderBlock - std::min(kMaxHeaderBlock, s.hblock.size())) {
+      s.hblock.clear();
+      BlockFailed(s);  // the rest of the block is skipped
+      return;
     }
+    s.hblock.append(reinterpret_cast<const char*>(in), n);
+    if (!final) return;
+    const bool ok = s.hpack.Decode(
+        reinterpret_cast<const uint8_t*>(s.hblock.data()), s.hblock.size(),
+        [&](std::string_view name, std::string_view value) { OnField(b, name, value); });
+    if (s.hblock.capacity() > 16 * 1024)
+      std::string().swap(s.hblock);  // a large block leaves no large buffer behind
+    else
+      s.hblock.clear();
+    if (!ok) BlockFailed(s);
   }
 
   std::map<uint32_t, Stream>::iterator NewStream(Block& b, uint64_t ts) {
@@ -1110,7 +984,8 @@ struct Http2Connection::Impl {
       }
       while (!streams.empty()) EndStream(streams.begin(), false);
       for (Side& s : sides) {
-        s.inflater.Release();
+        s.hpack.Reset(opt.max_hpack_table_bytes);
+        std::string().swap(s.hblock);
         std::string().swap(s.hold);
         std::string().swap(s.scratch);
       }

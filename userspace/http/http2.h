@@ -1,6 +1,6 @@
 // HTTP/2 reassembly for one TCP/TLS connection: frames are parsed here, header blocks are
-// decompressed with nghttp2's HPACK inflater (one per direction), nothing else of nghttp2 is
-// used. Same shape as Http1Connection: the caller feeds the two byte streams in order
+// decompressed with our HPACK decoder (hpack.h, one per direction). Same shape as
+// Http1Connection: the caller feeds the two byte streams in order
 // (client->server is kRequest, server->client is kResponse) and the sink gets one report per
 // client-initiated stream (its `sequence` is the order the streams were opened: 1, 2, ...).
 //
@@ -16,12 +16,12 @@
 // Request pseudo-headers: :method -> method, :path -> target, :authority is kept as a header
 // named ":authority" (first, as on the wire); :scheme and :protocol are dropped. version 2.0.
 //
-// Never a guessed value. HPACK state is per direction and only ever decoded by nghttp2. After
-// anything that may have cost header blocks (joining mid-stream, a gap, a decoding error) the
-// direction's inflater is replaced by a fresh, empty one. Its dynamic table then holds exactly
+// Never a guessed value. HPACK state is per direction. After anything that may have cost header
+// blocks (joining mid-stream, a gap, a decoding error) the direction's decoder is replaced by a
+// fresh, empty one. Its dynamic table then holds exactly
 // the newest entries the encoder added since, which are at the same indices in the encoder's
 // table (evicting earlier than the encoder does only makes it a smaller suffix), so every index
-// it resolves is right and a reference to an older entry fails (NGHTTP2_ERR_HEADER_COMP)
+// it resolves is right and a reference to an older entry fails the block
 // instead of resolving to a wrong entry. Decoding thus recovers header by header as the encoder
 // inserts new entries; entries inserted before the join stay unknown for good (an encoder
 // rarely clears its table). A failed block keeps the fields emitted before the failure (right
@@ -48,7 +48,8 @@
 // unsynchronised, per stream the request/response headers (max_header_list_bytes each, the
 // rest counted and the exchange incomplete) and bodies (max_body_bytes each), at most
 // max_streams tracked streams (the oldest is reported kNoResponse, incomplete, when a new one
-// would exceed it), and nghttp2's tables (at most max_hpack_table_bytes each).
+// would exceed it), the HPACK tables (at most max_hpack_table_bytes each) and a header block
+// being gathered (at most 1 MiB a direction).
 #pragma once
 
 #include <cstdint>
@@ -99,7 +100,7 @@ struct Http2Stats {
   uint64_t untracked_header_blocks = 0;
   uint64_t push_promises = 0;           // PUSH_PROMISE frames (decoded for HPACK, ignored)
   uint64_t unknown_frames = 0;          // frames of unknown type (ignored)
-  uint64_t hpack_errors = 0;            // header blocks that failed to decode (inflater reset)
+  uint64_t hpack_errors = 0;            // header blocks that failed to decode (decoder reset)
   uint64_t header_lists_truncated = 0;  // header blocks over max_header_list_bytes
   uint64_t table_size_over_limit = 0;   // SETTINGS_HEADER_TABLE_SIZE > max_hpack_table_bytes
   uint64_t resyncs = 0;                 // times a direction lost its frame sync and rescanned
