@@ -618,6 +618,65 @@ TEST(Http1Test, MalformedRequestThenGoodOne) {
   EXPECT_EQ(h.stats().orphan_responses, 1u);
 }
 
+// Framing a hostile client can choose to hide a request behind: Go's net/http (dockerd,
+// kube-apiserver, MKE's controller) serves these, so the auditor must read them as Go does.
+// Transfer-Encoding: chunked with a Content-Length: the chunked coding wins (RFC 9112 6.3;
+// nginx refuses such a request with 400, which is then its answer).
+TEST(Http1Test, ChunkedWithContentLengthIsReadAsChunkedAsGoReadsIt) {
+  for (const char* framing : {"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+                              "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n"}) {
+    Harness h;
+    h.Req(std::string("POST /v1.41/secrets/create HTTP/1.1\r\nHost: a\r\n") + framing + "\r\n" +
+          Chunk(R"({"Data":"c2VjcmV0"})") + "0\r\n\r\n" + kGetContainers);
+    h.Resp(kCreated + kOkEmptyList);
+    h.Close();
+    ASSERT_EQ(h.got.size(), 2u) << framing;
+    EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/secrets/create");
+    EXPECT_EQ(h.got[0].ex.request.body, R"({"Data":"c2VjcmV0"})");
+    EXPECT_EQ(h.got[0].ex.response->status, 201);
+    EXPECT_FALSE(h.got[0].ex.incomplete);
+    EXPECT_EQ(h.got[1].ex.request.target, "/v1.41/containers/json?all=1");
+    EXPECT_EQ(h.got[1].ex.response->status, 200);
+  }
+}
+
+// The same Content-Length twice (after trimming): Go reads it as one.
+TEST(Http1Test, RepeatedEqualContentLengthsAreOneAsGoReadsThem) {
+  Harness h;
+  h.Req(
+      "POST /v1.41/secrets/create HTTP/1.1\r\nContent-Length: 2\r\nContent-Length:  2 \r\n\r\n{}" +
+      kGetContainers);
+  h.Resp(kCreated + kOkEmptyList);
+  h.Close();
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/secrets/create");
+  EXPECT_EQ(h.got[0].ex.request.body, "{}");
+  EXPECT_EQ(h.got[0].ex.response->status, 201);
+  EXPECT_EQ(h.got[1].ex.request.target, "/v1.41/containers/json?all=1");
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+}
+
+// An HTTP/1.0 request's Transfer-Encoding: Go's net/http ignores it (golang.org/issue/12785), so
+// the bytes after the head are the next request, which Go serves on a keep-alive connection.
+TEST(Http1Test, Http10TransferEncodingIsIgnoredAsGoIgnoresIt) {
+  Harness h;
+  h.Req(
+      "POST /v1.41/containers/create HTTP/1.0\r\nConnection: keep-alive\r\n"
+      "Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n{}"
+      "POST /v1.41/secrets/create HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}" +
+      kGetContainers);
+  h.Resp("HTTP/1.0 201 Created\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n" + kCreated +
+         kOkEmptyList);
+  h.Close();
+  ASSERT_EQ(h.got.size(), 3u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/containers/create");
+  EXPECT_EQ(h.got[0].ex.request.body, "{}");
+  EXPECT_EQ(h.got[1].ex.request.target, "/v1.41/secrets/create");
+  EXPECT_EQ(h.got[1].ex.response->status, 201);
+  EXPECT_EQ(h.got[2].ex.request.target, "/v1.41/containers/json?all=1");
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+}
+
 TEST(Http1Test, MalformedResponseReportsItsRequest) {
   Harness h;
   h.Req(Get("/a") + Get("/b"));

@@ -269,11 +269,18 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
   }
   if (head_.counted_bytes > max_head_) return false;
   // Framing headers.
+  std::string_view length_text;
   for (const auto& [name, value] : head_.fields) {
     switch (name.size()) {
       case 14:  // content-length
         if (EqualsIgnoreCase(name, "content-length")) {
-          if (has_length_ || value.empty()) return false;
+          if (value.empty()) return false;
+          if (has_length_) {
+            // A request may repeat the same value: Go's net/http reads it as one (and serves
+            // the request); a response, or another value, is an error.
+            if (kind_ == Kind::kResponse || value != length_text) return false;
+            break;
+          }
           uint64_t n = 0;
           for (char c : value) {
             if (c < '0' || c > '9') return false;
@@ -282,6 +289,7 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
           }
           has_length_ = true;
           length_ = n;
+          length_text = value;
         }
         break;
       case 17:  // transfer-encoding
@@ -301,7 +309,19 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
         break;
     }
   }
-  if (has_te_ && has_length_) return false;
+  if (has_te_ && kind_ == Kind::kRequest &&
+      (head_.version_major < 1 || (head_.version_major == 1 && head_.version_minor < 1))) {
+    // Go's net/http ignores an HTTP/1.0 request's Transfer-Encoding (golang.org/issue/12785):
+    // what follows the head (or its Content-Length body) is the next request, which it serves.
+    has_te_ = chunked_ = false;
+  }
+  if (has_te_ && has_length_) {
+    if (kind_ == Kind::kResponse) return false;
+    // A request with both: the Transfer-Encoding decides (RFC 9112 6.3), as Go's net/http
+    // reads it and serves the request (nginx answers 400). Failing here would hide it.
+    has_length_ = false;
+    length_ = 0;
+  }
   if (has_te_ && !chunked_ && kind_ == Kind::kRequest) {
     // Its body cannot be delimited, but the server answers it (501 from nginx and Go): the
     // head is reported before the error, as http-parser did, so that it is audited.
