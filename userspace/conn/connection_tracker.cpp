@@ -127,6 +127,10 @@ ConnectionTracker::~ConnectionTracker() = default;
 
 bool ConnectionTracker::NeedsSocketFacts(const capture::Event& event) const {
   if (event.type != TAP_EV_DATA || event.hdr->fd < 0) return false;
+  // The common case first, with one lookup: a connection whose side and peer are known.
+  if (auto known = conns_.find({event.hdr->tgid, event.hdr->conn});
+      known != conns_.end() && known->second->side_known && !known->second->facts.source.empty())
+    return false;
   auto sock = socks_.find({event.hdr->tgid, event.hdr->fd});
   if (sock != socks_.end() && !sock->second.peer_missing) return false;
   auto it = conns_.find({event.hdr->tgid, event.hdr->conn});
@@ -244,7 +248,8 @@ void ConnectionTracker::OnData(const capture::Event& event, uint64_t wall_ns) {
   c->last_wall_ns = wall_ns;
   if (d.hdr.fd >= 0) {
     c->fd = d.hdr.fd;
-    LearnSocket(c, d.hdr.fd);
+    // Nothing left to learn about a connection whose side and peer are known.
+    if (!c->side_known || c->facts.source.empty()) LearnSocket(c, d.hdr.fd);
   }
   if (!c->audited) return;
 
