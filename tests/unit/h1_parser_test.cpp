@@ -339,7 +339,7 @@ TEST(H1ParserTest, FramingErrors) {
            "POST /p HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
            "POST /p HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
            "POST /p HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n",
-           "POST /p HTTP/1.1\r\nContent-Length:\r\n\r\n",
+           "POST /p HTTP/1.1\r\nContent-Length:\r\nContent-Length: 5\r\n\r\n",
            "POST /p HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
            "POST /p HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: gzip\r\n\r\n",
            "POST /p HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
@@ -365,6 +365,8 @@ TEST(H1ParserTest, FramingsGoServes) {
            "5\r\nhello\r\n0\r\n\r\n",
            "POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
            "5\r\nhello\r\n0\r\n\r\n",
+           "POST /p HTTP/1.1\r\nContent-Length:  \r\nTransfer-Encoding: chunked\r\n\r\n"
+           "5\r\nhello\r\n0\r\n\r\n",
        }) {
     const std::string bytes = std::string(head) + kGet;
     const Result r = Parse(kReq, bytes);
@@ -373,6 +375,13 @@ TEST(H1ParserTest, FramingsGoServes) {
     EXPECT_EQ(r.msgs[0].body, "hello") << head;
     ExpectSplitInvariant(kReq, bytes);
   }
+  // An empty Content-Length: none (Go serves the request without a body).
+  const std::string bytes = "DELETE /p HTTP/1.1\r\nContent-Length: \r\n\r\n" + kGet;
+  const Result r = Parse(kReq, bytes);
+  ASSERT_EQ(r.end, End::kIdle) << r;
+  ASSERT_EQ(r.msgs.size(), 2u) << r;
+  EXPECT_EQ(r.msgs[0].body, "");
+  EXPECT_EQ(Parse(kResp, "HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n").end, End::kError);
 }
 
 TEST(H1ParserTest, HeadErrors) {

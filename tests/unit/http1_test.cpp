@@ -677,6 +677,37 @@ TEST(Http1Test, Http10TransferEncodingIsIgnoredAsGoIgnoresIt) {
   EXPECT_EQ(h.stats().parse_errors, 0u);
 }
 
+// An empty Content-Length in a request: Go's net/http ignores it and serves the request
+// without a body (nginx answers 400).
+TEST(Http1Test, EmptyContentLengthIsNoneAsGoReadsIt) {
+  Harness h;
+  h.Req("DELETE /v1.41/secrets/abc HTTP/1.1\r\nContent-Length: \r\n\r\n" + kGetContainers);
+  h.Resp("HTTP/1.1 204 No Content\r\n\r\n" + kOkEmptyList);
+  h.Close();
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/secrets/abc");
+  EXPECT_EQ(h.got[0].ex.response->status, 204);
+  EXPECT_EQ(h.got[1].ex.request.target, "/v1.41/containers/json?all=1");
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+}
+
+// A method http-parser did not know (any token: Go's net/http serves it, nginx serves any of
+// A-Z, '_' and '-') with a body, and the next request right after that body, not on a line of
+// its own: both servers answer both; the auditor drops the first as malformed and, resynchronising
+// at line starts, never sees the second, so a client can hide any request behind such a one.
+// DISABLED: not fixed here (which methods to accept is a choice between Go's and nginx's rules).
+TEST(Http1Test, DISABLED_ARequestAfterAnUnknownMethodsBodyIsNotHidden) {
+  Harness h;
+  h.Req(
+      "PT /x HTTP/1.1\r\nContent-Length: 1\r\n\r\na"
+      "POST /v1.41/secrets/create HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
+  h.Resp("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n" + kCreated);
+  h.Close();
+  std::vector<std::string> targets;
+  for (const Got& g : h.got) targets.push_back(g.ex.request.target);
+  EXPECT_THAT(targets, ::testing::Contains("/v1.41/secrets/create"));
+}
+
 TEST(Http1Test, MalformedResponseReportsItsRequest) {
   Harness h;
   h.Req(Get("/a") + Get("/b"));

@@ -269,16 +269,23 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
   }
   if (head_.counted_bytes > max_head_) return false;
   // Framing headers.
+  bool seen_length = false;
   std::string_view length_text;
   for (const auto& [name, value] : head_.fields) {
     switch (name.size()) {
       case 14:  // content-length
         if (EqualsIgnoreCase(name, "content-length")) {
-          if (value.empty()) return false;
-          if (has_length_) {
+          if (seen_length) {
             // A request may repeat the same value: Go's net/http reads it as one (and serves
             // the request); a response, or another value, is an error.
             if (kind_ == Kind::kResponse || value != length_text) return false;
+            break;
+          }
+          seen_length = true;
+          length_text = value;
+          if (value.empty()) {
+            // Go's net/http ignores an empty one in a request (and serves it, without a body).
+            if (kind_ == Kind::kResponse) return false;
             break;
           }
           uint64_t n = 0;
@@ -289,7 +296,6 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
           }
           has_length_ = true;
           length_ = n;
-          length_text = value;
         }
         break;
       case 17:  // transfer-encoding

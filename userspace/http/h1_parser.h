@@ -13,9 +13,9 @@
 // connection's end), obs-fold continuation lines, bare LF line ends. Chunk-size lines may end
 // in a bare LF, as nginx before 1.29.4 and Go before 1.23.8 accept (both reject it now:
 // which server answered decides, see the faithful-HTTP issue). Except where failing would hide
-// a request Go's net/http serves: a request may repeat the same Content-Length, a request with
-// Transfer-Encoding and Content-Length is framed by its Transfer-Encoding, and an HTTP/1.0
-// request's Transfer-Encoding is ignored.
+// a request Go's net/http serves: a request may repeat the same Content-Length or send an
+// empty one (ignored), a request with Transfer-Encoding and Content-Length is framed by its
+// Transfer-Encoding, and an HTTP/1.0 request's Transfer-Encoding is ignored.
 #pragma once
 
 #include <cstddef>
