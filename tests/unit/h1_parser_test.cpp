@@ -334,8 +334,6 @@ TEST(H1ParserTest, FramingErrors) {
   for (const char* head : {
            "POST /p HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
            "POST /p HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n",
-           "POST /p HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n"
-           "Transfer-Encoding: chunked\r\n\r\n",
            "POST /p HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
            "POST /p HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
            "POST /p HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n",
@@ -367,6 +365,13 @@ TEST(H1ParserTest, FramingsGoServes) {
            "5\r\nhello\r\n0\r\n\r\n",
            "POST /p HTTP/1.1\r\nContent-Length:  \r\nTransfer-Encoding: chunked\r\n\r\n"
            "5\r\nhello\r\n0\r\n\r\n",
+           // With Transfer-Encoding, Go drops every Content-Length unread, whatever it says.
+           "POST /p HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n"
+           "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+           "POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: -1\r\n\r\n"
+           "5\r\nhello\r\n0\r\n\r\n",
+           // A line with an empty field name: Go skips it and its continuation lines.
+           "POST /p HTTP/1.1\r\n: x\r\n  y\r\nContent-Length: 5\r\n:\r\n\r\nhello",
        }) {
     const std::string bytes = std::string(head) + kGet;
     const Result r = Parse(kReq, bytes);
@@ -395,7 +400,6 @@ TEST(H1ParserTest, HeadErrors) {
            "GET /a\x7f HTTP/1.1\r\n\r\n",         // control byte in the target
            "GET /a HTTP/1.1\r\nX(: 1\r\n\r\n",    // not a token
            "GET /a HTTP/1.1\r\nX : 1\r\n\r\n",    // space before the colon
-           "GET /a HTTP/1.1\r\n: 1\r\n\r\n",      // empty name
            "GET /a HTTP/1.1\r\nX\r\n\r\n",        // no colon
            "GET /a HTTP/1.1\r\n X: 1\r\n\r\n",    // fold without a field
            "GET /a HTTP/1.1\r\nX: a\rb\r\n\r\n",  // CR in a value
@@ -405,12 +409,9 @@ TEST(H1ParserTest, HeadErrors) {
   static constexpr char kNul[] = "GET /a HTTP/1.1\r\nX: a\0b\r\n\r\n";
   EXPECT_EQ(Parse(kReq, std::string(kNul, sizeof kNul - 1)).end, End::kError);
   for (const char* bytes : {
-           "HTTP/1.1 20 OK\r\n\r\n",
-           "HTTP/1.1 2000 OK\r\n\r\n",
-           "HTTP/1.1 200OK\r\n\r\n",
-           "HTTP/1.1  200 OK\r\n\r\n",
-           "HTTPS/1.1 200 OK\r\n\r\n",
-           "XTTP/1.1 200 OK\r\n\r\n",
+           "HTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n", "HTTP/1.1 200OK\r\n\r\n",
+           "HTTP/1.1  200 OK\r\n\r\n", "HTTPS/1.1 200 OK\r\n\r\n", "XTTP/1.1 200 OK\r\n\r\n",
+           "HTTP/1.1 200 OK\r\n: 1\r\n\r\n",  // empty name (skipped in requests only)
        }) {
     EXPECT_EQ(Parse(kResp, bytes).end, End::kError) << Esc(bytes);
   }

@@ -677,6 +677,36 @@ TEST(Http1Test, Http10TransferEncodingIsIgnoredAsGoIgnoresIt) {
   EXPECT_EQ(h.stats().parse_errors, 0u);
 }
 
+// More that Go's net/http serves: Transfer-Encoding: chunked with a Content-Length that is
+// not a number, or two that differ (Go drops them all unread), and a header line with an empty
+// name (Go skips it); the next request follows the body directly.
+TEST(Http1Test, OtherFramingsGoServesHideNoRequest) {
+  for (const char* head : {
+           "Transfer-Encoding: chunked\r\nContent-Length: zz\r\n",
+           "Content-Length: 1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+       }) {
+    Harness h;
+    h.Req(std::string("POST /v1.41/secrets/create HTTP/1.1\r\n") + head + "\r\n" + Chunk("{}") +
+          "0\r\n\r\n" + kGetContainers);
+    h.Resp(kCreated + kOkEmptyList);
+    h.Close();
+    ASSERT_EQ(h.got.size(), 2u) << head;
+    EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/secrets/create");
+    EXPECT_EQ(h.got[0].ex.request.body, "{}");
+    EXPECT_EQ(h.got[1].ex.request.target, "/v1.41/containers/json?all=1");
+  }
+  Harness h;
+  h.Req("POST /v1.41/secrets/create HTTP/1.1\r\n: x\r\nContent-Length: 2\r\n\r\n{}" +
+        kGetContainers);
+  h.Resp(kCreated + kOkEmptyList);
+  h.Close();
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/secrets/create");
+  EXPECT_EQ(h.got[0].ex.request.headers.size(), 1u);  // the line without a name is not one
+  EXPECT_EQ(h.got[1].ex.request.target, "/v1.41/containers/json?all=1");
+  EXPECT_EQ(h.stats().parse_errors, 0u);
+}
+
 // An empty Content-Length in a request: Go's net/http ignores it and serves the request
 // without a body (nginx answers 400).
 TEST(Http1Test, EmptyContentLengthIsNoneAsGoReadsIt) {

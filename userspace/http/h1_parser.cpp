@@ -232,6 +232,7 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
   const auto* lf = static_cast<const char*>(std::memchr(p, '\n', block.size()));
   if (!ParseStartLine(StripEol(std::string_view(p, static_cast<size_t>(lf - p))))) return false;
   p = lf + 1;
+  bool skipping = false;  // the line before was skipped: so are its continuation lines
   for (;;) {
     if (*p == '\n' || (*p == '\r' && p[1] == '\n')) break;  // the empty line: the end
     lf = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
@@ -240,6 +241,10 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
       // value is kept apart, in folds_, whose strings do not move).
       const std::string_view line = StripEol(std::string_view(p, static_cast<size_t>(lf - p)));
       p = lf + 1;
+      if (skipping) {
+        head_.counted_bytes += line.size();
+        continue;
+      }
       if (head_.fields.empty() || !ValidValue(line)) return false;
       const std::string_view more = Trim(line);
       head_.counted_bytes += more.size();
@@ -254,7 +259,16 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
     }
     const char* q = p;
     while (kTokens.token[static_cast<unsigned char>(*q)]) ++q;
+    if (q == p && *q == ':' && kind_ == Kind::kRequest) {
+      // An empty field name: Go's net/http skips the line (and its continuation lines) and
+      // serves the request (nginx answers 400); failing here would hide it.
+      skipping = true;
+      head_.counted_bytes += static_cast<size_t>(lf - p) + 3;
+      p = lf + 1;
+      continue;
+    }
     if (q == p || *q != ':') return false;
+    skipping = false;
     const std::string_view name(p, static_cast<size_t>(q - p));
     ++q;
     const char* value_end = lf;
@@ -268,8 +282,10 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
     p = lf + 1;
   }
   if (head_.counted_bytes > max_head_) return false;
-  // Framing headers.
+  // Framing headers. A bad Content-Length is an error only once it is known to count: a
+  // request's Transfer-Encoding discards every Content-Length unread, as Go's net/http does.
   bool seen_length = false;
+  bool length_ok = true;
   std::string_view length_text;
   for (const auto& [name, value] : head_.fields) {
     switch (name.size()) {
@@ -278,24 +294,26 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
           if (seen_length) {
             // A request may repeat the same value: Go's net/http reads it as one (and serves
             // the request); a response, or another value, is an error.
-            if (kind_ == Kind::kResponse || value != length_text) return false;
+            if (kind_ == Kind::kResponse || value != length_text) length_ok = false;
             break;
           }
           seen_length = true;
           length_text = value;
           if (value.empty()) {
             // Go's net/http ignores an empty one in a request (and serves it, without a body).
-            if (kind_ == Kind::kResponse) return false;
+            if (kind_ == Kind::kResponse) length_ok = false;
             break;
           }
           uint64_t n = 0;
           for (char c : value) {
-            if (c < '0' || c > '9') return false;
-            if (n > (UINT64_MAX - 9) / 10) return false;
+            if (c < '0' || c > '9' || n > (UINT64_MAX - 9) / 10) {
+              length_ok = false;
+              break;
+            }
             n = n * 10 + static_cast<uint64_t>(c - '0');
           }
-          has_length_ = true;
-          length_ = n;
+          has_length_ = length_ok;
+          length_ = length_ok ? n : 0;
         }
         break;
       case 17:  // transfer-encoding
@@ -321,13 +339,14 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
     // what follows the head (or its Content-Length body) is the next request, which it serves.
     has_te_ = chunked_ = false;
   }
-  if (has_te_ && has_length_) {
-    if (kind_ == Kind::kResponse) return false;
+  if (has_te_ && kind_ == Kind::kRequest) {
     // A request with both: the Transfer-Encoding decides (RFC 9112 6.3), as Go's net/http
     // reads it and serves the request (nginx answers 400). Failing here would hide it.
     has_length_ = false;
     length_ = 0;
+    length_ok = true;
   }
+  if (!length_ok || (has_te_ && has_length_)) return false;
   if (has_te_ && !chunked_ && kind_ == Kind::kRequest) {
     // Its body cannot be delimited, but the server answers it (501 from nginx and Go): the
     // head is reported before the error, as http-parser did, so that it is audited.

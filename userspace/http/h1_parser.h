@@ -14,8 +14,9 @@
 // in a bare LF, as nginx before 1.29.4 and Go before 1.23.8 accept (both reject it now:
 // which server answered decides, see the faithful-HTTP issue). Except where failing would hide
 // a request Go's net/http serves: a request may repeat the same Content-Length or send an
-// empty one (ignored), a request with Transfer-Encoding and Content-Length is framed by its
-// Transfer-Encoding, and an HTTP/1.0 request's Transfer-Encoding is ignored.
+// empty one (ignored), a request's Transfer-Encoding drops every Content-Length unread, an
+// HTTP/1.0 request's Transfer-Encoding is ignored, and a request's header line with an empty
+// name is skipped.
 #pragma once
 
 #include <cstddef>
