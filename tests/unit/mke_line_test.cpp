@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <ctime>
@@ -1287,6 +1288,48 @@ TEST(LineSinkTest, FileSinkWritesOneLinePerCall) {
   while ((n = std::fread(buf, 1, sizeof buf, file)) > 0) content.append(buf, n);
   std::fclose(file);
   EXPECT_EQ(content, "{\"a\":1}\n\nsecond\n");
+}
+
+// Batches: every line whole and in order across the automatic flushes (a line is never split
+// between two writes' worth of batches), all counted; a stream that cannot be written loses its
+// lines, and they are counted as lost, never as written.
+TEST(LineSinkTest, FileSinkBatchesWholeLinesAndCountsLostOnes) {
+  std::FILE* file = std::tmpfile();
+  ASSERT_NE(file, nullptr);
+  std::string expected;
+  {
+    FileLineSink sink(file);
+    for (int i = 0; i < 3000; ++i) {
+      const std::string line = std::to_string(i) + std::string(97 + (i * 131) % 3000, 'x');
+      sink.Write(line);
+      expected += line + "\n";
+    }
+    EXPECT_GT(sink.lines_written(), 0u);  // flushed on the way, at kBatchBytes
+    sink.Flush();
+    EXPECT_EQ(sink.lines_written(), 3000u);
+    EXPECT_EQ(sink.lines_lost(), 0u);
+  }
+  std::rewind(file);
+  std::string content;
+  char buf[65536];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, file)) > 0) content.append(buf, n);
+  std::fclose(file);
+  EXPECT_TRUE(content == expected);
+
+  std::FILE* read_only = std::fopen("/dev/null", "r");
+  ASSERT_NE(read_only, nullptr);
+  FileLineSink broken(read_only);
+  broken.Write("one");
+  broken.Write("two");
+  broken.Flush();
+  EXPECT_EQ(broken.lines_written(), 0u);
+  EXPECT_EQ(broken.lines_lost(), 2u);
+  EXPECT_EQ(broken.last_error(), EBADF);
+  broken.Write("three");
+  broken.Flush();
+  EXPECT_EQ(broken.lines_lost(), 3u);
+  std::fclose(read_only);
 }
 
 TEST(LineSinkTest, VectorSink) {
