@@ -98,6 +98,21 @@ std::string SetLogLevel(Options& o, std::string_view v) {
   return "";
 }
 
+std::string SetAdminListen(Options& o, std::string_view v) {
+  std::string host;
+  uint16_t port = 0;
+  if (!SplitListenAddress(v, &host, &port))
+    return "expected ADDR:PORT (an IP address, [v6]:PORT for IPv6), got '" + std::string(v) + "'";
+  o.admin_listen = v;
+  return "";
+}
+
+std::string AddAdminSubject(Options& o, std::string_view v) {
+  if (v.empty()) return "needs a certificate subject CN";
+  o.admin_subjects.emplace_back(v);
+  return "";
+}
+
 // A file name: any non-empty text.
 template <std::string Options::*field>
 std::string SetFile(Options& o, std::string_view v) {
@@ -176,6 +191,11 @@ const OptionSpec kOptions[] = {
     {"--record", "record", K::kText, false, 0, 0, SetFile<&O::record_file>},
     {"--replay", "", K::kText, false, 0, 0, SetFile<&O::replay_file>},
     {"--log-level", "log_level", K::kText, false, 0, 0, SetLogLevel},
+    {"--admin-listen", "admin_listen", K::kText, false, 0, 0, SetAdminListen},
+    {"--admin-cert", "admin_cert", K::kText, false, 0, 0, SetFile<&O::admin_cert>},
+    {"--admin-key", "admin_key", K::kText, false, 0, 0, SetFile<&O::admin_key>},
+    {"--admin-ca", "admin_ca", K::kText, false, 0, 0, SetFile<&O::admin_ca>},
+    {"--admin-subject", "admin_subject", K::kText, true, 0, 0, AddAdminSubject},
 };
 // clang-format on
 
@@ -282,9 +302,10 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_
     if (key == "level") {
       if (!apply(*FindFlag("--level"), key, v)) return false;
     } else if (key == "support_dump_include_audit_logs") {
-      // MKE's setting for its support dump: accepted (MKE's file has it) and checked, but there
-      // is no support dump yet for it to govern.
-      if (!std::holds_alternative<bool>(v.v)) return fail(v, key, "expected true or false");
+      // MKE's setting for its support dump: kept (the admin API reports and changes it).
+      const bool* b = std::get_if<bool>(&v.v);
+      if (b == nullptr) return fail(v, key, "expected true or false");
+      o->support_dump_include_audit_logs = *b;
     } else {
       return fail(v, key, "unknown key in [audit_log_configuration]");
     }
@@ -321,6 +342,26 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_
 
 }  // namespace
 
+bool SplitListenAddress(std::string_view text, std::string* host, uint16_t* port) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  std::string_view h = text.substr(0, colon), p = text.substr(colon + 1);
+  if (h.front() == '[') {
+    if (h.size() < 3 || h.back() != ']') return false;
+    h = h.substr(1, h.size() - 2);
+  } else if (h.find(':') != std::string_view::npos) {
+    return false;  // an IPv6 address needs its brackets
+  }
+  if (p.empty() || p.size() > 5 ||
+      !std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return false;
+  unsigned long n = std::strtoul(std::string(p).c_str(), nullptr, 10);
+  if (n == 0 || n > 65535) return false;
+  *host = h;
+  *port = static_cast<uint16_t>(n);
+  return true;
+}
+
 std::optional<std::string> NormalizeLogLevel(std::string_view text) {
   for (std::string_view name : {"trace", "debug", "info", "warn", "error"})
     if (EqualsIgnoreCase(text, name)) return std::string(name);
@@ -356,12 +397,14 @@ Audit:
   --license-key-file FILE        read the license key from FILE (its one line; a trailing
                                  newline is dropped; unreadable or empty stops the start)
   --config FILE                  TOML configuration file: MKE's [audit_log_configuration]
-                                 section (level; support_dump_include_audit_logs is accepted
-                                 for the support dump to come) and an [mke_audit_tap] section
-                                 with any option below by its long name with '_' for '-',
-                                 checked as the flag is (lists as arrays: comm, pid, ignore,
-                                 redact; default_ignore/default_redact = false); other
-                                 sections (a whole MKE config file) are skipped. Flags win.
+                                 section (level, support_dump_include_audit_logs) and an
+                                 [mke_audit_tap] section with any option below by its long
+                                 name with '_' for '-', checked as the flag is (lists as
+                                 arrays: comm, pid, ignore, redact; default_ignore/
+                                 default_redact = false); other sections (a whole MKE config
+                                 file) are skipped. Flags win. Reread on SIGHUP and when it
+                                 changes (level, log level, ignore and redact lists); a broken
+                                 new version is logged and the running configuration kept.
   --format mke|k8s               mke: MKE's audit line (default); k8s: audit.k8s.io/v1 Event
                                  lines, as Kubernetes audit consumers (Falco k8saudit) read
   --ignore PATH                  also ignore PATH (repeatable; a trailing * matches any
@@ -420,6 +463,15 @@ Record and replay:
   --replay FILE                  run the pipeline from a recording instead of the kernel
                                  (needs no privileges)
 
+Admin API (HTTPS; every request needs a client certificate that chains to --admin-ca):
+  --admin-listen ADDR:PORT       serve GET/PUT /api/ucp/config/logging (MKE's API), /metrics
+                                 (Prometheus text) and a settings page at / ([v6]:PORT for IPv6)
+  --admin-cert FILE              the server's certificate chain (PEM)
+  --admin-key FILE               the server's private key (PEM)
+  --admin-ca FILE                PEM CA bundle that client certificates must chain to
+  --admin-subject CN             a client certificate CN allowed to change settings (PUT);
+                                 repeatable; others may only read
+
 Other:
   --log-level LEVEL              trace|debug|info|warn|error, any case (default info), to
                                  stderr
@@ -438,6 +490,7 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
     if (arg == "--config" && i + 1 < argc) path = argv[i + 1];
     if (arg.rfind("--config=", 0) == 0) path = std::string(arg.substr(9));
     if (!path.empty() && !ApplyConfigFile(path, &o, &key_file_where, error)) return std::nullopt;
+    if (!path.empty()) o.config_file = path;
   }
   bool flag_key = false, flag_key_file = false;
   for (int i = 1; i < argc; ++i) {
@@ -490,6 +543,7 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
       *error = std::string(arg) + ": " + what;
       return std::nullopt;
     }
+    o.level_flag |= arg == "--level";
     flag_key |= arg == "--license-key";
     flag_key_file |= arg == "--license-key-file";
     if (arg == "--license-key-file") key_file_where = "--license-key-file";
@@ -505,6 +559,15 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
       *error = key_file_where + ": " + what;
       return std::nullopt;
     }
+  }
+  if (!o.admin_listen.empty() &&
+      (o.admin_cert.empty() || o.admin_key.empty() || o.admin_ca.empty())) {
+    *error = "--admin-listen needs --admin-cert, --admin-key and --admin-ca";
+    return std::nullopt;
+  }
+  if (!o.admin_listen.empty() && !o.replay_file.empty()) {
+    *error = "--admin-listen and --replay cannot be combined";
+    return std::nullopt;
   }
   if (!o.record_file.empty() && !o.replay_file.empty()) {
     *error = "--record and --replay cannot be combined";

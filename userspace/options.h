@@ -42,6 +42,14 @@ struct Options {
   std::string client_ca;            // PEM CA bundle that client certificates must chain to
   uint32_t token_ttl_s = 3600;      // how long a learned session token is remembered
   size_t token_cache_size = 10000;  // session tokens remembered at most (0: none)
+  bool support_dump_include_audit_logs = false;  // [audit_log_configuration], MKE's API
+  // Admin API (HTTPS, client certificates): GET/PUT /api/ucp/config/logging, /metrics, page.
+  std::string admin_listen;                 // "ADDR:PORT" ("[v6]:PORT"); empty: no admin server
+  std::string admin_cert, admin_key;        // the server's certificate chain and key (PEM)
+  std::string admin_ca;                     // PEM CA bundle that client certificates must chain to
+  std::vector<std::string> admin_subjects;  // client certificate CNs allowed to change settings
+  std::string config_file;  // --config (the last one given), for reloads and write-back
+  bool level_flag = false;  // --level was given on the command line (it wins over the file)
   bool help = false;
   bool version = false;
 };
@@ -51,6 +59,9 @@ struct Options {
 // file, line and key. A license key file is read here: unreadable or empty is an error.
 std::optional<Options> ParseOptions(int argc, char** argv, std::string* error);
 std::string UsageText();
+
+// Splits "ADDR:PORT" ("[v6addr]:PORT") of --admin-listen; false when it is not one.
+bool SplitListenAddress(std::string_view text, std::string* host, uint16_t* port);
 
 // A log level in any case ("INFO", as MKE's API writes it; "warning" for warn) as spdlog names
 // it (trace, debug, info, warn, error); nullopt for anything else.
