@@ -1,10 +1,11 @@
 // mke-audit-tap: wires the stages together. Live mode: kernel tap -> pipeline -> stdout, driven
-// by one Boost.Asio event loop (ring buffer readiness, target rescans, signals). Replay mode:
-// recording -> pipeline -> stdout.
+// by one Boost.Asio event loop (ring buffer readiness, target rescans, signals, the admin API,
+// configuration reloads). Replay mode: recording -> pipeline -> stdout.
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -20,7 +21,9 @@
 #include <stdexcept>
 
 #include "capture/recorder.h"
+#include "config/config_writer.h"
 #include "conn/proc_net.h"
+#include "control/admin_server.h"
 #include "options.h"
 #include "output/line_sink.h"
 #include "pipeline/pipeline.h"
@@ -31,10 +34,8 @@ namespace {
 
 using mat::pipeline::WallNowNs;
 
-void SetUpLogging(const std::string& level) {
-  auto logger = spdlog::stderr_logger_mt("mke-audit-tap");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%l%$ %v", spdlog::pattern_time_type::utc);
-  spdlog::set_default_logger(logger);
+// Also at run time (the admin API's logLevel, a configuration reload).
+void SetLogLevel(const std::string& level) {
   // `level` is one of NormalizeLogLevel's names; spdlog's from_str would make anything else
   // "off", silencing even errors, so nothing else gets there.
   spdlog::level::level_enum value = spdlog::level::info;
@@ -43,6 +44,13 @@ void SetUpLogging(const std::string& level) {
   if (level == "warn") value = spdlog::level::warn;
   if (level == "error") value = spdlog::level::err;
   spdlog::set_level(value);
+}
+
+void SetUpLogging(const std::string& level) {
+  auto logger = spdlog::stderr_logger_mt("mke-audit-tap");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+  spdlog::set_default_logger(logger);
+  SetLogLevel(level);
   spdlog::flush_on(spdlog::level::info);
 }
 
@@ -70,15 +78,22 @@ void BlockStopSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
+// SIGHUP: reload the configuration file (live mode), read from a signalfd as well.
+sigset_t ReloadSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
 class StopSignalWatcher {
  public:
-  explicit StopSignalWatcher(boost::asio::io_context& io) : fd_(io) {
-    sigset_t set = StopSignals();
+  explicit StopSignalWatcher(boost::asio::io_context& io, sigset_t set = StopSignals()) : fd_(io) {
     int fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     if (fd < 0) throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
     fd_.assign(fd);
   }
-  // Calls on_signal(signo) once, at the first SIGINT or SIGTERM.
+  // Calls on_signal(signo) once, at the first of the signals (SIGINT or SIGTERM).
   void Wait(std::function<void(int)> on_signal) {
     fd_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                    [this, on_signal](const boost::system::error_code& ec) {
@@ -199,10 +214,26 @@ int RunReplay(const mat::Options& o, mat::output::FileLineSink& out) {
   return 0;
 }
 
+// Prometheus text format: a label value with \, " and line ends escaped.
+std::string PromLabel(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
 class LiveAuditor {
  public:
-  LiveAuditor(const mat::Options& o, mat::output::FileLineSink* out)
+  LiveAuditor(const mat::Options& o, mat::output::FileLineSink* out, int argc, char** argv)
       : options_(o),
+        argc_(argc),
+        argv_(argv),
         out_(out),
         clock_(mat::capture::ClockMap::Now()),
         listening_(1000000000ull),
@@ -215,7 +246,9 @@ class LiveAuditor {
         poll_timer_(io_),
         rescan_timer_(io_),
         sweep_timer_(io_),
-        signals_(io_) {
+        config_timer_(io_),
+        signals_(io_),
+        reload_signals_(io_, ReloadSignals()) {
     spec_.comms = o.comms;
     spec_.pids = o.pids;
   }
@@ -233,25 +266,26 @@ class LiveAuditor {
       }
       spdlog::warn("recording raw TLS plaintext to {} (mode 0600)", options_.record_file);
     }
-    std::string error;
-    mat::tap::TapOptions tap_options;
-    tap_options.cap_bytes = options_.cap_bytes;
-    tap_options.ringbuf_bytes = options_.ringbuf_bytes;
-    tap_options.wakeup_bytes = options_.ringbuf_bytes / 8;
-    tap_ = mat::tap::BpfTap::Create(
-        tap_options, [this](const void* data, size_t size) { pipeline_.OnRecord(data, size); },
-        &error);
-    if (!tap_) {
-      spdlog::error("{}", error);
-      return 1;
+    if (!options_.admin_listen.empty()) {
+      std::string error = StartAdmin();
+      if (!error.empty()) {
+        spdlog::error("{}", error);
+        return 1;
+      }
     }
-    Rescan();
-    spdlog::info("ready: auditing {} process(es) at level {}", tap_->TargetPids().size(),
-                 mat::audit::LevelName(options_.level));
+    if (options_.level != mat::audit::Level::kNone) {
+      std::string error = Attach();
+      if (!error.empty()) {
+        spdlog::error("{}", error);
+        return 1;
+      }
+      spdlog::info("ready: auditing {} process(es) at level {}", tap_->TargetPids().size(),
+                   mat::audit::LevelName(options_.level));
+    } else {
+      spdlog::info("ready: audit level none, nothing is captured");
+    }
     NotifySystemd();
 
-    ring_.assign(::dup(tap_->epoll_fd()));
-    WaitRing();
     SchedulePoll();
     ScheduleRescan();
     ScheduleSweep();
@@ -260,15 +294,290 @@ class LiveAuditor {
       Drain();
       io_.stop();
     });
+    WaitReloadSignal();
+    if (!options_.config_file.empty()) {
+      config_stamp_ = StampOf(options_.config_file);
+      ScheduleConfigCheck();
+    }
     io_.run();
+    admin_.reset();
     pipeline_.Finish(WallNowNs());
     recorder_.Close();
-    LogCounters();
+    if (tap_) LogCounters();
     LogSummary(pipeline_, *out_);
     return 0;
   }
 
  private:
+  // ---- capture on and off (level none attaches nothing) ----------------------------------
+  std::string Attach() {
+    std::string error;
+    mat::tap::TapOptions tap_options;
+    tap_options.cap_bytes = options_.cap_bytes;
+    tap_options.ringbuf_bytes = options_.ringbuf_bytes;
+    tap_options.wakeup_bytes = options_.ringbuf_bytes / 8;
+    tap_ = mat::tap::BpfTap::Create(
+        tap_options, [this](const void* data, size_t size) { pipeline_.OnRecord(data, size); },
+        &error);
+    if (!tap_) return error;
+    failed_.clear();
+    Rescan();
+    ring_.assign(::dup(tap_->epoll_fd()));
+    WaitRing();
+    return "";
+  }
+
+  // Detaches every probe and tracepoint (the BPF objects go with the tap); the requests still
+  // waiting are written first, at the level they were captured at.
+  void Detach() {
+    if (!tap_) return;
+    Drain();
+    boost::system::error_code ec;
+    ring_.cancel(ec);
+    ring_.close(ec);
+    auto counters = tap_->ReadCounters();
+    for (int i = 0; i < TAP_CNT_MAX; ++i) counters_before_[i] += counters[i];
+    uint64_t now = WallNowNs();
+    for (pid_t pid : tap_->TargetPids()) {
+      pipeline_.OnProcessExit(static_cast<uint32_t>(pid), now);
+      listening_.Forget(pid);
+    }
+    out_->Flush();
+    tap_.reset();
+    comms_.clear();
+    failed_.clear();
+  }
+
+  // Level, ignore list and redaction at once; attaches or detaches the probes as the level
+  // needs. Returns "" or why capture could not start (then nothing changed).
+  std::string SetPolicy(mat::audit::PolicyConfig policy) {
+    bool capture = policy.level != mat::audit::Level::kNone;
+    if (tap_) Drain();  // what was captured before the change is written at the old level
+    if (capture && !tap_) {
+      std::string error = Attach();
+      if (!error.empty()) return "cannot attach the probes: " + error;
+      spdlog::info("capture on: auditing {} process(es)", tap_->TargetPids().size());
+    }
+    if (!capture && tap_) {
+      Detach();
+      spdlog::info("capture off: every probe detached");
+    }
+    pipeline_.SetPolicy(std::move(policy));
+    return "";
+  }
+
+  // ---- the admin API ------------------------------------------------------------------------
+  std::string StartAdmin() {
+    mat::control::AdminServerOptions admin;
+    admin.listen = options_.admin_listen;
+    admin.cert_file = options_.admin_cert;
+    admin.key_file = options_.admin_key;
+    admin.ca_file = options_.admin_ca;
+    backend_.settings = [this] { return Settings(); };
+    backend_.apply = [this](const mat::control::LoggingSettings& s) { return ApplyFromApi(s); };
+    backend_.metrics = [this] { return Metrics(); };
+    std::string error;
+    admin_ = mat::control::AdminServer::Start(
+        io_, admin,
+        [this](const mat::control::AdminRequest& request) {
+          return mat::control::HandleAdminRequest(request, backend_, options_.admin_subjects);
+        },
+        &error);
+    if (!admin_) return error;
+    spdlog::info("admin API on https://{} (client certificates of {}; {} admin subject(s))",
+                 admin_->local_endpoint(), options_.admin_ca, options_.admin_subjects.size());
+    if (options_.admin_subjects.empty())
+      spdlog::warn("admin API: no --admin-subject, so no client may change settings");
+    return "";
+  }
+
+  mat::control::LoggingSettings Settings() const {
+    mat::control::LoggingSettings s;
+    s.log_level = options_.log_level;
+    s.audit_level = pipeline_.level();
+    s.support_dump_include_audit_logs = options_.support_dump_include_audit_logs;
+    return s;
+  }
+
+  // A PUT: applied at once, then written back to the configuration file when there is one.
+  std::string ApplyFromApi(const mat::control::LoggingSettings& next) {
+    mat::control::LoggingSettings before = Settings();
+    if (next.audit_level != before.audit_level) {
+      mat::audit::PolicyConfig policy = pipeline_.policy();
+      policy.level = next.audit_level;
+      std::string error = SetPolicy(std::move(policy));
+      if (!error.empty()) return error;
+      options_.level = next.audit_level;
+    }
+    if (next.log_level != before.log_level) {
+      SetLogLevel(next.log_level);
+      options_.log_level = next.log_level;
+    }
+    options_.support_dump_include_audit_logs = next.support_dump_include_audit_logs;
+    spdlog::info("admin API: audit level {}, log level {}, support dump with audit logs {}",
+                 LevelText(next.audit_level), next.log_level, next.support_dump_include_audit_logs);
+    if (options_.config_file.empty() || next == before) return "";
+    std::vector<std::pair<std::string, std::string>> audit_keys, our_keys;
+    if (next.audit_level != before.audit_level)
+      audit_keys.emplace_back("level",
+                              mat::config::TomlString(mat::audit::LevelName(next.audit_level)));
+    if (next.support_dump_include_audit_logs != before.support_dump_include_audit_logs)
+      audit_keys.emplace_back("support_dump_include_audit_logs",
+                              next.support_dump_include_audit_logs ? "true" : "false");
+    if (next.log_level != before.log_level)
+      our_keys.emplace_back("log_level", mat::config::TomlString(next.log_level));
+    std::string error;
+    if (!audit_keys.empty())
+      error =
+          mat::config::WriteTomlKeys(options_.config_file, "audit_log_configuration", audit_keys);
+    if (error.empty() && !our_keys.empty())
+      error = mat::config::WriteTomlKeys(options_.config_file, "mke_audit_tap", our_keys);
+    config_stamp_ = StampOf(options_.config_file);  // our own write is no change to reload
+    if (!error.empty())
+      spdlog::warn("admin API: applied but not saved (a restart will not keep it): {}", error);
+    else if (options_.level_flag && next.audit_level != before.audit_level)
+      spdlog::warn(
+          "admin API: saved to {}, but the --level flag wins over it at a reload or "
+          "restart",
+          options_.config_file);
+    return "";
+  }
+
+  static std::string LevelText(mat::audit::Level level) {
+    return level == mat::audit::Level::kNone ? "none" : std::string(mat::audit::LevelName(level));
+  }
+
+  std::string Metrics() const {
+    std::string m;
+    auto metric = [&](const char* name, const char* type, const char* help) {
+      m += fmt::format("# HELP mke_audit_tap_{} {}\n# TYPE mke_audit_tap_{} {}\n", name, help, name,
+                       type);
+    };
+    const auto& p = pipeline_.stats();
+    metric("audit_lines_total", "counter", "Audit lines written to stdout.");
+    m += fmt::format("mke_audit_tap_audit_lines_total {}\n", out_->lines_written());
+    metric("audit_lines_lost_total", "counter", "Audit lines that could not be written.");
+    m += fmt::format("mke_audit_tap_audit_lines_lost_total {}\n", out_->lines_lost());
+    metric("not_audited_total", "counter", "Exchanges the policy skipped (ignored paths).");
+    m += fmt::format("mke_audit_tap_not_audited_total {}\n", p.not_audited);
+    metric("records_total", "counter", "Tap records received from the kernel.");
+    m += fmt::format("mke_audit_tap_records_total {}\n", p.records);
+    metric("bad_records_total", "counter", "Tap records that could not be decoded.");
+    m += fmt::format("mke_audit_tap_bad_records_total {}\n", p.bad_records);
+    metric("connections_opened_total", "counter", "Connections tracked.");
+    m += fmt::format("mke_audit_tap_connections_opened_total {}\n",
+                     pipeline_.tracker().stats().connections_opened);
+    mat::tap::Counters counters = counters_before_;
+    if (tap_) {
+      auto now = tap_->ReadCounters();
+      for (int i = 0; i < TAP_CNT_MAX; ++i) counters[i] += now[i];
+    }
+    metric("losses_total", "counter", "What the kernel side lost, by reason.");
+    for (int i : {TAP_CNT_RINGBUF_DROPS, TAP_CNT_TRUNC_CALLS, TAP_CNT_READ_FAULTS,
+                  TAP_CNT_CONN_MAP_FULL, TAP_CNT_UNTRACKED_CALLS})
+      m += fmt::format("mke_audit_tap_losses_total{{reason=\"{}\"}} {}\n", mat::tap::CounterName(i),
+                       counters[i]);
+    metric("kernel_counter_total", "counter", "Every kernel counter of the tap.");
+    for (int i = 0; i < TAP_CNT_MAX; ++i)
+      m += fmt::format("mke_audit_tap_kernel_counter_total{{counter=\"{}\"}} {}\n",
+                       mat::tap::CounterName(i), counters[i]);
+    metric("audit_level", "gauge", "The audit level in force (1 for the current one).");
+    for (auto level :
+         {mat::audit::Level::kNone, mat::audit::Level::kMetadata, mat::audit::Level::kRequest})
+      m += fmt::format("mke_audit_tap_audit_level{{level=\"{}\"}} {}\n", LevelText(level),
+                       pipeline_.level() == level ? 1 : 0);
+    metric("capture_attached", "gauge", "1 when the probes are attached.");
+    m += fmt::format("mke_audit_tap_capture_attached {}\n", tap_ ? 1 : 0);
+    metric("targets", "gauge", "Target processes probed.");
+    std::vector<pid_t> pids = tap_ ? tap_->TargetPids() : std::vector<pid_t>{};
+    m += fmt::format("mke_audit_tap_targets {}\n", pids.size());
+    metric("target_info", "gauge", "One per target process probed.");
+    for (pid_t pid : pids) {
+      auto it = comms_.find(pid);
+      m += fmt::format("mke_audit_tap_target_info{{pid=\"{}\",comm=\"{}\"}} 1\n", pid,
+                       PromLabel(it == comms_.end() ? "" : it->second));
+    }
+    return m;
+  }
+
+  // ---- configuration reloads: SIGHUP, and a change of the file ------------------------------
+  void WaitReloadSignal() {
+    reload_signals_.Wait([this](int) {
+      Reload("SIGHUP");
+      WaitReloadSignal();
+    });
+  }
+
+  struct Stamp {
+    bool exists = false;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    off_t size = 0;
+    int64_t mtime_ns = 0;
+    bool operator==(const Stamp&) const = default;
+  };
+  static Stamp StampOf(const std::string& path) {
+    struct stat st {};
+    Stamp s;
+    if (::stat(path.c_str(), &st) != 0) return s;
+    s.exists = true;
+    s.dev = st.st_dev;
+    s.ino = st.st_ino;
+    s.size = st.st_size;
+    s.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+    return s;
+  }
+
+  void ScheduleConfigCheck() {
+    config_timer_.expires_after(std::chrono::seconds(1));
+    config_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      Stamp now = StampOf(options_.config_file);
+      if (!(now == config_stamp_)) {
+        config_stamp_ = now;
+        if (now.exists) Reload("change of " + options_.config_file);
+      }
+      ScheduleConfigCheck();
+    });
+  }
+
+  // Rereads the file and the flags (flags win, as at start) and applies what can change while
+  // running: level, log level, support dump flag, ignore and redaction lists, targets. A broken
+  // file changes nothing; the error names the file and line.
+  void Reload(const std::string& why) {
+    std::string error;
+    auto next = mat::ParseOptions(argc_, argv_, &error);
+    if (!next) {
+      spdlog::error("reload ({}): keeping the running configuration: {}", why, error);
+      return;
+    }
+    mat::audit::PolicyConfig policy = MakeConfig(*next).policy;
+    mat::tap::TargetSpec old_spec = spec_;
+    spec_.comms = next->comms;  // before SetPolicy, which may attach and scan for them
+    spec_.pids = next->pids;
+    error = SetPolicy(std::move(policy));
+    if (!error.empty()) {
+      spec_ = old_spec;
+      spdlog::error("reload ({}): keeping the running configuration: {}", why, error);
+      return;
+    }
+    if (next->log_level != options_.log_level) SetLogLevel(next->log_level);
+    options_.level = next->level;
+    options_.log_level = next->log_level;
+    options_.support_dump_include_audit_logs = next->support_dump_include_audit_logs;
+    options_.ignore = next->ignore;
+    options_.no_default_ignore = next->no_default_ignore;
+    options_.redact = next->redact;
+    options_.no_default_redact = next->no_default_redact;
+    options_.audit_grpc = next->audit_grpc;
+    if (tap_) Rescan();
+    spdlog::info(
+        "reload ({}): audit level {}, log level {}, {} ignored path(s), {} redacted "
+        "call(s)",
+        why, LevelText(next->level), next->log_level, pipeline_.policy().ignore.size(),
+        pipeline_.policy().redaction.redacted_calls.size());
+  }
+
   void WaitRing() {
     ring_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                      [this](const boost::system::error_code& ec) {
@@ -283,13 +592,14 @@ class LiveAuditor {
     poll_timer_.expires_after(std::chrono::milliseconds(options_.poll_ms));
     poll_timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
-      Drain();
+      Drain();  // nothing while detached
       SchedulePoll();
     });
   }
 
   // Hands every record in the ring to the pipeline, then writes the lines they completed.
   void Drain() {
+    if (!tap_) return;
     int n = tap_->Consume();
     if (n < 0) spdlog::warn("ring buffer: {}", std::strerror(-n));
     out_->Flush();
@@ -305,6 +615,7 @@ class LiveAuditor {
       std::string error;
       int libraries = tap_->AddTarget(target, &error);
       if (libraries > 0) {
+        comms_[target.pid] = target.comm;
         spdlog::info("auditing pid {} ({}): {} TLS librar{} probed", target.pid, target.comm,
                      libraries, libraries == 1 ? "y" : "ies");
       } else {
@@ -319,6 +630,7 @@ class LiveAuditor {
         tap_->RemoveTarget(pid);
         pipeline_.OnProcessExit(static_cast<uint32_t>(pid), WallNowNs());
         listening_.Forget(pid);
+        comms_.erase(pid);
         spdlog::info("pid {} is gone", pid);
       }
     }
@@ -332,7 +644,7 @@ class LiveAuditor {
     rescan_timer_.expires_after(std::chrono::milliseconds(options_.rescan_ms));
     rescan_timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
-      Rescan();
+      if (tap_) Rescan();
       pipeline_.Tick(WallNowNs());
       out_->Flush();
       ScheduleRescan();
@@ -346,7 +658,7 @@ class LiveAuditor {
       uint64_t now = WallNowNs();
       pipeline_.CloseIdle(now - uint64_t{options_.idle_timeout_s} * 1000000000ull, now);
       out_->Flush();
-      LogCounters(/*only_losses=*/true);
+      if (tap_) LogCounters(/*only_losses=*/true);
       ScheduleSweep();
     });
   }
@@ -354,6 +666,7 @@ class LiveAuditor {
   // Losses are reported whenever they grow; everything at exit.
   void LogCounters(bool only_losses = false) {
     auto counters = tap_->ReadCounters();
+    for (int i = 0; i < TAP_CNT_MAX; ++i) counters[i] += counters_before_[i];
     uint64_t losses = counters[TAP_CNT_RINGBUF_DROPS] + counters[TAP_CNT_TRUNC_CALLS] +
                       counters[TAP_CNT_READ_FAULTS] + counters[TAP_CNT_CONN_MAP_FULL] +
                       counters[TAP_CNT_UNTRACKED_CALLS];
@@ -368,7 +681,9 @@ class LiveAuditor {
       spdlog::info("kernel counters: {}", text);
   }
 
-  const mat::Options& options_;
+  mat::Options options_;  // a copy: the admin API and reloads change it
+  int argc_;
+  char** argv_;  // reread at a reload
   mat::output::FileLineSink* out_;
   mat::capture::ClockMap clock_;
   mat::capture::Recorder recorder_;
@@ -377,13 +692,20 @@ class LiveAuditor {
   mat::tap::TargetSpec spec_;
   std::unique_ptr<mat::tap::BpfTap> tap_;
   std::set<std::pair<pid_t, uint64_t>> failed_;
+  std::map<pid_t, std::string> comms_;    // command name of each target probed
+  mat::tap::Counters counters_before_{};  // kernel counters of taps detached earlier
   uint64_t reported_losses_ = 0;
   boost::asio::io_context io_;
   boost::asio::posix::stream_descriptor ring_;
   boost::asio::steady_timer poll_timer_;
   boost::asio::steady_timer rescan_timer_;
   boost::asio::steady_timer sweep_timer_;
+  boost::asio::steady_timer config_timer_;
   StopSignalWatcher signals_;
+  StopSignalWatcher reload_signals_;  // SIGHUP
+  Stamp config_stamp_;
+  mat::control::AdminBackend backend_;
+  std::unique_ptr<mat::control::AdminServer> admin_;  // before io_ goes
 };
 
 int RunIdle() {
@@ -418,7 +740,12 @@ int main(int argc, char** argv) {
   mat::output::FileLineSink out(stdout);
   if (!options->replay_file.empty()) return RunReplay(*options, out);
   BlockStopSignals();
-  if (options->level == mat::audit::Level::kNone) return RunIdle();
-  LiveAuditor auditor(*options, &out);
+  // Level none with nothing that could change it: no pipeline at all.
+  if (options->level == mat::audit::Level::kNone && options->admin_listen.empty() &&
+      options->config_file.empty())
+    return RunIdle();
+  sigset_t reload = ReloadSignals();  // SIGHUP reloads, read from a signalfd
+  pthread_sigmask(SIG_BLOCK, &reload, nullptr);
+  LiveAuditor auditor(*options, &out, argc, argv);
   return auditor.Run();
 }

@@ -89,7 +89,7 @@ void Pipeline::Finish(uint64_t now_wall_ns) {
 conn::TrackerOptions Pipeline::WithStageHooks(conn::TrackerOptions options,
                                               const PipelineConfig& config) {
   options.http.keep_response_headers = false;  // no audit field reads them
-  if (config.policy.level == audit::Level::kNone) return options;
+  // Set whatever the level: it can change at run time (SetPolicy).
   options.http.report_started = [](const http::HttpRequest& request) {
     return audit::IsLongRunning(request);
   };

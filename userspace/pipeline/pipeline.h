@@ -95,6 +95,15 @@ class Pipeline {
   // Periodic work: writes the requests that have waited longer than the response timeout.
   void Tick(uint64_t now_wall_ns);
 
+  // Changes the audit policy (level, ignore list, redaction) at run time: the lines written
+  // from now on follow it (the admin API's PUT, a configuration reload).
+  void SetPolicy(audit::PolicyConfig policy) {
+    config_.policy = std::move(policy);
+    policy_ = audit::AuditPolicy(config_.policy);
+  }
+  audit::Level level() const { return config_.policy.level; }
+  const audit::PolicyConfig& policy() const { return config_.policy; }
+
   const PipelineStats& stats() const { return stats_; }
   const conn::ConnectionTracker& tracker() const { return tracker_; }
   const identity::IdentityResolver& identity() const { return identity_; }
