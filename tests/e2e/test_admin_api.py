@@ -212,14 +212,14 @@ def test_document_curl_steps_change_the_level(admin, start_server, auditor_binar
                     " auditlog.json")
         put = admin.shell("admin", DOC_EXPORT + "\n" + DOC_PUT)
         assert json.loads(put.stdout)["auditLevel"] == "", put.stdout
-        code, metrics = admin.request("admin", "GET", "/metrics")
-        assert code == 200 and "mke_audit_tap_capture_attached 0" in metrics, metrics
         before = len(audit_lines(aud))
         post_items(nginx, "at-none")
         aud.wait_quiet(timeout=4)
         time.sleep(1.0)
         assert line_for(aud, "at-none", timeout=0.5) is None, aud.diagnostics()
         assert len(audit_lines(aud)) == before, aud.diagnostics()
+        code, metrics = admin.request("admin", "GET", "/metrics")
+        assert code == 200 and "mke_audit_tap_capture_attached 0" in metrics, metrics
         assert 'level = ""' in admin.config.read_text()
 
         # And back to metadata: probes attached again.

@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -107,6 +108,7 @@ class Session : public std::enable_shared_from_this<Session> {
       r.status = 413;
       r.body =
           JsonError("the body is larger than " + std::to_string(kMaxAdminBodyBytes) + " bytes");
+      discard_ = true;  // read the rest of the body before closing: no reset before the 413
       return Write(r, /*keep_alive=*/false, 11);
     }
     if (ec) return;  // timeout, reset, garbage: the connection is dropped
@@ -148,9 +150,22 @@ class Session : public std::enable_shared_from_this<Session> {
     res_.prepare_payload();
     http::async_write(stream_, res_, [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec) return;
+      if (self->discard_) return self->Discard(0);
       if (!self->res_.keep_alive()) return self->Shutdown();
       self->Read();
     });
+  }
+
+  // Closing with unread bytes would reset the connection, and the client could lose the answer
+  // it has not read yet: what it still sends (up to 1 MiB, for 5 s) is read and dropped.
+  void Discard(size_t total) {
+    if (total == 0) beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(5));
+    if (total > (1u << 20)) return Shutdown();
+    stream_.async_read_some(asio::buffer(scratch_),
+                            [self = shared_from_this(), total](beast::error_code ec, size_t n) {
+                              if (ec) return self->Shutdown();
+                              self->Discard(total + n);
+                            });
   }
 
   void Shutdown() {
@@ -164,6 +179,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
   std::string subject_;
+  bool discard_ = false;
+  std::array<char, 4096> scratch_;
 };
 
 void Accept(std::shared_ptr<AdminServer::State> state) {
