@@ -391,18 +391,19 @@ TEST(H1ParserTest, FramingsGoServes) {
 
 TEST(H1ParserTest, HeadErrors) {
   for (const char* bytes : {
-           "get /a HTTP/1.1\r\n\r\n",             // methods are upper case
-           "FOO /a HTTP/1.1\r\n\r\n",             // unknown method
-           "GET /a HTTP/1.1 \r\n\r\n",            // trailing space
-           "GET /a\r\n\r\n",                      // HTTP/0.9
-           "GET /a HTTP/11\r\n\r\n",              // version
-           "GET /a HXTP/1.1\r\n\r\n",             // version
-           "GET /a\x7f HTTP/1.1\r\n\r\n",         // control byte in the target
-           "GET /a HTTP/1.1\r\nX(: 1\r\n\r\n",    // not a token
-           "GET /a HTTP/1.1\r\nX : 1\r\n\r\n",    // space before the colon
-           "GET /a HTTP/1.1\r\nX\r\n\r\n",        // no colon
-           "GET /a HTTP/1.1\r\n X: 1\r\n\r\n",    // fold without a field
-           "GET /a HTTP/1.1\r\nX: a\rb\r\n\r\n",  // CR in a value
+           "get /a HTTP/1.1\r\n\r\n",              // methods are upper case
+           "FOO /a HTTP/1.1\r\n\r\n",              // unknown method
+           "GET /a HTTP/1.1 \r\n\r\n",             // trailing space
+           "GET /a\r\n\r\n",                       // HTTP/0.9
+           "GET /a HTTP/11\r\n\r\n",               // version
+           "GET /a HXTP/1.1\r\n\r\n",              // version
+           "GET /a\x7f HTTP/1.1\r\n\r\n",          // control byte in the target
+           "GET /a HTTP/1.1\r\nX\x01: 1\r\n\r\n",  // a control byte in the name
+           "GET /a HTTP/1.1\r\nX\x7f: 1\r\n\r\n",  // DEL in the name
+           "GET /a HTTP/1.1\r\nX : 1\r\n\r\n",     // space before the colon
+           "GET /a HTTP/1.1\r\nX\r\n\r\n",         // no colon
+           "GET /a HTTP/1.1\r\n X: 1\r\n\r\n",     // fold without a field
+           "GET /a HTTP/1.1\r\nX: a\rb\r\n\r\n",   // CR in a value
        }) {
     EXPECT_EQ(Parse(kReq, std::string(bytes) + kGet).end, End::kError) << Esc(bytes);
   }
@@ -411,7 +412,9 @@ TEST(H1ParserTest, HeadErrors) {
   for (const char* bytes : {
            "HTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n", "HTTP/1.1 200OK\r\n\r\n",
            "HTTP/1.1  200 OK\r\n\r\n", "HTTPS/1.1 200 OK\r\n\r\n", "XTTP/1.1 200 OK\r\n\r\n",
-           "HTTP/1.1 200 OK\r\n: 1\r\n\r\n",  // empty name (skipped in requests only)
+           "HTTP/1.1 200 OK\r\n: 1\r\n\r\n",        // empty name (skipped in requests only)
+           "HTTP/1.1 200 OK\r\nX(: 1\r\n\r\n",      // not a token (skipped in requests only)
+           "HTTP/1.1 200 OK\r\nX: a\x01b\r\n\r\n",  // a control byte (allowed in requests)
        }) {
     EXPECT_EQ(Parse(kResp, bytes).end, End::kError) << Esc(bytes);
   }
@@ -445,7 +448,7 @@ TEST(H1ParserTest, ErrorPositionIsInsideTheInput) {
     void OnBody(const char*, size_t) override {}
     void OnMessageComplete() override {}
   } null;
-  const std::string bad = "GET /a HTTP/1.1\r\nX(: 1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+  const std::string bad = "GET /a HTTP/1.1\r\nX : 1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
   const size_t used = p.Execute(null, bad.data(), bad.size());
   EXPECT_TRUE(p.failed());
   EXPECT_LT(used, bad.size());
@@ -571,6 +574,22 @@ TEST(H1ParserTest, RequestLineWithSeveralSpaces) {
   EXPECT_EQ(r.msgs[0].method, "GET");
   EXPECT_EQ(r.msgs[0].target, "/a");
   EXPECT_EQ(r.msgs[0].minor, 1);
+  ExpectSplitInvariant(kReq, bytes);
+}
+
+// Header lines nginx serves a request with: a name with bytes other than a token's (nginx
+// ignores the line) and a value with control bytes or DEL (nginx keeps it). Go answers them
+// 400. The request is read, the odd name's line skipped.
+TEST(H1ParserTest, RequestHeaderLinesNginxServes) {
+  const std::string bytes = std::string("POST /p HTTP/1.1\r\nX@Y: 1\r\nContent(Length): 9\r\n") +
+                            "X-\xff: 2\r\nUser-Agent: a\x01z\x7f\r\nX: \x1b[0m\r\n" +
+                            "Content-Length: 5\r\n\r\nhello" + kGet;
+  const Result r = Parse(kReq, bytes);
+  ASSERT_EQ(r.end, End::kIdle) << r;
+  ASSERT_EQ(r.msgs.size(), 2u) << r;
+  EXPECT_EQ(r.msgs[0].body, "hello");
+  ASSERT_EQ(r.msgs[0].fields.size(), 3u) << r;
+  EXPECT_EQ(r.msgs[0].fields[0].second, "a\x01z\x7f");
   ExpectSplitInvariant(kReq, bytes);
 }
 

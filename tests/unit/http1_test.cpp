@@ -707,6 +707,22 @@ TEST(Http1Test, OtherFramingsGoServesHideNoRequest) {
   EXPECT_EQ(h.stats().parse_errors, 0u);
 }
 
+// Header lines nginx serves a request with (a name with bytes other than a token's, which it
+// ignores; control bytes or DEL in a value): the request must not vanish from the audit.
+TEST(Http1Test, HeaderLinesNginxServesHideNoRequest) {
+  for (const char* line : {"X@Y: 1\r\n", "X-\xe9: 1\r\n", "User-Agent: a\x01z\r\n", "X:\x7f\r\n"}) {
+    Harness h;
+    h.Req(std::string("POST /v1.41/secrets/create HTTP/1.1\r\n") + line +
+          "Content-Length: 2\r\n\r\n{}" + kGetContainers);
+    h.Resp(kCreated + kOkEmptyList);
+    h.Close();
+    ASSERT_EQ(h.got.size(), 2u) << line;
+    EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/secrets/create");
+    EXPECT_EQ(h.got[0].ex.response->status, 201);
+    EXPECT_EQ(h.got[1].ex.request.target, "/v1.41/containers/json?all=1");
+  }
+}
+
 // An empty Content-Length in a request: Go's net/http ignores it and serves the request
 // without a body (nginx answers 400).
 TEST(Http1Test, EmptyContentLengthIsNoneAsGoReadsIt) {

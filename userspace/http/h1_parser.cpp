@@ -259,9 +259,13 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
     }
     const char* q = p;
     while (kTokens.token[static_cast<unsigned char>(*q)]) ++q;
-    if (q == p && *q == ':' && kind_ == Kind::kRequest) {
-      // An empty field name: Go's net/http skips the line (and its continuation lines) and
-      // serves the request (nginx answers 400); failing here would hide it.
+    if (kind_ == Kind::kRequest && (q == p || *q != ':')) {
+      // A name that is empty, or has bytes other than a token's but no control byte or space:
+      // Go's net/http skips an empty one, nginx ignores the others, and both serve the request
+      // (the other answers 400). The line and its continuation lines are skipped; failing
+      // here would hide the request.
+      while (*q != ':' && static_cast<unsigned char>(*q) > 0x20 && *q != 0x7f) ++q;
+      if (*q != ':') return false;
       skipping = true;
       head_.counted_bytes += static_cast<size_t>(lf - p) + 3;
       p = lf + 1;
@@ -273,7 +277,13 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
     ++q;
     const char* value_end = lf;
     if (value_end > q && value_end[-1] == '\r') --value_end;
-    if (!ValidValueBytes(q, value_end)) return false;
+    // A request's value may hold any byte but NUL and CR: nginx serves such requests (Go
+    // answers 400); the others' values (from the server) stay strict.
+    if (kind_ == Kind::kRequest
+            ? (std::memchr(q, '\0', static_cast<size_t>(value_end - q)) != nullptr ||
+               std::memchr(q, '\r', static_cast<size_t>(value_end - q)) != nullptr)
+            : !ValidValueBytes(q, value_end))
+      return false;
     while (q < value_end && IsOws(*q)) ++q;
     while (value_end > q && IsOws(value_end[-1])) --value_end;
     const std::string_view value(q, static_cast<size_t>(value_end - q));

@@ -16,7 +16,9 @@
 // a request Go's net/http serves: a request may repeat the same Content-Length or send an
 // empty one (ignored), a request's Transfer-Encoding drops every Content-Length unread, an
 // HTTP/1.0 request's Transfer-Encoding is ignored, and a request's header line with an empty
-// name is skipped.
+// name is skipped. Nor one nginx serves: a request's header line whose name has bytes other
+// than a token's (but no control byte or space) is skipped, and its values may hold any byte
+// but NUL and CR.
 #pragma once
 
 #include <cstddef>
