@@ -401,7 +401,7 @@ TEST(H1ParserTest, HeadErrors) {
            "GET /a HTTP/1.1\r\nX\x01: 1\r\n\r\n",  // a control byte in the name
            "GET /a HTTP/1.1\r\nX\x7f: 1\r\n\r\n",  // DEL in the name
            "GET /a HTTP/1.1\r\nX : 1\r\n\r\n",     // space before the colon
-           "GET /a HTTP/1.1\r\nX\r\n\r\n",         // no colon
+           "GET /a HTTP/1.1\r\nX 1\r\n\r\n",       // no colon, a space
            "GET /a HTTP/1.1\r\n X: 1\r\n\r\n",     // fold without a field
            "GET /a HTTP/1.1\r\nX: a\rb\r\n\r\n",   // CR in a value
        }) {
@@ -414,6 +414,7 @@ TEST(H1ParserTest, HeadErrors) {
            "HTTP/1.1  200 OK\r\n\r\n", "HTTPS/1.1 200 OK\r\n\r\n", "XTTP/1.1 200 OK\r\n\r\n",
            "HTTP/1.1 200 OK\r\n: 1\r\n\r\n",        // empty name (skipped in requests only)
            "HTTP/1.1 200 OK\r\nX(: 1\r\n\r\n",      // not a token (skipped in requests only)
+           "HTTP/1.1 200 OK\r\nX\r\n\r\n",          // no colon (skipped in requests only)
            "HTTP/1.1 200 OK\r\nX: a\x01b\r\n\r\n",  // a control byte (allowed in requests)
        }) {
     EXPECT_EQ(Parse(kResp, bytes).end, End::kError) << Esc(bytes);
@@ -547,7 +548,8 @@ TEST(H1ParserTest, SplitInvarianceOverACorpus) {
       "POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + Chunk("a") + Chunk("bcdefgh") +
           "0\r\nT: 1\r\n\r\n" + kGet,
       "\r\n\nGET /a HTTP/1.1\nX: a\n b\n\n" + kGet,
-      "GET /a HTTP/1.1\r\nX(: 1\r\n\r\n" + kGet,  // error in the head
+      "GET /a HTTP/1.1\r\nX : 1\r\n\r\n" + kGet,       // error in the head
+      "GET /a HTTP/1.1\r\nX(: 1\r\nY\r\n\r\n" + kGet,  // lines skipped
       "POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXY" + kGet,  // in data
       "GET /ws HTTP/1.1\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\n" + kGet,
   };
@@ -582,7 +584,8 @@ TEST(H1ParserTest, RequestLineWithSeveralSpaces) {
 // 400. The request is read, the odd name's line skipped.
 TEST(H1ParserTest, RequestHeaderLinesNginxServes) {
   const std::string bytes = std::string("POST /p HTTP/1.1\r\nX@Y: 1\r\nContent(Length): 9\r\n") +
-                            "X-\xff: 2\r\nUser-Agent: a\x01z\x7f\r\nX: \x1b[0m\r\n" +
+                            "X-\xff: 2\r\nUser-Agent: a\x01z\x7f\r\nX: \x1b[0m\r\nNo-colon\r\n"
+                            "Content-\r\n  Length: 3\r\n" +
                             "Content-Length: 5\r\n\r\nhello" + kGet;
   const Result r = Parse(kReq, bytes);
   ASSERT_EQ(r.end, End::kIdle) << r;

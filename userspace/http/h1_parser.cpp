@@ -260,12 +260,12 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
     const char* q = p;
     while (kTokens.token[static_cast<unsigned char>(*q)]) ++q;
     if (kind_ == Kind::kRequest && (q == p || *q != ':')) {
-      // A name that is empty, or has bytes other than a token's but no control byte or space:
-      // Go's net/http skips an empty one, nginx ignores the others, and both serve the request
-      // (the other answers 400). The line and its continuation lines are skipped; failing
-      // here would hide the request.
+      // A name that is empty, or has bytes other than a token's but no control byte or space,
+      // or a line of such bytes without a colon: Go's net/http skips an empty name, nginx
+      // ignores the others, and either serves the request (the other answers 400). The line
+      // and its continuation lines are skipped; failing here would hide the request.
       while (*q != ':' && static_cast<unsigned char>(*q) > 0x20 && *q != 0x7f) ++q;
-      if (*q != ':') return false;
+      if (*q != ':' && *q != '\n' && !(*q == '\r' && q[1] == '\n')) return false;
       skipping = true;
       head_.counted_bytes += static_cast<size_t>(lf - p) + 3;
       p = lf + 1;

@@ -17,8 +17,8 @@
 // empty one (ignored), a request's Transfer-Encoding drops every Content-Length unread, an
 // HTTP/1.0 request's Transfer-Encoding is ignored, and a request's header line with an empty
 // name is skipped. Nor one nginx serves: a request's header line whose name has bytes other
-// than a token's (but no control byte or space) is skipped, and its values may hold any byte
-// but NUL and CR.
+// than a token's (but no control byte or space), or that has no colon, is skipped, and its
+// values may hold any byte but NUL and CR.
 #pragma once
 
 #include <cstddef>
