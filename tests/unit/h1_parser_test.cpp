@@ -391,19 +391,20 @@ TEST(H1ParserTest, FramingsGoServes) {
 
 TEST(H1ParserTest, HeadErrors) {
   for (const char* bytes : {
-           "get /a HTTP/1.1\r\n\r\n",              // methods are upper case
-           "FOO /a HTTP/1.1\r\n\r\n",              // unknown method
-           "GET /a HTTP/1.1 \r\n\r\n",             // trailing space
-           "GET /a\r\n\r\n",                       // HTTP/0.9
-           "GET /a HTTP/11\r\n\r\n",               // version
-           "GET /a HXTP/1.1\r\n\r\n",              // version
-           "GET /a\x7f HTTP/1.1\r\n\r\n",          // control byte in the target
-           "GET /a HTTP/1.1\r\nX\x01: 1\r\n\r\n",  // a control byte in the name
-           "GET /a HTTP/1.1\r\nX\x7f: 1\r\n\r\n",  // DEL in the name
-           "GET /a HTTP/1.1\r\nX : 1\r\n\r\n",     // space before the colon
-           "GET /a HTTP/1.1\r\nX 1\r\n\r\n",       // no colon, a space
-           "GET /a HTTP/1.1\r\n X: 1\r\n\r\n",     // fold without a field
-           "GET /a HTTP/1.1\r\nX: a\rb\r\n\r\n",   // CR in a value
+           "get /a HTTP/1.1\r\n\r\n",                // methods are upper case
+           "FOO /a HTTP/1.1\r\n\r\n",                // unknown method
+           "GET /a HTTP/1.1 \r\n\r\n",               // trailing space
+           "GET /a\r\n\r\n",                         // HTTP/0.9
+           "GET /a HTTP/11\r\n\r\n",                 // version
+           "GET /a HXTP/1.1\r\n\r\n",                // version
+           "GET /a\x7f HTTP/1.1\r\n\r\n",            // control byte in the target
+           "GET /a HTTP/1.1\r\nX\x01: 1\r\n\r\n",    // a control byte in the name
+           "GET /a HTTP/1.1\r\nX\x7f: 1\r\n\r\n",    // DEL in the name
+           "GET /a HTTP/1.1\r\nX : 1\r\n\r\n",       // space before the colon
+           "GET /a HTTP/1.1\r\nX 1\r\n\r\n",         // no colon, a space
+           "GET /a HTTP/1.1\r\n X: 1\r\n\r\n",       // fold without a field
+           "GET /a HTTP/1.1\r\nX: a\rb\r\n\r\n",     // CR in a value
+           "GET /a HTTP/1.1\r\n\r\r\nX: 1\r\n\r\n",  // CR CR LF is no end of the head
        }) {
     EXPECT_EQ(Parse(kReq, std::string(bytes) + kGet).end, End::kError) << Esc(bytes);
   }
@@ -583,10 +584,11 @@ TEST(H1ParserTest, RequestLineWithSeveralSpaces) {
 // ignores the line) and a value with control bytes or DEL (nginx keeps it). Go answers them
 // 400. The request is read, the odd name's line skipped.
 TEST(H1ParserTest, RequestHeaderLinesNginxServes) {
-  const std::string bytes = std::string("POST /p HTTP/1.1\r\nX@Y: 1\r\nContent(Length): 9\r\n") +
-                            "X-\xff: 2\r\nUser-Agent: a\x01z\x7f\r\nX: \x1b[0m\r\nNo-colon\r\n"
-                            "Content-\r\n  Length: 3\r\n" +
-                            "Content-Length: 5\r\n\r\nhello" + kGet;
+  const std::string bytes =
+      std::string("POST /p HTTP/1.1\r\nX@Y: 1\r\nContent(Length): 9\r\n") +
+      "X-\xff: 2\r\nUser-Agent: a\x01z\x7f\r\r\nX: \x1b[0m\r\nNo-colon\r\r\r\n"
+      "Content-\r\n  Length: 3\r\n" +
+      "Content-Length: 5\r\n\r\nhello" + kGet;
   const Result r = Parse(kReq, bytes);
   ASSERT_EQ(r.end, End::kIdle) << r;
   ASSERT_EQ(r.msgs.size(), 2u) << r;

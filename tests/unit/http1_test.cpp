@@ -711,7 +711,7 @@ TEST(Http1Test, OtherFramingsGoServesHideNoRequest) {
 // ignores; control bytes or DEL in a value): the request must not vanish from the audit.
 TEST(Http1Test, HeaderLinesNginxServesHideNoRequest) {
   for (const char* line : {"X@Y: 1\r\n", "X-\xe9: 1\r\n", "User-Agent: a\x01z\r\n", "X:\x7f\r\n",
-                           "Content-\r\nLength: 2\r\n"}) {
+                           "Content-\r\nLength: 2\r\n", "X: 1\r\r\n", "Y\r\r\n"}) {
     Harness h;
     h.Req(std::string("POST /v1.41/secrets/create HTTP/1.1\r\n") + line +
           "Content-Length: 2\r\n\r\n{}" + kGetContainers);

@@ -265,7 +265,11 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
       // ignores the others, and either serves the request (the other answers 400). The line
       // and its continuation lines are skipped; failing here would hide the request.
       while (*q != ':' && static_cast<unsigned char>(*q) > 0x20 && *q != 0x7f) ++q;
-      if (*q != ':' && *q != '\n' && !(*q == '\r' && q[1] == '\n')) return false;
+      if (*q != ':') {
+        if (q == p) return false;  // not even a name
+        while (*q == '\r') ++q;    // nginx ends a line at CRs before its LF, however many
+        if (*q != '\n') return false;
+      }
       skipping = true;
       head_.counted_bytes += static_cast<size_t>(lf - p) + 3;
       p = lf + 1;
@@ -277,6 +281,9 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
     ++q;
     const char* value_end = lf;
     if (value_end > q && value_end[-1] == '\r') --value_end;
+    // nginx ends a request's line at CRs before its LF, however many (and serves it).
+    if (kind_ == Kind::kRequest)
+      while (value_end > q && value_end[-1] == '\r') --value_end;
     // A request's value may hold any byte but NUL and CR: nginx serves such requests (Go
     // answers 400); the others' values (from the server) stay strict.
     if (kind_ == Kind::kRequest
