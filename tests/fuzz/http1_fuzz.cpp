@@ -84,8 +84,9 @@ struct Checker {
       const auto c = static_cast<unsigned char>(ch);
       Check(c > 0x20 && c != 0x7f);
     }
+    // A request's minor version has up to three digits, as nginx reads it (HTTP/1.10).
     Check(q.version_major >= 0 && q.version_major <= 9 && q.version_minor >= 0 &&
-          q.version_minor <= 9);
+          q.version_minor <= 999);
     Check(q.body.size() <= opt.max_body_bytes);
     Check(q.body.size() <= q.body_size);
     Check(q.body_truncated == (q.body_size > q.body.size()));

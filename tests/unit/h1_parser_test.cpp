@@ -598,6 +598,20 @@ TEST(H1ParserTest, RequestHeaderLinesNginxServes) {
   ExpectSplitInvariant(kReq, bytes);
 }
 
+// Request versions nginx serves: HTTP/1.10, HTTP/1.00, HTTP/1.999 (Go answers 400).
+TEST(H1ParserTest, RequestVersionsNginxServes) {
+  for (const auto& [version, minor] : std::vector<std::pair<std::string, int>>{
+           {"HTTP/1.10", 10}, {"HTTP/1.00", 0}, {"HTTP/1.999", 999}, {"HTTP/2.0", 0}}) {
+    const Result r = Parse(kReq, "GET /a " + version + "\r\n\r\n" + kGet);
+    ASSERT_EQ(r.end, End::kIdle) << version << r;
+    ASSERT_EQ(r.msgs.size(), 2u) << version << r;
+    EXPECT_EQ(r.msgs[0].minor, minor) << version;
+  }
+  for (const char* version : {"HTTP/1.1000", "HTTP/01.1", "HTTP/1.", "HTTP/1", "HTTP/1.1x"})
+    EXPECT_EQ(Parse(kReq, "GET /a " + std::string(version) + "\r\n\r\n").end, End::kError)
+        << version;
+}
+
 // A request whose body length cannot be determined (a Transfer-Encoding other than chunked)
 // is answered by the server (nginx and Go: 501) and must be audited with that answer, as it
 // was with http-parser: its head is reported, then the parse fails.

@@ -128,6 +128,21 @@ inline bool ParseVersion(std::string_view v, int& major, int& minor) {
   return true;
 }
 
+// A request's version: "HTTP/" DIGIT "." 1*3DIGIT, as nginx reads it (it serves HTTP/1.10 or
+// HTTP/1.00; Go answers 400).
+inline bool ParseRequestVersion(std::string_view v, int& major, int& minor) {
+  if (v.size() < 8 || v.size() > 10 || v.compare(0, 5, "HTTP/") != 0 || v[6] != '.') return false;
+  if (v[5] < '0' || v[5] > '9') return false;
+  int m = 0;
+  for (size_t i = 7; i < v.size(); ++i) {
+    if (v[i] < '0' || v[i] > '9') return false;
+    m = m * 10 + (v[i] - '0');
+  }
+  major = v[5] - '0';
+  minor = m;
+  return true;
+}
+
 // Does the comma-separated list `v` hold `token` (case-insensitive)?
 bool ListHas(std::string_view v, std::string_view token) {
   while (!v.empty()) {
@@ -197,7 +212,8 @@ bool H1Parser::ParseStartLine(std::string_view line) {
       const auto c = static_cast<unsigned char>(ch);
       if (c <= 0x20 || c == 0x7f) return false;
     }
-    if (!ParseVersion(line.substr(v), head_.version_major, head_.version_minor)) return false;
+    if (!ParseRequestVersion(line.substr(v), head_.version_major, head_.version_minor))
+      return false;
     connect_ = head_.method == "CONNECT";
     head_.counted_bytes = head_.target.size();
     return true;
