@@ -755,6 +755,19 @@ TEST(Http1Test, DISABLED_ARequestAfterAnUnknownMethodsBodyIsNotHidden) {
   EXPECT_THAT(targets, ::testing::Contains("/v1.41/secrets/create"));
 }
 
+// An HTTP/0.9 request (no version, no headers): nginx 1.22 serves a GET so sent (a body with no
+// status line, then it closes); Go answers 400. The auditor drops it as malformed (http-parser
+// took it as 0.9 only when a blank line followed), so a GET through nginx can go unaudited.
+// DISABLED: not fixed here.
+TEST(Http1Test, DISABLED_Http09GetIsAudited) {
+  Harness h;
+  h.Req("GET /v1.41/secrets\r\n");
+  h.Resp("[{\"ID\":\"abc\"}]");
+  h.Close();
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/secrets");
+}
+
 TEST(Http1Test, MalformedResponseReportsItsRequest) {
   Harness h;
   h.Req(Get("/a") + Get("/b"));
