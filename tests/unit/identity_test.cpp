@@ -1018,6 +1018,30 @@ TEST(PipelineIdentityTest, ClientCertificateOfTheConnection) {
   EXPECT_EQ(p.identity().connections(), 0u);  // forgotten at each connection's end
 }
 
+// The SSL* of a connection whose end record was lost is reused by a new connection (the tracker
+// sees its stream position go back and ends the old one): a resumed session sends no
+// certificate, so the new connection's requests must not carry the old one's certificate.
+// DISABLED: not fixed here (the identity layer is not told of such a restart).
+TEST(PipelineIdentityTest, DISABLED_ARestartedConnectionDoesNotInheritTheCertificate) {
+  const std::string request = Http("GET /containers/json HTTP/1.1\r\n");
+  const std::string response = Http("HTTP/1.1 200 OK\r\n", "[]");
+  pipeline::PipelineConfig config;
+  config.policy.level = audit::Level::kMetadata;
+  output::VectorLineSink sink;
+  pipeline::Pipeline p(config, capture::ClockMap{}, &sink, nullptr, {});
+  p.OnClientCertificate(7, 0x100, MakeCertificate({{"CN", "kate"}}));
+  std::vector<Record> records = {SockRecord(7, 10, TAP_ROLE_SERVER, "192.0.2.9", 40010, 1)};
+  for (uint64_t ts : {1000, 5000}) {  // two connections on SSL* 0x100, no end record between
+    records.push_back(DataRecord(7, 0x100, 10, TAP_DIR_READ, 0, request, ts));
+    records.push_back(DataRecord(7, 0x100, 10, TAP_DIR_WRITE, 0, response, ts + 1000));
+  }
+  for (const auto& r : records) p.OnRecord(r.data(), r.size());
+  p.Finish(10000);
+  ASSERT_EQ(sink.lines.size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse(sink.lines[0])["audit"]["user"]["username"], "kate");
+  EXPECT_NE(nlohmann::json::parse(sink.lines[1])["audit"]["user"]["username"], "kate");
+}
+
 TEST(PipelineIdentityTest, ABrokenUserMapIsAStartError) {
   TempFile file("pipeline-broken-map");
   std::ofstream(file.path()) << R"({"users":[{"match":"cn:x"}]})";
