@@ -1021,8 +1021,7 @@ TEST(PipelineIdentityTest, ClientCertificateOfTheConnection) {
 // The SSL* of a connection whose end record was lost is reused by a new connection (the tracker
 // sees its stream position go back and ends the old one): a resumed session sends no
 // certificate, so the new connection's requests must not carry the old one's certificate.
-// DISABLED: not fixed here (the identity layer is not told of such a restart).
-TEST(PipelineIdentityTest, DISABLED_ARestartedConnectionDoesNotInheritTheCertificate) {
+TEST(PipelineIdentityTest, ARestartedConnectionDoesNotInheritTheCertificate) {
   const std::string request = Http("GET /containers/json HTTP/1.1\r\n");
   const std::string response = Http("HTTP/1.1 200 OK\r\n", "[]");
   pipeline::PipelineConfig config;
@@ -1040,6 +1039,30 @@ TEST(PipelineIdentityTest, DISABLED_ARestartedConnectionDoesNotInheritTheCertifi
   ASSERT_EQ(sink.lines.size(), 2u);
   EXPECT_EQ(nlohmann::json::parse(sink.lines[0])["audit"]["user"]["username"], "kate");
   EXPECT_NE(nlohmann::json::parse(sink.lines[1])["audit"]["user"]["username"], "kate");
+}
+
+// The same, but the new connection's handshake presented a certificate of its own (reported
+// before its data): the restart keeps it.
+TEST(PipelineIdentityTest, ARestartedConnectionKeepsItsOwnNewCertificate) {
+  const std::string request = Http("GET /containers/json HTTP/1.1\r\n");
+  const std::string response = Http("HTTP/1.1 200 OK\r\n", "[]");
+  pipeline::PipelineConfig config;
+  config.policy.level = audit::Level::kMetadata;
+  output::VectorLineSink sink;
+  pipeline::Pipeline p(config, capture::ClockMap{}, &sink, nullptr, {});
+  p.OnClientCertificate(7, 0x100, MakeCertificate({{"CN", "kate"}}));
+  std::vector<Record> first = {SockRecord(7, 10, TAP_ROLE_SERVER, "192.0.2.9", 40010, 1),
+                               DataRecord(7, 0x100, 10, TAP_DIR_READ, 0, request, 1000),
+                               DataRecord(7, 0x100, 10, TAP_DIR_WRITE, 0, response, 2000)};
+  for (const auto& r : first) p.OnRecord(r.data(), r.size());
+  p.OnClientCertificate(7, 0x100, MakeCertificate({{"CN", "lee"}}));
+  std::vector<Record> second = {DataRecord(7, 0x100, 10, TAP_DIR_READ, 0, request, 5000),
+                                DataRecord(7, 0x100, 10, TAP_DIR_WRITE, 0, response, 6000)};
+  for (const auto& r : second) p.OnRecord(r.data(), r.size());
+  p.Finish(10000);
+  ASSERT_EQ(sink.lines.size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse(sink.lines[0])["audit"]["user"]["username"], "kate");
+  EXPECT_EQ(nlohmann::json::parse(sink.lines[1])["audit"]["user"]["username"], "lee");
 }
 
 TEST(PipelineIdentityTest, ABrokenUserMapIsAStartError) {

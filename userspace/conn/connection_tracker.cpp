@@ -243,6 +243,7 @@ void ConnectionTracker::OnData(const capture::Event& event, uint64_t wall_ns) {
     ++stats_.restarts;
     Close(it, wall_ns);
     it = conns_.end();
+    if (options_.on_restart) options_.on_restart(key.first, key.second);
   }
   Connection* c = it != conns_.end() ? it->second.get() : Open(key, d);
   c->last_wall_ns = wall_ns;

@@ -18,6 +18,9 @@ namespace mat::conn {
 
 struct TrackerOptions {
   http::Http1Options http;
+  // Called when a connection identity (tgid, SSL*) is reused without its end being seen, after
+  // the old connection was ended (its last exchanges reported).
+  std::function<void(uint32_t tgid, uint64_t tls_conn)> on_restart;
 };
 
 struct TrackerStats {

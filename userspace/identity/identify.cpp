@@ -277,6 +277,12 @@ void IdentityResolver::OnConnectionEnd(const ConnKey& key) {
   certs_.erase(it);
 }
 
+void IdentityResolver::OnConnectionRestart(const ConnKey& key) {
+  auto it = certs_.find(key);
+  if (it != certs_.end() && it->second.used) OnConnectionEnd(key);
+  ++generation_;
+}
+
 void IdentityResolver::OnProcessExit(uint32_t tgid) {
   ++generation_;
   auto it = certs_.lower_bound(ConnKey{tgid, 0});
@@ -299,6 +305,7 @@ Identity IdentityResolver::Resolve(const http::HttpRequest& request, const ConnK
                                    uint64_t now_ns) {
   static const ClientCertState kUnknown;
   auto it = certs_.find(key);
+  if (it != certs_.end()) it->second.used = true;
   return Identify(request.headers, it == certs_.end() ? kUnknown : it->second.state, &tokens_,
                   &users_, now_ns);
 }

@@ -136,6 +136,12 @@ class IdentityResolver {
   ClientCertState::Trust Verify(std::string_view der) const;
   void OnConnectionEnd(const ConnKey& key);
   void OnProcessExit(uint32_t tgid);
+  // The connection identity `key` was reused without its end being seen (its end record was
+  // lost). The certificate state kept for it is the old connection's when a request of that
+  // connection already used it; it is then forgotten, so the new connection (a resumed session
+  // presents no certificate) does not inherit it. A state stored since, by the new connection's
+  // handshake records (which come before its data), is kept.
+  void OnConnectionRestart(const ConnKey& key);
 
   // Learns the token of a successful login exchange (see login.h). True when it learned one.
   bool Learn(const http::HttpExchange& exchange, uint64_t now_ns);
@@ -157,6 +163,7 @@ class IdentityResolver {
   struct Stored {
     uint64_t sequence = 0;  // order of arrival: the oldest goes first when full
     ClientCertState state;
+    bool used = false;  // a request was resolved with it
   };
   IdentityOptions options_;
   std::shared_ptr<void> ca_store_;  // X509_STORE*, when client_ca_path is set

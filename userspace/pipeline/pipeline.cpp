@@ -24,7 +24,7 @@ Pipeline::Pipeline(PipelineConfig config, capture::ClockMap clock, output::LineS
       identity_(config_.identity),
       start_error_(identity_.Start(WallNowNs())),
       tracker_(
-          WithStageHooks(config_.tracker, config_),
+          WithRestartHook(WithStageHooks(config_.tracker, config_)),
           [this](http::HttpExchange&& exchange, http::ExchangeEvent why,
                  const conn::ConnFacts& facts) { OnExchange(std::move(exchange), why, facts); }) {
   if (!start_error_.empty())
@@ -94,6 +94,14 @@ conn::TrackerOptions Pipeline::WithStageHooks(conn::TrackerOptions options,
     return audit::IsLongRunning(request);
   };
   options.http.report_received = config.every_request_received;
+  return options;
+}
+
+conn::TrackerOptions Pipeline::WithRestartHook(conn::TrackerOptions options) {
+  // A reused connection identity must not keep the old connection's certificate.
+  options.on_restart = [this](uint32_t tgid, uint64_t tls_conn) {
+    identity_.OnConnectionRestart({tgid, tls_conn});
+  };
   return options;
 }
 

@@ -120,6 +120,7 @@ class Pipeline {
             const conn::ConnFacts& facts, const std::string& audit_id);
   static conn::TrackerOptions WithStageHooks(conn::TrackerOptions options,
                                              const PipelineConfig& config);
+  conn::TrackerOptions WithRestartHook(conn::TrackerOptions options);
 
   // Requests already written at an earlier stage, by (connection, sequence): their auditID,
   // and whether the line was the long-running kind's only one (ResponseStarted).
