@@ -41,35 +41,10 @@ std::string AsciiLowered(std::string_view s) {
   return out;
 }
 
-// RFC 9110 tchar: what Go's net/http accepts in a method.
-bool IsTokenChar(unsigned char c) {
-  if (IsAlnum(c)) return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
 bool IsValidMethod(std::string_view method) {
   if (method.empty()) return false;
   return std::all_of(method.begin(), method.end(),
-                     [](char c) { return IsTokenChar(static_cast<unsigned char>(c)); });
+                     [](char c) { return IsHttpTokenChar(static_cast<unsigned char>(c)); });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -43,37 +43,10 @@ bool KnownMethod(std::string_view m) {
   return false;
 }
 
-// RFC 9110 token characters.
-constexpr bool IsTokenChar(unsigned char c) {
-  if (c >= 'a' && c <= 'z') return true;
-  if (c >= 'A' && c <= 'Z') return true;
-  if (c >= '0' && c <= '9') return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
 struct TokenTable {
   bool token[256] = {};
   constexpr TokenTable() {
-    for (int c = 0; c < 256; ++c) token[c] = IsTokenChar(static_cast<unsigned char>(c));
+    for (int c = 0; c < 256; ++c) token[c] = IsHttpTokenChar(static_cast<unsigned char>(c));
   }
 };
 constexpr TokenTable kTokens;
