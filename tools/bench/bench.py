@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The mke-audit-tap benchmark: what auditing costs, measured on this machine in one run.
 
-    sudo tools/bench.sh [--quick] [--only SECTION[,SECTION...]] [--out DIR]
+    tools/bench.sh [--quick] [--only SECTION[,SECTION...]] [--out DIR]
 
 (tools/bench.sh installs the packages and builds first, then runs this script.)
 
@@ -1092,7 +1092,7 @@ def render(report):
       "its last line (its start and its exit, which detaches the probes, are not counted). "
       "Requests served are nginx's own count (stub_status); for the Go server, wrk's. The "
       "machine is shared: compare figures within a round, not across runs.\n")
-    w("Run it: `sudo tools/bench.sh` (installs packages, builds, then "
+    w("Run it: `tools/bench.sh` as root (installs packages, builds, then "
       "`tools/bench/bench.py`); `--quick` for a smoke run, `--only SECTION` for one section. "
       "Raw numbers, every round: `bench/report.json`.\n")
     w("## Machine\n")
