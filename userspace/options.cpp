@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -385,6 +386,8 @@ std::optional<std::pair<std::string, std::string>> ParseRedactedCall(std::string
 std::string UsageText() {
   return R"(Usage: mke-audit-tap --level LEVEL (--comm NAME | --pid PID)... [options]
        mke-audit-tap --replay FILE [--level LEVEL] [options]
+       mke-audit-tap support-dump [--output FILE] [--log-file FILE] [--container NAME]
+                                  [--bundle DIR] [options, e.g. --config FILE]
 
 Passive MKE audit logging: captures the HTTPS API calls made to the target processes (through
 uprobes on their TLS library) and writes one MKE-format audit line per API request to stdout.
@@ -472,6 +475,16 @@ Admin API (HTTPS; every request needs a client certificate that chains to --admi
   --admin-subject CN             a client certificate CN allowed to change settings (PUT);
                                  repeatable; others may only read
 
+Support dump (mke-audit-tap support-dump, with the auditor's options or its --config):
+  writes a tar.gz (--output FILE, default ./mke-audit-tap-support-dump-TIME.tar.gz) with the
+  version, the effective configuration (license key masked), the targets found and what would
+  be probed, kernel facts (uname, BTF, BPF and perf sysctls), the running auditor's settings and
+  /metrics when --bundle DIR (a client bundle: cert.pem, key.pem, ca.pem) reaches its admin
+  API, and its recent logs: --log-file FILE (its last 16 MiB), or docker logs of the container
+  --container NAME (or $MKE_AUDIT_TAP_CONTAINER). Every log line containing "auditID" is removed
+  unless support_dump_include_audit_logs is true (the running auditor's, else the file's); the
+  license key is masked everywhere.
+
 Other:
   --log-level LEVEL              trace|debug|info|warn|error, any case (default info), to
                                  stderr
@@ -480,7 +493,8 @@ Other:
 )";
 }
 
-std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
+std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
+                                    bool require_targets) {
   Options o;
   std::string key_file_where;  // where the license key file was named, for its errors
   // The configuration file first, so that flags override it.
@@ -573,12 +587,103 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error) {
     *error = "--record and --replay cannot be combined";
     return std::nullopt;
   }
-  if (o.replay_file.empty() && o.level != audit::Level::kNone && o.comms.empty() &&
-      o.pids.empty()) {
+  if (require_targets && o.replay_file.empty() && o.level != audit::Level::kNone &&
+      o.comms.empty() && o.pids.empty()) {
     *error = "no targets: give --comm NAME or --pid PID (or --replay FILE)";
     return std::nullopt;
   }
   return o;
+}
+
+std::vector<std::string> OptionKeys() {
+  std::vector<std::string> keys;
+  for (const OptionSpec& spec : kOptions)
+    if (!spec.key.empty()) keys.emplace_back(spec.key);
+  return keys;
+}
+
+namespace {
+
+std::string TomlText(std::string_view v) {
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned char>(c));
+      out += buf;
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+template <typename T>
+std::string TomlList(const std::vector<T>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ", ";
+    if constexpr (std::is_same_v<T, std::string>)
+      out += TomlText(items[i]);
+    else
+      out += std::to_string(items[i]);
+  }
+  return out + "]";
+}
+
+}  // namespace
+
+std::string EffectiveConfigToml(const Options& o) {
+  std::string level = o.level == audit::Level::kNone ? "" : std::string(audit::LevelName(o.level));
+  std::string key = o.license_key.empty()
+                        ? "\"\""
+                        : "\"<masked: " + std::to_string(o.license_key.size()) + " characters>\"";
+  auto b = [](bool v) -> std::string { return v ? "true" : "false"; };
+  auto n = [](uint64_t v) { return std::to_string(v); };
+  // One entry per key of kOptions (config_test checks that none is missing).
+  const std::pair<const char*, std::string> ours[] = {
+      // The file accepts one of the two: the other is written as a comment.
+      {o.license_key_file.empty() ? "license_key" : "# license_key", key},
+      {o.license_key_file.empty() ? "# license_key_file" : "license_key_file",
+       TomlText(o.license_key_file)},
+      {"format", TomlText(o.format)},
+      {"comm", TomlList(o.comms)},
+      {"pid", TomlList(o.pids)},
+      {"ignore", TomlList(o.ignore)},
+      {"default_ignore", b(!o.no_default_ignore)},
+      {"audit_grpc", b(o.audit_grpc)},
+      {"redact", TomlList(o.redact)},
+      {"default_redact", b(!o.no_default_redact)},
+      {"response_timeout", n(o.response_timeout_s)},
+      {"max_line_bytes", n(o.max_line_bytes)},
+      {"every_request_received", b(o.every_request_received)},
+      {"client_ca", TomlText(o.client_ca)},
+      {"user_map", TomlText(o.user_map)},
+      {"token_ttl", n(o.token_ttl_s)},
+      {"token_cache_size", n(o.token_cache_size)},
+      {"cap_bytes", n(o.cap_bytes)},
+      {"ringbuf_bytes", n(o.ringbuf_bytes)},
+      {"max_body_bytes", n(o.max_body_bytes)},
+      {"poll_ms", n(o.poll_ms)},
+      {"rescan_ms", n(o.rescan_ms)},
+      {"idle_timeout", n(o.idle_timeout_s)},
+      {"record", TomlText(o.record_file)},
+      {"log_level", TomlText(o.log_level)},
+      {"admin_listen", TomlText(o.admin_listen)},
+      {"admin_cert", TomlText(o.admin_cert)},
+      {"admin_key", TomlText(o.admin_key)},
+      {"admin_ca", TomlText(o.admin_ca)},
+      {"admin_subject", TomlList(o.admin_subjects)},
+  };
+  std::string out = "# effective configuration (file, then flags; defaults included)\n";
+  if (!o.config_file.empty()) out += "# configuration file: " + o.config_file + "\n";
+  out += "\n[audit_log_configuration]\nlevel = " + TomlText(level) +
+         "\nsupport_dump_include_audit_logs = " + b(o.support_dump_include_audit_logs) +
+         "\n\n[mke_audit_tap]\n";
+  for (const auto& [name, value] : ours)  // unset (empty) names as comments: "" is no file name
+    out += std::string(value == "\"\"" && name[0] != '#' ? "# " : "") + name + " = " + value + "\n";
+  return out;
 }
 
 }  // namespace mat

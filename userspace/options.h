@@ -14,6 +14,8 @@
 
 namespace mat {
 
+inline constexpr const char* kVersion = "0.1.0";
+
 struct Options {
   audit::Level level = audit::Level::kNone;
   std::vector<std::string> comms;
@@ -57,8 +59,18 @@ struct Options {
 // Parses argv, after the configuration file(s) that --config names, which take the same checks.
 // On a usage error returns nullopt and sets *error to a one-line message naming the flag, or the
 // file, line and key. A license key file is read here: unreadable or empty is an error.
-std::optional<Options> ParseOptions(int argc, char** argv, std::string* error);
+// require_targets = false: a configuration without targets is no error (the support dump
+// reports the configuration as it is).
+std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
+                                    bool require_targets = true);
 std::string UsageText();
+
+// The effective configuration as a TOML file that --config would read back: MKE's
+// [audit_log_configuration] and every key of [mke_audit_tap], defaults included. The license
+// key is masked ("<masked: N characters>"); files are named, never read.
+std::string EffectiveConfigToml(const Options& o);
+// Every [mke_audit_tap] key of the options table (tests check EffectiveConfigToml names each).
+std::vector<std::string> OptionKeys();
 
 // Splits "ADDR:PORT" ("[v6addr]:PORT") of --admin-listen; false when it is not one.
 bool SplitListenAddress(std::string_view text, std::string* host, uint16_t* port);

@@ -435,5 +435,34 @@ TEST(Options, LicenseKeyFromAFile) {
   std::filesystem::remove(key_file);
 }
 
+// The support dump's config.toml: every key of the options table, the license key masked, and
+// read back by --config to the same options.
+TEST(Config, EffectiveConfigNamesEveryKeyAndMasksTheLicenseKey) {
+  std::string error;
+  auto o = Parse({"--level", "request", "--license-key", "SECRET-LICENSE-KEY", "--comm", "nginx",
+                  "--comm", "dockerd", "--ignore", "/x\"y", "--cap-bytes", "8192",
+                  "--admin-subject", "admin", "--no-default-ignore"},
+                 &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  std::string text = EffectiveConfigToml(*o);
+  EXPECT_EQ(text.find("SECRET-LICENSE-KEY"), std::string::npos) << text;
+  EXPECT_NE(text.find("license_key = \"<masked: 18 characters>\""), std::string::npos) << text;
+  for (const std::string& key : OptionKeys())  // license_key_file as a comment (not both)
+    EXPECT_TRUE(text.find("\n" + key + " = ") != std::string::npos ||
+                text.find("\n# " + key + " = ") != std::string::npos)
+        << key << " missing:\n"
+        << text;
+  std::string path = WriteConfig(text);
+  auto back = Parse({"--config", path}, &error);
+  ASSERT_TRUE(back.has_value()) << error << "\n" << text;
+  EXPECT_EQ(back->level, audit::Level::kRequest);
+  EXPECT_EQ(back->comms, o->comms);
+  EXPECT_EQ(back->ignore, o->ignore);
+  EXPECT_EQ(back->cap_bytes, 8192u);
+  EXPECT_EQ(back->admin_subjects, o->admin_subjects);
+  EXPECT_TRUE(back->no_default_ignore);
+  std::filesystem::remove(path);
+}
+
 }  // namespace
 }  // namespace mat
