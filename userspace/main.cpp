@@ -27,6 +27,7 @@
 #include "options.h"
 #include "output/line_sink.h"
 #include "pipeline/pipeline.h"
+#include "support/support_dump.h"
 #include "tap/bpf_tap.h"
 #include "tap/targets.h"
 
@@ -722,6 +723,8 @@ int RunIdle() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "support-dump") == 0)
+    return mat::support::RunSupportDump(argc, argv);
   std::string error;
   auto options = mat::ParseOptions(argc, argv, &error);
   if (!options) {
@@ -733,7 +736,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (options->version) {
-    std::puts("mke-audit-tap 0.1.0");
+    std::printf("mke-audit-tap %s\n", mat::kVersion);
     return 0;
   }
   SetUpLogging(options->log_level);

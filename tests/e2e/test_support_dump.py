@@ -1,0 +1,113 @@
+"""The support dump (issue 12): `mke-audit-tap support-dump` next to a running auditor writes a
+tar.gz with the version, the effective configuration, the running auditor's settings and
+counters (over its admin API with a client bundle), the targets and what would be probed,
+kernel facts and the auditor's recent logs. Lines containing auditID are removed unless
+support_dump_include_audit_logs is true (from the admin API or the configuration file), and the
+license key appears nowhere in it either way.
+
+Real nginx, real BPF: needs root (see conftest.py)."""
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import LICENSE_KEY, _register, Auditor, require, run
+from test_admin_api import Admin, line_for, post_items
+
+
+@pytest.fixture
+def admin(tmp_path, environment_ok):
+    return Admin(tmp_path)
+
+
+def write_log(aud, path: Path):
+    """What a log collector would keep of the auditor: stderr and stdout (the audit lines)."""
+    path.write_text(aud.stderr_text() + "\n"
+                    + b"".join(aud.raw_lines()).decode("utf-8", "replace"))
+
+
+def dump(auditor_binary, admin, tmp: Path, name: str, extra):
+    out = tmp / f"{name}.tar.gz"
+    cp = run([str(auditor_binary), "support-dump", "--output", str(out), *extra], timeout=60)
+    raw = out.read_bytes()
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+        for m in tar.getmembers():
+            assert m.isfile(), m.name
+            top, _, rest = m.name.partition("/")
+            assert top.startswith("mke-audit-tap-support-dump-"), m.name
+            files[rest] = tar.extractfile(m).read().decode("utf-8", "replace")
+    everything = "\n".join(files.values())
+    assert LICENSE_KEY not in everything, name
+    import gzip
+    assert LICENSE_KEY.encode() not in gzip.decompress(raw), name
+    assert "PRIVATE KEY" not in everything, name
+    return files, cp.stderr.decode(errors="replace")
+
+
+def test_support_dump_content_and_audit_line_filtering(admin, start_server, auditor_binary,
+                                                        request, tmp_path):
+    require(os.geteuid() == 0, "needs root")
+    nginx = start_server("nginx")
+    aud = Auditor(auditor_binary, admin.args() + ["--pid", str(nginx.pid)])
+    _register(request.node, aud)
+    aud.start()
+    aud.wait_ready()
+    bundle = str(admin.homes["admin"] / "ucp-bundle-dir")
+    log = tmp_path / "auditor.log"
+    try:
+        post_items(nginx, "dumped")
+        a = line_for(aud, "dumped")
+        assert a is not None, aud.diagnostics()
+        write_log(aud, log)
+        assert "auditID" in log.read_text() and LICENSE_KEY in log.read_text()
+        common = [*admin.args(), "--pid", str(nginx.pid), "--log-file", str(log)]
+
+        # support_dump_include_audit_logs = false (the file; the API says the same).
+        files, said = dump(auditor_binary, admin, tmp_path, "without", [*common, "--bundle", bundle])
+        assert {"version.txt", "config.toml", "settings.json", "metrics.txt", "targets.txt",
+                "kernel.txt", "logs.txt", "README.txt"} <= set(files), files.keys()
+        assert files["version.txt"].startswith("mke-audit-tap 0.1.0\n")
+        config = files["config.toml"]
+        assert 'level = "metadata"' in config and "license_key = \"<masked: " in config, config
+        assert f'admin_key = "{admin.pki / "server.key"}"' in config, config
+        assert '"supportDumpIncludeAuditLogs":false' in files["settings.json"]
+        assert "mke_audit_tap_audit_lines_total" in files["metrics.txt"], files["metrics.txt"]
+        targets = files["targets.txt"]
+        for pid in nginx.ssl_pids():
+            assert f"pid {pid} (nginx)" in targets, targets
+        assert "openssl: " in targets and "libssl.so" in targets, targets
+        assert "capture mode: plaintext" in targets, targets
+        kernel = files["kernel.txt"]
+        assert "uname: Linux " in kernel and "btf (/sys/kernel/btf/vmlinux): " in kernel, kernel
+        assert "kernel.unprivileged_bpf_disabled = " in kernel, kernel
+        logs = files["logs.txt"]
+        assert "ready: auditing" in logs, logs
+        assert "auditID" not in logs, logs
+        assert "containing auditID removed" in files["README.txt"], files["README.txt"]
+
+        # The admin API turns it on: the audit lines stay, the license key is still masked.
+        code, body = admin.request("admin", "PUT", data='{"supportDumpIncludeAuditLogs":true}')
+        assert code == 200, body
+        files, said = dump(auditor_binary, admin, tmp_path, "with-api",
+                           [*common, "--bundle", bundle])
+        logs = files["logs.txt"]
+        assert "auditID" in logs and "/items?tag=dumped" in logs, logs
+        assert "<masked>" in logs, logs
+        assert "audit lines included" in files["README.txt"], files["README.txt"]
+
+        # Without the bundle: the configuration file decides (the PUT wrote it back).
+        assert "support_dump_include_audit_logs = true" in admin.config.read_text()
+        files, said = dump(auditor_binary, admin, tmp_path, "with-file", common)
+        assert "auditID" in files["logs.txt"] and "metrics.txt" not in files
+        assert "counters: not included" in files["README.txt"]
+        admin.config.write_text(admin.config.read_text().replace(
+            "support_dump_include_audit_logs = true", "support_dump_include_audit_logs = false"))
+        files, said = dump(auditor_binary, admin, tmp_path, "without-file", common)
+        assert "auditID" not in files["logs.txt"] and "ready: auditing" in files["logs.txt"]
+    finally:
+        aud.stop()
+    assert aud.returncode == 0, aud.diagnostics()

@@ -1,0 +1,470 @@
+#include "support/support_dump.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "options.h"
+#include "tap/go_binary.h"
+#include "tap/targets.h"
+
+extern char** environ;
+
+namespace mat::support {
+
+std::string FilterAuditLines(std::string_view logs, bool include_audit_lines, size_t* removed) {
+  *removed = 0;
+  if (include_audit_lines) return std::string(logs);
+  std::string out;
+  out.reserve(logs.size());
+  while (!logs.empty()) {
+    size_t end = logs.find('\n');
+    std::string_view line = logs.substr(0, end == std::string_view::npos ? logs.size() : end + 1);
+    logs.remove_prefix(line.size());
+    if (line.find("auditID") != std::string_view::npos) {
+      ++*removed;
+      continue;
+    }
+    out += line;
+  }
+  return out;
+}
+
+std::string MaskSecrets(std::string text, const std::vector<std::string>& secrets) {
+  for (const std::string& secret : secrets) {
+    if (secret.empty()) continue;
+    for (size_t at = text.find(secret); at != std::string::npos;
+         at = text.find(secret, at + std::strlen("<masked>")))
+      text.replace(at, secret.size(), "<masked>");
+  }
+  return text;
+}
+
+// ---- tar.gz ------------------------------------------------------------------------------
+std::string TarHeader(const std::string& name, uint64_t size, uint64_t mtime) {
+  std::string h(512, '\0');
+  auto put = [&](size_t at, size_t width, const std::string& v) {
+    std::memcpy(h.data() + at, v.data(), std::min(width, v.size()));
+  };
+  auto octal = [](uint64_t v, int digits) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%0*llo", digits, static_cast<unsigned long long>(v));
+    return std::string(buf);
+  };
+  put(0, 99, name);
+  put(100, 8, octal(0644, 7));
+  put(108, 8, octal(0, 7));
+  put(116, 8, octal(0, 7));
+  put(124, 12, octal(size, 11));
+  put(136, 12, octal(mtime, 11));
+  put(148, 8, std::string(8, ' '));
+  h[156] = '0';
+  put(257, 6, std::string("ustar\0", 6));
+  put(263, 2, "00");
+  put(265, 32, "root");
+  put(297, 32, "root");
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  put(148, 8, octal(sum, 6) + std::string("\0 ", 2));
+  return h;
+}
+
+TarGzWriter::~TarGzWriter() {
+  if (gz_) gzclose(static_cast<gzFile>(gz_));
+}
+
+std::string TarGzWriter::Open(const std::string& path) {
+  path_ = path;
+  // O_EXCL: an existing file (or a link planted there) is never overwritten.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return "cannot create " + path + ": " + std::strerror(errno);
+  gz_ = gzdopen(fd, "wb9");
+  if (!gz_) {
+    ::close(fd);
+    return "cannot write " + path;
+  }
+  return "";
+}
+
+std::string TarGzWriter::Write(const void* data, size_t size) {
+  if (size == 0) return "";
+  if (gzwrite(static_cast<gzFile>(gz_), data, static_cast<unsigned>(size)) !=
+      static_cast<int>(size))
+    return "cannot write " + path_;
+  return "";
+}
+
+std::string TarGzWriter::Add(const std::string& name, std::string_view content, uint64_t mtime) {
+  std::string header = TarHeader(name, content.size(), mtime);
+  std::string error = Write(header.data(), header.size());
+  for (size_t at = 0; error.empty() && at < content.size(); at += 1u << 20)
+    error = Write(content.data() + at, std::min<size_t>(1u << 20, content.size() - at));
+  static const char zeros[512] = {};
+  if (error.empty() && content.size() % 512) error = Write(zeros, 512 - content.size() % 512);
+  return error;
+}
+
+std::string TarGzWriter::Close() {
+  static const char zeros[1024] = {};
+  std::string error = Write(zeros, sizeof(zeros));
+  int rc = gzclose(static_cast<gzFile>(gz_));
+  gz_ = nullptr;
+  if (error.empty() && rc != Z_OK) error = "cannot write " + path_;
+  return error;
+}
+
+namespace {
+
+std::string ReadSmallFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return "";
+  std::stringstream s;
+  s << in.rdbuf();
+  std::string text = s.str();
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+// The last `max` bytes of a file, from a line start; "" with *error when unreadable.
+std::string ReadTail(const std::string& path, size_t max, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot read " + path + ": " + std::strerror(errno);
+    return "";
+  }
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  std::streamoff from = size > static_cast<std::streamoff>(max) ? size - max : 0;
+  in.seekg(from);
+  std::string text(static_cast<size_t>(size - from), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (from > 0) {
+    size_t nl = text.find('\n');
+    text.erase(0, nl == std::string::npos ? text.size() : nl + 1);
+  }
+  return text;
+}
+
+// Runs argv, both its outputs into one text (at most max bytes).
+std::string RunCommand(const std::vector<std::string>& args, size_t max, std::string* error) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    *error = std::string("pipe: ") + std::strerror(errno);
+    return "";
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    *error = "cannot run " + args[0] + ": " + std::strerror(rc);
+    return "";
+  }
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fds[0], buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > max) out.erase(0, out.size() - max);
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    *error = args[0] + " " + args[1] + " failed (status " + std::to_string(status) +
+             "): " + out.substr(0, 500);
+  return out;
+}
+
+// GET path from the running auditor's admin API with a client bundle (cert.pem, key.pem,
+// ca.pem in dir): the body of a 200, or "" with *error.
+std::string FetchAdmin(const Options& o, const std::string& bundle, const std::string& path,
+                       std::string* error) {
+  std::string host;
+  uint16_t port = 0;
+  if (!SplitListenAddress(o.admin_listen, &host, &port)) {
+    *error = "no admin listener configured (admin_listen)";
+    return "";
+  }
+  if (host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  namespace ssl = boost::asio::ssl;
+  using boost::asio::ip::tcp;
+  try {
+    boost::asio::io_context io;
+    ssl::context ctx(ssl::context::tls_client);
+    ctx.load_verify_file(bundle + "/ca.pem");
+    ctx.set_verify_mode(ssl::verify_peer);
+    ctx.use_certificate_chain_file(bundle + "/cert.pem");
+    ctx.use_private_key_file(bundle + "/key.pem", ssl::context::pem);
+    ssl::stream<tcp::socket> stream(io, ctx);
+    std::string request = "GET " + path +
+                          " HTTP/1.1\r\nHost: mke-audit-tap\r\nConnection: close\r\n"
+                          "User-Agent: mke-audit-tap-support-dump\r\n\r\n";
+    std::string response;
+    boost::system::error_code result = boost::asio::error::timed_out;
+    tcp::endpoint endpoint(boost::asio::ip::make_address(host), port);
+    stream.next_layer().async_connect(endpoint, [&](const boost::system::error_code& ec) {
+      if (ec) return void(result = ec);
+      stream.async_handshake(ssl::stream_base::client, [&](const boost::system::error_code& ec) {
+        if (ec) return void(result = ec);
+        boost::asio::async_write(
+            stream, boost::asio::buffer(request), [&](const boost::system::error_code& ec, size_t) {
+              if (ec) return void(result = ec);
+              boost::asio::async_read(
+                  stream, boost::asio::dynamic_buffer(response, 16u << 20),
+                  [&](const boost::system::error_code& ec, size_t) { result = ec; });
+            });
+      });
+    });
+    io.run_for(std::chrono::seconds(10));
+    if (result && result != boost::asio::error::eof && result != ssl::error::stream_truncated) {
+      *error = "admin API at " + o.admin_listen + ": " + result.message();
+      return "";
+    }
+    size_t head_end = response.find("\r\n\r\n");
+    if (head_end == std::string::npos || response.compare(0, 9, "HTTP/1.1 ") != 0) {
+      *error = "admin API at " + o.admin_listen + ": no HTTP answer";
+      return "";
+    }
+    if (response.compare(9, 3, "200") != 0) {
+      *error = "admin API at " + o.admin_listen + ": " + response.substr(0, response.find('\r'));
+      return "";
+    }
+    return response.substr(head_end + 4);
+  } catch (const std::exception& e) {
+    *error = "admin API with the bundle " + bundle + ": " + e.what();
+    return "";
+  }
+}
+
+std::string KernelFacts() {
+  std::string out;
+  struct utsname u {};
+  if (::uname(&u) == 0)
+    out += std::string("uname: ") + u.sysname + " " + u.nodename + " " + u.release + " " +
+           u.version + " " + u.machine + "\n";
+  struct stat st {};
+  bool btf = ::stat("/sys/kernel/btf/vmlinux", &st) == 0;
+  out += "btf (/sys/kernel/btf/vmlinux): " +
+         (btf ? "present, " + std::to_string(st.st_size) + " bytes" : std::string("absent")) + "\n";
+  for (const char* name :
+       {"kernel/unprivileged_bpf_disabled", "net/core/bpf_jit_enable", "net/core/bpf_jit_harden",
+        "kernel/perf_event_paranoid", "kernel/perf_event_max_stack", "kernel/kptr_restrict",
+        "kernel/yama/ptrace_scope"}) {
+    std::string value = ReadSmallFile(std::string("/proc/sys/") + name);
+    std::string key = name;
+    for (char& c : key)
+      if (c == '/') c = '.';
+    out += key + " = " + (value.empty() ? "(unreadable)" : value) + "\n";
+  }
+  std::string lockdown = ReadSmallFile("/sys/kernel/security/lockdown");
+  out += "lockdown: " + (lockdown.empty() ? std::string("(unreadable)") : lockdown) + "\n";
+  out += "euid: " + std::to_string(::geteuid()) + "\n";
+  return out;
+}
+
+std::string TargetsText(const Options& o) {
+  tap::TargetSpec spec;
+  spec.comms = o.comms;
+  spec.pids = o.pids;
+  std::string out = "# the processes the auditor's scan finds (--comm/--pid), and what it probes\n";
+  if (spec.empty()) return out + "no targets configured\n";
+  auto targets = tap::ScanTargets(spec);
+  if (targets.empty()) out += "no running process matches\n";
+  for (const auto& t : targets) {
+    out += "pid " + std::to_string(t.pid) + " (" + t.comm + ")\n";
+    int stacks = 0;
+    for (const auto& lib : tap::FindSslLibraries(t.pid)) {
+      out += "  openssl: " + lib.name + "\n";
+      ++stacks;
+    }
+    for (const auto& lib : tap::FindCryptoLibraries(t.pid))
+      out += "  libcrypto (client certificates): " + lib.name + "\n";
+    std::string why;
+    if (auto go = tap::InspectGoBinary("/proc/" + std::to_string(t.pid) + "/exe", &why)) {
+      out += "  go crypto/tls: " + go->Describe() + "\n";
+      ++stacks;
+    } else {
+      out += "  go crypto/tls: no (" + why + ")\n";
+    }
+    out += stacks ? "  capture mode: plaintext (uprobes on the TLS stack)\n"
+                  : "  capture mode: none (no TLS stack found: not audited)\n";
+  }
+  return out;
+}
+
+std::string UtcStamp(std::time_t now, const char* format) {
+  char buf[64];
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(buf, sizeof(buf), format, &tm);
+  return buf;
+}
+
+constexpr size_t kMaxLogBytes = 16u << 20;
+
+const char* kUsage =
+    "Usage: mke-audit-tap support-dump [--output FILE] [--log-file FILE] [--container NAME]\n"
+    "                                  [--bundle DIR] [auditor options: --config FILE ...]\n";
+
+}  // namespace
+
+int RunSupportDump(int argc, char** argv) {
+  std::string output, log_file, container, bundle;
+  if (const char* env = std::getenv("MKE_AUDIT_TAP_CONTAINER")) container = env;
+  std::vector<char*> rest = {argv[0]};
+  for (int i = 2; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    std::string* target = nullptr;
+    for (auto [flag, field] :
+         {std::pair{"--output", &output}, std::pair{"--log-file", &log_file},
+          std::pair{"--container", &container}, std::pair{"--bundle", &bundle}}) {
+      std::string f = flag;
+      if (arg == f) {
+        if (i + 1 >= argc) {
+          std::fprintf(stderr, "mke-audit-tap support-dump: %s needs a value\n%s", flag, kUsage);
+          return 2;
+        }
+        *field = argv[++i];
+        target = field;
+      } else if (arg.rfind(f + "=", 0) == 0) {
+        *field = std::string(arg.substr(f.size() + 1));
+        target = field;
+      }
+    }
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (!target) rest.push_back(argv[i]);
+  }
+  std::string error;
+  auto options = ParseOptions(static_cast<int>(rest.size()), rest.data(), &error,
+                              /*require_targets=*/false);
+  if (!options) {
+    std::fprintf(stderr, "mke-audit-tap support-dump: %s\n", error.c_str());
+    return 2;
+  }
+  std::time_t now = std::time(nullptr);
+  std::string dir = "mke-audit-tap-support-dump-" + UtcStamp(now, "%Y%m%dT%H%M%SZ");
+  if (output.empty()) output = dir + ".tar.gz";
+  std::vector<std::string> secrets = {options->license_key};
+  std::vector<std::pair<std::string, std::string>> files;
+  std::string notes;
+
+  files.emplace_back("version.txt", "mke-audit-tap " + std::string(kVersion) + "\ndump written " +
+                                        UtcStamp(now, "%Y-%m-%dT%H:%M:%SZ") + "\n");
+  files.emplace_back("config.toml", EffectiveConfigToml(*options));
+
+  // The running auditor's live settings and counters, over its admin API.
+  bool include_audit = options->support_dump_include_audit_logs;
+  std::string include_from = "the configuration (file and flags)";
+  if (!bundle.empty()) {
+    std::string why;
+    std::string settings = FetchAdmin(*options, bundle, "/api/ucp/config/logging", &why);
+    if (why.empty()) {
+      files.emplace_back("settings.json", settings);
+      auto json = nlohmann::json::parse(settings, nullptr, false);
+      if (json.is_object() && json.contains("supportDumpIncludeAuditLogs") &&
+          json["supportDumpIncludeAuditLogs"].is_boolean()) {
+        include_audit = json["supportDumpIncludeAuditLogs"].get<bool>();
+        include_from = "the running auditor's admin API";
+      }
+      std::string metrics = FetchAdmin(*options, bundle, "/metrics", &why);
+      if (why.empty()) files.emplace_back("metrics.txt", metrics);
+    }
+    if (!why.empty()) notes += "counters: not included: " + why + "\n";
+  } else {
+    notes +=
+        "counters: not included (give --bundle DIR, a client bundle of the admin API, to "
+        "include the running auditor's /metrics and settings)\n";
+  }
+  files.emplace_back("targets.txt", TargetsText(*options));
+  files.emplace_back("kernel.txt", KernelFacts());
+
+  // The auditor's recent logs.
+  std::string logs, logs_from;
+  std::string why;
+  if (!log_file.empty()) {
+    logs = ReadTail(log_file, kMaxLogBytes, &why);
+    logs_from = log_file + " (its last 16 MiB at most)";
+  } else if (!container.empty()) {
+    logs = RunCommand({"docker", "logs", "--tail", "100000", container}, kMaxLogBytes, &why);
+    logs_from = "docker logs of container " + container + " (last 100000 lines, 16 MiB at most)";
+  } else {
+    why = "no --log-file FILE, --container NAME or MKE_AUDIT_TAP_CONTAINER given";
+  }
+  if (!why.empty()) notes += "logs: " + why + "\n";
+  if (!logs_from.empty()) {
+    size_t removed = 0;
+    files.emplace_back("logs.txt", FilterAuditLines(logs, include_audit, &removed));
+    notes += "logs: from " + logs_from + "; " +
+             (include_audit ? std::string("audit lines included")
+                            : std::to_string(removed) + " line(s) containing auditID removed") +
+             " (support_dump_include_audit_logs = " + (include_audit ? "true" : "false") +
+             ", from " + include_from + ")\n";
+  }
+
+  std::string readme =
+      "mke-audit-tap support dump\n\n"
+      "version.txt   version and time of the dump\n"
+      "config.toml   effective configuration (the license key masked; files named, not read)\n"
+      "settings.json the running auditor's logging settings (admin API), when reached\n"
+      "metrics.txt   the running auditor's counters (admin API /metrics), when reached\n"
+      "targets.txt   the target processes found and what would be probed\n"
+      "kernel.txt    kernel release, BTF, BPF and perf sysctls\n"
+      "logs.txt      the auditor's recent logs\n\nnotes:\n" +
+      notes;
+  files.emplace_back("README.txt", readme);
+
+  TarGzWriter tar;
+  error = tar.Open(output);
+  for (const auto& [name, content] : files) {
+    if (!error.empty()) break;
+    error = tar.Add(dir + "/" + name, MaskSecrets(content, secrets), static_cast<uint64_t>(now));
+  }
+  if (error.empty()) error = tar.Close();
+  if (!error.empty()) {
+    std::fprintf(stderr, "mke-audit-tap support-dump: %s\n", error.c_str());
+    ::unlink(output.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "mke-audit-tap support-dump: wrote %s\n%s", output.c_str(), notes.c_str());
+  return 0;
+}
+
+}  // namespace mat::support
