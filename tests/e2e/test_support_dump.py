@@ -111,3 +111,36 @@ def test_support_dump_content_and_audit_line_filtering(admin, start_server, audi
     finally:
         aud.stop()
     assert aud.returncode == 0, aud.diagnostics()
+
+
+def test_support_dump_reads_docker_logs_of_the_container(auditor_binary, tmp_path):
+    """MKE_AUDIT_TAP_CONTAINER=NAME: the logs are `docker logs` of that container (a stand-in
+    docker on PATH here, which records its arguments), filtered the same way."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text("#!/bin/sh\n"
+                      f"echo \"$@\" > {tmp_path}/docker-args\n"
+                      "echo '2026-12-06T08:00:00.000000Z info ready: auditing 1 process(es)'\n"
+                      "echo '{\"auditID\":\"x\",\"licenseKey\":\"" + LICENSE_KEY + "\"}'\n"
+                      "echo 'on stderr' >&2\n")
+    docker.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "MKE_AUDIT_TAP_CONTAINER": "ucp-audit-tap"}
+    config = tmp_path / "c.toml"
+    for include in (False, True):
+        config.write_text("[audit_log_configuration]\nlevel = \"metadata\"\n"
+                          f"support_dump_include_audit_logs = {str(include).lower()}\n"
+                          f"[mke_audit_tap]\nlicense_key = \"{LICENSE_KEY}\"\n")
+        out = tmp_path / f"dump-{include}.tar.gz"
+        run([str(auditor_binary), "support-dump", "--config", str(config), "--output", str(out)],
+            env=env, timeout=60)
+        assert (tmp_path / "docker-args").read_text().split() == [
+            "logs", "--tail", "100000", "ucp-audit-tap"]
+        with tarfile.open(out, "r:gz") as tar:
+            files = {m.name.partition("/")[2]: tar.extractfile(m).read().decode()
+                     for m in tar.getmembers()}
+        logs = files["logs.txt"]
+        assert "ready: auditing" in logs and "on stderr" in logs, logs
+        assert ("auditID" in logs) == include, logs
+        assert LICENSE_KEY not in "".join(files.values())
+        assert "docker logs of container ucp-audit-tap" in files["README.txt"]
