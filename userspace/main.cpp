@@ -465,9 +465,19 @@ class LiveAuditor {
     m += fmt::format("mke_audit_tap_records_total {}\n", p.records);
     metric("bad_records_total", "counter", "Tap records that could not be decoded.");
     m += fmt::format("mke_audit_tap_bad_records_total {}\n", p.bad_records);
-    metric("connections_opened_total", "counter", "Connections tracked.");
+    metric("audit_lines_by_kind_total", "counter",
+           "Audit lines written, by the level they were written at and their kind.");
+    for (auto level : {mat::audit::Level::kMetadata, mat::audit::Level::kRequest})
+      for (int kind : {0, 1})
+        m += fmt::format("mke_audit_tap_audit_lines_by_kind_total{{level=\"{}\",kind=\"{}\"}} {}\n",
+                         LevelText(level), kind ? "kubernetes" : "docker-swarm",
+                         p.lines_by[static_cast<int>(level)][kind]);
+    metric("connections_opened_total", "counter", "Connections tracked since the start.");
     m += fmt::format("mke_audit_tap_connections_opened_total {}\n",
                      pipeline_.tracker().stats().connections_opened);
+    metric("connections_tracked", "gauge", "Connections tracked now.");
+    m += fmt::format("mke_audit_tap_connections_tracked {}\n",
+                     pipeline_.tracker().open_connections());
     mat::tap::Counters counters = counters_before_;
     if (tap_) {
       auto now = tap_->ReadCounters();
@@ -492,12 +502,25 @@ class LiveAuditor {
     metric("targets", "gauge", "Target processes probed.");
     std::vector<pid_t> pids = tap_ ? tap_->TargetPids() : std::vector<pid_t>{};
     m += fmt::format("mke_audit_tap_targets {}\n", pids.size());
-    metric("target_info", "gauge", "One per target process probed.");
+    metric("target_info", "gauge",
+           "One per target process probed, with its capture mode (plaintext: uprobes on its TLS "
+           "stack read the plaintext).");
     for (pid_t pid : pids) {
       auto it = comms_.find(pid);
-      m += fmt::format("mke_audit_tap_target_info{{pid=\"{}\",comm=\"{}\"}} 1\n", pid,
-                       PromLabel(it == comms_.end() ? "" : it->second));
+      m += fmt::format(
+          "mke_audit_tap_target_info{{pid=\"{}\",comm=\"{}\",capture_mode=\"plaintext\"}} 1\n", pid,
+          PromLabel(it == comms_.end() ? "" : it->second));
     }
+    metric("probes_attached", "gauge",
+           "Probes attached: uprobes per target process, tracepoints once for all.");
+    size_t uprobes = 0;
+    for (pid_t pid : pids) {
+      uprobes += tap_->ProbeCount(pid);
+      m += fmt::format("mke_audit_tap_probes_attached{{kind=\"uprobe\",pid=\"{}\"}} {}\n", pid,
+                       tap_->ProbeCount(pid));
+    }
+    m += fmt::format("mke_audit_tap_probes_attached{{kind=\"tracepoint\",pid=\"\"}} {}\n",
+                     tap_ ? tap_->TracepointCount() : 0);
     return m;
   }
 

@@ -311,6 +311,21 @@ def test_metrics_parse_and_the_page(admin, start_server, auditor_binary, request
         assert families["mke_audit_tap_targets"].samples[0].value == len(targets) >= 1
         level = {s.labels["level"]: s.value for s in families["mke_audit_tap_audit_level"].samples}
         assert level == {"none": 0, "metadata": 1, "request": 0}, level
+        # Lines by level and kind; per-target capture mode; probes; connections tracked now.
+        kinds = {(s.labels["level"], s.labels["kind"]): s.value
+                 for s in families["mke_audit_tap_audit_lines_by_kind"].samples}
+        assert set(kinds) == {(l, k) for l in ("metadata", "request")
+                              for k in ("docker-swarm", "kubernetes")}, kinds
+        assert kinds[("metadata", "docker-swarm")] >= 1, kinds  # POST /items is no k8s call
+        assert sum(kinds.values()) == lines[0].value, (kinds, text)
+        assert kinds[("request", "docker-swarm")] + kinds[("request", "kubernetes")] == 0, kinds
+        assert {s.labels["capture_mode"] for s in targets} == {"plaintext"}, text
+        probes = families["mke_audit_tap_probes_attached"].samples
+        uprobes = {s.labels["pid"]: s.value for s in probes if s.labels["kind"] == "uprobe"}
+        assert set(uprobes) == {s.labels["pid"] for s in targets}, text
+        assert all(v > 0 for v in uprobes.values()), text
+        assert [s.value for s in probes if s.labels["kind"] == "tracepoint"][0] > 0, text
+        assert families["mke_audit_tap_connections_tracked"].samples[0].value >= 0, text
 
         code, page = admin.request("alice", "GET", "/")
         assert code == 200

@@ -178,6 +178,7 @@ void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint
     sink_->Write(line_);
   }
   ++stats_.lines;
+  ++stats_.lines_by[static_cast<int>(record.level)][record.kind == "kubernetes" ? 1 : 0];
   // The identity annotation's map node (and its key's storage) serves the next line too.
   if (auto node = record.annotations.extract(kUserIdentifiedByAnnotation)) {
     identified_by_node_ = std::move(node);

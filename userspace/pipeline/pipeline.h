@@ -49,6 +49,9 @@ struct PipelineStats {
   uint64_t bad_records = 0;
   uint64_t lines = 0;
   uint64_t not_audited = 0;  // exchanges the policy skipped (ignored paths)
+  // lines by the level they were written at (audit::Level) and kind (0: docker-swarm,
+  // 1: kubernetes)
+  uint64_t lines_by[3][2] = {};
 };
 
 // Finds the side and peer of a socket the tap did not see being set up (live mode: /proc).

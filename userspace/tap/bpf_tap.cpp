@@ -343,6 +343,11 @@ std::vector<pid_t> BpfTap::TargetPids() const {
   return pids;
 }
 
+size_t BpfTap::ProbeCount(pid_t pid) const {
+  auto it = targets_.find(pid);
+  return it == targets_.end() ? 0 : it->second.links.size();
+}
+
 int BpfTap::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }
 
 int BpfTap::Consume() { return ring_buffer__consume(ring_); }

@@ -58,6 +58,9 @@ class BpfTap {
   void RemoveTarget(pid_t pid);
   bool HasTarget(pid_t pid, uint64_t start_time) const;
   std::vector<pid_t> TargetPids() const;
+  // Uprobes attached for pid (0 when it is no target), and tracepoints attached once for all.
+  size_t ProbeCount(pid_t pid) const;
+  size_t TracepointCount() const { return tracepoint_links_.size(); }
 
   int epoll_fd() const;
   // Consumes the available records without blocking; returns how many, or -errno.
