@@ -303,6 +303,10 @@ std::string TargetsText(const Options& o) {
   spec.pids = o.pids;
   std::string out = "# the processes the auditor's scan finds (--comm/--pid), and what it probes\n";
   if (spec.empty()) return out + "no targets configured\n";
+  if (::geteuid() != 0)
+    out +=
+        "# not run as root: the libraries of other users' processes cannot be read, so they "
+        "show none\n";
   auto targets = tap::ScanTargets(spec);
   if (targets.empty()) out += "no running process matches\n";
   for (const auto& t : targets) {
