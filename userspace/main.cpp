@@ -513,12 +513,9 @@ class LiveAuditor {
     }
     metric("probes_attached", "gauge",
            "Probes attached: uprobes per target process, tracepoints once for all.");
-    size_t uprobes = 0;
-    for (pid_t pid : pids) {
-      uprobes += tap_->ProbeCount(pid);
+    for (pid_t pid : pids)
       m += fmt::format("mke_audit_tap_probes_attached{{kind=\"uprobe\",pid=\"{}\"}} {}\n", pid,
                        tap_->ProbeCount(pid));
-    }
     m += fmt::format("mke_audit_tap_probes_attached{{kind=\"tracepoint\",pid=\"\"}} {}\n",
                      tap_ ? tap_->TracepointCount() : 0);
     return m;
