@@ -48,19 +48,6 @@ constexpr size_t kMaxFed = 4 << 20;         // bytes fed to one connection at mo
 constexpr size_t kMaxSeq = 1 << 20;         // sequences tracked (preallocated, see Checker)
 constexpr size_t kMaxSplitCheck = 1 << 20;  // bytes of a direction kept for the split check
 
-constexpr std::string_view kMethods[] = {
-    "DELETE",     "GET",      "HEAD",       "POST",     "PUT",    "CONNECT",   "OPTIONS",
-    "TRACE",      "COPY",     "LOCK",       "MKCOL",    "MOVE",   "PROPFIND",  "PROPPATCH",
-    "SEARCH",     "UNLOCK",   "BIND",       "REBIND",   "UNBIND", "ACL",       "REPORT",
-    "MKACTIVITY", "CHECKOUT", "MERGE",      "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE",
-    "PATCH",      "PURGE",    "MKCALENDAR", "LINK",     "UNLINK", "SOURCE"};
-
-bool KnownMethod(std::string_view m) {
-  for (std::string_view k : kMethods)
-    if (k == m) return true;
-  return false;
-}
-
 enum : uint8_t { kUnseen = 0, kOpen = 1, kFinal = 2 };
 
 struct Checker {
@@ -78,7 +65,7 @@ struct Checker {
     Check(seq > 0);
     const auto& q = ex.request;
     // Only requests whose head was parsed are reported: a known method and a target.
-    Check(KnownMethod(q.method));
+    Check(mat::http::IsKnownMethod(q.method));
     Check(!q.target.empty());
     for (char ch : q.target) {
       const auto c = static_cast<unsigned char>(ch);

@@ -23,7 +23,9 @@ constexpr std::string_view kMethods[] = {
     "MKACTIVITY", "CHECKOUT", "MERGE",      "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE",
     "PATCH",      "PURGE",    "MKCALENDAR", "LINK",     "UNLINK", "SOURCE"};
 
-bool KnownMethod(std::string_view m) {
+}  // namespace
+
+bool IsKnownMethod(std::string_view m) {
   // The common ones first, by length and first byte, before the table.
   switch (m.size()) {
     case 3:
@@ -42,6 +44,8 @@ bool KnownMethod(std::string_view m) {
     if (k == m) return true;
   return false;
 }
+
+namespace {
 
 struct TokenTable {
   bool token[256] = {};
@@ -180,7 +184,7 @@ bool H1Parser::ParseStartLine(std::string_view line) {
     if (v == std::string_view::npos) return false;
     head_.method = line.substr(0, sp1);
     head_.target = line.substr(t, sp2 - t);
-    if (!KnownMethod(head_.method)) return false;
+    if (!IsKnownMethod(head_.method)) return false;
     for (char ch : head_.target) {
       const auto c = static_cast<unsigned char>(ch);
       if (c <= 0x20 || c == 0x7f) return false;

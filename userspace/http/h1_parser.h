@@ -50,6 +50,9 @@ enum class H1HeadVerdict : uint8_t {
   kNoBody,  // the message has no body whatever its headers say (HEAD, 1xx, 204, 304, ...)
 };
 
+// A method http-parser 2.9 knew (and H1Parser accepts); anything else is a parse error.
+bool IsKnownMethod(std::string_view method);
+
 class H1Listener {
  public:
   virtual ~H1Listener() = default;

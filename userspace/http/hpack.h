@@ -35,9 +35,6 @@ class HpackDecoder {
   // Decodes one whole header block; `sink` gets every field in order. False on an error.
   bool Decode(const uint8_t* p, size_t n, const FieldSink& sink);
 
-  size_t table_size() const { return size_; }  // bytes, as RFC 7541 4.1 counts them
-  size_t table_entries() const { return table_.size(); }
-
   // Decodes a Huffman-coded string literal (appended to `out`). False when it is malformed.
   static bool HuffmanDecode(const uint8_t* p, size_t n, std::string& out);
 
