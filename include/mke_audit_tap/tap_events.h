@@ -28,6 +28,37 @@ enum tap_event_type {
   TAP_EV_PEER_CERT = 5,      /* the certificate a client presented in the handshake (leaf, DER) */
   TAP_EV_FULL_HANDSHAKE = 6, /* a full (not resumed) server handshake: a client certificate, if
                                 any, follows as TAP_EV_PEER_CERT; header only */
+  TAP_EV_CIPHER = 7,         /* bytes a target's TCP socket moved, as they went on the wire (TLS
+                                records, still encrypted), laid out as struct tap_data; hdr.conn is
+                                the socket (its struct sock *), hdr.fd the fd of the syscall.
+                                Userspace decrypts them (userspace/tls) and never records them. */
+  TAP_EV_SECRET = 8,         /* one secret of a TLS handshake (struct tap_secret). Lives in the
+                                auditor's memory only: never recorded, logged or written. */
+  TAP_EV_SOCK_CLOSE = 9,     /* a socket whose bytes were sent as TAP_EV_CIPHER reached TCP_CLOSE;
+                                header only, hdr.conn the socket, hdr.fd its last known fd */
+};
+
+/* What a target's `targets` map value asks the kernel to capture (bits). */
+enum tap_target_mode {
+  TAP_TARGET_PLAIN = 1,  /* per-call plaintext uprobes (SSL_read/SSL_write, Go Read/Write) */
+  TAP_TARGET_CIPHER = 2, /* socket bytes (TAP_EV_CIPHER) and handshake secrets (TAP_EV_SECRET) */
+};
+
+/* Which secret a TAP_EV_SECRET carries: the labels of the NSS key log format. */
+enum tap_secret_label {
+  TAP_SECRET_MASTER = 1,            /* TLS 1.2 master secret (key log "CLIENT_RANDOM"), 48 bytes */
+  TAP_SECRET_CLIENT_HANDSHAKE = 2,  /* TLS 1.3 CLIENT_HANDSHAKE_TRAFFIC_SECRET (Go only) */
+  TAP_SECRET_SERVER_HANDSHAKE = 3,  /* TLS 1.3 SERVER_HANDSHAKE_TRAFFIC_SECRET (Go only) */
+  TAP_SECRET_CLIENT_TRAFFIC_0 = 4,  /* TLS 1.3 CLIENT_TRAFFIC_SECRET_0 */
+  TAP_SECRET_SERVER_TRAFFIC_0 = 5,  /* TLS 1.3 SERVER_TRAFFIC_SECRET_0 */
+};
+
+/* Where a secret came from. */
+enum tap_secret_source {
+  TAP_SECRET_FROM_OPENSSL = 1, /* read from the SSL object when its handshake returned 1; the
+                                  TLS version is not known to the kernel: a TLS 1.2 connection's
+                                  TLS 1.3 fields (and the reverse) hold whatever the object held */
+  TAP_SECRET_FROM_GO = 2,      /* crypto/tls (*Config).writeKeyLog */
 };
 
 enum tap_direction {
@@ -53,6 +84,12 @@ enum tap_counter {
   TAP_CNT_CONN_MAP_FULL,      /* connections not tracked: map full */
   TAP_CNT_UNTRACKED_CALLS,    /* calls that moved bytes but whose start was not recorded (its
                                  in-flight entry evicted or refused): their bytes are lost */
+  TAP_CNT_CIPHER_CALLS,       /* socket calls of targets whose bytes were sent as TAP_EV_CIPHER */
+  TAP_CNT_CIPHER_BYTES,       /* bytes those calls moved */
+  TAP_CNT_CIPHER_UNCOVERED,   /* socket calls of targets from a syscall the copy cannot follow
+                                 (sendmmsg, recvmmsg, io_uring, splice, ...): their bytes are lost */
+  TAP_CNT_SECRETS,            /* TAP_EV_SECRET records sent */
+  TAP_CNT_SECRET_FAULTS,      /* handshakes whose secrets could not be read */
   TAP_CNT_MAX,
 };
 
@@ -102,6 +139,35 @@ struct tap_cert {
   __u32 len;      /* the certificate's DER length */
   __u32 captured; /* bytes in data: len, or TAP_CERT_MAX when the certificate is longer */
   __u8 data[TAP_CERT_MAX];
+};
+
+/*
+ * Offsets into a libssl build's private structures, found at run time by calibration
+ * (userspace/tap/ssl_layout), one per target process in the BPF map `ssl_layouts`. The kernel
+ * reads the secrets of an SSL object at the return of its handshake with them.
+ */
+struct tap_ssl_layout {
+  __u32 version;           /* SSL: int version (0x0303 TLS 1.2, 0x0304 TLS 1.3) */
+  __u32 client_random;     /* SSL: the ClientHello's random, 32 bytes */
+  __u32 client_app_secret; /* SSL: TLS 1.3 client application traffic secret, 64 bytes */
+  __u32 server_app_secret; /* SSL: TLS 1.3 server application traffic secret, 64 bytes */
+  __u32 session;           /* SSL: the SSL_SESSION pointer */
+  __u32 master_key;        /* SSL_SESSION: the TLS 1.2 master secret, 48 bytes */
+  __u32 pad[2];
+};
+
+#define TAP_SECRET_MAX 64u /* bytes of a secret carried, at most (EVP_MAX_MD_SIZE) */
+
+struct tap_secret {
+  struct tap_hdr hdr;       /* conn: the SSL* or *tls.Conn (0 when unknown); fd: -1 */
+  __u32 label;              /* enum tap_secret_label */
+  __u32 len;                /* bytes of secret that are meaningful: Go: as logged; OpenSSL: 48
+                               (master) or 64 (the cipher suite's hash length says how many) */
+  __u16 source;             /* enum tap_secret_source */
+  __u16 version;            /* the TLS version when the kernel knows it (OpenSSL), else 0 */
+  __u32 pad;
+  __u8 client_random[32];   /* ties the secret to the connection's ClientHello */
+  __u8 secret[TAP_SECRET_MAX];
 };
 
 #define TAP_DATA_HDR_BYTES __builtin_offsetof(struct tap_data, data)

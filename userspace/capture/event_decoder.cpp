@@ -25,7 +25,8 @@ DecodeStatus DecodeEvent(const void* bytes, size_t size, Event* out) {
   out->type = hdr->type;
   out->hdr = hdr;
   switch (hdr->type) {
-    case TAP_EV_DATA: {
+    case TAP_EV_DATA:
+    case TAP_EV_CIPHER: {
       if (size < TAP_DATA_HDR_BYTES) return DecodeStatus::kTooShort;
       const auto* data = static_cast<const tap_data*>(bytes);
       if (data->len > TAP_CHUNK_BYTES || TAP_DATA_HDR_BYTES + data->len > size ||
@@ -46,7 +47,15 @@ DecodeStatus DecodeEvent(const void* bytes, size_t size, Event* out) {
       out->end = static_cast<const tap_conn_end*>(bytes);
       return DecodeStatus::kOk;
     case TAP_EV_FULL_HANDSHAKE:
+    case TAP_EV_SOCK_CLOSE:
       return DecodeStatus::kOk;
+    case TAP_EV_SECRET: {
+      if (size < sizeof(tap_secret)) return DecodeStatus::kTooShort;
+      const auto* secret = static_cast<const tap_secret*>(bytes);
+      if (secret->len > TAP_SECRET_MAX) return DecodeStatus::kBadLength;
+      out->secret = secret;
+      return DecodeStatus::kOk;
+    }
     case TAP_EV_PEER_CERT: {
       if (size < TAP_CERT_HDR_BYTES) return DecodeStatus::kTooShort;
       const auto* cert = static_cast<const tap_cert*>(bytes);

@@ -41,6 +41,12 @@ void Pipeline::OnRecord(const void* bytes, size_t size) {
     spdlog::debug("dropping a tap record: {}", capture::DecodeStatusName(status));
     return;
   }
+  if (event.type == TAP_EV_CIPHER || event.type == TAP_EV_SECRET ||
+      event.type == TAP_EV_SOCK_CLOSE) {
+    // The TLS stage (userspace/tls) consumes these; ciphertext and secrets are never recorded.
+    ++stats_.bad_records;
+    return;
+  }
   uint64_t wall = clock_.ToWall(event.hdr->ts_ns);
   if (event.type == TAP_EV_SOCK && event.sock->role == TAP_ROLE_UNKNOWN &&
       event.sock->local_port != 0 && resolvers_.side) {
