@@ -16,11 +16,10 @@ namespace mat::tap {
 
 const char* CounterName(int index) {
   static const char* const kNames[TAP_CNT_MAX] = {
-      "data_calls",       "data_bytes",    "truncated_calls",
-      "truncated_bytes",  "ringbuf_drops", "ringbuf_drop_bytes",
-      "user_read_faults", "conn_map_full", "untracked_calls",
-      "cipher_calls",     "cipher_bytes",  "cipher_uncovered_calls",
-      "secrets",          "secret_read_faults",
+      "data_calls",      "data_bytes",         "truncated_calls",  "truncated_bytes",
+      "ringbuf_drops",   "ringbuf_drop_bytes", "user_read_faults", "conn_map_full",
+      "untracked_calls", "cipher_calls",       "cipher_bytes",     "cipher_uncovered_calls",
+      "secrets",         "secret_read_faults",
   };
   return index >= 0 && index < TAP_CNT_MAX ? kNames[index] : "?";
 }
