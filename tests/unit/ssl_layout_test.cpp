@@ -194,6 +194,13 @@ void Send(SSL* from, SSL* to, const std::string& text) {
 
 // ---- reading an object at the calibrated offsets ----
 
+// Equal bytes; on failure says so without printing them (they are secrets).
+::testing::AssertionResult Same(const Bytes& got, const Bytes& want) {
+  if (got == want) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "the " << got.size() << " bytes read differ from the "
+                                       << want.size() << " bytes expected (not shown: secret)";
+}
+
 Bytes At(const void* obj, uint32_t off, size_t n) {
   const uint8_t* p = static_cast<const uint8_t*>(obj) + off;
   return Bytes(p, p + n);
@@ -225,20 +232,20 @@ void ExpectTls13(const SSL* s, const SSL* logged_by) {
   const Bytes& server = g_log[logged_by]["SERVER_TRAFFIC_SECRET_0"];
   ASSERT_GE(client.size(), 32u);
   ASSERT_GE(server.size(), 32u);
-  EXPECT_EQ(At(s, Layout().client_app_secret, client.size()), client);
-  EXPECT_EQ(At(s, Layout().server_app_secret, server.size()), server);
+  EXPECT_TRUE(Same(At(s, Layout().client_app_secret, client.size()), client));
+  EXPECT_TRUE(Same(At(s, Layout().server_app_secret, server.size()), server));
   EXPECT_EQ(VersionAt(s), TLS1_3_VERSION);
-  EXPECT_EQ(At(s, Layout().client_random, 32), ClientRandom(s));
+  EXPECT_TRUE(Same(At(s, Layout().client_random, 32), ClientRandom(s)));
 }
 
 // TLS 1.2: the master secret through the session pointer, version and client random.
 void ExpectTls12(const SSL* s, const Bytes& master) {
   ASSERT_EQ(master.size(), 48u);
   EXPECT_EQ(VersionAt(s), TLS1_2_VERSION);
-  EXPECT_EQ(At(s, Layout().client_random, 32), ClientRandom(s));
+  EXPECT_TRUE(Same(At(s, Layout().client_random, 32), ClientRandom(s)));
   const void* session = SessionAt(s);
   ASSERT_EQ(session, static_cast<const void*>(SSL_get_session(s)));
-  EXPECT_EQ(At(session, Layout().master_key, 48), master);
+  EXPECT_TRUE(Same(At(session, Layout().master_key, 48), master));
 }
 
 class SslLayoutTest : public ::testing::Test {
@@ -263,7 +270,8 @@ TEST_F(SslLayoutTest, Tls13SecretsLieAtTheOffsets) {
   ExpectTls13(c.server, c.server);
   ExpectTls13(c.client, c.client);
   // Both sides logged the same secrets.
-  EXPECT_EQ(g_log[c.server]["CLIENT_TRAFFIC_SECRET_0"], g_log[c.client]["CLIENT_TRAFFIC_SECRET_0"]);
+  EXPECT_TRUE(
+      Same(g_log[c.server]["CLIENT_TRAFFIC_SECRET_0"], g_log[c.client]["CLIENT_TRAFFIC_SECRET_0"]));
   SSL_CTX_free(ctx.server);
   SSL_CTX_free(ctx.client);
 }
@@ -367,16 +375,16 @@ TEST_F(SslLayoutTest, KeyUpdateReplacesTheTrafficSecretsInPlace) {
   Bytes client0 = g_log[c.server]["CLIENT_TRAFFIC_SECRET_0"];
   Bytes server0 = g_log[c.server]["SERVER_TRAFFIC_SECRET_0"];
   Bytes client1 = NextTrafficSecret(client0, md), server1 = NextTrafficSecret(server0, md);
-  ASSERT_NE(client1, client0);
+  ASSERT_FALSE(Same(client1, client0));
   // The client updates its sending key and asks the server to update its own.
   ASSERT_EQ(SSL_key_update(c.client, SSL_KEY_UPDATE_REQUESTED), 1);
   Send(c.client, c.server, "after the client's update");
-  EXPECT_EQ(At(c.client, Layout().client_app_secret, client1.size()), client1);
-  EXPECT_EQ(At(c.server, Layout().client_app_secret, client1.size()), client1);
-  EXPECT_EQ(At(c.server, Layout().server_app_secret, server0.size()), server0);
+  EXPECT_TRUE(Same(At(c.client, Layout().client_app_secret, client1.size()), client1));
+  EXPECT_TRUE(Same(At(c.server, Layout().client_app_secret, client1.size()), client1));
+  EXPECT_TRUE(Same(At(c.server, Layout().server_app_secret, server0.size()), server0));
   Send(c.server, c.client, "after the server's update");
-  EXPECT_EQ(At(c.server, Layout().server_app_secret, server1.size()), server1);
-  EXPECT_EQ(At(c.client, Layout().server_app_secret, server1.size()), server1);
+  EXPECT_TRUE(Same(At(c.server, Layout().server_app_secret, server1.size()), server1));
+  EXPECT_TRUE(Same(At(c.client, Layout().server_app_secret, server1.size()), server1));
   for (Bytes* b : {&client0, &server0, &client1, &server1}) OPENSSL_cleanse(b->data(), b->size());
   SSL_CTX_free(ctx.server);
   SSL_CTX_free(ctx.client);
