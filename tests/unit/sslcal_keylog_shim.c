@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,6 +34,13 @@ static void tee_keylog(const void* ssl, const char* line) {
   const char* fd_text = getenv("MAT_TEST_KEYLOG_FD");
   if (fd_text != NULL) {
     int fd = atoi(fd_text);
+    static int said_uid;
+    if (!said_uid) { /* who runs the library's code */
+      char text[64];
+      int n = snprintf(text, sizeof(text), "#uid %u %u\n", (unsigned)getuid(), (unsigned)geteuid());
+      if (write(fd, text, (size_t)n) != n) abort();
+      said_uid = 1;
+    }
     size_t len = strlen(line);
     if (write(fd, line, len) != (ssize_t)len || write(fd, "\n", 1) != 1) abort();
   }

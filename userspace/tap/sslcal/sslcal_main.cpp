@@ -28,6 +28,7 @@
 #include <openssl/x509.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -395,10 +396,19 @@ int Run(const std::string& crypto_path, const std::string& ssl_path) {
   if (ssl_fd < 0) Fail("cannot open " + ssl_path + ": " + std::strerror(errno));
   if (::geteuid() == 0) {
     if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0)
-      Fail(std::string("cannot drop privileges: ") + std::strerror(errno));
-    ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);  // keep /proc/self/fd usable after setuid
+      Fail(std::string("cannot drop privileges to nobody (the auditor needs CAP_SETUID and "
+                       "CAP_SETGID to calibrate): ") +
+           std::strerror(errno));
   }
   ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  // No core file: the process holds (throwaway) key material. The open descriptors stay
+  // usable through /proc/self/fd, the process's own, even when not dumpable.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  struct rlimit no_core = {0, 0};
+  ::setrlimit(RLIMIT_CORE, &no_core);
+  // The layout does not depend on configuration: load none (the host's openssl.cnf may not suit
+  // a target's build, e.g. name providers it lacks).
+  ::setenv("OPENSSL_CONF", "/dev/null", 1);
 
   std::string crypto_fd_path = "/proc/self/fd/" + std::to_string(crypto_fd);
   std::string ssl_fd_path = "/proc/self/fd/" + std::to_string(ssl_fd);
