@@ -22,6 +22,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace mat::tap {
@@ -261,6 +262,24 @@ TEST_F(SslLayoutTest, CalibratesTheSystemLibsslAlsoThroughMapFiles) {
   auto via_map_files = CalibrateSslLayout(MapFile(ssl), MapFile(crypto), &why, MAT_SSLCAL);
   ASSERT_TRUE(via_map_files.has_value()) << why;
   EXPECT_EQ(std::memcmp(&*via_map_files, &l, sizeof(l)), 0);
+}
+
+TEST_F(SslLayoutTest, CalibratesFromSeveralThreadsAtOnce) {
+  const tap_ssl_layout want = Layout();
+  Mapped ssl = FindMapped("libssl.so"), crypto = FindMapped("libcrypto.so");
+  std::vector<std::thread> threads;
+  std::vector<std::optional<tap_ssl_layout>> got(4);
+  std::vector<std::string> why(got.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    threads.emplace_back([&, i] {
+      got[i] = CalibrateSslLayout(i % 2 ? MapFile(ssl) : ssl.path,
+                                  i % 2 ? MapFile(crypto) : crypto.path, &why[i], MAT_SSLCAL);
+    });
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_TRUE(got[i].has_value()) << why[i];
+    EXPECT_EQ(std::memcmp(&*got[i], &want, sizeof(want)), 0);
+  }
 }
 
 TEST_F(SslLayoutTest, Tls13SecretsLieAtTheOffsets) {
