@@ -57,9 +57,11 @@ void Wipe(void* p, size_t n) { explicit_bzero(p, n); }
 
 void WipeAll();
 
+std::string g_version;  // the library's OpenSSL_version(), once loaded: named in failures
+
 [[noreturn]] void Fail(const std::string& why) {
   WipeAll();
-  std::string line = "mke-audit-tap-sslcal: " + why;
+  std::string line = "mke-audit-tap-sslcal: " + (g_version.empty() ? "" : g_version + ": ") + why;
   for (char& c : line)
     if (c == '\n' || c == '\r') c = ' ';
   WriteAll(2, line + "\n");
@@ -349,7 +351,11 @@ size_t UniqueOffset(const char* field, const std::vector<Case>& cases, size_t al
   size_t found = SIZE_MAX;
   for (const Case& c : cases) {
     std::vector<size_t> offs = FindAll(c.obj, c.needle, c.len, align);
-    if (offs.empty()) Fail(std::string(field) + " not found in the " + c.object_name);
+    if (offs.empty())
+      Fail(std::string(field) + " not found in the " + c.object_name +
+           (g_version.rfind("OpenSSL 1.", 0) == 0
+                ? " (OpenSSL 1.x keeps the client random in a separate s3 object: not supported)"
+                : ""));
     if (offs.size() > 1)
       Fail(std::string(field) + " found " + std::to_string(offs.size()) + " times in the " +
            c.object_name);
@@ -421,6 +427,11 @@ int Run(const std::string& crypto_path, const std::string& ssl_path) {
   void* own = ::dlsym(g_crypto, "ERR_get_error");
   if (own == nullptr || ::dlsym(g_ssl, "ERR_get_error") != own)
     Fail("the libssl does not use the libcrypto given (another SONAME or not a libcrypto)");
+  using VersionFn = const char* (*)(int);
+  if (auto version = reinterpret_cast<VersionFn>(::dlsym(g_crypto, "OpenSSL_version"))) {
+    const char* text = version(0);  // OPENSSL_VERSION: "OpenSSL 3.0.19 27 Jan 2026"
+    if (text != nullptr) g_version.assign(text, ::strnlen(text, 80));
+  }
   static Api api;  // its members are resolved here, after both libraries are loaded
   g_api = &api;
 
