@@ -409,6 +409,19 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
   return probed;
 }
 
+bool BpfTap::AddSocketOnlyTarget(const TargetProcess& target, std::string* error) {
+  RemoveTarget(target.pid);
+  Target entry;
+  entry.start_time = target.start_time;
+  entry.mode = CaptureMode::kKeys;
+  targets_[target.pid] = std::move(entry);
+  if (!SetTargetMode(target.pid, TAP_TARGET_CIPHER, error)) {
+    RemoveTarget(target.pid);
+    return false;
+  }
+  return true;
+}
+
 bool BpfTap::SetTargetMode(pid_t pid, uint8_t bits, std::string* error) {
   uint32_t tgid = static_cast<uint32_t>(pid);
   if (bpf_map__update_elem(skel_->maps.targets, &tgid, sizeof(tgid), &bits, sizeof(bits),

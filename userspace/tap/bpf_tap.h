@@ -88,6 +88,9 @@ class BpfTap {
   // options.ssl_layout (and, if named, on that library), and a Go program only when it has
   // (*Config).writeKeyLog; 0 with *error when nothing could be.
   int AddTarget(const TargetProcess& target, const TargetOptions& options, std::string* error);
+  // Keys capture of pid's socket bytes only: the targets map entry, no uprobe (for tests, and
+  // for a process whose secrets come from elsewhere). false with *error when the map is full.
+  bool AddSocketOnlyTarget(const TargetProcess& target, std::string* error);
   // A kBoth target becomes kKeys: its per-call probes are detached (and the syscall tracepoints,
   // once no target is left in plaintext capture). Nothing for other targets.
   void DropPlaintextProbes(pid_t pid);
