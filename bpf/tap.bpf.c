@@ -290,10 +290,10 @@ struct stream_copy {
 };
 
 /*
- * Where a data record is assembled, one per CPU (index: the CPU; userspace sizes the map to the
- * possible CPUs), with the state of its copy. The slack after data lets a copy start anywhere in
- * the record and still be bounded for the verifier by one chunk; it makes the value too large
- * for a per-CPU array. The copy's state lives here rather than on the stack so that the
+ * Where a data record is assembled, two per CPU (index: CPU * 2 + slot; userspace sizes the map
+ * to twice the possible CPUs), with the state of its copy. The slack after data lets a copy start
+ * anywhere in the record and still be bounded for the verifier by one chunk; it makes the value too
+ * large for a per-CPU array. The copy's state lives here rather than on the stack so that the
  * verifier sees every step of the loop alike (it does not track map values) and checks the
  * step once, instead of once per value of the counters.
  */
@@ -310,14 +310,25 @@ struct {
 	__type(value, struct chunk_buf);
 } chunk_scratch SEC(".maps");
 
-/* Up to TAP_MAX_CHUNKS records and one step per iovec (UIO_MAXIOV). */
-#define STREAM_MAX_STEPS (2 * TAP_MAX_CHUNKS + 1024 + 1)
+/*
+ * A step copies a piece (at most one per record and one per iovec) or loads an iovec (at most
+ * UIO_MAXIOV, 1024).
+ */
+#define STREAM_MAX_STEPS (TAP_MAX_CHUNKS + 2 * 1024 + 1)
 
-static __always_inline struct chunk_buf *chunk_buf(void)
+/*
+ * Which of a CPU's two record buffers: the uprobes' (they run with migration disabled but may
+ * be preempted) and the socket tracepoints' (preemption disabled), so that a tracepoint of
+ * another task on the CPU never overwrites a copy a preempted uprobe program is making.
+ */
+#define SLOT_UPROBE 0
+#define SLOT_TRACEPOINT 1
+
+static __always_inline struct chunk_buf *chunk_buf(__u32 slot)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
+	__u32 key = bpf_get_smp_processor_id() * 2 + (slot & 1);
 
-	return bpf_map_lookup_elem(&chunk_scratch, &cpu);
+	return bpf_map_lookup_elem(&chunk_scratch, &key);
 }
 
 /* Sends the record assembled so far (fill bytes, possibly 0 after a fault). */
@@ -344,9 +355,9 @@ static __always_inline void stream_flush(struct stream_copy *c, struct chunk_buf
 	c->fill = 0;
 }
 
-static long stream_step(__u32 i, void *unused)
+static long stream_step(__u32 i, void *slot)
 {
-	struct chunk_buf *b = chunk_buf();
+	struct chunk_buf *b = chunk_buf(*(__u32 *)slot);
 	struct stream_copy *c;
 	__u64 n, off;
 
@@ -402,14 +413,18 @@ static long stream_step(__u32 i, void *unused)
 }
 
 /* Sends c->to_copy bytes of the call from c's source, set by the caller. */
-static __always_inline void stream_copy_run(const struct stream_copy *c)
+static __always_inline void stream_copy_run(const struct stream_copy *c, __u32 slot)
 {
-	struct chunk_buf *b = chunk_buf();
+	struct chunk_buf *b = chunk_buf(slot);
 
 	if (!b)
 		return;
 	b->copy = *c;
-	bpf_loop(STREAM_MAX_STEPS, stream_step, 0, 0);
+	bpf_loop(STREAM_MAX_STEPS, stream_step, &slot, 0);
+	/* Out of steps (more iovecs than UIO_MAXIOV): what was assembled goes; the rest is a gap.
+	 */
+	if (b->copy.done < b->copy.to_copy && b->copy.fill)
+		stream_flush(&b->copy, b);
 }
 
 /*
@@ -466,7 +481,7 @@ static __always_inline void deliver(__u64 id, __u64 connid, __s32 callfd, __u64 
 	c.to_copy = to_copy;
 	c.fd = conn->fd;
 	c.dir = dir;
-	stream_copy_run(&c);
+	stream_copy_run(&c, SLOT_UPROBE);
 }
 
 static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
@@ -1345,7 +1360,7 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 	c.to_copy = to_copy;
 	c.fd = fd;
 	c.dir = dir;
-	stream_copy_run(&c);
+	stream_copy_run(&c, SLOT_TRACEPOINT);
 	return 0;
 }
 

@@ -215,7 +215,28 @@ class SslSecretsTapTest : public ::testing::Test {
 
   Tls tls_;
   std::map<const SSL*, std::map<std::string, std::pair<Bytes, Bytes>>> keylog_;
+  // Creates the tap; secrets are kept, plaintext records counted with their bytes.
+  void CreateTap() {
+    std::string error;
+    tap_ = mat::tap::BpfTap::Create(
+        mat::tap::TapOptions{},
+        [this](const void* data, size_t size) {
+          tap_hdr h;
+          std::memcpy(&h, data, sizeof(h));
+          if (h.type == TAP_EV_SECRET && size == sizeof(tap_secret)) {
+            secrets_.emplace_back();
+            std::memcpy(&secrets_.back(), data, sizeof(tap_secret));
+          } else if (h.type == TAP_EV_DATA && size >= TAP_DATA_HDR_BYTES) {
+            const auto* d = static_cast<const tap_data*>(data);
+            plaintext_[h.conn].append(reinterpret_cast<const char*>(d->data), d->len);
+          }
+        },
+        &error);
+    ASSERT_NE(tap_, nullptr) << error;
+  }
+
   std::vector<tap_secret> secrets_;
+  std::map<uint64_t, std::string> plaintext_;  // TAP_EV_DATA bytes per SSL*
   std::unique_ptr<mat::tap::BpfTap> tap_;
 };
 
@@ -225,18 +246,7 @@ TEST_F(SslSecretsTapTest, HandshakeSecretsEqualTheKeyLog) {
   keylog_.clear();
 
   std::string error;
-  tap_ = mat::tap::BpfTap::Create(
-      mat::tap::TapOptions{},
-      [this](const void* data, size_t size) {
-        tap_hdr h;
-        std::memcpy(&h, data, sizeof(h));
-        if (h.type == TAP_EV_SECRET && size == sizeof(tap_secret)) {
-          secrets_.emplace_back();
-          std::memcpy(&secrets_.back(), data, sizeof(tap_secret));
-        }
-      },
-      &error);
-  ASSERT_NE(tap_, nullptr) << error;
+  ASSERT_NO_FATAL_FAILURE(CreateTap());
   mat::tap::TargetOptions options;
   options.mode = mat::tap::CaptureMode::kKeys;
   options.ssl_layout = layout;
@@ -271,6 +281,48 @@ TEST_F(SslSecretsTapTest, HandshakeSecretsEqualTheKeyLog) {
   EXPECT_TRUE(secrets_.empty());
   tap_->RemoveTarget(getpid());
   EXPECT_EQ(tap_->SyscallTracepointCount(), 0u);
+}
+
+// The bridge window: both captures at once, then the per-call probes dropped.
+TEST_F(SslSecretsTapTest, BothCapturesThenKeysOnly) {
+  std::optional<tap_ssl_layout> layout = FindLayout();
+  ASSERT_TRUE(layout) << "the test's layout search failed on this libssl";
+  keylog_.clear();
+  ASSERT_NO_FATAL_FAILURE(CreateTap());
+  std::string error;
+  mat::tap::TargetOptions options;
+  options.mode = mat::tap::CaptureMode::kBoth;
+  options.ssl_layout = layout;
+  mat::tap::TargetProcess self{getpid(), "ssl_secrets_test", 0};
+  ASSERT_GT(tap_->AddTarget(self, options, &error), 0) << error;
+  const size_t both_probes = tap_->ProbeCount(getpid());
+  EXPECT_GT(tap_->SyscallTracepointCount(), 0u);
+
+  Pair p(tls_, TLS1_3_VERSION);
+  ASSERT_TRUE(p.Handshake());
+  const std::string message = "GET /bridge HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::string got(message.size(), '\0');
+  ASSERT_EQ(SSL_write(p.client, message.data(), int(message.size())), int(message.size()));
+  ASSERT_EQ(SSL_read(p.server, got.data(), int(got.size())), int(got.size()));
+  Drain();
+  EXPECT_TRUE(RecordOf(p.server, TAP_SECRET_CLIENT_TRAFFIC_0) != nullptr);
+  EXPECT_EQ(plaintext_[reinterpret_cast<uint64_t>(p.client)], message);
+  EXPECT_EQ(plaintext_[reinterpret_cast<uint64_t>(p.server)], message);
+
+  tap_->DropPlaintextProbes(getpid());
+  EXPECT_EQ(tap_->ModeOf(getpid()), mat::tap::CaptureMode::kKeys);
+  EXPECT_LT(tap_->ProbeCount(getpid()), both_probes);
+  EXPECT_GT(tap_->ProbeCount(getpid()), 0u);
+  EXPECT_EQ(tap_->SyscallTracepointCount(), 0u);
+  plaintext_.clear();
+  ASSERT_EQ(SSL_write(p.client, message.data(), int(message.size())), int(message.size()));
+  ASSERT_EQ(SSL_read(p.server, got.data(), int(got.size())), int(got.size()));
+  secrets_.clear();
+  Pair later(tls_, TLS1_2_VERSION);
+  ASSERT_TRUE(later.Handshake());
+  Drain();
+  EXPECT_TRUE(plaintext_.empty()) << "per-call records after the probes were dropped";
+  ExpectLogged(later.server, TAP_SECRET_MASTER, "CLIENT_RANDOM", 0x0303, "TLS 1.2 after the drop");
 }
 
 }  // namespace

@@ -111,10 +111,10 @@ std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler 
     *error = "bad ring buffer size: " + std::string(std::strerror(-err));
     return nullptr;
   }
-  // One record buffer per CPU, indexed by the CPU number.
+  // Two record buffers per CPU (uprobes, socket tracepoints), indexed by CPU * 2 + which.
   int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0 ||
-      bpf_map__set_max_entries(tap->skel_->maps.chunk_scratch, static_cast<uint32_t>(ncpu))) {
+      bpf_map__set_max_entries(tap->skel_->maps.chunk_scratch, 2 * static_cast<uint32_t>(ncpu))) {
     *error = "cannot size the record buffers to the possible CPUs";
     return nullptr;
   }
