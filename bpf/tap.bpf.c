@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The kernel tap: uprobes on the TLS library's read and write functions deliver the plaintext
- * each call moved; syscall tracepoints tie calls to sockets and sockets to peers. Userspace
- * attaches the uprobes per target process and fills the `targets` map.
+ * The kernel tap, two data paths chosen per target process (the `targets` map value):
+ *  - plaintext (TAP_TARGET_PLAIN): uprobes on the TLS library's read and write functions deliver
+ *    the plaintext each call moved; syscall tracepoints tie calls to sockets and sockets to peers.
+ *  - keys (TAP_TARGET_CIPHER): BTF tracepoints on socket I/O deliver the bytes of the target's
+ *    TCP sockets as they went on the wire, and uprobes that fire once per handshake deliver its
+ *    secrets (OpenSSL: read from the SSL object; Go: (*Config).writeKeyLog); userspace decrypts.
+ * Userspace attaches the uprobes per target process and fills `targets` and `ssl_layouts`.
  */
 #include "vmlinux_min.h"
 #include <bpf/bpf_core_read.h>
@@ -16,6 +20,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Payload bytes delivered per SSL call; the rest is counted as truncated. Set before load. */
 const volatile __u32 cap_bytes = TAP_DEFAULT_CAP;
+/* Socket bytes delivered per socket call (keys path); the rest is counted as truncated. */
+const volatile __u32 cipher_cap_bytes = 256 << 10;
 /*
  * Userspace drains the ring on a short timer; a record wakes it early only once this many
  * bytes are waiting. Waking the reader on every record costs the audited process an
@@ -27,8 +33,16 @@ struct targets_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, TAP_MAX_TARGETS);
 	__type(key, __u32);  /* tgid */
-	__type(value, __u8); /* 1 */
+	__type(value, __u8); /* enum tap_target_mode bits */
 } targets SEC(".maps");
+
+/* The calibrated libssl layout of a keys-path target (userspace/tap/ssl_layout). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TAP_MAX_TARGETS);
+	__type(key, __u32); /* tgid */
+	__type(value, struct tap_ssl_layout);
+} ssl_layouts SEC(".maps");
 
 struct inflight {
 	__u64 ssl;
@@ -96,13 +110,6 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct tap_data);
-} scratch SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TAP_CNT_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
@@ -122,9 +129,24 @@ static __always_inline __u64 rb_flags(void)
 									     : BPF_RB_NO_WAKEUP;
 }
 
+/* Any target, whatever it captures. */
 static __always_inline bool is_target(__u32 tgid)
 {
 	return bpf_map_lookup_elem(&targets, &tgid) != 0;
+}
+
+/* The process's enum tap_target_mode bits, 0 when it is no target. */
+static __always_inline __u8 target_mode(__u32 tgid)
+{
+	__u8 *mode = bpf_map_lookup_elem(&targets, &tgid);
+
+	return mode ? *mode : 0;
+}
+
+/* A target of the per-call plaintext probes and the syscall tracepoints that serve them. */
+static __always_inline bool is_plain_target(__u32 tgid)
+{
+	return target_mode(tgid) & TAP_TARGET_PLAIN;
 }
 
 static __always_inline void fill_hdr(struct tap_hdr *h, __u32 type, __u64 pid_tgid, __s32 fd,
@@ -230,7 +252,7 @@ static __always_inline int call_enter(struct pt_regs *ctx, bool with_lenp)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct inflight call = {};
 
-	if (!is_target(id >> 32))
+	if (!is_plain_target(id >> 32))
 		return 0;
 	call.ssl = PT_REGS_PARM1(ctx);
 	call.buf = PT_REGS_PARM2(ctx);
@@ -239,6 +261,186 @@ static __always_inline int call_enter(struct pt_regs *ctx, bool with_lenp)
 	/* Should the map refuse it, the return finds no entry and counts the call as untracked. */
 	bpf_map_update_elem(&inflight, &id, &call, BPF_ANY);
 	return 0;
+}
+
+/*
+ * Sending the bytes one call moved as data records (TAP_EV_DATA or TAP_EV_CIPHER), in chunks of
+ * at most TAP_CHUNK_BYTES, from a flat user buffer or an iovec array, in order. One step of the
+ * bpf_loop below copies one piece (the part of the current buffer segment that fits in the
+ * record), or loads the next iovec; a full record, or the last, is sent.
+ */
+struct stream_copy {
+	/* source */
+	__u64 seg;	/* user address of the current segment's next byte */
+	__u64 seg_left; /* bytes left in that segment */
+	__u64 iov;	/* user address of the next struct iovec */
+	__u64 iov_left; /* iovecs left after the current segment */
+	/* record */
+	__u64 id;
+	__u64 conn;
+	__u64 pos; /* stream position of the call's first byte */
+	__u32 type;
+	__u32 call_len; /* bytes the call moved */
+	__u32 to_copy;	/* bytes to deliver (call_len or the cap) */
+	__u32 done;	/* bytes of the call copied so far */
+	__u32 fill;	/* bytes in the record being assembled */
+	__s32 fd;
+	__u8 dir;
+	__u8 pad[7];
+};
+
+/*
+ * Where a data record is assembled, two per CPU (index: CPU * 2 + slot; userspace sizes the map
+ * to twice the possible CPUs), with the state of its copy. The slack after data lets a copy start
+ * anywhere in the record and still be bounded for the verifier by one chunk; it makes the value too
+ * large for a per-CPU array. The copy's state lives here rather than on the stack so that the
+ * verifier sees every step of the loop alike (it does not track map values) and checks the
+ * step once, instead of once per value of the counters.
+ */
+struct chunk_buf {
+	struct stream_copy copy;
+	struct tap_data ev;
+	__u8 slack[TAP_CHUNK_BYTES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* resized by userspace before load */
+	__type(key, __u32);
+	__type(value, struct chunk_buf);
+} chunk_scratch SEC(".maps");
+
+/*
+ * A step copies a piece (at most one per record and one per iovec) or loads an iovec (at most
+ * UIO_MAXIOV, 1024).
+ */
+#define STREAM_MAX_STEPS (TAP_MAX_CHUNKS + 2 * 1024 + 1)
+
+/*
+ * Which of a CPU's two record buffers: the uprobes' (they run with migration disabled but may
+ * be preempted) and the socket tracepoints' (preemption disabled), so that a tracepoint of
+ * another task on the CPU never overwrites a copy a preempted uprobe program is making.
+ */
+#define SLOT_UPROBE 0
+#define SLOT_TRACEPOINT 1
+
+static __always_inline struct chunk_buf *chunk_buf(__u32 slot)
+{
+	__u32 key = bpf_get_smp_processor_id() * 2 + (slot & 1);
+
+	return bpf_map_lookup_elem(&chunk_scratch, &key);
+}
+
+/* Sends the record assembled so far (fill bytes, possibly 0 after a fault). */
+static __always_inline void stream_flush(struct stream_copy *c, struct chunk_buf *b)
+{
+	struct tap_data *ev = &b->ev;
+	__u64 len = c->fill;
+	__u32 offset = c->done - c->fill;
+
+	/* Keeps the bound check on the register the helper call uses. */
+	barrier_var(len);
+	if (len > TAP_CHUNK_BYTES)
+		return;
+	fill_hdr(&ev->hdr, c->type, c->id, c->fd, c->conn);
+	ev->pos = c->pos + offset;
+	ev->call_len = c->call_len;
+	ev->offset = offset;
+	ev->len = len;
+	ev->dir = c->dir;
+	if (bpf_ringbuf_output(&events, ev, TAP_DATA_HDR_BYTES + len, rb_flags())) {
+		count(TAP_CNT_RINGBUF_DROPS, 1);
+		count(TAP_CNT_RINGBUF_DROP_BYTES, len);
+	}
+	c->fill = 0;
+}
+
+static long stream_step(__u32 i, void *slot)
+{
+	struct chunk_buf *b = chunk_buf(*(__u32 *)slot);
+	struct stream_copy *c;
+	__u64 n, off;
+
+	if (!b)
+		return 1;
+	c = &b->copy;
+	if (c->done >= c->to_copy)
+		return 1;
+	if (c->seg_left == 0) {
+		struct user_iovec v = {};
+
+		if (c->iov_left == 0) {
+			/* The buffers hold fewer bytes than the call moved: the rest is a gap. */
+			count(TAP_CNT_READ_FAULTS, 1);
+			stream_flush(c, b);
+			return 1;
+		}
+		if (bpf_probe_read_user(&v, sizeof(v), (void *)c->iov)) {
+			count(TAP_CNT_READ_FAULTS, 1);
+			stream_flush(c, b);
+			return 1;
+		}
+		c->seg = v.base;
+		c->seg_left = v.len;
+		c->iov += sizeof(v);
+		c->iov_left--;
+		return 0;
+	}
+	off = c->fill;
+	if (off >= TAP_CHUNK_BYTES)
+		return 1;
+	n = TAP_CHUNK_BYTES - off;
+	if (n > c->seg_left)
+		n = c->seg_left;
+	if (n > c->to_copy - c->done)
+		n = c->to_copy - c->done;
+	barrier_var(n);
+	if (n == 0 || n > TAP_CHUNK_BYTES)
+		return 1;
+	if (bpf_probe_read_user(b->ev.data + off, n, (void *)c->seg)) {
+		/* The record goes out with what it has; the rest of the call is a gap. */
+		count(TAP_CNT_READ_FAULTS, 1);
+		stream_flush(c, b);
+		return 1;
+	}
+	c->seg += n;
+	c->seg_left -= n;
+	c->done += n;
+	c->fill += n;
+	if (c->fill >= TAP_CHUNK_BYTES || c->done >= c->to_copy)
+		stream_flush(c, b);
+	return 0;
+}
+
+/* Sends c->to_copy bytes of the call from c's source, set by the caller. */
+static __always_inline void stream_copy_run(const struct stream_copy *c, __u32 slot)
+{
+	struct chunk_buf *b = chunk_buf(slot);
+
+	if (!b)
+		return;
+	b->copy = *c;
+	if (c->iov_left == 0 && c->to_copy <= c->seg_left && c->to_copy <= TAP_CHUNK_BYTES) {
+		/* The common case, one buffer and one record: no loop. */
+		__u64 n = c->to_copy;
+
+		barrier_var(n);
+		if (n == 0 || n > TAP_CHUNK_BYTES)
+			return;
+		if (bpf_probe_read_user(b->ev.data, n, (void *)c->seg)) {
+			count(TAP_CNT_READ_FAULTS, 1);
+			n = 0; /* still sent: userspace sees the gap */
+		}
+		b->copy.done = n;
+		b->copy.fill = n;
+		stream_flush(&b->copy, b);
+		return;
+	}
+	bpf_loop(STREAM_MAX_STEPS, stream_step, &slot, 0);
+	/* Out of steps (more iovecs than UIO_MAXIOV): what was assembled goes; the rest is a gap.
+	 */
+	if (b->copy.done < b->copy.to_copy && b->copy.fill)
+		stream_flush(&b->copy, b);
 }
 
 /*
@@ -251,9 +453,8 @@ static __always_inline void deliver(__u64 id, __u64 connid, __s32 callfd, __u64 
 {
 	struct conn_state fresh = {.fd = -1}, *conn;
 	struct conn_key key = {.tgid = id >> 32, .ssl = connid};
+	struct stream_copy c = {};
 	__u64 to_copy, pos;
-	__u32 zero = 0, i;
-	__s32 fd;
 
 	if (moved == 0 || moved > 0xffffffffULL)
 		return;
@@ -274,7 +475,6 @@ static __always_inline void deliver(__u64 id, __u64 connid, __s32 callfd, __u64 
 		if (!bpf_map_lookup_elem(&socks, &skey))
 			emit_sock(id, callfd, TAP_ROLE_UNKNOWN, 0);
 	}
-	fd = conn->fd;
 	dir &= 1;
 	pos = conn->pos[dir];
 	conn->pos[dir] = pos + moved;
@@ -287,36 +487,17 @@ static __always_inline void deliver(__u64 id, __u64 connid, __s32 callfd, __u64 
 		count(TAP_CNT_TRUNC_BYTES, to_copy - cap_bytes);
 		to_copy = cap_bytes;
 	}
-
-	for (i = 0; i < TAP_MAX_CHUNKS; i++) {
-		__u64 off = (__u64)i * TAP_CHUNK_BYTES;
-		struct tap_data *ev;
-		__u64 len;
-
-		if (off >= to_copy)
-			break;
-		ev = bpf_map_lookup_elem(&scratch, &zero);
-		if (!ev)
-			break;
-		len = to_copy - off;
-		if (len > TAP_CHUNK_BYTES)
-			len = TAP_CHUNK_BYTES;
-		fill_hdr(&ev->hdr, TAP_EV_DATA, id, fd, connid);
-		ev->pos = pos + off;
-		ev->call_len = moved;
-		ev->offset = off;
-		ev->len = len;
-		ev->dir = dir;
-		if (bpf_probe_read_user(ev->data, len, (void *)(buf + off))) {
-			count(TAP_CNT_READ_FAULTS, 1);
-			ev->len = 0; /* still sent: userspace sees the gap */
-			len = 0;
-		}
-		if (bpf_ringbuf_output(&events, ev, TAP_DATA_HDR_BYTES + len, rb_flags())) {
-			count(TAP_CNT_RINGBUF_DROPS, 1);
-			count(TAP_CNT_RINGBUF_DROP_BYTES, len);
-		}
-	}
+	c.seg = buf;
+	c.seg_left = to_copy;
+	c.id = id;
+	c.conn = connid;
+	c.pos = pos;
+	c.type = TAP_EV_DATA;
+	c.call_len = moved;
+	c.to_copy = to_copy;
+	c.fd = conn->fd;
+	c.dir = dir;
+	stream_copy_run(&c, SLOT_UPROBE);
 }
 
 static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
@@ -507,12 +688,78 @@ static __always_inline __u64 handshake_ssl(__u64 id)
 	return hs ? *hs : 0;
 }
 
-/* SSL_do_handshake returns: what the thread parses from now on is not this handshake's. */
+static __always_inline bool emit_secret(struct tap_secret *ev, __u32 label, __u32 len)
+{
+	ev->label = label;
+	ev->len = len;
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), rb_flags())) {
+		count(TAP_CNT_RINGBUF_DROPS, 1);
+		return false;
+	}
+	count(TAP_CNT_SECRETS, 1);
+	return true;
+}
+
+/*
+ * A keys-path target's handshake on `ssl` completed: its secrets, read from the SSL object with
+ * the process's calibrated layout. TLS 1.3: the client and server application traffic secrets
+ * (64 bytes each: the cipher suite's hash length, known to userspace, says how many count);
+ * otherwise the master secret in the session.
+ */
+static __always_inline void emit_ssl_secrets(__u64 id, __u64 ssl)
+{
+	__u32 tgid = id >> 32;
+	struct tap_ssl_layout *layout;
+	struct tap_secret ev = {};
+	__u32 version = 0;
+	__u64 session = 0;
+
+	if (!(target_mode(tgid) & TAP_TARGET_CIPHER))
+		return;
+	layout = bpf_map_lookup_elem(&ssl_layouts, &tgid);
+	if (!layout)
+		return;
+	fill_hdr(&ev.hdr, TAP_EV_SECRET, id, -1, ssl);
+	ev.source = TAP_SECRET_FROM_OPENSSL;
+	if (bpf_probe_read_user(&version, sizeof(version), (void *)(ssl + layout->version)) ||
+	    bpf_probe_read_user(ev.client_random, sizeof(ev.client_random),
+				(void *)(ssl + layout->client_random)))
+		goto fault;
+	ev.version = version;
+	if (version == 0x0304) {
+		if (bpf_probe_read_user(ev.secret, 64, (void *)(ssl + layout->client_app_secret)))
+			goto fault;
+		if (!emit_secret(&ev, TAP_SECRET_CLIENT_TRAFFIC_0, 64))
+			return;
+		if (bpf_probe_read_user(ev.secret, 64, (void *)(ssl + layout->server_app_secret)))
+			goto fault;
+		emit_secret(&ev, TAP_SECRET_SERVER_TRAFFIC_0, 64);
+		return;
+	}
+	if (bpf_probe_read_user(&session, sizeof(session), (void *)(ssl + layout->session)) ||
+	    !session || bpf_probe_read_user(ev.secret, 48, (void *)(session + layout->master_key)))
+		goto fault;
+	emit_secret(&ev, TAP_SECRET_MASTER, 48);
+	return;
+fault:
+	count(TAP_CNT_SECRET_FAULTS, 1);
+}
+
+/*
+ * SSL_do_handshake returns (SSL_accept and SSL_connect run through it): what the thread parses
+ * from now on is not this handshake's. The attach cookie is 1 on the libssl whose layout
+ * `ssl_layouts` holds: there a completed handshake (1) hands over its secrets.
+ */
 SEC("uretprobe")
-int BPF_KRETPROBE(ssl_handshake_exit)
+int BPF_KRETPROBE(ssl_handshake_exit, int ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	__u64 *hs = bpf_map_lookup_elem(&ssl_handshakes, &id);
 
+	if (!hs)
+		return 0;
+	if (ret == 1 && *hs && bpf_get_attach_cookie(ctx) == 1)
+		emit_ssl_secrets(id, *hs);
 	bpf_map_delete_elem(&ssl_handshakes, &id);
 	return 0;
 }
@@ -641,7 +888,7 @@ static __always_inline int go_call_enter(struct pt_regs *ctx, void *map)
 	struct go_key key = {.tgid = id >> 32, .g = ctx->r14};
 	struct go_call call = {};
 
-	if (!is_target(key.tgid) || !ctx->ax)
+	if (!is_plain_target(key.tgid) || !ctx->ax)
 		return 0;
 	call.conn = ctx->ax;
 	call.buf = ctx->bx;
@@ -758,6 +1005,123 @@ int go_cert_parse_enter(struct pt_regs *ctx)
 	return 0;
 }
 
+/*
+ * Go's handshake secrets (keys path). crypto/tls calls (*Config).writeKeyLog(label string,
+ * clientRandom, secret []byte) for every secret of every handshake, KeyLogWriter set or not.
+ * Its receiver is the Config, not the connection: the connection is the *tls.Conn whose
+ * (*Conn).serverHandshake or clientHandshake the goroutine entered last (the handshake runs in
+ * the goroutine that asked for it). No return probe clears it: a goroutine's next handshake
+ * overwrites it first, and LRU drops the entries of goroutines that are gone.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct go_key);
+	__type(value, __u64); /* *tls.Conn */
+} go_hs_conns SEC(".maps");
+
+/* crypto/tls.(*Conn).serverHandshake / clientHandshake(ctx): AX is the *tls.Conn. */
+SEC("uprobe")
+int go_handshake_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_key key = {.tgid = id >> 32, .g = ctx->r14};
+	__u64 conn = ctx->ax;
+
+	if (conn && (target_mode(key.tgid) & TAP_TARGET_CIPHER))
+		bpf_map_update_elem(&go_hs_conns, &key, &conn, BPF_ANY);
+	return 0;
+}
+
+#define GO_LABEL_MAX 32
+
+/* The key log label (crypto/tls keyLogLabel*), as enum tap_secret_label; 0 for another. */
+static __always_inline __u32 go_label(const char *l, __u64 len)
+{
+	static const char hs[] = "_HANDSHAKE_TRAFFIC_SECRET"; /* after CLIENT / SERVER */
+	static const char app[] = "_TRAFFIC_SECRET_0";
+	static const char cr[] = "CLIENT_RANDOM";
+	bool client =
+	    l[0] == 'C' && l[1] == 'L' && l[2] == 'I' && l[3] == 'E' && l[4] == 'N' && l[5] == 'T';
+	bool server =
+	    l[0] == 'S' && l[1] == 'E' && l[2] == 'R' && l[3] == 'V' && l[4] == 'E' && l[5] == 'R';
+	int i;
+
+	if (len == sizeof(cr) - 1) {
+#pragma unroll
+		for (i = 0; i < sizeof(cr) - 1; i++)
+			if (l[i] != cr[i])
+				return 0;
+		return TAP_SECRET_MASTER;
+	}
+	if (!client && !server)
+		return 0;
+	if (len == 6 + sizeof(hs) - 1) {
+#pragma unroll
+		for (i = 0; i < sizeof(hs) - 1; i++)
+			if (l[6 + i] != hs[i])
+				return 0;
+		return client ? TAP_SECRET_CLIENT_HANDSHAKE : TAP_SECRET_SERVER_HANDSHAKE;
+	}
+	if (len == 6 + sizeof(app) - 1) {
+#pragma unroll
+		for (i = 0; i < sizeof(app) - 1; i++)
+			if (l[6 + i] != app[i])
+				return 0;
+		return client ? TAP_SECRET_CLIENT_TRAFFIC_0 : TAP_SECRET_SERVER_TRAFFIC_0;
+	}
+	return 0;
+}
+
+/*
+ * crypto/tls.(*Config).writeKeyLog, at its entry site (go_binary.h): Go's register ABI puts
+ * the receiver in AX, label (ptr, len) in BX, CX, clientRandom (ptr, len, cap) in DI, SI, R8
+ * and secret (ptr, len, cap) in R9, R10, R11.
+ */
+SEC("uprobe")
+int go_keylog_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_key key = {.tgid = id >> 32, .g = ctx->r14};
+	char label[GO_LABEL_MAX] = {};
+	struct tap_secret ev = {};
+	__u32 label_len, secret_len;
+	__u64 *conn;
+
+	if (!(target_mode(key.tgid) & TAP_TARGET_CIPHER))
+		return 0;
+	if (ctx->cx == 0 || ctx->cx > GO_LABEL_MAX || ctx->si != 32 || ctx->r10 == 0 ||
+	    ctx->r10 > TAP_SECRET_MAX)
+		return 0;
+	label_len = ctx->cx;
+	secret_len = ctx->r10;
+	barrier_var(label_len);
+	barrier_var(secret_len);
+	if (label_len > GO_LABEL_MAX || secret_len > TAP_SECRET_MAX)
+		return 0;
+	if (bpf_probe_read_user(label, label_len, (void *)ctx->bx))
+		goto fault;
+	ev.label = go_label(label, label_len);
+	if (!ev.label)
+		return 0; /* a label this auditor does not use */
+	conn = bpf_map_lookup_elem(&go_hs_conns, &key);
+	fill_hdr(&ev.hdr, TAP_EV_SECRET, id, -1, conn ? *conn : 0);
+	ev.source = TAP_SECRET_FROM_GO;
+	ev.len = secret_len;
+	if (bpf_probe_read_user(ev.client_random, sizeof(ev.client_random), (void *)ctx->di) ||
+	    bpf_probe_read_user(ev.secret, secret_len, (void *)ctx->r9))
+		goto fault;
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags())) {
+		count(TAP_CNT_RINGBUF_DROPS, 1);
+		return 0;
+	}
+	count(TAP_CNT_SECRETS, 1);
+	return 0;
+fault:
+	count(TAP_CNT_SECRET_FAULTS, 1);
+	return 0;
+}
+
 /* ---- sockets ----------------------------------------------------------------------------- */
 
 /* A read/write-family syscall made inside an SSL call names the connection's socket. */
@@ -793,7 +1157,7 @@ static __always_inline int accept_enter(struct syscall_enter_ctx *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 uaddr = ctx->args[1];
 
-	if (is_target(id >> 32))
+	if (is_plain_target(id >> 32))
 		bpf_map_update_elem(&accept_args, &id, &uaddr, BPF_ANY);
 	return 0;
 }
@@ -808,7 +1172,7 @@ static __always_inline int accept_exit(struct syscall_exit_ctx *ctx)
 		 * The call began before the process became a target (a server blocked in
 		 * accept when the auditor started): the peer comes from the new socket itself.
 		 */
-		if (ctx->ret >= 0 && is_target(id >> 32))
+		if (ctx->ret >= 0 && is_plain_target(id >> 32))
 			emit_sock(id, (__s32)ctx->ret, TAP_ROLE_SERVER, 0);
 		return 0;
 	}
@@ -832,7 +1196,7 @@ int tp_enter_connect(struct syscall_enter_ctx *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 
-	if (is_target(id >> 32))
+	if (is_plain_target(id >> 32))
 		emit_sock(id, (__s32)ctx->args[0], TAP_ROLE_CLIENT, ctx->args[1]);
 	return 0;
 }
@@ -848,6 +1212,206 @@ int tp_enter_close(struct syscall_enter_ctx *ctx)
 		return 0;
 	bpf_map_delete_elem(&socks, &key);
 	fill_hdr(&ev, TAP_EV_FD_CLOSE, id, key.fd, 0);
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
+		count(TAP_CNT_RINGBUF_DROPS, 1);
+	return 0;
+}
+
+/* ---- socket bytes (keys path) -------------------------------------------------------------- */
+/*
+ * A keys-path target's TCP socket: where its bytes stand. Keyed by the struct sock *, which
+ * names the connection whatever fd or thread uses it; dropped when the socket reaches TCP_CLOSE.
+ */
+struct cipher_sock {
+	__u32 tgid;
+	__s32 fd;     /* the fd of its last call */
+	__u64 pos[2]; /* indexed by enum tap_direction */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TAP_MAX_CONNS);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct cipher_sock);
+} cipher_socks SEC(".maps");
+
+/* x86-64 syscall numbers whose buffers the copy follows. */
+#define NR_read 0
+#define NR_write 1
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_preadv2 327
+#define NR_pwritev2 328
+
+/* A socket first seen moving bytes: its endpoints, straight from the sock. */
+static __always_inline void emit_cipher_sock(__u64 id, struct sock *sk, __s32 fd, __u16 family)
+{
+	struct tap_sock ev = {};
+
+	fill_hdr(&ev.hdr, TAP_EV_SOCK, id, fd, (__u64)sk);
+	ev.role = TAP_ROLE_UNKNOWN;
+	ev.family = family;
+	ev.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ev.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		__be32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+
+		__builtin_memcpy(ev.addr, &daddr, 4);
+	} else {
+		BPF_CORE_READ_INTO(&ev.addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
+		count(TAP_CNT_RINGBUF_DROPS, 1);
+}
+
+/*
+ * sock:sock_send_length / sock:sock_recv_length: a socket call moved `ret` bytes; the data is
+ * already in (recv) or taken from (send) the user buffers of the syscall that made it, whose
+ * arguments are the task's saved user registers.
+ */
+static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct task_struct *task;
+	struct cipher_sock fresh = {}, *cs;
+	struct stream_copy c = {};
+	struct pt_regs *regs;
+	__u64 key = (__u64)sk, pos, nr, to_copy;
+	__u16 family;
+	__s32 fd = -1;
+	bool covered = false;
+
+	if (ret <= 0 || !sk || !(target_mode(id >> 32) & TAP_TARGET_CIPHER))
+		return 0;
+	if (dir == TAP_DIR_READ && (flags & (MSG_PEEK | MSG_ERRQUEUE)))
+		return 0; /* not bytes of the stream, or not consumed */
+	/*
+	 * sk, task and regs are pointers the verifier trusts (BTF tracepoint argument, helpers
+	 * returning BTF pointers): plain loads, several times cheaper than bpf_probe_read_kernel.
+	 */
+	family = sk->__sk_common.skc_family;
+	if ((family != AF_INET && family != AF_INET6) || sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+
+	task = bpf_get_current_task_btf();
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	nr = regs->orig_ax;
+	if (!(task->flags & (PF_IO_WORKER | PF_KTHREAD)) &&
+	    !(dir == TAP_DIR_READ && (flags & MSG_TRUNC))) {
+		__u64 arg1 = regs->di, arg2 = regs->si, arg3 = regs->dx;
+
+		switch (nr) {
+		case NR_read:
+		case NR_write:
+		case NR_sendto:
+		case NR_recvfrom:
+			c.seg = arg2;
+			c.seg_left = (__u64)ret;
+			covered = true;
+			break;
+		case NR_readv:
+		case NR_writev:
+		case NR_preadv2:
+		case NR_pwritev2:
+			c.iov = arg2;
+			c.iov_left = arg3;
+			covered = true;
+			break;
+		case NR_sendmsg:
+		case NR_recvmsg: {
+			struct user_msghdr_min m = {};
+
+			if (!bpf_probe_read_user(&m, sizeof(m), (void *)arg2)) {
+				c.iov = m.msg_iov;
+				c.iov_left = m.msg_iovlen;
+				covered = true;
+			}
+			break;
+		}
+		default:
+			break;
+		}
+		if (covered)
+			fd = (__s32)arg1;
+	}
+
+	cs = bpf_map_lookup_elem(&cipher_socks, &key);
+	if (!cs) {
+		fresh.tgid = id >> 32;
+		fresh.fd = fd;
+		if (bpf_map_update_elem(&cipher_socks, &key, &fresh, BPF_NOEXIST) &&
+		    !bpf_map_lookup_elem(&cipher_socks, &key))
+			count(TAP_CNT_CONN_MAP_FULL, 1);
+		cs = bpf_map_lookup_elem(&cipher_socks, &key);
+		if (!cs)
+			return 0;
+		emit_cipher_sock(id, sk, fd, family);
+	}
+	if (fd >= 0)
+		cs->fd = fd;
+	dir &= 1;
+	pos = cs->pos[dir];
+	cs->pos[dir] = pos + (__u64)ret;
+
+	if (!covered) {
+		/* sendmmsg, recvmmsg, io_uring, sendfile, splice, ...: the bytes are a gap. */
+		count(TAP_CNT_CIPHER_UNCOVERED, 1);
+		return 0;
+	}
+	count(TAP_CNT_CIPHER_CALLS, 1);
+	count(TAP_CNT_CIPHER_BYTES, (__u64)ret);
+	to_copy = (__u64)ret;
+	if (to_copy > cipher_cap_bytes) {
+		count(TAP_CNT_TRUNC_CALLS, 1);
+		count(TAP_CNT_TRUNC_BYTES, to_copy - cipher_cap_bytes);
+		to_copy = cipher_cap_bytes;
+	}
+	c.id = id;
+	c.conn = key;
+	c.pos = pos;
+	c.type = TAP_EV_CIPHER;
+	c.call_len = (__u32)ret;
+	c.to_copy = to_copy;
+	c.fd = fd;
+	c.dir = dir;
+	stream_copy_run(&c, SLOT_TRACEPOINT);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send, struct sock *sk, int ret, int flags)
+{
+	return on_sock_io(sk, ret, flags, TAP_DIR_WRITE);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
+{
+	return on_sock_io(sk, ret, flags, TAP_DIR_READ);
+}
+
+/*
+ * sock:inet_sock_set_state: a keys-path socket reached TCP_CLOSE. May run in softirq context
+ * (a reset, a timer), on behalf of no task of the target: everything comes from the map entry.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
+{
+	__u64 key = (__u64)sk;
+	struct cipher_sock *cs;
+	struct tap_hdr ev = {};
+
+	if (newstate != TCP_CLOSE)
+		return 0;
+	cs = bpf_map_lookup_elem(&cipher_socks, &key);
+	if (!cs)
+		return 0;
+	fill_hdr(&ev, TAP_EV_SOCK_CLOSE, (__u64)cs->tgid << 32, cs->fd, key);
+	bpf_map_delete_elem(&cipher_socks, &key);
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
 		count(TAP_CNT_RINGBUF_DROPS, 1);
 	return 0;

@@ -107,6 +107,8 @@ struct sock_common {
 
 struct sock {
 	struct sock_common __sk_common;
+	__u16 sk_type;
+	__u16 sk_protocol;
 } __attribute__((preserve_access_index));
 
 struct socket {
@@ -127,7 +129,30 @@ struct files_struct {
 } __attribute__((preserve_access_index));
 
 struct task_struct {
+	unsigned int flags;
 	struct files_struct *files;
 } __attribute__((preserve_access_index));
+
+#define PF_IO_WORKER 0x00000010 /* io_uring worker thread: no syscall of its own */
+#define PF_KTHREAD 0x00200000
+
+#define IPPROTO_TCP 6
+#define TCP_CLOSE 7
+#define MSG_PEEK 0x2
+#define MSG_TRUNC 0x20
+#define MSG_ERRQUEUE 0x2000
+
+/* The user-space ABI of the vectored socket calls (x86-64). */
+struct user_iovec {
+	__u64 base;
+	__u64 len;
+};
+struct user_msghdr_min {
+	__u64 msg_name;
+	__u32 msg_namelen;
+	__u32 pad;
+	__u64 msg_iov;
+	__u64 msg_iovlen;
+};
 
 #endif /* MAT_VMLINUX_MIN_H */

@@ -99,7 +99,8 @@ struct tap_hdr {
   __u32 tid;   /* thread */
   __s32 fd;    /* socket fd, -1 when unknown */
   __u64 ts_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
-  __u64 conn;  /* connection identity within tgid: the SSL* (0 for socket records) */
+  __u64 conn;  /* connection identity within tgid: the SSL*; socket records: 0, or the struct
+                  sock * on the keys path (TAP_EV_CIPHER, TAP_EV_SOCK, TAP_EV_SOCK_CLOSE) */
 };
 
 struct tap_data {

@@ -2,7 +2,7 @@
 // Every hash map the BPF programs fill must be LRU: an entry whose thread or process dies
 // mid-call (killed in accept or inside an SSL call) is never deleted by the program that made
 // it, and in a plain hash map such entries would pile up until the map refuses every new
-// call. Only `targets` is plain: userspace adds and removes its entries.
+// call. Only `targets` and `ssl_layouts` are plain: userspace adds and removes their entries.
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
 
@@ -23,14 +23,16 @@ TEST(BpfMaps, HashMapsFilledByTheKernelAreLru) {
     const bpf_map_type type = bpf_map__type(map);
     if (type != BPF_MAP_TYPE_HASH && type != BPF_MAP_TYPE_LRU_HASH) continue;
     ++hash_maps;
-    if (name == "targets")
+    if (name == "targets" || name == "ssl_layouts")
       EXPECT_EQ(type, BPF_MAP_TYPE_HASH) << name;
     else
       EXPECT_EQ(type, BPF_MAP_TYPE_LRU_HASH) << name << " is filled per thread or connection";
   }
-  EXPECT_GE(hash_maps, 9);  // inflight, accept_args, conns, socks, the Go and handshake maps
+  EXPECT_GE(hash_maps, 12);  // inflight, accept_args, conns, socks, the Go and handshake maps,
+                             // cipher_socks, go_hs_conns, ssl_layouts
   EXPECT_EQ(bpf_map__type(skel->maps.inflight), BPF_MAP_TYPE_LRU_HASH);
   EXPECT_EQ(bpf_map__type(skel->maps.accept_args), BPF_MAP_TYPE_LRU_HASH);
+  EXPECT_EQ(bpf_map__type(skel->maps.cipher_socks), BPF_MAP_TYPE_LRU_HASH);
 }
 
 }  // namespace

@@ -284,6 +284,33 @@ TEST(GoBinary, StrippedBuildUsesPclntabAndMatches) {
   EXPECT_LT(stripped->tls.read.size, full->tls.read.size + 64);
 }
 
+// The keys capture's probes: (*Config).writeKeyLog, whose nine argument registers must all be
+// intact at the entry site, and the handshakes that name the connection; found alike through
+// the symbols and, stripped, through pclntab.
+TEST(GoBinary, KeyLogAndHandshakeEntries) {
+  REQUIRE_GO_BUILDS(b, kNormal | kStripped);
+  std::string error;
+  auto full = InspectGoBinary(b.normal, &error);
+  ASSERT_TRUE(full.has_value()) << error;
+  auto stripped = InspectGoBinary(b.stripped, &error);
+  ASSERT_TRUE(stripped.has_value()) << error;
+  for (const GoBinaryInfo* info : {&*full, &*stripped}) {
+    const GoTlsProbePlan& tls = info->tls;
+    EXPECT_TRUE(tls.HasKeyLog()) << info->functions_from;
+    for (const GoFunc* fn : {&tls.key_log, &tls.server_handshake, &tls.client_handshake}) {
+      SCOPED_TRACE(fn->name + " from " + info->functions_from);
+      ASSERT_NE(fn->address, 0u);
+      EXPECT_TRUE(fn->entry.emulated) << fn->entry.instruction;
+      EXPECT_EQ(fn->entry.instruction.rfind("jbe ", 0), 0u) << fn->entry.instruction;
+      EXPECT_LT(fn->entry.address, fn->address + 16);
+    }
+  }
+  EXPECT_EQ(stripped->tls.key_log.entry.address, full->tls.key_log.entry.address);
+  EXPECT_EQ(stripped->tls.key_log.entry.file_offset, full->tls.key_log.entry.file_offset);
+  EXPECT_EQ(stripped->tls.server_handshake.entry.address, full->tls.server_handshake.entry.address);
+  EXPECT_EQ(stripped->tls.client_handshake.entry.address, full->tls.client_handshake.entry.address);
+}
+
 TEST(GoBinary, PclntabAgreesWithSymbols) {
   REQUIRE_GO_BUILDS(b, kNormal);
   std::string error;
@@ -332,6 +359,13 @@ TEST(GoBinary, DebianDockerd) {
   EXPECT_NE(by_table->functions_from.find("pclntab"), std::string::npos);
   ExpectSameSites(by_table->tls.read, info->tls.read);
   ExpectSameSites(by_table->tls.write, info->tls.write);
+  // The keys capture: writeKeyLog and the handshakes, at their emulated jbe.
+  for (const GoBinaryInfo* plan : {&*info, &*by_table}) {
+    EXPECT_TRUE(plan->tls.HasKeyLog());
+    EXPECT_TRUE(plan->tls.key_log.entry.emulated) << plan->tls.key_log.entry.instruction;
+    EXPECT_NE(plan->tls.server_handshake.address, 0u);
+  }
+  EXPECT_EQ(by_table->tls.key_log.entry.address, info->tls.key_log.entry.address);
   // Go 1.19's Read returns 7 ways; the 5 that run its deferred unlock (every return with data)
   // are probed on that emulated call, the 2 early error returns on their RET.
   if (info->go_version.rfind("go1.19", 0) == 0) {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -103,9 +104,18 @@ std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler 
     return nullptr;
   }
   tap->skel_->rodata->cap_bytes = options.cap_bytes;
+  tap->skel_->rodata->cipher_cap_bytes =
+      std::min<uint32_t>(options.cipher_cap_bytes, TAP_MAX_CHUNKS * TAP_CHUNK_BYTES);
   tap->skel_->rodata->wakeup_bytes = options.wakeup_bytes;
   if (int err = bpf_map__set_max_entries(tap->skel_->maps.events, options.ringbuf_bytes)) {
     *error = "bad ring buffer size: " + std::string(std::strerror(-err));
+    return nullptr;
+  }
+  // Two record buffers per CPU (uprobes, socket tracepoints), indexed by CPU * 2 + which.
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0 ||
+      bpf_map__set_max_entries(tap->skel_->maps.chunk_scratch, 2 * static_cast<uint32_t>(ncpu))) {
+    *error = "cannot size the record buffers to the possible CPUs";
     return nullptr;
   }
   if (int err = tap_bpf__load(tap->skel_)) {
@@ -113,25 +123,17 @@ std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler 
              std::strerror(-err);
     return nullptr;
   }
-  // The syscall tracepoints: attached once, they filter on the targets map.
-  EnsureTracefs();
-  bpf_program* tracepoints[] = {
-      tap->skel_->progs.tp_enter_read,     tap->skel_->progs.tp_enter_write,
-      tap->skel_->progs.tp_enter_recvfrom, tap->skel_->progs.tp_enter_sendto,
-      tap->skel_->progs.tp_enter_readv,    tap->skel_->progs.tp_enter_writev,
-      tap->skel_->progs.tp_enter_recvmsg,  tap->skel_->progs.tp_enter_sendmsg,
-      tap->skel_->progs.tp_enter_accept4,  tap->skel_->progs.tp_exit_accept4,
-      tap->skel_->progs.tp_enter_accept,   tap->skel_->progs.tp_exit_accept,
-      tap->skel_->progs.tp_enter_connect,  tap->skel_->progs.tp_enter_close,
-  };
-  for (bpf_program* prog : tracepoints) {
+  // The socket BTF tracepoints: attached once, they filter on the targets map and cost other
+  // processes a map lookup per socket call (the syscall tracepoints wait for a plaintext target).
+  for (bpf_program* prog :
+       {tap->skel_->progs.sock_send, tap->skel_->progs.sock_recv, tap->skel_->progs.sock_state}) {
     bpf_link* link = bpf_program__attach(prog);
     if (link == nullptr) {
-      *error = std::string("cannot attach tracepoint ") + bpf_program__name(prog) + ": " +
+      *error = std::string("cannot attach BTF tracepoint ") + bpf_program__name(prog) + ": " +
                std::strerror(errno);
       return nullptr;
     }
-    tap->tracepoint_links_.push_back(link);
+    tap->sock_links_.push_back(link);
   }
   tap->ring_ =
       ring_buffer__new(bpf_map__fd(tap->skel_->maps.events), &BpfTap::OnRecord, tap.get(), nullptr);
@@ -143,9 +145,12 @@ std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler 
 }
 
 BpfTap::~BpfTap() {
-  for (auto& [pid, target] : targets_)
+  for (auto& [pid, target] : targets_) {
     for (bpf_link* link : target.links) bpf_link__destroy(link);
-  for (bpf_link* link : tracepoint_links_) bpf_link__destroy(link);
+    for (bpf_link* link : target.per_call_links) bpf_link__destroy(link);
+  }
+  for (bpf_link* link : syscall_links_) bpf_link__destroy(link);
+  for (bpf_link* link : sock_links_) bpf_link__destroy(link);
   if (ring_) ring_buffer__free(ring_);
   if (skel_) tap_bpf__destroy(skel_);
 }
@@ -218,13 +223,16 @@ const GoBinaryInfo* BpfTap::GoPlanFor(pid_t pid, std::string* error) {
   return cached->plan ? &*cached->plan : nullptr;
 }
 
-std::vector<BpfTap::AttachSpec> BpfTap::SpecsOf(const std::vector<ProbeSite>& sites) const {
+std::vector<BpfTap::AttachSpec> BpfTap::SpecsOf(const std::vector<ProbeSite>& sites, bool per_call,
+                                                bool secrets_here) const {
   std::vector<AttachSpec> specs;
   for (const ProbeSite& site : sites) {
+    if (IsPerCallProbe(site.program) != per_call) continue;
     AttachSpec spec;
     spec.program = ProgramFor(skel_, site.program, &spec.retprobe);
     spec.offset = site.file_offset;
     spec.function = site.function;
+    if (secrets_here && site.program == ProbeProgram::kHandshakeExit) spec.cookie = 1;
     specs.push_back(spec);
   }
   return specs;
@@ -249,19 +257,64 @@ bool BpfTap::AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const 
   return true;
 }
 
+const char* CaptureModeName(CaptureMode mode) {
+  switch (mode) {
+    case CaptureMode::kPlaintext:
+      return "plaintext";
+    case CaptureMode::kKeys:
+      return "keys";
+    case CaptureMode::kBoth:
+      return "keys+plaintext";
+  }
+  return "?";
+}
+
 int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
+  return AddTarget(target, TargetOptions{}, error);
+}
+
+int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
+                      std::string* error) {
   RemoveTarget(target.pid);
+  const bool plain = options.mode != CaptureMode::kKeys;
+  const bool keys = options.mode != CaptureMode::kPlaintext;
   Target entry;
   entry.start_time = target.start_time;
+  entry.mode = options.mode;
   int probed = 0;
   std::string ssl_error;
+  std::optional<std::pair<uint64_t, uint64_t>> layout_file;
+  if (keys && options.ssl_layout && !options.ssl_layout_library.empty()) {
+    layout_file = FileKeyOf(options.ssl_layout_library, &ssl_error);
+    if (!layout_file) ssl_error = "the calibrated libssl: " + ssl_error;
+  }
   std::vector<SslLibrary> libraries = FindSslLibraries(target.pid);
   for (const SslLibrary& library : libraries) {
     const SslProbePlan* plan = PlanFor(library, &ssl_error);
     if (plan == nullptr) continue;
-    if (AttachSites(SpecsOf(plan->sites), target.pid, library.path, library.name, &entry.links,
-                    &ssl_error))
-      ++probed;
+    // Keys capture reads the secrets with the layout calibrated on this very file.
+    bool secrets_here = false;
+    if (keys && options.ssl_layout) {
+      std::string why;
+      secrets_here = options.ssl_layout_library.empty() ||
+                     (layout_file && FileKeyOf(library.path, &why) == layout_file);
+    }
+    if (!plain && !secrets_here) {
+      ssl_error = library.name + (options.ssl_layout ? ": not the libssl the layout was found on"
+                                                     : ": no libssl layout for keys capture");
+      continue;
+    }
+    std::vector<bpf_link*> per_call;
+    if (plain && !AttachSites(SpecsOf(plan->sites, true), target.pid, library.path, library.name,
+                              &per_call, &ssl_error))
+      continue;
+    if (!AttachSites(SpecsOf(plan->sites, false, secrets_here), target.pid, library.path,
+                     library.name, &entry.links, &ssl_error)) {
+      for (bpf_link* link : per_call) bpf_link__destroy(link);
+      continue;
+    }
+    entry.per_call_links.insert(entry.per_call_links.end(), per_call.begin(), per_call.end());
+    ++probed;
   }
   // Client certificates: d2i_X509 and i2d_X509 in the libcrypto next to each probed libssl.
   // Without them lines still come, with the user from the request's credentials only.
@@ -269,8 +322,8 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
     for (const SslLibrary& library : FindCryptoLibraries(target.pid)) {
       std::string why;
       const std::vector<ProbeSite>* sites = CertPlanFor(library, &why);
-      if (sites == nullptr ||
-          !AttachSites(SpecsOf(*sites), target.pid, library.path, library.name, &entry.links, &why))
+      if (sites == nullptr || !AttachSites(SpecsOf(*sites, false), target.pid, library.path,
+                                           library.name, &entry.links, &why))
         spdlog::warn("pid {}: no client certificates: {}", target.pid, why);
     }
   }
@@ -278,32 +331,56 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
   std::string go_error;
   if (const GoBinaryInfo* go = GoPlanFor(target.pid, &go_error)) {
     const GoTlsProbePlan& plan = go->tls;
-    std::vector<AttachSpec> sites;
-    auto at_entry = [&](bpf_program* prog, const GoFunc& fn) {
-      sites.push_back({prog, false, fn.entry.file_offset, fn.name + " entry"});
+    std::vector<AttachSpec> sites, per_call_sites;
+    auto at_entry = [](std::vector<AttachSpec>* to, bpf_program* prog, const GoFunc& fn) {
+      to->push_back({prog, false, fn.entry.file_offset, fn.name + " entry"});
     };
     // The cookie tells the program where n is on each return path (see go_read_return).
-    auto at_returns = [&](bpf_program* prog, const GoFunc& fn) {
+    auto at_returns = [](std::vector<AttachSpec>* to, bpf_program* prog, const GoFunc& fn) {
       for (const GoProbeSite& ret : fn.returns)
-        sites.push_back({prog, false, ret.file_offset, fn.name + " return path",
-                         ret.result_rsp_offset >= 0 ? uint64_t(ret.result_rsp_offset) + 1 : 0});
+        to->push_back({prog, false, ret.file_offset, fn.name + " return path",
+                       ret.result_rsp_offset >= 0 ? uint64_t(ret.result_rsp_offset) + 1 : 0});
     };
-    at_entry(skel_->progs.go_read_enter, plan.read);
-    at_returns(skel_->progs.go_read_return, plan.read);
-    at_entry(skel_->progs.go_write_enter, plan.write);
-    at_returns(skel_->progs.go_write_return, plan.write);
-    if (plan.close.address) at_entry(skel_->progs.go_close_enter, plan.close);
+    if (plain) {
+      at_entry(&per_call_sites, skel_->progs.go_read_enter, plan.read);
+      at_returns(&per_call_sites, skel_->progs.go_read_return, plan.read);
+      at_entry(&per_call_sites, skel_->progs.go_write_enter, plan.write);
+      at_returns(&per_call_sites, skel_->progs.go_write_return, plan.write);
+    }
+    bool go_keys = keys && plan.HasKeyLog();
+    if (go_keys) {
+      at_entry(&sites, skel_->progs.go_keylog_enter, plan.key_log);
+      for (const GoFunc* fn : {&plan.server_handshake, &plan.client_handshake})
+        if (fn->address) at_entry(&sites, skel_->progs.go_handshake_enter, *fn);
+    } else if (keys) {
+      go_error = go->path + " has no " + plan.key_log.name + " (needed for keys capture)";
+    }
+    if (plan.close.address) at_entry(&sites, skel_->progs.go_close_enter, plan.close);
     if (plan.certs_from_client.address && plan.parse_certificate.address &&
         plan.full_handshake_tls13.address && plan.full_handshake_tls12.address) {
-      at_entry(skel_->progs.go_full_handshake_enter, plan.full_handshake_tls13);
-      at_entry(skel_->progs.go_full_handshake_enter, plan.full_handshake_tls12);
-      at_entry(skel_->progs.go_certs_enter, plan.certs_from_client);
-      at_returns(skel_->progs.go_certs_return, plan.certs_from_client);
-      at_entry(skel_->progs.go_cert_parse_enter, plan.parse_certificate);
+      at_entry(&sites, skel_->progs.go_full_handshake_enter, plan.full_handshake_tls13);
+      at_entry(&sites, skel_->progs.go_full_handshake_enter, plan.full_handshake_tls12);
+      at_entry(&sites, skel_->progs.go_certs_enter, plan.certs_from_client);
+      at_returns(&sites, skel_->progs.go_certs_return, plan.certs_from_client);
+      at_entry(&sites, skel_->progs.go_cert_parse_enter, plan.parse_certificate);
     }
     const std::string exe = "/proc/" + std::to_string(target.pid) + "/exe";
-    if (AttachSites(sites, target.pid, exe, go->path, &entry.links, &go_error)) ++probed;
+    if (plain || go_keys) {
+      std::vector<bpf_link*> per_call;
+      if (AttachSites(per_call_sites, target.pid, exe, go->path, &per_call, &go_error)) {
+        if (AttachSites(sites, target.pid, exe, go->path, &entry.links, &go_error)) {
+          entry.per_call_links.insert(entry.per_call_links.end(), per_call.begin(), per_call.end());
+          ++probed;
+        } else {
+          for (bpf_link* link : per_call) bpf_link__destroy(link);
+        }
+      }
+    }
   }
+  auto undo = [&entry] {
+    for (bpf_link* link : entry.links) bpf_link__destroy(link);
+    for (bpf_link* link : entry.per_call_links) bpf_link__destroy(link);
+  };
   if (probed == 0) {
     if (!ssl_error.empty())
       *error = ssl_error;
@@ -311,26 +388,113 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
       *error = "no OpenSSL library mapped, and " + go_error;
     else
       *error = go_error;
+    undo();
     return 0;
   }
   uint32_t tgid = static_cast<uint32_t>(target.pid);
-  uint8_t one = 1;
-  if (bpf_map__update_elem(skel_->maps.targets, &tgid, sizeof(tgid), &one, sizeof(one), BPF_ANY)) {
-    *error = std::string("targets map full: ") + std::strerror(errno);
-    for (bpf_link* link : entry.links) bpf_link__destroy(link);
+  if (keys && options.ssl_layout &&
+      bpf_map__update_elem(skel_->maps.ssl_layouts, &tgid, sizeof(tgid), &*options.ssl_layout,
+                           sizeof(tap_ssl_layout), BPF_ANY)) {
+    *error = std::string("ssl_layouts map full: ") + std::strerror(errno);
+    undo();
     return 0;
   }
   targets_[target.pid] = std::move(entry);
+  const uint8_t bits = (plain ? TAP_TARGET_PLAIN : 0) | (keys ? TAP_TARGET_CIPHER : 0);
+  // The syscall tracepoints first: a plaintext target's accept must be seen from its start.
+  if (!UpdateSyscallTracepoints(error) || !SetTargetMode(target.pid, bits, error)) {
+    RemoveTarget(target.pid);
+    return 0;
+  }
   return probed;
+}
+
+bool BpfTap::AddSocketOnlyTarget(const TargetProcess& target, std::string* error) {
+  RemoveTarget(target.pid);
+  Target entry;
+  entry.start_time = target.start_time;
+  entry.mode = CaptureMode::kKeys;
+  targets_[target.pid] = std::move(entry);
+  if (!SetTargetMode(target.pid, TAP_TARGET_CIPHER, error)) {
+    RemoveTarget(target.pid);
+    return false;
+  }
+  return true;
+}
+
+bool BpfTap::SetTargetMode(pid_t pid, uint8_t bits, std::string* error) {
+  uint32_t tgid = static_cast<uint32_t>(pid);
+  if (bpf_map__update_elem(skel_->maps.targets, &tgid, sizeof(tgid), &bits, sizeof(bits),
+                           BPF_ANY)) {
+    *error = std::string("targets map full: ") + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+bool BpfTap::UpdateSyscallTracepoints(std::string* error) {
+  bool wanted = false;
+  for (const auto& [pid, target] : targets_) wanted |= target.mode != CaptureMode::kKeys;
+  if (!wanted) {
+    if (!syscall_links_.empty())
+      spdlog::info("no target in plaintext capture: syscall tracepoints detached");
+    for (bpf_link* link : syscall_links_) bpf_link__destroy(link);
+    syscall_links_.clear();
+    return true;
+  }
+  if (!syscall_links_.empty()) return true;
+  EnsureTracefs();
+  bpf_program* tracepoints[] = {
+      skel_->progs.tp_enter_read,    skel_->progs.tp_enter_write,   skel_->progs.tp_enter_recvfrom,
+      skel_->progs.tp_enter_sendto,  skel_->progs.tp_enter_readv,   skel_->progs.tp_enter_writev,
+      skel_->progs.tp_enter_recvmsg, skel_->progs.tp_enter_sendmsg, skel_->progs.tp_enter_accept4,
+      skel_->progs.tp_exit_accept4,  skel_->progs.tp_enter_accept,  skel_->progs.tp_exit_accept,
+      skel_->progs.tp_enter_connect, skel_->progs.tp_enter_close,
+  };
+  for (bpf_program* prog : tracepoints) {
+    bpf_link* link = bpf_program__attach(prog);
+    if (link == nullptr) {
+      *error = std::string("cannot attach tracepoint ") + bpf_program__name(prog) + ": " +
+               std::strerror(errno);
+      for (bpf_link* l : syscall_links_) bpf_link__destroy(l);
+      syscall_links_.clear();
+      return false;
+    }
+    syscall_links_.push_back(link);
+  }
+  return true;
+}
+
+void BpfTap::DropPlaintextProbes(pid_t pid) {
+  auto it = targets_.find(pid);
+  if (it == targets_.end() || it->second.mode != CaptureMode::kBoth) return;
+  Target& target = it->second;
+  std::string error;
+  // The kernel stops taking per-call records first, then the probes go.
+  if (!SetTargetMode(pid, TAP_TARGET_CIPHER, &error)) spdlog::warn("pid {}: {}", pid, error);
+  for (bpf_link* link : target.per_call_links) bpf_link__destroy(link);
+  target.per_call_links.clear();
+  target.mode = CaptureMode::kKeys;
+  if (!UpdateSyscallTracepoints(&error)) spdlog::warn("{}", error);
+}
+
+std::optional<CaptureMode> BpfTap::ModeOf(pid_t pid) const {
+  auto it = targets_.find(pid);
+  if (it == targets_.end()) return std::nullopt;
+  return it->second.mode;
 }
 
 void BpfTap::RemoveTarget(pid_t pid) {
   auto it = targets_.find(pid);
   if (it == targets_.end()) return;
   for (bpf_link* link : it->second.links) bpf_link__destroy(link);
+  for (bpf_link* link : it->second.per_call_links) bpf_link__destroy(link);
   uint32_t tgid = static_cast<uint32_t>(pid);
   bpf_map__delete_elem(skel_->maps.targets, &tgid, sizeof(tgid), 0);
+  bpf_map__delete_elem(skel_->maps.ssl_layouts, &tgid, sizeof(tgid), 0);
   targets_.erase(it);
+  std::string error;
+  UpdateSyscallTracepoints(&error);  // detaching cannot fail
 }
 
 bool BpfTap::HasTarget(pid_t pid, uint64_t start_time) const {
@@ -346,7 +510,7 @@ std::vector<pid_t> BpfTap::TargetPids() const {
 
 size_t BpfTap::ProbeCount(pid_t pid) const {
   auto it = targets_.find(pid);
-  return it == targets_.end() ? 0 : it->second.links.size();
+  return it == targets_.end() ? 0 : it->second.links.size() + it->second.per_call_links.size();
 }
 
 int BpfTap::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }

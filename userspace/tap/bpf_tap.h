@@ -1,6 +1,6 @@
 // The kernel tap: loads the BPF programs (bpf/tap.bpf.c through its skeleton), attaches the
-// syscall tracepoints once and the TLS uprobes per target process, and hands every ring
-// buffer record to a callback.
+// socket BTF tracepoints once, the TLS uprobes per target process and the syscall tracepoints
+// while any target is in plaintext capture, and hands every ring buffer record to a callback.
 #pragma once
 
 #include <sys/types.h>
@@ -30,9 +30,37 @@ extern "C" {
 
 namespace mat::tap {
 
+// How a target's TLS plaintext is obtained.
+enum class CaptureMode {
+  // Per-call uprobes on SSL_read/SSL_write and Go's (*Conn).Read/Write deliver the plaintext
+  // (TAP_EV_DATA); the syscall tracepoints are attached while any target is in this mode.
+  kPlaintext,
+  // No probe per call: the target's TCP socket bytes (TAP_EV_CIPHER, TAP_EV_SOCK,
+  // TAP_EV_SOCK_CLOSE) from the socket BTF tracepoints, and its handshake secrets
+  // (TAP_EV_SECRET) from probes that fire once per handshake: OpenSSL's SSL_do_handshake (read
+  // with the calibrated layout), Go's (*Config).writeKeyLog. The certificate and connection-end
+  // probes stay.
+  kKeys,
+  // Both at once: for the bridge window of a process whose connections predate the auditor.
+  // DropPlaintextProbes() turns it into kKeys.
+  kBoth,
+};
+const char* CaptureModeName(CaptureMode mode);
+
+struct TargetOptions {
+  CaptureMode mode = CaptureMode::kPlaintext;
+  // kKeys/kBoth, OpenSSL: the layout calibrated on the process's libssl (one per process). The
+  // secrets are read only at the SSL_do_handshake of that library: ssl_layout_library names it
+  // (any path to the file, e.g. /proc/PID/map_files/...; matched by device and inode); empty
+  // when the layout applies to every libssl the process maps (the usual single one).
+  std::optional<tap_ssl_layout> ssl_layout;
+  std::string ssl_layout_library;
+};
+
 struct TapOptions {
-  uint32_t cap_bytes = TAP_DEFAULT_CAP;  // payload bytes delivered per SSL call
-  uint32_t ringbuf_bytes = 8u << 20;     // power of two
+  uint32_t cap_bytes = TAP_DEFAULT_CAP;    // payload bytes delivered per SSL call
+  uint32_t cipher_cap_bytes = 256u << 10;  // socket bytes delivered per socket call (keys)
+  uint32_t ringbuf_bytes = 8u << 20;       // power of two
   // Records wake the reader only once this much is waiting; otherwise it drains on a timer.
   uint32_t wakeup_bytes = 1u << 20;
 };
@@ -44,7 +72,8 @@ class BpfTap {
  public:
   using RecordHandler = std::function<void(const void* data, size_t size)>;
 
-  // Opens, configures, loads and attaches the tracepoints. nullptr with *error on failure.
+  // Opens, configures, loads and attaches the socket BTF tracepoints. nullptr with *error on
+  // failure.
   static std::unique_ptr<BpfTap> Create(const TapOptions& options, RecordHandler handler,
                                         std::string* error);
   ~BpfTap();
@@ -55,12 +84,25 @@ class BpfTap {
   // the program is written in Go. Returns the number of TLS stacks probed; 0 with *error (the
   // reason, naming the program) when none could be.
   int AddTarget(const TargetProcess& target, std::string* error);
+  // The same in the given capture mode. kKeys/kBoth count an OpenSSL library as probed only with
+  // options.ssl_layout (and, if named, on that library), and a Go program only when it has
+  // (*Config).writeKeyLog; 0 with *error when nothing could be.
+  int AddTarget(const TargetProcess& target, const TargetOptions& options, std::string* error);
+  // Keys capture of pid's socket bytes only: the targets map entry, no uprobe (for tests, and
+  // for a process whose secrets come from elsewhere). false with *error when the map is full.
+  bool AddSocketOnlyTarget(const TargetProcess& target, std::string* error);
+  // A kBoth target becomes kKeys: its per-call probes are detached (and the syscall tracepoints,
+  // once no target is left in plaintext capture). Nothing for other targets.
+  void DropPlaintextProbes(pid_t pid);
+  std::optional<CaptureMode> ModeOf(pid_t pid) const;
   void RemoveTarget(pid_t pid);
   bool HasTarget(pid_t pid, uint64_t start_time) const;
   std::vector<pid_t> TargetPids() const;
-  // Uprobes attached for pid (0 when it is no target), and tracepoints attached once for all.
+  // Uprobes attached for pid (0 when it is no target), and tracepoints attached for all (the
+  // socket BTF tracepoints always; the syscall ones while a target is in plaintext capture).
   size_t ProbeCount(pid_t pid) const;
-  size_t TracepointCount() const { return tracepoint_links_.size(); }
+  size_t TracepointCount() const { return sock_links_.size() + syscall_links_.size(); }
+  size_t SyscallTracepointCount() const { return syscall_links_.size(); }
 
   int epoll_fd() const;
   // Consumes the available records without blocking; returns how many, or -errno.
@@ -71,7 +113,9 @@ class BpfTap {
   BpfTap() = default;
   struct Target {
     uint64_t start_time = 0;
-    std::vector<bpf_link*> links;
+    CaptureMode mode = CaptureMode::kPlaintext;
+    std::vector<bpf_link*> links;           // handshake, certificate, connection end, secrets
+    std::vector<bpf_link*> per_call_links;  // SSL_read/SSL_write, Go Read/Write
   };
   struct AttachSpec {
     bpf_program* program = nullptr;
@@ -90,7 +134,14 @@ class BpfTap {
   const SslProbePlan* PlanFor(const SslLibrary& library, std::string* error);
   const std::vector<ProbeSite>* CertPlanFor(const SslLibrary& library, std::string* error);
   const GoBinaryInfo* GoPlanFor(pid_t pid, std::string* error);
-  std::vector<AttachSpec> SpecsOf(const std::vector<ProbeSite>& sites) const;
+  // The specs of sites; per_call picks the per-call sites (true) or the others (false).
+  // secrets_here: cookie 1 on SSL_do_handshake's return (its secrets are read there).
+  std::vector<AttachSpec> SpecsOf(const std::vector<ProbeSite>& sites, bool per_call,
+                                  bool secrets_here = false) const;
+  // Attaches or detaches the syscall tracepoints as some target is or none is in plaintext
+  // capture. false with *error when they are needed and cannot be attached.
+  bool UpdateSyscallTracepoints(std::string* error);
+  bool SetTargetMode(pid_t pid, uint8_t bits, std::string* error);
   // Attaches all of sites or none.
   static bool AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const std::string& path,
                           const std::string& what, std::vector<bpf_link*>* links,
@@ -99,7 +150,8 @@ class BpfTap {
   tap_bpf* skel_ = nullptr;
   ring_buffer* ring_ = nullptr;
   RecordHandler handler_;
-  std::vector<bpf_link*> tracepoint_links_;
+  std::vector<bpf_link*> sock_links_;     // tp_btf: socket bytes and TCP_CLOSE, always
+  std::vector<bpf_link*> syscall_links_;  // syscall tracepoints, while plaintext targets exist
   std::map<pid_t, Target> targets_;
   // Plans per file, bounded (file_cache.h); a pointer returned by the *PlanFor functions is
   // used before the next one is made.

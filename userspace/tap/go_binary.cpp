@@ -23,6 +23,9 @@ constexpr std::string_view kParseCertName = "crypto/x509.ParseCertificate";
 constexpr std::string_view kFull13Name =
     "crypto/tls.(*serverHandshakeStateTLS13).sendServerCertificate";
 constexpr std::string_view kFull12Name = "crypto/tls.(*serverHandshakeState).doFullHandshake";
+constexpr std::string_view kKeyLogName = "crypto/tls.(*Config).writeKeyLog";
+constexpr std::string_view kServerHandshakeName = "crypto/tls.(*Conn).serverHandshake";
+constexpr std::string_view kClientHandshakeName = "crypto/tls.(*Conn).clientHandshake";
 constexpr uint64_t kMaxFunctionSize = 1 << 20;    // sanity bound for one function
 constexpr uint64_t kMaxFunctions = 10'000'000;    // sanity bound for pclntab's nfunc
 constexpr uint64_t kBuildInfoSearch = 64 * 1024;  // as debug/buildinfo: first 64 KiB of data
@@ -367,8 +370,34 @@ struct CsHandle {
   }
 };
 
+// The integer argument registers of Go's ABI (AX, BX, CX, DI, SI, R8-R11) and g (R14), in any
+// width: the entry site must come before any of them is written.
 bool IsArgumentRegister(uint16_t reg) {
   switch (reg) {
+    case X86_REG_RDI:
+    case X86_REG_EDI:
+    case X86_REG_DI:
+    case X86_REG_DIL:
+    case X86_REG_RSI:
+    case X86_REG_ESI:
+    case X86_REG_SI:
+    case X86_REG_SIL:
+    case X86_REG_R8:
+    case X86_REG_R8D:
+    case X86_REG_R8W:
+    case X86_REG_R8B:
+    case X86_REG_R9:
+    case X86_REG_R9D:
+    case X86_REG_R9W:
+    case X86_REG_R9B:
+    case X86_REG_R10:
+    case X86_REG_R10D:
+    case X86_REG_R10W:
+    case X86_REG_R10B:
+    case X86_REG_R11:
+    case X86_REG_R11D:
+    case X86_REG_R11W:
+    case X86_REG_R11B:
     case X86_REG_RAX:
     case X86_REG_EAX:
     case X86_REG_AX:
@@ -612,7 +641,7 @@ std::vector<uint64_t> GoFunc::ReturnOffsets() const {
 std::string GoTlsProbePlan::Describe() const {
   std::string out = go_version + ": " + DescribeFunc(read) + "; " + DescribeFunc(write);
   for (const GoFunc* fn : {&close, &certs_from_client, &parse_certificate, &full_handshake_tls13,
-                           &full_handshake_tls12})
+                           &full_handshake_tls12, &key_log, &server_handshake, &client_handshake})
     out += "; " + (fn->address ? fn->name + " entry [" + fn->entry.instruction +
                                      (fn->entry.emulated ? ", emulated]" : ", single-stepped]")
                                : fn->name + " absent");
@@ -662,6 +691,9 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
   plan.parse_certificate.name = std::string(kParseCertName);
   plan.full_handshake_tls13.name = std::string(kFull13Name);
   plan.full_handshake_tls12.name = std::string(kFull12Name);
+  plan.key_log.name = std::string(kKeyLogName);
+  plan.server_handshake.name = std::string(kServerHandshakeName);
+  plan.client_handshake.name = std::string(kClientHandshakeName);
   auto sym_read = elf.FindFunction(kReadName);
   auto sym_write = elf.FindFunction(kWriteName);
   if (!options.ignore_elf_symbols && sym_read && sym_write && sym_read->size && sym_write->size) {
@@ -670,7 +702,8 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
     plan.write.address = sym_write->address;
     plan.write.size = sym_write->size;
     for (GoFunc* fn : {&plan.close, &plan.certs_from_client, &plan.parse_certificate,
-                       &plan.full_handshake_tls13, &plan.full_handshake_tls12}) {
+                       &plan.full_handshake_tls13, &plan.full_handshake_tls12, &plan.key_log,
+                       &plan.server_handshake, &plan.client_handshake}) {
       if (auto sym = elf.FindFunction(fn->name); sym && sym->size) {
         fn->address = sym->address;
         fn->size = sym->size;
@@ -683,9 +716,10 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
     if (!FindInPclnTab(
             *table, words,
             {kReadName, kWriteName, kCloseName, kCertsFromClientName, kParseCertName, kFull13Name,
-             kFull12Name},
+             kFull12Name, kKeyLogName, kServerHandshakeName, kClientHandshakeName},
             {&plan.read, &plan.write, &plan.close, &plan.certs_from_client, &plan.parse_certificate,
-             &plan.full_handshake_tls13, &plan.full_handshake_tls12},
+             &plan.full_handshake_tls13, &plan.full_handshake_tls12, &plan.key_log,
+             &plan.server_handshake, &plan.client_handshake},
             &why))
       return fail(why);
     info.functions_from = table->format;
@@ -695,8 +729,9 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
       return fail("has no " + fn->name + " (the program does not use crypto/tls)");
   if (!PlanFunction(elf, &plan.read, &why) || !PlanFunction(elf, &plan.write, &why))
     return fail(why);
-  for (GoFunc* fn : {&plan.close, &plan.certs_from_client, &plan.parse_certificate,
-                     &plan.full_handshake_tls13, &plan.full_handshake_tls12})
+  for (GoFunc* fn :
+       {&plan.close, &plan.certs_from_client, &plan.parse_certificate, &plan.full_handshake_tls13,
+        &plan.full_handshake_tls12, &plan.key_log, &plan.server_handshake, &plan.client_handshake})
     if (fn->address && !PlanFunction(elf, fn, &why)) fn->address = 0;
   return info;
 }

@@ -80,6 +80,16 @@ struct GoTlsProbePlan {
   // the conn): a client without a certificate then presented none.
   GoFunc full_handshake_tls13;  // crypto/tls.(*serverHandshakeStateTLS13).sendServerCertificate
   GoFunc full_handshake_tls12;  // crypto/tls.(*serverHandshakeState).doFullHandshake
+  // Keys capture (entries only; address 0 when absent). crypto/tls.(*Config).writeKeyLog(label,
+  // clientRandom, secret) gets every secret of every handshake, KeyLogWriter set or not: AX the
+  // Config, BX/CX the label, DI/SI/R8 clientRandom, R9/R10/R11 the secret. Its entry site is the
+  // first emulated instruction before any of these registers is written, as for Read. The
+  // connection comes from crypto/tls.(*Conn).serverHandshake / clientHandshake (AX: the conn),
+  // which run the handshake in the same goroutine.
+  GoFunc key_log;
+  GoFunc server_handshake;
+  GoFunc client_handshake;
+  bool HasKeyLog() const { return key_log.address != 0; }
   std::string Describe() const;
 };
 

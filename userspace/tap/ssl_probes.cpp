@@ -97,6 +97,20 @@ bool PlanDirection(const ElfFile& elf, const char* plain, const char* ex, const 
 
 }  // namespace
 
+bool IsPerCallProbe(ProbeProgram program) {
+  switch (program) {
+    case ProbeProgram::kReadEnterPtr4:
+    case ProbeProgram::kReadEnterRet:
+    case ProbeProgram::kReadExit:
+    case ProbeProgram::kWriteEnterPtr4:
+    case ProbeProgram::kWriteEnterRet:
+    case ProbeProgram::kWriteExit:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool IsEmulatedInstruction(const uint8_t* code, size_t size, std::string* text) {
   CsHandle cs;
   if (!cs.ok || size == 0) return false;

@@ -29,6 +29,9 @@ enum class ProbeProgram {
   kCertSend,       // i2d_X509 entry (libcrypto): the server sends its certificate (full handshake)
 };
 
+// The probes that fire on every SSL_read/SSL_write call (the plaintext capture's).
+bool IsPerCallProbe(ProbeProgram program);
+
 struct ProbeSite {
   ProbeProgram program;
   uint64_t file_offset = 0;
