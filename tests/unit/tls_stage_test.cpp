@@ -1,0 +1,482 @@
+// The TLS record layer stage (userspace/tls) against real OpenSSL handshakes run in-process over
+// memory BIOs: the wire bytes as the server's socket saw them become TAP_EV_CIPHER records, the
+// key log becomes TAP_EV_SECRET records like the kernel's OpenSSL-sourced ones, and the stage's
+// plaintext must equal what each SSL_write sent, byte for byte, at the right positions.
+#include <gtest/gtest.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "capture/event_decoder.h"
+#include "tap_records.h"
+#include "tls/decrypt_stage.h"
+
+namespace mat::tls {
+namespace {
+
+using mat::testing::Record;
+
+constexpr uint32_t kTgid = 4242;
+constexpr uint64_t kSock = 0xffff888012345600ull;
+constexpr int32_t kFd = 17;
+constexpr uint64_t kSsl = 0x55550000a000ull;
+
+// --- a self-signed server certificate, made once ----------------------------------------------
+
+struct Identity {
+  EVP_PKEY* key = nullptr;
+  X509* cert = nullptr;
+};
+
+const Identity& ServerIdentity() {
+  static Identity id = [] {
+    Identity i;
+    i.key = EVP_RSA_gen(2048);
+    i.cert = X509_new();
+    X509_set_version(i.cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(i.cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(i.cert), 0);
+    X509_gmtime_adj(X509_getm_notAfter(i.cert), 3600);
+    X509_set_pubkey(i.cert, i.key);
+    X509_NAME* name = X509_get_subject_name(i.cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("tls-stage-test"), -1, -1, 0);
+    X509_set_issuer_name(i.cert, name);
+    X509_sign(i.cert, i.key, EVP_sha256());
+    return i;
+  }();
+  return id;
+}
+
+// --- tap records --------------------------------------------------------------------------
+
+Record CipherRecord(int dir, uint64_t pos, const unsigned char* p, size_t n, uint64_t ts) {
+  Record r = mat::testing::DataRecord(kTgid, kSock, kFd, static_cast<tap_direction>(dir), pos,
+                                      std::string_view(reinterpret_cast<const char*>(p), n), ts);
+  tap_hdr h;
+  std::memcpy(&h, r.data(), sizeof(h));
+  h.type = TAP_EV_CIPHER;
+  std::memcpy(r.data(), &h, sizeof(h));
+  return r;
+}
+
+Record HeaderRecord(uint32_t type, uint64_t conn, int32_t fd, uint64_t ts) {
+  tap_hdr h{type, kTgid, kTgid, fd, ts, conn};
+  return mat::testing::AsRecord(h);
+}
+
+// The wire as the server's socket saw it, in ring order, plus the secrets.
+class Capture {
+ public:
+  uint64_t ts = 1'000'000;
+  size_t chunk = 16384;  // bytes one socket call moved (split further at TAP_CHUNK_BYTES)
+  std::vector<Record> records;
+  std::string wire[2];  // every byte, dropped or not
+  // Bytes [drop_from, drop_to) of TAP_DIR_READ are lost before the stage sees them.
+  uint64_t drop_from = 0, drop_to = 0;
+
+  void Wire(int dir, const std::string& bytes) {
+    size_t off = 0;
+    while (off < bytes.size()) {
+      size_t call = std::min(chunk, bytes.size() - off);
+      for (size_t c = 0; c < call;) {
+        size_t k = std::min<size_t>(TAP_CHUNK_BYTES, call - c);
+        uint64_t pos = wire[dir].size();
+        const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + off + c);
+        wire[dir].append(reinterpret_cast<const char*>(p), k);
+        Emit(dir, pos, p, k);
+        c += k;
+      }
+      off += call;
+      ts += 1000;
+    }
+  }
+
+  void Emit(int dir, uint64_t pos, const unsigned char* p, size_t k) {
+    if (dir != TAP_DIR_READ || drop_to <= pos || drop_from >= pos + k) {
+      records.push_back(CipherRecord(dir, pos, p, k, ts));
+      return;
+    }
+    if (drop_from > pos) records.push_back(CipherRecord(dir, pos, p, drop_from - pos, ts));
+    if (drop_to < pos + k)
+      records.push_back(CipherRecord(dir, drop_to, p + (drop_to - pos), pos + k - drop_to, ts));
+  }
+
+  // Key log lines as the kernel would send them from OpenSSL's objects: 64 bytes for the TLS 1.3
+  // secrets (the tail is whatever follows in the SSL object), 48 for the master secret, and the
+  // other version's fields with whatever they held.
+  void Secrets(const std::vector<std::string>& keylog, uint64_t conn = kSsl) {
+    uint8_t client_random[32] = {};
+    bool have_random = false;
+    std::vector<tap_secret> out;
+    for (const std::string& line : keylog) {
+      size_t a = line.find(' '), b = line.find(' ', a + 1);
+      std::string label = line.substr(0, a);
+      std::string cr = line.substr(a + 1, b - a - 1), sec = line.substr(b + 1);
+      tap_secret s{};
+      s.hdr = {TAP_EV_SECRET, kTgid, kTgid, -1, ts, conn};
+      s.source = TAP_SECRET_FROM_OPENSSL;
+      if (label == "CLIENT_RANDOM") {
+        s.label = TAP_SECRET_MASTER;
+        s.len = 48;
+      } else if (label == "CLIENT_TRAFFIC_SECRET_0") {
+        s.label = TAP_SECRET_CLIENT_TRAFFIC_0;
+        s.len = 64;
+      } else if (label == "SERVER_TRAFFIC_SECRET_0") {
+        s.label = TAP_SECRET_SERVER_TRAFFIC_0;
+        s.len = 64;
+      } else {
+        continue;
+      }
+      std::memset(s.secret, 0x5A, sizeof(s.secret));
+      Hex(cr, s.client_random);
+      Hex(sec, s.secret);
+      std::memcpy(client_random, s.client_random, 32);
+      have_random = true;
+      out.push_back(s);
+    }
+    ASSERT_TRUE(have_random);
+    // The fields of the other version hold junk.
+    bool tls13 = out.front().label != TAP_SECRET_MASTER;
+    tap_secret junk{};
+    junk.hdr = {TAP_EV_SECRET, kTgid, kTgid, -1, ts, conn};
+    junk.source = TAP_SECRET_FROM_OPENSSL;
+    std::memcpy(junk.client_random, client_random, 32);
+    RAND_bytes(junk.secret, sizeof(junk.secret));
+    if (tls13) {
+      junk.label = TAP_SECRET_MASTER;
+      junk.len = 48;
+      out.push_back(junk);
+    } else {
+      junk.label = TAP_SECRET_CLIENT_TRAFFIC_0;
+      junk.len = 64;
+      out.push_back(junk);
+      junk.label = TAP_SECRET_SERVER_TRAFFIC_0;
+      out.push_back(junk);
+    }
+    for (const tap_secret& s : out) records.push_back(mat::testing::AsRecord(s));
+  }
+
+  void SockClose() { records.push_back(HeaderRecord(TAP_EV_SOCK_CLOSE, kSock, kFd, ts)); }
+
+  static void Hex(const std::string& hex, uint8_t* out) {
+    for (size_t i = 0; i + 1 < hex.size(); i += 2)
+      out[i / 2] = static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  }
+};
+
+// --- an in-process TLS connection -----------------------------------------------------------
+
+struct Config {
+  int version = TLS1_3_VERSION;
+  std::string ciphers;   // TLS 1.2 cipher list
+  std::string suites13;  // TLS 1.3 suites
+  bool no_etm = false;
+  std::string server_groups, client_groups;
+};
+
+struct Contexts {
+  SSL_CTX* server = nullptr;
+  SSL_CTX* client = nullptr;
+  explicit Contexts(const Config& c) {
+    server = SSL_CTX_new(TLS_server_method());
+    client = SSL_CTX_new(TLS_client_method());
+    for (SSL_CTX* ctx : {server, client}) {
+      SSL_CTX_set_min_proto_version(ctx, c.version);
+      SSL_CTX_set_max_proto_version(ctx, c.version);
+      if (!c.ciphers.empty()) SSL_CTX_set_cipher_list(ctx, c.ciphers.c_str());
+      if (!c.suites13.empty()) SSL_CTX_set_ciphersuites(ctx, c.suites13.c_str());
+      if (c.no_etm) SSL_CTX_set_options(ctx, SSL_OP_NO_ENCRYPT_THEN_MAC);
+    }
+    if (!c.server_groups.empty()) SSL_CTX_set1_groups_list(server, c.server_groups.c_str());
+    if (!c.client_groups.empty()) SSL_CTX_set1_groups_list(client, c.client_groups.c_str());
+    SSL_CTX_use_certificate(server, ServerIdentity().cert);
+    SSL_CTX_use_PrivateKey(server, ServerIdentity().key);
+    SSL_CTX_set_session_cache_mode(client, SSL_SESS_CACHE_CLIENT);
+    SSL_CTX_set_keylog_callback(server, [](const SSL* ssl, const char* line) {
+      static_cast<std::vector<std::string>*>(SSL_get_app_data(ssl))->push_back(line);
+    });
+  }
+  ~Contexts() {
+    SSL_CTX_free(server);
+    SSL_CTX_free(client);
+  }
+};
+
+class Conn {
+ public:
+  Conn(Contexts& ctx, Capture* cap, SSL_SESSION* session = nullptr) : cap_(cap) {
+    s_ = SSL_new(ctx.server);
+    c_ = SSL_new(ctx.client);
+    SSL_set_app_data(s_, &keylog);
+    SSL_set_bio(s_, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    SSL_set_bio(c_, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    SSL_set_accept_state(s_);
+    SSL_set_connect_state(c_);
+    if (session != nullptr) SSL_set_session(c_, session);
+  }
+  ~Conn() {
+    SSL_free(s_);
+    SSL_free(c_);
+  }
+
+  bool Handshake() {
+    for (int i = 0; i < 50; ++i) {
+      int rc = SSL_do_handshake(c_);
+      Pump();
+      int rs = SSL_do_handshake(s_);
+      Pump();
+      if (rc == 1 && rs == 1) return true;
+    }
+    ERR_print_errors_fp(stderr);
+    return false;
+  }
+
+  // Moves the bytes each side wrote to the other, through the capture.
+  void Pump() {
+    for (bool moved = true; moved;) {
+      moved = Move(c_, s_, TAP_DIR_READ) | Move(s_, c_, TAP_DIR_WRITE);
+    }
+  }
+
+  // dir: TAP_DIR_READ = the client sends (the server reads), TAP_DIR_WRITE = the server sends.
+  void Send(int dir, const std::string& data) {
+    SSL* from = dir == TAP_DIR_READ ? c_ : s_;
+    for (size_t off = 0; off < data.size();) {
+      size_t k = std::min<size_t>(65536, data.size() - off);
+      ASSERT_EQ(SSL_write(from, data.data() + off, static_cast<int>(k)), static_cast<int>(k));
+      off += k;
+      Pump();
+      Drain();
+    }
+    sent[dir] += data;
+  }
+
+  // Reads whatever either side has pending (data, tickets, KeyUpdates).
+  void Drain() {
+    char buf[65536];
+    for (bool any = true; any;) {
+      any = false;
+      for (int dir : {TAP_DIR_READ, TAP_DIR_WRITE}) {
+        SSL* to = dir == TAP_DIR_READ ? s_ : c_;
+        int n;
+        while ((n = SSL_read(to, buf, sizeof(buf))) > 0) {
+          received[dir].append(buf, n);
+          any = true;
+        }
+      }
+      Pump();
+    }
+  }
+
+  void Shutdown() {
+    SSL_shutdown(c_);
+    Pump();
+    SSL_shutdown(s_);
+    Pump();
+  }
+
+  std::string CipherName() const { return SSL_CIPHER_get_name(SSL_get_current_cipher(s_)); }
+  bool Reused() const { return SSL_session_reused(c_) == 1; }
+  SSL* client() { return c_; }
+  SSL* server() { return s_; }
+
+  std::vector<std::string> keylog;
+  std::string sent[2], received[2];
+
+ private:
+  bool Move(SSL* from, SSL* to, int dir) {
+    BIO* out = SSL_get_wbio(from);
+    size_t pending = BIO_ctrl_pending(out);
+    if (pending == 0) return false;
+    std::string bytes(pending, '\0');
+    BIO_read(out, bytes.data(), static_cast<int>(pending));
+    cap_->Wire(dir, bytes);
+    BIO_write(SSL_get_rbio(to), bytes.data(), static_cast<int>(bytes.size()));
+    return true;
+  }
+
+  Capture* cap_;
+  SSL* s_ = nullptr;
+  SSL* c_ = nullptr;
+};
+
+// --- the stage's output -----------------------------------------------------------------------
+
+struct Output {
+  std::vector<Record> records;
+
+  void Add(const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    records.emplace_back(b, b + n);
+  }
+
+  // The plaintext of (conn, dir) in pos order; jumps collects each pos that skipped ahead.
+  std::string Plain(uint64_t conn, int dir, std::vector<uint64_t>* jumps = nullptr) const {
+    std::string s;
+    uint64_t expect = 0;
+    for (const Record& r : records) {
+      capture::Event ev;
+      EXPECT_EQ(capture::DecodeEvent(r.data(), r.size(), &ev), capture::DecodeStatus::kOk);
+      if (ev.type != TAP_EV_DATA || ev.hdr->conn != conn || ev.data->dir != dir) continue;
+      EXPECT_EQ(ev.hdr->tgid, kTgid);
+      EXPECT_EQ(ev.hdr->fd, kFd);
+      EXPECT_GE(ev.data->pos, expect) << "plaintext went back";
+      EXPECT_EQ(ev.data->offset % TAP_CHUNK_BYTES, 0u);
+      if (ev.data->pos != expect) {
+        if (jumps != nullptr)
+          jumps->push_back(ev.data->pos);
+        else
+          ADD_FAILURE() << "unexpected jump to " << ev.data->pos << " from " << expect;
+      }
+      s.append(ev.payload);
+      expect = ev.data->pos + ev.data->len;
+    }
+    return s;
+  }
+
+  int Count(uint32_t type) const {
+    int n = 0;
+    for (const Record& r : records) {
+      tap_hdr h;
+      std::memcpy(&h, r.data(), sizeof(h));
+      n += h.type == type;
+    }
+    return n;
+  }
+
+  const tap_conn_end* End() const {
+    for (const Record& r : records)
+      if (r.size() == sizeof(tap_conn_end) &&
+          reinterpret_cast<const tap_hdr*>(r.data())->type == TAP_EV_CONN_END)
+        return reinterpret_cast<const tap_conn_end*>(r.data());
+    return nullptr;
+  }
+};
+
+struct StageRun {
+  Output out;
+  std::unique_ptr<DecryptStage> stage;
+  explicit StageRun(StageOptions o = {}) {
+    stage = std::make_unique<DecryptStage>([this](const void* p, size_t n) { out.Add(p, n); }, o);
+  }
+  void Feed(const std::vector<Record>& records) {
+    for (const Record& r : records) stage->OnRecord(r.data(), r.size());
+  }
+};
+
+std::string Pattern(size_t n, uint32_t seed) {
+  std::string s(n, '\0');
+  std::mt19937 g(seed);
+  for (char& c : s) c = static_cast<char>('a' + g() % 26);
+  return s;
+}
+
+// A request/response exchange, then close_notify both ways.
+void Exchange(Conn& c, int rounds = 3) {
+  for (int i = 0; i < rounds; ++i) {
+    c.Send(TAP_DIR_READ, "GET /v1.41/info?round=" + std::to_string(i) +
+                             " HTTP/1.1\r\nHost: x\r\n\r\n" + Pattern(100 + i * 37, i));
+    c.Send(TAP_DIR_WRITE, "HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n" + Pattern(900, 77 + i));
+  }
+}
+
+void ExpectDecrypted(const StageRun& run, const Conn& c, uint64_t conn = kSsl) {
+  EXPECT_EQ(run.out.Plain(conn, TAP_DIR_READ), c.sent[TAP_DIR_READ]);
+  EXPECT_EQ(run.out.Plain(conn, TAP_DIR_WRITE), c.sent[TAP_DIR_WRITE]);
+  EXPECT_EQ(run.out.Count(TAP_EV_CIPHER), 0);
+  EXPECT_EQ(run.out.Count(TAP_EV_SECRET), 0);
+  EXPECT_EQ(run.out.Count(TAP_EV_SOCK_CLOSE), 0);
+  const tap_conn_end* end = run.out.End();
+  ASSERT_NE(end, nullptr);
+  EXPECT_EQ(end->hdr.conn, conn);
+  EXPECT_EQ(end->read_pos, c.sent[TAP_DIR_READ].size());
+  EXPECT_EQ(end->write_pos, c.sent[TAP_DIR_WRITE].size());
+  const StageStats& st = run.stage->stats();
+  EXPECT_EQ(st.connections_decrypted, 1u);
+  EXPECT_EQ(st.decrypt_failures, 0u);
+  EXPECT_EQ(st.gaps, 0u);
+  EXPECT_EQ(st.conn_ends, 1u);
+  EXPECT_FALSE(run.stage->Decrypts(kTgid, conn));  // over
+}
+
+// --- suites -----------------------------------------------------------------------------------
+
+struct SuiteCase {
+  const char* label;
+  Config config;
+  const char* expect_cipher;  // OpenSSL's name of the negotiated suite
+};
+
+class Suites : public ::testing::TestWithParam<SuiteCase> {};
+
+TEST_P(Suites, DecryptsBothDirectionsByteForByte) {
+  const SuiteCase& sc = GetParam();
+  Contexts ctx(sc.config);
+  Capture cap;
+  cap.chunk = 777;  // records split across socket calls
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  ASSERT_EQ(c.CipherName(), sc.expect_cipher);
+  cap.Secrets(c.keylog);
+  Exchange(c);
+  c.Shutdown();
+  cap.SockClose();
+  ASSERT_EQ(c.received[TAP_DIR_READ], c.sent[TAP_DIR_READ]);
+
+  StageRun run;
+  run.Feed(cap.records);
+  ExpectDecrypted(run, c);
+  EXPECT_EQ(run.stage->stats().close_notify, 2u);
+  EXPECT_EQ(run.stage->stats().etm_connections,
+            std::string(sc.label).find("_EtM") != std::string::npos ? 1u : 0u);
+}
+
+Config V13(const char* suite) {
+  Config c;
+  c.version = TLS1_3_VERSION;
+  c.suites13 = suite;
+  return c;
+}
+Config V12(const char* ciphers, bool no_etm = false) {
+  Config c;
+  c.version = TLS1_2_VERSION;
+  c.ciphers = ciphers;
+  c.no_etm = no_etm;
+  return c;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, Suites,
+    ::testing::Values(
+        SuiteCase{"TLS13_AES128GCM", V13("TLS_AES_128_GCM_SHA256"), "TLS_AES_128_GCM_SHA256"},
+        SuiteCase{"TLS13_AES256GCM", V13("TLS_AES_256_GCM_SHA384"), "TLS_AES_256_GCM_SHA384"},
+        SuiteCase{"TLS13_CHACHA20", V13("TLS_CHACHA20_POLY1305_SHA256"),
+                  "TLS_CHACHA20_POLY1305_SHA256"},
+        SuiteCase{"TLS12_AES128GCM", V12("ECDHE-RSA-AES128-GCM-SHA256"),
+                  "ECDHE-RSA-AES128-GCM-SHA256"},
+        SuiteCase{"TLS12_AES256GCM", V12("ECDHE-RSA-AES256-GCM-SHA384"),
+                  "ECDHE-RSA-AES256-GCM-SHA384"},
+        SuiteCase{"TLS12_CHACHA20", V12("ECDHE-RSA-CHACHA20-POLY1305"),
+                  "ECDHE-RSA-CHACHA20-POLY1305"},
+        SuiteCase{"TLS12_AES128SHA_EtM", V12("ECDHE-RSA-AES128-SHA"), "ECDHE-RSA-AES128-SHA"},
+        SuiteCase{"TLS12_AES128SHA_MtE", V12("ECDHE-RSA-AES128-SHA", true), "ECDHE-RSA-AES128-SHA"},
+        SuiteCase{"TLS12_AES256SHA384_EtM", V12("ECDHE-RSA-AES256-SHA384"),
+                  "ECDHE-RSA-AES256-SHA384"},
+        SuiteCase{"TLS12_AES256SHA384_MtE", V12("ECDHE-RSA-AES256-SHA384", true),
+                  "ECDHE-RSA-AES256-SHA384"}),
+    [](const ::testing::TestParamInfo<SuiteCase>& info) { return info.param.label; });
+
+}  // namespace
+}  // namespace mat::tls
