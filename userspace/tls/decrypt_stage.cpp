@@ -111,6 +111,7 @@ struct Stream {
   uint16_t version = 0;
   const Suite* suite = nullptr;
   bool etm = false;
+  bool hrr = false;  // a HelloRetryRequest was seen: TLS 1.3
   KeyMaterial* km = nullptr;
   uint64_t out_conn = 0;
   bool conn_from_secret = false;
@@ -396,6 +397,7 @@ struct DecryptStage::Impl {
         if (d.encrypted) return Step::kNext;  // TLS 1.3 never sends these in clear after SH
         return FeedHandshake(s, di, body, len) ? Step::kNext : Step::kStop;
       case kChangeCipherSpec:
+        if (s.hrr) return Step::kNext;               // TLS 1.3 middlebox compatibility: no meaning
         if (s.suite == nullptr) return Step::kWait;  // version not known yet
         if (s.version != 0x0304) {
           d.encrypted = true;
@@ -540,7 +542,11 @@ struct DecryptStage::Impl {
         i += el;
       }
     }
-    if (std::memcmp(random, kHrrRandom, 32) == 0) return true;  // wait for the real one
+    if (std::memcmp(random, kHrrRandom, 32) == 0) {  // TLS 1.3 only: wait for the real one
+      s.hrr = true;
+      s.kick = true;
+      return true;
+    }
     std::memcpy(s.server_random.data(), random, 32);
     if (version != 0x0303 && version != 0x0304) {
       Undecryptable(s, SuiteName(suite_id) + (version < 0x0303 ? " (TLS < 1.2)" : " (version?)"));
