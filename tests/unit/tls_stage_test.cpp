@@ -12,15 +12,18 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "capture/event_decoder.h"
 #include "tap_records.h"
 #include "tls/decrypt_stage.h"
+#include "tls/secure_pool.h"
 
 namespace mat::tls {
 namespace {
@@ -349,6 +352,7 @@ struct Output {
   int Count(uint32_t type) const {
     int n = 0;
     for (const Record& r : records) {
+      if (r.size() < sizeof(tap_hdr)) continue;
       tap_hdr h;
       std::memcpy(&h, r.data(), sizeof(h));
       n += h.type == type;
@@ -877,6 +881,142 @@ TEST(TlsStage, MangledRealConnectionsNeverCrash) {
       EXPECT_EQ(run.out.Count(TAP_EV_SECRET), 0);
     }
   }
+}
+
+TEST(TlsStage, HandshakeMessagesSpanRecordsAndSocketCalls) {
+  Contexts ctx(V13("TLS_AES_128_GCM_SHA256"));
+  SSL_CTX_set_max_send_fragment(ctx.client, 512);  // the ClientHello spans records
+  std::string alpn;
+  for (int i = 0; i < 60; ++i) alpn += std::string(1, char(14)) + "proto-" + Pattern(8, i);
+  ASSERT_EQ(SSL_CTX_set_alpn_protos(ctx.client, reinterpret_cast<const unsigned char*>(alpn.data()),
+                                    static_cast<unsigned>(alpn.size())),
+            0);
+  Capture cap;
+  cap.chunk = 1;  // every byte its own socket call
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  ASSERT_GT(cap.wire[TAP_DIR_READ].size(), 1200u);
+  cap.Secrets(c.keylog);
+  cap.chunk = 5;
+  Exchange(c, 2);
+  c.Shutdown();
+  cap.SockClose();
+  StageRun run;
+  run.Feed(cap.records);
+  ExpectDecrypted(run, c);
+}
+
+TEST(TlsStage, WrongTls13KeysAreGivenUp) {
+  Contexts ctx(V13("TLS_AES_128_GCM_SHA256"));
+  Capture other_cap;
+  Conn other(ctx, &other_cap);
+  ASSERT_TRUE(other.Handshake());
+  Capture cap;
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  // The right client random with another connection's secrets.
+  std::vector<std::string> keylog = other.keylog;
+  const std::string random = c.keylog[0].substr(c.keylog[0].find(' ') + 1, 64);
+  for (std::string& line : keylog) line.replace(line.find(' ') + 1, 64, random);
+  cap.Secrets(keylog);
+  for (int i = 0; i < 80; ++i) Exchange(c, 1);
+  cap.SockClose();
+  StageRun run;
+  run.Feed(cap.records);
+  EXPECT_EQ(run.out.Count(TAP_EV_DATA), 0);
+  EXPECT_EQ(run.stage->stats().wrong_keys, 2u);
+  EXPECT_EQ(run.stage->stats().records_decrypted, 0u);
+}
+
+TEST(TlsStage, FullTableEvictsDroppedStreamsFirst) {
+  StageOptions o;
+  o.max_connections = 2;
+  StageRun run(o);
+  const std::string http = "GET / HTTP/1.1\r\n\r\n";
+  auto p = reinterpret_cast<const unsigned char*>(http.data());
+  for (uint64_t i = 1; i <= 2; ++i) {
+    Record r = CipherRecord(TAP_DIR_READ, 0, p, http.size(), 1);
+    reinterpret_cast<tap_hdr*>(r.data())->conn = kSock + 64 * i;
+    reinterpret_cast<tap_hdr*>(r.data())->fd = 100 + static_cast<int32_t>(i);
+    run.Feed({r});
+  }
+  EXPECT_EQ(run.stage->stats().not_tls_streams, 2u);
+  Contexts ctx(V12("ECDHE-RSA-AES128-GCM-SHA256"));
+  Capture cap;
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  cap.Secrets(c.keylog);
+  Exchange(c);
+  c.Shutdown();
+  cap.SockClose();
+  run.Feed(cap.records);
+  ExpectDecrypted(run, c);
+  EXPECT_EQ(run.stage->stats().streams_evicted, 1u);
+  EXPECT_EQ(run.stage->stats().streams_over_limit, 0u);
+
+  // Two live, recent streams fill the table: a third is refused and counted.
+  o.max_connections = 1;
+  StageRun full(o);
+  Capture cap2;
+  Conn c2(ctx, &cap2);
+  ASSERT_TRUE(c2.Handshake());
+  full.Feed(cap2.records);
+  Record r = CipherRecord(TAP_DIR_READ, 0, p, http.size(), cap2.ts);
+  reinterpret_cast<tap_hdr*>(r.data())->conn = kSock + 4096;
+  full.Feed({r});
+  EXPECT_EQ(full.stage->stats().streams_over_limit, 1u);
+  EXPECT_EQ(full.stage->stats().streams_evicted, 0u);
+}
+
+TEST(TlsStage, AReusedFdEndsTheOldStream) {
+  Contexts ctx(V13("TLS_AES_128_GCM_SHA256"));
+  Capture cap;
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  cap.Secrets(c.keylog);
+  Exchange(c, 1);
+  // The fd's close was not seen; a new socket comes with the same fd.
+  const std::string hello = "\x16\x03\x01";
+  Record r = CipherRecord(TAP_DIR_READ, 0, reinterpret_cast<const unsigned char*>(hello.data()),
+                          hello.size(), cap.ts);
+  reinterpret_cast<tap_hdr*>(r.data())->conn = kSock + 64;
+  cap.records.push_back(r);
+  StageRun run;
+  run.Feed(cap.records);
+  ExpectDecrypted(run, c);
+  EXPECT_EQ(run.stage->stats().streams_replaced, 1u);
+}
+
+TEST(SecurePool, SlotsAreLeftOutOfCoreDumpsAndWipedOnFree) {
+  SecurePool pool(200);
+  auto* a = static_cast<unsigned char*>(pool.Alloc());
+  auto* b = static_cast<unsigned char*>(pool.Alloc());
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_GE(static_cast<size_t>(std::abs(a - b)), 200u);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(a[i], 0);
+  std::memset(a, 0xAB, 200);
+  // The mapping that holds the slot carries VmFlags "dd" (MADV_DONTDUMP).
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false, found = false;
+  auto addr = reinterpret_cast<uintptr_t>(a);
+  while (std::getline(smaps, line)) {
+    unsigned long lo, hi;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > 8) {
+      inside = lo <= addr && addr < hi;
+      continue;
+    }
+    if (inside && line.rfind("VmFlags:", 0) == 0) {
+      found = true;
+      EXPECT_NE((line + " ").find(" dd "), std::string::npos) << line;
+    }
+  }
+  EXPECT_TRUE(found);
+  pool.Free(a);
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(a[i], 0) << "not wiped at " << i;
+  EXPECT_EQ(pool.Alloc(), a);  // reused
+  EXPECT_EQ(pool.in_use(), 2u);
 }
 
 }  // namespace

@@ -23,6 +23,10 @@ constexpr size_t kMaxHandshakeMessage = 64 * 1024;  // ClientHello/ServerHello k
 constexpr size_t kDirBufferLimit = 4 * (kMaxRecordBody + 5) + TAP_CHUNK_BYTES;
 constexpr size_t kMaxSeqTrials = 512;      // sequence numbers tried on one candidate record
 constexpr size_t kMaxResyncTrials = 4096;  // decryptions tried in one resynchronization
+// TLS 1.3 records a direction may skip as under handshake keys before its key is called wrong.
+constexpr size_t kMaxHandshakeRecords = 64;
+constexpr uint64_t kEvictIdleNs = 60'000'000'000;  // a full table may evict streams this idle
+constexpr uint64_t kEvictScanEveryNs = 1'000'000'000;
 
 // SHA-256("HelloRetryRequest"): the ServerHello random of a HelloRetryRequest (RFC 8446 4.1.3).
 constexpr uint8_t kHrrRandom[32] = {
@@ -85,6 +89,7 @@ struct Direction {
   uint32_t hs_skip = 0;     // bytes of an uninteresting handshake message still to skip
   bool encrypted = false;   // records are protected (TLS 1.2 after CCS, TLS 1.3 after ServerHello)
   bool opened = false;      // a record opened with this direction's key
+  uint32_t skipped = 0;     // TLS 1.3 records skipped before the first one opened
   uint64_t seq = 0;
   uint64_t plain_pos = 0;
   bool resync = false;  // looking for a record boundary and sequence number
@@ -101,7 +106,8 @@ struct Direction {
 struct Stream {
   PairKey key{};
   int32_t fd = -1;
-  bool live = true;  // false: dropped, its records ignored until it ends
+  uint64_t last_ts = 0;  // the newest cipher record's time
+  bool live = true;      // false: dropped, its records ignored until it ends
   bool released = false;
   int first_dir = -1;
   int client_dir = -1;  // the direction that carried the ClientHello
@@ -150,6 +156,7 @@ struct DecryptStage::Impl {
     for (auto& [k, s] : streams) Release(*s);
     for (auto& [k, u] : unmatched) pool.Free(u.km);
     OPENSSL_cleanse(plain.data(), plain.size());
+    OPENSSL_cleanse(out.get(), sizeof(tap_data));
   }
 
   Sink sink;
@@ -226,7 +233,7 @@ struct DecryptStage::Impl {
     PairKey key{hdr.tgid, hdr.conn};
     auto it = streams.find(key);
     if (it == streams.end()) {
-      if (streams.size() >= opts.max_connections) {
+      if (streams.size() >= opts.max_connections && !Evict(hdr.ts_ns)) {
         ++stats.streams_over_limit;
         return;
       }
@@ -242,15 +249,55 @@ struct DecryptStage::Impl {
       it = streams.emplace(key, std::move(s)).first;
     }
     Stream& s = *it->second;
+    s.last_ts = hdr.ts_ns;
     if (hdr.fd >= 0 && s.fd != hdr.fd) {
       if (s.fd >= 0) {
         auto f = by_fd.find(FdKey(key.tgid, s.fd));
         if (f != by_fd.end() && f->second == key) by_fd.erase(f);
       }
       s.fd = hdr.fd;
-      by_fd[FdKey(key.tgid, s.fd)] = key;
+      auto [f, added] = by_fd.try_emplace(FdKey(key.tgid, s.fd), key);
+      if (!added) {
+        // The fd was closed and reused without our seeing the close: the old socket is over.
+        auto old = streams.find(f->second);
+        f->second = key;
+        if (old != streams.end()) {
+          ++stats.streams_replaced;
+          Stream& o = *old->second;
+          o.fd = -1;  // the mapping is the new stream's now
+          tap_hdr end = hdr;
+          end.conn = o.key.id;
+          Close(o, end);
+        }
+      }
     }
     HandleCipher(s, hdr, di, pos, p, len);
+  }
+
+  // Makes room for one stream: the least recently active of the dropped ones, else of the live
+  // ones idle for kEvictIdleNs. Scans at most once per kEvictScanEveryNs.
+  uint64_t next_evict_scan = 0;
+  bool Evict(uint64_t now) {
+    if (now < next_evict_scan) return false;
+    Stream* victim = nullptr;
+    for (auto& [k, sp] : streams) {
+      Stream& s = *sp;
+      if (s.live && (s.waiting || now < s.last_ts || now - s.last_ts < kEvictIdleNs)) continue;
+      if (victim == nullptr || (victim->live && !s.live) ||
+          (victim->live == s.live && s.last_ts < victim->last_ts))
+        victim = &s;
+    }
+    if (victim == nullptr) {
+      next_evict_scan = now + kEvictScanEveryNs;
+      return false;
+    }
+    ++stats.streams_evicted;
+    tap_hdr end{};
+    end.tgid = victim->key.tgid;
+    end.tid = victim->dir[0].last_hdr.tid;
+    end.ts_ns = now;
+    End(*victim, end);
+    return true;
   }
 
   void HandleCipher(Stream& s, const tap_hdr& hdr, int di, uint64_t pos, const uint8_t* p,
@@ -287,7 +334,10 @@ struct DecryptStage::Impl {
       if (!s.live) return;
     }
     d.next_pos = end;
-    if (d.dead) return;
+    if (d.dead) {
+      if (!d.buf.empty()) d.buf = {}, d.start = 0;
+      return;
+    }
     if (!Append(s, d, p, len)) return;
     Process(s, di);
   }
@@ -579,6 +629,10 @@ struct DecryptStage::Impl {
     }
     if (s.version == 0x0304 && !d.opened) {
       ++stats.handshake_records_skipped;
+      if (++d.skipped > kMaxHandshakeRecords) {
+        ++stats.wrong_keys;
+        d.dead = true;
+      }
       return true;
     }
     ++stats.decrypt_failures;
@@ -923,7 +977,7 @@ struct DecryptStage::Impl {
       e.hdr = hdr;
       e.hdr.type = TAP_EV_CONN_END;
       e.hdr.tgid = s.key.tgid;
-      e.hdr.fd = s.fd;
+      e.hdr.fd = s.fd >= 0 ? s.fd : hdr.fd;
       e.hdr.conn = s.out_conn;
       e.read_pos = s.dir[TAP_DIR_READ].plain_pos;
       e.write_pos = s.dir[TAP_DIR_WRITE].plain_pos;

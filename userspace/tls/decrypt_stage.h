@@ -29,6 +29,8 @@ struct StageStats {
   uint64_t secrets_expired = 0;        // secrets whose connection never showed up in time
   uint64_t secrets_dropped = 0;        // secrets not kept: table full or no secure memory
   uint64_t streams = 0;                // socket streams seen
+  uint64_t streams_evicted = 0;        // to make room: dropped ones, or live ones idle for a minute
+  uint64_t streams_replaced = 0;       // ended because a new socket came with the same (tgid, fd)
   uint64_t streams_over_limit = 0;     // cipher records of streams beyond max_connections: dropped
   uint64_t connections_decrypted = 0;  // connections whose keys were derived
   uint64_t not_tls_streams = 0;        // first bytes not a TLS ClientHello
@@ -41,8 +43,8 @@ struct StageStats {
   uint64_t etm_connections = 0;            // TLS 1.2 CBC connections with encrypt_then_mac
   uint64_t handshake_records_skipped = 0;  // TLS 1.3 records under handshake keys
   uint64_t records_decrypted = 0;          // protected records opened
-  uint64_t decrypt_failures =
-      0;  // records a connection's keys did not open (after a first success)
+  uint64_t wrong_keys = 0;         // TLS 1.3 directions whose key opened none of the first records
+  uint64_t decrypt_failures = 0;   // records the keys did not open after a first success
   uint64_t malformed_records = 0;  // bad record headers within a decrypted stream
   uint64_t gaps = 0;               // ciphertext lost before the stage saw it
   uint64_t gap_bytes = 0;
