@@ -1019,5 +1019,20 @@ TEST(SecurePool, SlotsAreLeftOutOfCoreDumpsAndWipedOnFree) {
   EXPECT_EQ(pool.in_use(), 2u);
 }
 
+TEST(TlsStage, EndsOnASocketCloseSeenFromAnotherTask) {
+  Contexts ctx(V12("ECDHE-RSA-CHACHA20-POLY1305"));
+  Capture cap;
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  cap.Secrets(c.keylog);
+  Exchange(c, 2);
+  Record close = HeaderRecord(TAP_EV_SOCK_CLOSE, kSock, kFd, cap.ts);
+  reinterpret_cast<tap_hdr*>(close.data())->tgid = 0;  // softirq: no task of the target
+  cap.records.push_back(close);
+  StageRun run;
+  run.Feed(cap.records);
+  ExpectDecrypted(run, c);
+}
+
 }  // namespace
 }  // namespace mat::tls

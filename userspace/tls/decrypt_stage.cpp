@@ -27,6 +27,8 @@ constexpr size_t kMaxResyncTrials = 4096;  // decryptions tried in one resynchro
 constexpr size_t kMaxHandshakeRecords = 64;
 constexpr uint64_t kEvictIdleNs = 60'000'000'000;  // a full table may evict streams this idle
 constexpr uint64_t kEvictScanEveryNs = 1'000'000'000;
+constexpr size_t kMaxPendingTotal = 64u << 20;  // ciphertext held for all connections together
+constexpr size_t kKeepBufferBytes = 8192;       // an emptied buffer larger than this is freed
 
 // SHA-256("HelloRetryRequest"): the ServerHello random of a HelloRetryRequest (RFC 8446 4.1.3).
 constexpr uint8_t kHrrRandom[32] = {
@@ -165,6 +167,8 @@ struct DecryptStage::Impl {
   SecurePool pool;
   std::unordered_map<PairKey, std::unique_ptr<Stream>, PairKeyHash> streams;
   std::unordered_map<PairKey, PairKey, PairKeyHash> by_fd;  // (tgid, fd) -> stream
+  std::unordered_map<uint64_t, PairKey> by_sock;            // socket -> its newest stream
+  size_t pending_total = 0;
   std::unordered_map<RandomKey, PairKey, RandomKeyHash> by_random;
   std::unordered_map<RandomKey, Unmatched, RandomKeyHash> unmatched;
   std::unordered_map<PairKey, int, PairKeyHash> decrypts;
@@ -198,6 +202,10 @@ struct DecryptStage::Impl {
       }
       case TAP_EV_SOCK_CLOSE: {
         auto it = streams.find({hdr.tgid, hdr.conn});
+        if (it == streams.end()) {  // the close came from another task's context
+          auto b = by_sock.find(hdr.conn);
+          if (b != by_sock.end()) it = streams.find(b->second);
+        }
         if (it != streams.end()) Close(*it->second, hdr);
         return;
       }
@@ -247,6 +255,7 @@ struct DecryptStage::Impl {
         s->live = false;
       }
       it = streams.emplace(key, std::move(s)).first;
+      by_sock[key.id] = key;
     }
     Stream& s = *it->second;
     s.last_ts = hdr.ts_ns;
@@ -307,7 +316,8 @@ struct DecryptStage::Impl {
       return;
     }
     if (s.waiting) {
-      if (s.pending.size() + sizeof(PendingFrame) + len > opts.max_pending_bytes) {
+      if (s.pending.size() + sizeof(PendingFrame) + len > opts.max_pending_bytes ||
+          pending_total + sizeof(PendingFrame) + len > kMaxPendingTotal) {
         ++stats.pending_overflow;
         Drop(s);
         return;
@@ -316,6 +326,7 @@ struct DecryptStage::Impl {
       const auto* fp = reinterpret_cast<const uint8_t*>(&f);
       s.pending.insert(s.pending.end(), fp, fp + sizeof(f));
       s.pending.insert(s.pending.end(), p, p + len);
+      pending_total += sizeof(f) + len;
       return;
     }
     Direction& d = s.dir[di];
@@ -340,6 +351,12 @@ struct DecryptStage::Impl {
     }
     if (!Append(s, d, p, len)) return;
     Process(s, di);
+    for (Direction& x : s.dir) {
+      if (x.start == x.buf.size() && x.buf.capacity() > kKeepBufferBytes) {
+        x.buf = {};
+        x.start = 0;
+      }
+    }
   }
 
   bool Append(Stream& s, Direction& d, const uint8_t* p, size_t len) {
@@ -915,6 +932,7 @@ struct DecryptStage::Impl {
     if (s.waiting || !s.live) return;
     std::vector<uint8_t> held;
     held.swap(s.pending);
+    pending_total -= held.size();
     for (size_t i = 0; i + sizeof(PendingFrame) <= held.size();) {
       PendingFrame f;
       std::memcpy(&f, held.data() + i, sizeof(f));
@@ -949,6 +967,7 @@ struct DecryptStage::Impl {
       d.hs = {};
       d.start = 0;
     }
+    pending_total -= s.pending.size();
     s.pending = {};
     if (s.km != nullptr) pool.Free(s.km);
     s.km = nullptr;
@@ -991,6 +1010,8 @@ struct DecryptStage::Impl {
       if (f != by_fd.end() && f->second == s.key) by_fd.erase(f);
     }
     PairKey key = s.key;
+    auto b = by_sock.find(key.id);
+    if (b != by_sock.end() && b->second == key) by_sock.erase(b);
     streams.erase(key);  // s is gone
   }
 
