@@ -1034,5 +1034,60 @@ TEST(TlsStage, EndsOnASocketCloseSeenFromAnotherTask) {
   ExpectDecrypted(run, c);
 }
 
+// n_before messages, n_lost messages whose ciphertext is lost (after a KeyUpdate, if asked, that
+// is lost too), n_after messages; each message one record of about `size` bytes.
+void LoseRecords(const Config& config, int n_before, int n_lost, int n_after, size_t size,
+                 bool key_update_lost) {
+  SCOPED_TRACE(config.version == TLS1_3_VERSION ? config.suites13 : config.ciphers);
+  Contexts ctx(config);
+  Capture cap;
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  cap.Secrets(c.keylog);
+  std::string before, after;
+  for (int i = 0; i < n_before; ++i) {
+    std::string m = Pattern(size, i);
+    c.Send(TAP_DIR_READ, m);
+    before += m;
+  }
+  cap.drop_from = cap.wire[TAP_DIR_READ].size() + 3;
+  cap.drop_to = UINT64_MAX;
+  if (key_update_lost) {
+    ASSERT_EQ(SSL_key_update(c.client(), SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+    ASSERT_EQ(SSL_do_handshake(c.client()), 1);  // sends it now
+    c.Pump();
+  }
+  for (int i = 0; i < n_lost; ++i) c.Send(TAP_DIR_READ, Pattern(size, 1000 + i));
+  cap.drop_to = cap.wire[TAP_DIR_READ].size() + 7;  // and the start of the next record
+  c.Send(TAP_DIR_READ, Pattern(size, 5000));
+  for (int i = 0; i < n_after; ++i) {
+    std::string m = Pattern(size, 9000 + i);
+    c.Send(TAP_DIR_READ, m);
+    after += m;
+  }
+  cap.SockClose();
+  StageRun run;
+  run.Feed(cap.records);
+  std::vector<uint64_t> jumps;
+  EXPECT_TRUE(Same(run.out.Plain(kSsl, TAP_DIR_READ, &jumps), before + after));
+  EXPECT_EQ(jumps.size(), 1u);
+  const StageStats& st = run.stage->stats();
+  EXPECT_EQ(st.gaps, 1u);
+  EXPECT_EQ(st.resyncs, 1u);
+  EXPECT_EQ(st.resync_failures, 0u);
+  EXPECT_EQ(st.key_updates, key_update_lost ? 1u : 0u);
+}
+
+TEST(TlsStage, ResyncsAfterThousandsOfSmallRecordsLost) {
+  LoseRecords(V13("TLS_AES_128_GCM_SHA256"), 20, 3000, 20, 24, false);
+  LoseRecords(V12("ECDHE-RSA-CHACHA20-POLY1305"), 20, 3000, 20, 24, false);
+  LoseRecords(V12("ECDHE-RSA-AES128-SHA", true), 20, 3000, 20, 24, false);
+}
+
+TEST(TlsStage, ResyncsAcrossALostKeyUpdate) {
+  LoseRecords(V13("TLS_AES_128_GCM_SHA256"), 10, 30, 10, 300, true);
+  LoseRecords(V13("TLS_CHACHA20_POLY1305_SHA256"), 10, 0, 10, 300, true);
+}
+
 }  // namespace
 }  // namespace mat::tls

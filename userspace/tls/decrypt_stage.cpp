@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -21,7 +22,7 @@ constexpr size_t kMaxRecordBody = kMaxPlainRecord + 2048;  // TLS 1.2 ciphertext
 constexpr size_t kMaxRecordBody13 = kMaxPlainRecord + 256;
 constexpr size_t kMaxHandshakeMessage = 64 * 1024;  // ClientHello/ServerHello kept whole
 constexpr size_t kDirBufferLimit = 4 * (kMaxRecordBody + 5) + TAP_CHUNK_BYTES;
-constexpr size_t kMaxSeqTrials = 512;      // sequence numbers tried on one candidate record
+constexpr size_t kMaxSeqTrials = 1024;     // sequence numbers tried on one candidate record
 constexpr size_t kMaxResyncTrials = 4096;  // decryptions tried in one resynchronization
 // TLS 1.3 records a direction may skip as under handshake keys before its key is called wrong.
 constexpr size_t kMaxHandshakeRecords = 64;
@@ -92,6 +93,7 @@ struct Direction {
   bool encrypted = false;   // records are protected (TLS 1.2 after CCS, TLS 1.3 after ServerHello)
   bool opened = false;      // a record opened with this direction's key
   uint32_t skipped = 0;     // TLS 1.3 records skipped before the first one opened
+  uint64_t mean_x256 = 0;   // running mean of the opened records' wire size, times 256
   uint64_t seq = 0;
   uint64_t plain_pos = 0;
   bool resync = false;  // looking for a record boundary and sequence number
@@ -102,6 +104,10 @@ struct Direction {
   tap_hdr last_hdr{};
 
   size_t avail() const { return buf.size() - start; }
+  uint64_t mean_record() const { return mean_x256 >> 8; }
+  void NoteRecord(uint64_t size) {
+    mean_x256 = mean_x256 == 0 ? size << 8 : mean_x256 - mean_x256 / 8 + (size << 8) / 8;
+  }
   const uint8_t* data() const { return buf.data() + start; }
 };
 
@@ -153,6 +159,8 @@ struct DecryptStage::Impl {
   Impl(Sink s, StageOptions o) : sink(std::move(s)), opts(o), pool(sizeof(KeyMaterial)) {
     plain.resize(kMaxRecordBody + 64);
     out.reset(new tap_data());
+    scratch = static_cast<KeyMaterial*>(pool.Alloc());
+    if (scratch != nullptr) probe_keys = &scratch->dir[0];
   }
   ~Impl() {
     for (auto& [k, s] : streams) Release(*s);
@@ -172,6 +180,9 @@ struct DecryptStage::Impl {
   std::unordered_map<RandomKey, PairKey, RandomKeyHash> by_random;
   std::unordered_map<RandomKey, Unmatched, RandomKeyHash> unmatched;
   std::unordered_map<PairKey, int, PairKeyHash> decrypts;
+  KeyMaterial* scratch = nullptr;  // pool memory for the next-generation key tried in resync
+  DirKeys* probe_keys = nullptr;
+  RecordCipher probe;
   std::vector<uint8_t> plain;  // one record's plaintext
   std::unique_ptr<tap_data> out;
 
@@ -414,6 +425,13 @@ struct DecryptStage::Impl {
     while (s.live && !s.waiting && !d.dead) {
       if (di != s.first_dir && s.client_dir < 0) return;  // the ClientHello comes first
       if (d.resync) {
+        if (!d.cipher.ready()) {  // a gap before the keys: find the records once they are here
+          if (s.suite != nullptr) {
+            s.waiting = true;
+            s.wait_since = d.last_hdr.ts_ns;
+          }
+          return;
+        }
         if (!Resync(s, di)) return;
         continue;
       }
@@ -640,6 +658,7 @@ struct DecryptStage::Impl {
     uint8_t type = 0;
     if (d.cipher.Open(r, size, d.seq, plain.data(), &out_len, &type)) {
       d.opened = true;
+      d.NoteRecord(size);
       ++stats.records_decrypted;
       Content(s, di, type, out_len);
       return true;
@@ -679,43 +698,91 @@ struct DecryptStage::Impl {
           (tls13 ? r[0] == kApplicationData : r[0] >= kAlert && r[0] <= kApplicationData);
       if (candidate) {
         if (d.avail() < 5 + len) return false;
-        uint64_t lo = d.seq;
-        uint64_t span = std::min<uint64_t>(d.lost / min + 2, kMaxSeqTrials);
-        uint64_t guess = 0;
-        bool has_guess = d.cipher.ExplicitSeq(r, 5 + len, &guess) && guess >= lo;
+        uint64_t seq = 0;
         size_t out_len = 0;
         uint8_t type = 0;
-        bool found = false;
-        uint64_t seq = lo;
-        for (uint64_t t = has_guess ? 0 : 1; t <= span && !found; ++t) {
-          seq = t == 0 ? guess : lo + t - 1;
-          if (t > 0 && has_guess && seq == guess) continue;
-          if (d.resync_trials++ >= kMaxResyncTrials) {
+        bool next_key = false;
+        switch (Trial(s, d, r, 5 + len, &seq, &out_len, &type, &next_key)) {
+          case TrialResult::kGiveUp:
             ++stats.resync_failures;
             d.dead = true;
             d.buf = {};
             d.start = 0;
             return false;
-          }
-          found = d.cipher.Open(r, 5 + len, seq, plain.data(), &out_len, &type);
-        }
-        if (found) {
-          d.resync = false;
-          d.resync_trials = 0;
-          ++stats.resyncs;
-          d.plain_pos += std::max<uint64_t>(1, d.lost);
-          d.lost = 0;
-          d.seq = seq;
-          d.opened = true;
-          ++stats.records_decrypted;
-          d.start += 5 + len;
-          Content(s, di, type, out_len);
-          return true;
+          case TrialResult::kFound:
+            if (next_key) {  // the KeyUpdate was in the lost bytes
+              ++stats.key_updates;
+              if (!d.cipher.Update13()) {
+                ++stats.decrypt_failures;
+                d.dead = true;
+                return false;
+              }
+            }
+            d.resync = false;
+            d.resync_trials = 0;
+            ++stats.resyncs;
+            d.plain_pos += std::max<uint64_t>(1, d.lost);
+            d.lost = 0;
+            d.seq = seq;
+            d.opened = true;
+            d.NoteRecord(5 + len);
+            ++stats.records_decrypted;
+            d.start += 5 + len;
+            Content(s, di, type, out_len);
+            return true;
+          case TrialResult::kNotFound:
+            break;
         }
       }
       ++d.start;
       ++d.lost;
     }
+  }
+
+  enum class TrialResult { kFound, kNotFound, kGiveUp };
+
+  // Tries the sequence numbers a record after d.lost lost bytes can have: the explicit nonce's
+  // (TLS 1.2 GCM), then outward from the estimate by the direction's mean record size. In TLS 1.3,
+  // then the next key generation from sequence 0, in case a KeyUpdate was lost.
+  TrialResult Trial(Stream& s, Direction& d, const uint8_t* r, size_t size, uint64_t* seq,
+                    size_t* out_len, uint8_t* type, bool* next_key) {
+    const uint64_t lo = d.seq;
+    // At most this many records fit in the lost bytes; the mean record size says where to start.
+    const uint64_t span = d.lost / d.cipher.MinRecord() + 2;
+    const uint64_t mean = std::max<uint64_t>(d.mean_record(), d.cipher.MinRecord());
+    const uint64_t est = std::min(d.lost / mean, span - 1);
+    auto attempt = [&](RecordCipher& c, uint64_t q) -> std::optional<TrialResult> {
+      if (d.resync_trials++ >= kMaxResyncTrials) return TrialResult::kGiveUp;
+      if (!c.Open(r, size, q, plain.data(), out_len, type)) return std::nullopt;
+      *seq = q;
+      return TrialResult::kFound;
+    };
+    uint64_t guess = 0;
+    bool has_guess = d.cipher.ExplicitSeq(r, size, &guess) && guess >= lo;
+    if (has_guess)
+      if (auto res = attempt(d.cipher, guess)) return *res;
+    // est, est-1, est+1, est-2, ... within [0, span), kMaxSeqTrials of them
+    size_t tried = 0;
+    for (uint64_t k = 0; k < 2 * span && tried < kMaxSeqTrials; ++k) {
+      uint64_t off = k % 2 == 0 ? est + k / 2 : est - (k + 1) / 2;
+      if ((k % 2 == 1 && (k + 1) / 2 > est) || off >= span) continue;
+      if (has_guess && lo + off == guess) continue;
+      ++tried;
+      if (auto res = attempt(d.cipher, lo + off)) return *res;
+    }
+    if (s.version == 0x0304 && probe_keys != nullptr && d.cipher.keys() != nullptr &&
+        probe.Init13(*s.suite, d.cipher.keys()->traffic, probe_keys) && probe.Update13()) {
+      std::optional<TrialResult> res;
+      for (uint64_t q = 0; q < std::min({est + 64, span, uint64_t{kMaxSeqTrials}}) && !res; ++q)
+        res = attempt(probe, q);
+      probe.Reset();
+      OPENSSL_cleanse(probe_keys, sizeof(DirKeys));
+      if (res) {
+        *next_key = *res == TrialResult::kFound;
+        return *res;
+      }
+    }
+    return TrialResult::kNotFound;
   }
 
   void Content(Stream& s, int di, uint8_t type, size_t n) {

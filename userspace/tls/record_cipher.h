@@ -62,6 +62,7 @@ class RecordCipher {
   // TLS 1.2: keys->key, iv, mac_key are filled; etm = encrypt_then_mac negotiated (CBC).
   bool Init12(const Suite& suite, DirKeys* keys, bool etm);
   bool ready() const { return ready_; }
+  const DirKeys* keys() const { return keys_; }
   // Wipes key state (the DirKeys bytes belong to the caller's pool) and frees the contexts.
   void Reset();
 
