@@ -11,6 +11,8 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -1087,6 +1089,32 @@ TEST(TlsStage, ResyncsAfterThousandsOfSmallRecordsLost) {
 TEST(TlsStage, ResyncsAcrossALostKeyUpdate) {
   LoseRecords(V13("TLS_AES_128_GCM_SHA256"), 10, 30, 10, 300, true);
   LoseRecords(V13("TLS_CHACHA20_POLY1305_SHA256"), 10, 0, 10, 300, true);
+}
+
+// Not a check: how fast the stage turns ciphertext into plaintext records on this machine.
+// Run with --gtest_also_run_disabled_tests --gtest_filter='*Throughput*'.
+TEST(TlsStage, DISABLED_Throughput) {
+  for (const Config& config : {V13("TLS_AES_128_GCM_SHA256"), V13("TLS_CHACHA20_POLY1305_SHA256"),
+                               V12("ECDHE-RSA-AES128-GCM-SHA256"), V12("ECDHE-RSA-AES128-SHA")}) {
+    Contexts ctx(config);
+    Capture cap;
+    Conn c(ctx, &cap);
+    ASSERT_TRUE(c.Handshake());
+    cap.Secrets(c.keylog);
+    c.Send(TAP_DIR_READ, Pattern(16 << 20, 1));
+    for (int i = 0; i < 2000; ++i) Exchange(c, 1);
+    size_t bytes = 0;
+    for (const Record& r : cap.records) bytes += r.size();
+    uint64_t plain = 0;
+    DecryptStage stage([&](const void*, size_t n) { plain += n; });
+    auto t0 = std::chrono::steady_clock::now();
+    for (const Record& r : cap.records) stage.OnRecord(r.data(), r.size());
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("%-32s %zu records, %.1f MiB in %.3f s: %.0f MiB/s, %.2f us/record\n",
+                SSL_CIPHER_get_name(SSL_get_current_cipher(c.server())), cap.records.size(),
+                bytes / 1048576.0, s, bytes / 1048576.0 / s, s * 1e6 / cap.records.size());
+    EXPECT_EQ(stage.stats().decrypt_failures, 0u);
+  }
 }
 
 }  // namespace
