@@ -1,0 +1,81 @@
+// The TLS record layer between the tap and the pipeline (issue 11, "keys" capture): follows each
+// target socket's handshake in its TAP_EV_CIPHER bytes, pairs it with the TAP_EV_SECRET records of
+// the same client random, decrypts the records and hands the pipeline the TAP_EV_DATA and
+// TAP_EV_CONN_END records the per-call probes would have produced. Secrets and keys stay in
+// memory excluded from core dumps and are wiped when their connection ends.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace mat::tls {
+
+struct StageOptions {
+  size_t max_connections = 65536;           // streams tracked; beyond: counted, dropped
+  size_t max_pending_bytes = 256 * 1024;    // ciphertext held per connection awaiting its secrets
+  uint64_t secret_wait_ns = 5'000'000'000;  // unmatched secrets / pending ciphertext kept this long
+};
+
+struct StageStats {
+  uint64_t records_in = 0;             // every record given to OnRecord
+  uint64_t bad_records = 0;            // CIPHER/SECRET records that failed to decode: dropped
+  uint64_t cipher_records = 0;         // TAP_EV_CIPHER records
+  uint64_t cipher_bytes = 0;           // their payload bytes
+  uint64_t secrets_in = 0;             // TAP_EV_SECRET records
+  uint64_t secrets_expired = 0;        // secrets whose connection never showed up in time
+  uint64_t secrets_dropped = 0;        // secrets not kept: table full or no secure memory
+  uint64_t streams = 0;                // socket streams seen
+  uint64_t streams_evicted = 0;        // to make room: dropped ones, or live ones idle for a minute
+  uint64_t streams_replaced = 0;       // ended because a new socket came with the same (tgid, fd)
+  uint64_t streams_over_limit = 0;     // cipher records of streams beyond max_connections: dropped
+  uint64_t connections_decrypted = 0;  // connections whose keys were derived
+  uint64_t not_tls_streams = 0;        // first bytes not a TLS ClientHello
+  uint64_t no_handshake_seen = 0;      // stream first seen mid-connection
+  uint64_t handshake_lost = 0;       // handshake bytes lost (gap) or malformed after a ClientHello
+  uint64_t no_secrets = 0;           // connections whose secrets did not come in time
+  uint64_t pending_overflow = 0;     // connections with more than max_pending_bytes held: dropped
+  uint64_t undecryptable_suite = 0;  // connections with a suite or version not decrypted here
+  std::map<std::string, uint64_t> undecryptable_by_suite;  // by suite name or "0xNNNN"
+  uint64_t etm_connections = 0;            // TLS 1.2 CBC connections with encrypt_then_mac
+  uint64_t handshake_records_skipped = 0;  // TLS 1.3 records under handshake keys
+  uint64_t records_decrypted = 0;          // protected records opened
+  uint64_t wrong_keys = 0;         // TLS 1.3 directions whose key opened none of the first records
+  uint64_t decrypt_failures = 0;   // records the keys did not open after a first success
+  uint64_t malformed_records = 0;  // bad record headers within a decrypted stream
+  uint64_t gaps = 0;               // ciphertext lost before the stage saw it
+  uint64_t gap_bytes = 0;
+  uint64_t resyncs = 0;          // record boundary and sequence found again after a gap/failure
+  uint64_t resync_failures = 0;  // directions given up: no record found within the trial budget
+  uint64_t key_updates = 0;
+  uint64_t close_notify = 0;
+  uint64_t plaintext_records = 0;  // TAP_EV_DATA records emitted
+  uint64_t plaintext_bytes = 0;
+  uint64_t plain_duplicates_dropped = 0;  // per-call TAP_EV_DATA of a decrypted connection
+  uint64_t conn_ends = 0;                 // TAP_EV_CONN_END emitted
+};
+
+class DecryptStage {
+ public:
+  using Sink = std::function<void(const void* record, size_t size)>;
+  explicit DecryptStage(Sink sink, StageOptions options = {});
+  ~DecryptStage();  // wipes every secret and key
+  DecryptStage(const DecryptStage&) = delete;
+  DecryptStage& operator=(const DecryptStage&) = delete;
+
+  void OnRecord(const void* record, size_t size);  // every tap record, in ring order
+  void Tick(uint64_t now_mono_ns);                 // expiry of pending data and unmatched secrets
+  const StageStats& stats() const;
+  // True once (tgid, conn) is a connection this stage decrypts: the per-call plaintext records
+  // of it are dropped.
+  bool Decrypts(uint32_t tgid, uint64_t conn) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mat::tls
