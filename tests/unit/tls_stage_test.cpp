@@ -90,6 +90,8 @@ class Capture {
   std::string wire[2];  // every byte, dropped or not
   // Bytes [drop_from, drop_to) of TAP_DIR_READ are lost before the stage sees them.
   uint64_t drop_from = 0, drop_to = 0;
+  // The target is the client: what the client sends is TAP_DIR_WRITE.
+  bool client_view = false;
 
   void Wire(int dir, const std::string& bytes) {
     size_t off = 0;
@@ -108,7 +110,8 @@ class Capture {
     }
   }
 
-  void Emit(int dir, uint64_t pos, const unsigned char* p, size_t k) {
+  void Emit(int wire_dir, uint64_t pos, const unsigned char* p, size_t k) {
+    const int dir = client_view ? 1 - wire_dir : wire_dir;
     if (dir != TAP_DIR_READ || drop_to <= pos || drop_from >= pos + k) {
       records.push_back(CipherRecord(dir, pos, p, k, ts));
       return;
@@ -171,6 +174,33 @@ class Capture {
       out.push_back(junk);
     }
     for (const tap_secret& s : out) records.push_back(mat::testing::AsRecord(s));
+  }
+
+  // Secrets as Go's (*Config).writeKeyLog gives them: every label, each its own length.
+  void GoSecrets(const std::vector<std::string>& keylog, uint64_t conn) {
+    const std::map<std::string, uint32_t> labels = {
+        {"CLIENT_RANDOM", TAP_SECRET_MASTER},
+        {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", TAP_SECRET_CLIENT_HANDSHAKE},
+        {"SERVER_HANDSHAKE_TRAFFIC_SECRET", TAP_SECRET_SERVER_HANDSHAKE},
+        {"CLIENT_TRAFFIC_SECRET_0", TAP_SECRET_CLIENT_TRAFFIC_0},
+        {"SERVER_TRAFFIC_SECRET_0", TAP_SECRET_SERVER_TRAFFIC_0}};
+    int n = 0;
+    for (const std::string& line : keylog) {
+      size_t a = line.find(' '), b = line.find(' ', a + 1);
+      auto label = labels.find(line.substr(0, a));
+      if (label == labels.end()) continue;
+      std::string sec = line.substr(b + 1);
+      tap_secret s{};
+      s.hdr = {TAP_EV_SECRET, kTgid, kTgid + 1, -1, ts, conn};
+      s.source = TAP_SECRET_FROM_GO;
+      s.label = label->second;
+      s.len = static_cast<uint32_t>(sec.size() / 2);
+      Hex(line.substr(a + 1, b - a - 1), s.client_random);
+      Hex(sec, s.secret);
+      records.push_back(mat::testing::AsRecord(s));
+      ++n;
+    }
+    ASSERT_GT(n, 0);
   }
 
   void SockClose() { records.push_back(HeaderRecord(TAP_EV_SOCK_CLOSE, kSock, kFd, ts)); }
@@ -1089,6 +1119,43 @@ TEST(TlsStage, ResyncsAfterThousandsOfSmallRecordsLost) {
 TEST(TlsStage, ResyncsAcrossALostKeyUpdate) {
   LoseRecords(V13("TLS_AES_128_GCM_SHA256"), 10, 30, 10, 300, true);
   LoseRecords(V13("TLS_CHACHA20_POLY1305_SHA256"), 10, 0, 10, 300, true);
+}
+
+TEST(TlsStage, GoSourcedSecretsOfTheirOwnLength) {
+  constexpr uint64_t kGoConn = 0xc000123400ull;
+  for (const Config& config : {V13("TLS_AES_128_GCM_SHA256"), V13("TLS_AES_256_GCM_SHA384"),
+                               V12("ECDHE-RSA-AES256-GCM-SHA384")}) {
+    Contexts ctx(config);
+    Capture cap;
+    Conn c(ctx, &cap);
+    ASSERT_TRUE(c.Handshake());
+    cap.GoSecrets(c.keylog, kGoConn);
+    Exchange(c);
+    c.Shutdown();
+    cap.SockClose();
+    StageRun run;
+    run.Feed(cap.records);
+    ExpectDecrypted(run, c, kGoConn);
+  }
+}
+
+TEST(TlsStage, TargetAsTheClient) {
+  Contexts ctx(V13("TLS_CHACHA20_POLY1305_SHA256"));
+  Capture cap;
+  cap.client_view = true;
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  cap.Secrets(c.keylog);
+  Exchange(c);
+  c.Shutdown();
+  cap.SockClose();
+  StageRun run;
+  run.Feed(cap.records);
+  EXPECT_TRUE(Same(run.out.Plain(kSsl, TAP_DIR_WRITE), c.sent[TAP_DIR_READ]));
+  EXPECT_TRUE(Same(run.out.Plain(kSsl, TAP_DIR_READ), c.sent[TAP_DIR_WRITE]));
+  ASSERT_NE(run.out.End(), nullptr);
+  EXPECT_EQ(run.out.End()->write_pos, c.sent[TAP_DIR_READ].size());
+  EXPECT_EQ(run.stage->stats().connections_decrypted, 1u);
 }
 
 // Not a check: how fast the stage turns ciphertext into plaintext records on this machine.

@@ -277,7 +277,7 @@ struct DecryptStage::Impl {
       }
       s.fd = hdr.fd;
       auto [f, added] = by_fd.try_emplace(FdKey(key.tgid, s.fd), key);
-      if (!added) {
+      if (!added && !(f->second == key)) {
         // The fd was closed and reused without our seeing the close: the old socket is over.
         auto old = streams.find(f->second);
         f->second = key;
