@@ -1019,6 +1019,68 @@ TEST(TlsStage, AReusedFdEndsTheOldStream) {
   EXPECT_EQ(run.stage->stats().streams_replaced, 1u);
 }
 
+TEST(TlsStage, TheLibrarysConnectionEndIsReplacedByOursWithThePlaintextPositions) {
+  Contexts ctx(V13("TLS_AES_128_GCM_SHA256"));
+  Capture cap;
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  cap.Secrets(c.keylog);
+  Exchange(c, 2);
+  // SSL_free in keys capture: the kernel knows no positions.
+  cap.records.push_back(mat::testing::ConnEndRecord(kTgid, kSsl, kFd, 0, 0));
+  cap.SockClose();  // later, when TCP reaches CLOSE
+  StageRun run;
+  run.Feed(cap.records);
+  ExpectDecrypted(run, c);
+  EXPECT_EQ(run.out.Count(TAP_EV_CONN_END), 1);
+}
+
+TEST(TlsStage, AReusedConnectionIdEndsTheOldConnectionFirst) {
+  // The library frees a connection object and the next connection gets the same address
+  // before the old socket has closed: two streams, one id. The old one must end before the
+  // new one's plaintext goes out under that id.
+  Contexts ctx(V13("TLS_AES_128_GCM_SHA256"));
+  Capture a, b;
+  Conn ca(ctx, &a), cb(ctx, &b);
+  ASSERT_TRUE(ca.Handshake());
+  a.Secrets(ca.keylog);
+  Exchange(ca, 1);
+  ASSERT_TRUE(cb.Handshake());
+  b.Secrets(cb.keylog);  // the same kSsl
+  Exchange(cb, 1);
+  for (Record& r : b.records) {
+    auto* h = reinterpret_cast<tap_hdr*>(r.data());
+    if (h->type != TAP_EV_CIPHER) continue;
+    h->conn = kSock + 64;
+    h->fd = kFd + 1;
+  }
+  StageRun run;
+  run.Feed(a.records);
+  run.Feed(b.records);
+  run.Feed({HeaderRecord(TAP_EV_SOCK_CLOSE, kSock, kFd, b.ts)});  // the old socket, late
+  EXPECT_EQ(run.stage->stats().connections_decrypted, 2u);
+  ASSERT_EQ(run.out.Count(TAP_EV_CONN_END), 1);
+  bool ended = false;
+  uint64_t first_read = 0;
+  for (const Record& r : run.out.records) {
+    const auto* h = reinterpret_cast<const tap_hdr*>(r.data());
+    if (h->type == TAP_EV_CONN_END) {
+      const auto* e = reinterpret_cast<const tap_conn_end*>(r.data());
+      EXPECT_EQ(e->hdr.fd, kFd);
+      EXPECT_EQ(e->read_pos, ca.sent[TAP_DIR_READ].size());
+      EXPECT_EQ(e->write_pos, ca.sent[TAP_DIR_WRITE].size());
+      ended = true;
+    }
+    if (h->type == TAP_EV_DATA && h->fd == kFd + 1) {
+      EXPECT_TRUE(ended) << "the new connection's plaintext came before the old one's end";
+      const auto* d = reinterpret_cast<const tap_data*>(r.data());
+      if (d->dir == TAP_DIR_READ && first_read == 0) first_read = d->pos + 1;
+    }
+  }
+  EXPECT_EQ(first_read, 1u) << "the new connection's plaintext starts at 0";
+  EXPECT_TRUE(run.stage->Decrypts(kTgid, kSsl));
+}
+
 TEST(SecurePool, SlotsAreLeftOutOfCoreDumpsAndWipedOnFree) {
   SecurePool pool(200);
   auto* a = static_cast<unsigned char*>(pool.Alloc());

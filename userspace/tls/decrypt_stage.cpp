@@ -180,6 +180,10 @@ struct DecryptStage::Impl {
   std::unordered_map<RandomKey, PairKey, RandomKeyHash> by_random;
   std::unordered_map<RandomKey, Unmatched, RandomKeyHash> unmatched;
   std::unordered_map<PairKey, int, PairKeyHash> decrypts;
+  // The stream whose plaintext goes out under (tgid, out_conn) now. The TLS library reuses
+  // the memory of a freed connection object, so a new connection can get the same id while
+  // the old socket has not closed yet: the old one's end is written first.
+  std::unordered_map<PairKey, PairKey, PairKeyHash> owners;
   KeyMaterial* scratch = nullptr;  // pool memory for the next-generation key tried in resync
   DirKeys* probe_keys = nullptr;
   RecordCipher probe;
@@ -225,6 +229,21 @@ struct DecryptStage::Impl {
         if (hdr.fd >= 0 && it != by_fd.end()) {
           auto st = streams.find(it->second);
           if (st != streams.end()) Close(*st->second, hdr);
+        }
+        sink(record, size);
+        return;
+      }
+      case TAP_EV_CONN_END: {
+        // The library ended the connection (SSL_free, SSL_shutdown, Go's Close): our own end,
+        // with the plaintext positions, replaces the kernel's (which knows none in keys
+        // capture), and the id is free for the next connection.
+        auto owner = owners.find({hdr.tgid, hdr.conn});
+        if (owner != owners.end()) {
+          auto st = streams.find(owner->second);
+          if (st != streams.end() && st->second->live) {
+            End(*st->second, hdr);
+            return;
+          }
         }
         sink(record, size);
         return;
@@ -984,10 +1003,22 @@ struct DecryptStage::Impl {
       return;
     }
     if (!s.registered && (s.dir[0].cipher.ready() || s.dir[1].cipher.ready())) {
+      PairKey out{s.key.tgid, s.out_conn};
+      auto owner = owners.find(out);
+      if (owner != owners.end() && !(owner->second == s.key)) {
+        auto old = streams.find(owner->second);
+        if (old != streams.end() && old->second->live) {
+          Stream& o = *old->second;
+          tap_hdr end = o.closed ? o.close_hdr : tap_hdr{};
+          if (!o.closed) end.ts_ns = o.last_ts;
+          End(o, end);
+        }
+      }
+      owners[out] = s.key;
       s.registered = true;
       s.announced = true;
       ++stats.connections_decrypted;
-      ++decrypts[{s.key.tgid, s.out_conn}];
+      ++decrypts[out];
     }
   }
 
@@ -1023,6 +1054,8 @@ struct DecryptStage::Impl {
     s.registered = false;
     auto it = decrypts.find({s.key.tgid, s.out_conn});
     if (it != decrypts.end() && --it->second <= 0) decrypts.erase(it);
+    auto owner = owners.find({s.key.tgid, s.out_conn});
+    if (owner != owners.end() && owner->second == s.key) owners.erase(owner);
   }
 
   // Frees everything of a stream but its table entry: keys wiped.
