@@ -46,11 +46,11 @@ enum tap_target_mode {
 
 /* Which secret a TAP_EV_SECRET carries: the labels of the NSS key log format. */
 enum tap_secret_label {
-  TAP_SECRET_MASTER = 1,            /* TLS 1.2 master secret (key log "CLIENT_RANDOM"), 48 bytes */
-  TAP_SECRET_CLIENT_HANDSHAKE = 2,  /* TLS 1.3 CLIENT_HANDSHAKE_TRAFFIC_SECRET (Go only) */
-  TAP_SECRET_SERVER_HANDSHAKE = 3,  /* TLS 1.3 SERVER_HANDSHAKE_TRAFFIC_SECRET (Go only) */
-  TAP_SECRET_CLIENT_TRAFFIC_0 = 4,  /* TLS 1.3 CLIENT_TRAFFIC_SECRET_0 */
-  TAP_SECRET_SERVER_TRAFFIC_0 = 5,  /* TLS 1.3 SERVER_TRAFFIC_SECRET_0 */
+  TAP_SECRET_MASTER = 1,           /* TLS 1.2 master secret (key log "CLIENT_RANDOM"), 48 bytes */
+  TAP_SECRET_CLIENT_HANDSHAKE = 2, /* TLS 1.3 CLIENT_HANDSHAKE_TRAFFIC_SECRET (Go only) */
+  TAP_SECRET_SERVER_HANDSHAKE = 3, /* TLS 1.3 SERVER_HANDSHAKE_TRAFFIC_SECRET (Go only) */
+  TAP_SECRET_CLIENT_TRAFFIC_0 = 4, /* TLS 1.3 CLIENT_TRAFFIC_SECRET_0 */
+  TAP_SECRET_SERVER_TRAFFIC_0 = 5, /* TLS 1.3 SERVER_TRAFFIC_SECRET_0 */
 };
 
 /* Where a secret came from. */
@@ -160,14 +160,14 @@ struct tap_ssl_layout {
 #define TAP_SECRET_MAX 64u /* bytes of a secret carried, at most (EVP_MAX_MD_SIZE) */
 
 struct tap_secret {
-  struct tap_hdr hdr;       /* conn: the SSL* or *tls.Conn (0 when unknown); fd: -1 */
-  __u32 label;              /* enum tap_secret_label */
-  __u32 len;                /* bytes of secret that are meaningful: Go: as logged; OpenSSL: 48
-                               (master) or 64 (the cipher suite's hash length says how many) */
-  __u16 source;             /* enum tap_secret_source */
-  __u16 version;            /* the TLS version when the kernel knows it (OpenSSL), else 0 */
+  struct tap_hdr hdr; /* conn: the SSL* or *tls.Conn (0 when unknown); fd: -1 */
+  __u32 label;        /* enum tap_secret_label */
+  __u32 len;          /* bytes of secret that are meaningful: Go: as logged; OpenSSL: 48
+                         (master) or 64 (the cipher suite's hash length says how many) */
+  __u16 source;       /* enum tap_secret_source */
+  __u16 version;      /* the TLS version when the kernel knows it (OpenSSL), else 0 */
   __u32 pad;
-  __u8 client_random[32];   /* ties the secret to the connection's ClientHello */
+  __u8 client_random[32]; /* ties the secret to the connection's ClientHello */
   __u8 secret[TAP_SECRET_MAX];
 };
 

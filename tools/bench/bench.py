@@ -40,8 +40,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD = os.path.join(ROOT, "build")
 TAP = os.path.join(BUILD, "mke-audit-tap")
 BENCH_BIN = os.path.join(BUILD, "tools", "bench")
-SECTIONS = ("calibration", "tax", "h1", "h2", "go", "memory", "loss", "replay", "gbench")
-MODES = ("none", "metadata", "request")
+SECTIONS = ("calibration", "tax", "h1", "h2", "go", "handshake", "memory", "loss", "replay",
+            "gbench")
+# Live modes, alternated in each round: without the auditor; with it at metadata and request
+# level (the default capture: keys); at metadata with the per-call probes (--capture
+# plaintext), the fallback, for comparison.
+MODES = ("none", "metadata", "request", "plaintext")
+MODE_ARGS = {"metadata": ("metadata", []), "request": ("request", []),
+             "plaintext": ("metadata", ["--capture", "plaintext"])}
 LOSS_COUNTERS = ("ringbuf_drops", "truncated_calls", "user_read_faults", "conn_map_full",
                  "inflight_map_full")
 T0 = time.monotonic()
@@ -50,6 +56,11 @@ T0 = time.monotonic()
 TARGET_AUDITOR_US = 1.5  # auditor's own CPU per nginx request
 TARGET_IDLE_BYTES = 2048  # auditor memory per idle tracked connection
 TARGET_REPLAY = {"h1 metadata": 1_000_000, "h1 request": 500_000, "h2 metadata": 500_000}
+# Targets of issue 11 (the keys capture).
+TARGET_NGINX_RATIO = {"metadata": 0.95, "request": 0.90}  # throughput with / without
+TARGET_GO_CPU_ADDED = 0.05  # CPU added to the Go server per request, fraction of its own
+TARGET_UPROBE_HITS = 0.0  # uprobe program runs per request on keep-alive connections
+TARGET_TAX = {"zero": 1.02, "tcp": 1.05}  # other processes: ratio with / without
 
 
 class Settings:
@@ -243,6 +254,9 @@ class Auditor:
     timings = []  # (seconds to ready, seconds from SIGINT to exit) of every auditor
 
     def __init__(self, bench, level, pids, extra=()):
+        if level in MODE_ARGS:
+            level, more = MODE_ARGS[level]
+            extra = [*more, *extra]
         Auditor.count += 1
         self.bench = bench
         self.out_path = os.path.join(bench.tmp, f"lines-{Auditor.count}.jsonl")
@@ -271,6 +285,18 @@ class Auditor:
 
     def cpu_ns(self):
         return cpu_ns(self.proc.pid)
+
+    def uprobe_runs(self):
+        """Runs of the uprobe programs this auditor holds (kernel.bpf_stats_enabled is on for
+        the whole benchmark); None when bpftool cannot say."""
+        try:
+            out = subprocess.run(["bpftool", "--json", "prog", "show"], capture_output=True,
+                                 text=True, timeout=30).stdout
+            progs = json.loads(out)
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return None
+        return sum(p.get("run_cnt", 0) for p in progs if p.get("type") == "kprobe"
+                   and self.proc.pid in [o.get("pid") for o in p.get("pids", [])])
 
     def rss_kib(self):
         return rss_kib(self.proc.pid)
@@ -468,8 +494,9 @@ def to_us(value, unit):
     return float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 
 
-def wrk(url, conns, seconds):
-    out = run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", url]).stdout
+def wrk(url, conns, seconds, close=False):
+    extra = ["-H", "Connection: close"] if close else []
+    out = run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", *extra, url]).stdout
     m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s)", out)
     res = {"tool": "wrk", "requests": int(m.group(1)),
            "seconds": to_us(m.group(2), m.group(3)) / 1e6,
@@ -574,7 +601,7 @@ class Bench:
         rows = []
         for r in range(self.s.rounds):
             row = {}
-            for mode in ("none", "metadata"):
+            for mode in ("none", "metadata", "plaintext"):
                 log(f"tax round {r + 1}/{self.s.rounds}: {mode}")
                 tap = Auditor(self, mode, [nginx.audit_pid]) if mode != "none" else None
                 row[mode] = {}
@@ -582,7 +609,7 @@ class Bench:
                     out = run([binary, io, str(self.s.tax_n[io]), "1"]).stdout
                     row[mode][io] = json.loads(out.splitlines()[-1])["ns_per_op"]
                 if tap:
-                    row["audit"] = tap.stop()
+                    row.setdefault("audits", []).append(tap.stop())
             rows.append(row)
         figures = {}
         for io in ("zero", "unix", "tcp"):
@@ -591,9 +618,11 @@ class Bench:
                 "with_ns": mmm([row["metadata"][io] for row in rows]),
                 "delta_ns": mmm([row["metadata"][io] - row["none"][io] for row in rows]),
                 "ratio": mmm([row["metadata"][io] / row["none"][io] for row in rows]),
+                "plaintext_ratio": mmm([row["plaintext"][io] / row["none"][io]
+                                        for row in rows]),
             }
         self.results["tax"] = {"figures": figures, "rounds": rows}
-        self._check_exit("tax", [row.get("audit") for row in rows])
+        self._check_exit("tax", [a for row in rows for a in row.get("audits", [])])
 
     # ------------------------------------------------------------ live rounds
 
@@ -604,16 +633,20 @@ class Bench:
             extra = ["--record", record] if record else []
             tap = Auditor(self, mode, [server.audit_pid], extra)
         served0 = server.served()
+        runs0 = tap.uprobe_runs() if tap else None
         cpu0 = cpu_ns(server.cpu_pid)
         tap0 = tap.cpu_ns() if tap else 0
         res = load()
         cpu1 = cpu_ns(server.cpu_pid)
         served1 = server.served()
+        runs1 = tap.uprobe_runs() if tap else None
         exact = served0 is not None
         served = served1 - served0 - 1 if exact else res["requests"]
         out = {"load": res, "served": served, "served_exact": exact,
                "server_cpu_us": (cpu1 - cpu0) / max(served, 1) / 1e3}
         if tap:
+            out["uprobe_runs_per_req"] = (None if runs0 is None or runs1 is None
+                                          else (runs1 - runs0) / max(served, 1))
             tap.wait_drained()
             drained = tap.cpu_ns()
             st = tap.stop(served)
@@ -700,6 +733,11 @@ class Bench:
                     "incomplete_lines": sum(row[m]["audit"]["incomplete_lines"]
                                             for row in rows),
                     "startup_cpu_ms": mmm([row[m]["auditor_startup_cpu_ms"] for row in rows]),
+                    "uprobe_runs_per_req": mmm([row[m].get("uprobe_runs_per_req")
+                                                for row in rows]),
+                    "server_cpu_added": mmm([row[m]["server_cpu_us"]
+                                             / row["none"]["server_cpu_us"] - 1
+                                             for row in rows]),
                 })
             figs[m] = f
         return figs
@@ -753,6 +791,16 @@ class Bench:
                   go, lambda: wrk(url, self.s.conns, self.s.seconds),
                   f"wrk -t1 -c{self.s.conns} -d{self.s.seconds}s / (a ~60 B JSON answer); "
                   f"TLS: {version}; CPU summed over all the server's threads", record="go")
+
+    def handshake(self):
+        """Every request on a new connection (wrk with Connection: close): a full TLS 1.3
+        handshake each, so the server CPU added per request is the cost per handshake."""
+        nginx = self.get_nginx()
+        url = f"https://127.0.0.1:{nginx.h1_port}/"
+        self.live("handshake", "nginx, a new TLS connection per request (full handshakes)",
+                  nginx, lambda: wrk(url, self.s.conns, self.s.seconds, close=True),
+                  f"wrk -t1 -c{self.s.conns} -d{self.s.seconds}s -H 'Connection: close' /; "
+                  f"TLS: {tls_version(nginx.h1_port, 'http/1.1')}")
 
     # ------------------------------------------------------------ 5. memory
 
@@ -1036,6 +1084,8 @@ def verdict(value, target, unit, lower_is_better=True):
         return "not measured"
     if (value <= target) if lower_is_better else (value >= target):
         return "**met**"
+    if lower_is_better and target == 0:
+        return f"**missed**: {fmt_num(value)} {unit}"
     if lower_is_better:
         return f"**missed** by {value / target:.2f}x ({fmt_num(value - target)} {unit} over)"
     return (f"**missed**: {value / target:.2f} of the target ({fmt_num(target - value, 0)} "
@@ -1052,6 +1102,34 @@ def targets(results):
                                f"<= {TARGET_AUDITOR_US} us",
                      "value": m and m["median"], "unit": "us", "min_max": m,
                      "verdict": verdict(m and m["median"], TARGET_AUDITOR_US, "us")})
+    for level, target in TARGET_NGINX_RATIO.items():
+        m = h1.get(level, {}).get("ratio")
+        rows.append({"target": f"nginx throughput with the auditor ({level}) / without >= "
+                               f"{target}", "value": m and m["median"], "unit": "",
+                     "min_max": m, "verdict": verdict(m and m["median"], target, "",
+                                                      lower_is_better=False)})
+    m = h1.get("metadata", {}).get("uprobe_runs_per_req")
+    rows.append({"target": "uprobe program runs per request on keep-alive connections "
+                           f"(nginx, metadata) = {TARGET_UPROBE_HITS:g}",
+                 "value": m and m["median"], "unit": "", "min_max": m,
+                 "verdict": verdict(m and m["median"], TARGET_UPROBE_HITS, "")})
+    go = live.get("go", {}).get("figures", {})
+    m = go.get("metadata", {}).get("server_cpu_added")
+    rows.append({"target": f"CPU added to the Go server per request (metadata) <= "
+                           f"{TARGET_GO_CPU_ADDED:.0%} of its own", "value": m and m["median"],
+                 "unit": "", "min_max": m,
+                 "verdict": verdict(m and m["median"], TARGET_GO_CPU_ADDED, "")})
+    tax = results.get("tax", {}).get("figures", {})
+    for io, target in TARGET_TAX.items():
+        m = tax.get(io, {}).get("ratio")
+        rows.append({"target": f"other processes: {io} read/write time with / without <= "
+                               f"{target}", "value": m and m["median"], "unit": "",
+                     "min_max": m, "verdict": verdict(m and m["median"], target, "")})
+    hs = live.get("handshake", {}).get("figures", {})
+    m = hs.get("metadata", {}).get("probe_cost_us")
+    rows.append({"target": "server CPU added per full TLS handshake (metadata; reported)",
+                 "value": m and m["median"], "unit": "us", "min_max": m,
+                 "verdict": "reported"})
     mem = results.get("memory", {}).get("idle_bytes_per_conn")
     rows.append({"target": f"auditor memory per idle tracked connection <= "
                            f"{TARGET_IDLE_BYTES} B", "value": mem and mem["median"],
@@ -1083,9 +1161,11 @@ def render(report):
     w("What it measures: what auditing with mke-audit-tap costs the audited servers, the "
       "auditor itself and the rest of the machine, on this machine. Real servers (nginx with "
       "one worker, a Go net/http server) serve TLS load from real clients (wrk, h2load) "
-      "without the auditor and with it at `--level metadata` and `--level request`, in "
+      "without the auditor and with it at `--level metadata` and `--level request` (the "
+      "default capture: TLS secrets per handshake, socket bytes decrypted in the auditor), and "
+      "at metadata with `--capture plaintext` (per-call probes, the fallback), in "
       f"alternated rounds of one run ({meta['rounds']} rounds of {meta['seconds']} s: without, "
-      "metadata, request, without, ...). Each figure is a ratio or a per-request cost within a "
+      "metadata, request, plaintext, without, ...). Each figure is a ratio or a per-request cost within a "
       "round, shown as **median (min .. max)** over the rounds. CPU of the servers comes from "
       "`/proc/PID/task/*/schedstat` (all threads, kernel time included: the uprobe traps show "
       "up there), the auditor's the same way, from just before the load until it has written "
@@ -1144,12 +1224,14 @@ def render(report):
           "alternated.\n")
         label = {"zero": "read /dev/zero", "unix": "AF_UNIX write+read",
                  "tcp": "loopback TCP write+read"}
-        w(md_table(["syscall", "without (ns)", "with auditor (ns)", "added (ns)", "ratio"],
+        w(md_table(["syscall", "without (ns)", "with auditor (ns)", "added (ns)", "ratio",
+                    "ratio with --capture plaintext"],
                    [[label[k], fmt(v["without_ns"], 0), fmt(v["with_ns"], 0),
-                     fmt(v["delta_ns"], 0, True), fmt(v["ratio"], 3)] for k, v in t.items()]))
+                     fmt(v["delta_ns"], 0, True), fmt(v["ratio"], 3),
+                     fmt(v.get("plaintext_ratio"), 3)] for k, v in t.items()]))
         w("")
 
-    sec_no = {"h1": 2, "h2": 3, "go": 4}
+    sec_no = {"h1": "2", "h2": "3", "go": "4", "handshake": "4b"}
     for key, sec in r.get("live", {}).items():
         f = sec["figures"]
         w(f"## {sec_no[key.split('_')[0]]}. {sec['title']}\n")
@@ -1171,15 +1253,16 @@ def render(report):
         for m in MODES:
             x = f[m]
             if m == "none":
-                rows.append(["without", fmt(x["server_cpu_us"]), "", "", "", "", ""])
+                rows.append(["without", fmt(x["server_cpu_us"]), "", "", "", "", "", ""])
             else:
                 rows.append([m, fmt(x["server_cpu_us"]), fmt(x["probe_cost_us"], 2, True),
                              fmt(x["auditor_cpu_us"]), fmt(x["total_cost_us"], 2, True),
                              f"{x['lines']:,} / {x['served_total']:,}",
-                             f"{x['losses']} / {x['missing']}"])
+                             f"{x['losses']} / {x['missing']}",
+                             fmt(x.get("uprobe_runs_per_req"), 2)])
         w(md_table(["auditor", "server CPU us/req", "added in the server (probes)",
                     "auditor CPU us/req", "total added us/req", "lines / requests served",
-                    "counted losses / missing lines"], rows))
+                    "counted losses / missing lines", "uprobe runs per request"], rows))
         w("")
         extra = []
         for m in MODES[1:]:
@@ -1325,11 +1408,20 @@ def main():
     tmp = tempfile.mkdtemp(prefix="mat-bench-")  # mode 0700: recordings hold plaintext
     bench = Bench(settings, tmp)
     status = 0
+    stats_path = "/proc/sys/kernel/bpf_stats_enabled"  # run counts of BPF programs
+    try:
+        with open(stats_path) as f:
+            stats_before = f.read().strip()
+        with open(stats_path, "w") as f:
+            f.write("1\n")
+    except OSError:
+        stats_before = None
     try:
         log(f"sections: {', '.join(only)}; temp dir {tmp}; output {out_dir}")
         mc = machine()
         steps = {"calibration": bench.calibration, "tax": bench.tax, "h1": bench.h1,
-                 "h2": bench.h2, "go": bench.go_section, "memory": bench.memory,
+                 "h2": bench.h2, "go": bench.go_section, "handshake": bench.handshake,
+                 "memory": bench.memory,
                  "loss": bench.loss, "replay": bench.replay, "gbench": bench.gbench}
         for name in SECTIONS:
             if name in only:
@@ -1374,6 +1466,9 @@ def main():
         log("interrupted: ending every process started here")
         status = 130
     finally:
+        if stats_before is not None:
+            with open(stats_path, "w") as f:
+                f.write(stats_before + "\n")
         if bench.nginx:
             bench.nginx.stop()
         if bench.go:

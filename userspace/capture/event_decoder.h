@@ -25,12 +25,12 @@ static_assert(sizeof(tap_ssl_layout) == 32, "tap_ssl_layout layout is shared wit
 struct Event {
   uint32_t type = 0;  // enum tap_event_type
   const tap_hdr* hdr = nullptr;
-  const tap_data* data = nullptr;     // TAP_EV_DATA, TAP_EV_CIPHER
-  std::string_view payload;           // TAP_EV_DATA, TAP_EV_CIPHER: the delivered bytes
-  const tap_sock* sock = nullptr;     // TAP_EV_SOCK
-  const tap_conn_end* end = nullptr;  // TAP_EV_CONN_END
-  const tap_cert* cert = nullptr;     // TAP_EV_PEER_CERT; its DER bytes are in payload
-  const tap_secret* secret = nullptr; // TAP_EV_SECRET
+  const tap_data* data = nullptr;      // TAP_EV_DATA, TAP_EV_CIPHER
+  std::string_view payload;            // TAP_EV_DATA, TAP_EV_CIPHER: the delivered bytes
+  const tap_sock* sock = nullptr;      // TAP_EV_SOCK
+  const tap_conn_end* end = nullptr;   // TAP_EV_CONN_END
+  const tap_cert* cert = nullptr;      // TAP_EV_PEER_CERT; its DER bytes are in payload
+  const tap_secret* secret = nullptr;  // TAP_EV_SECRET
 };
 
 enum class DecodeStatus { kOk, kTooShort, kUnknownType, kBadLength };

@@ -1,6 +1,7 @@
 #include "conn/proc_net.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -66,6 +67,7 @@ void ForEachTcpRow(const std::string& path, int family, Fn&& fn) {
 }
 
 constexpr int kTcpListen = 10;
+constexpr int kTcpClose = 7;
 
 }  // namespace
 
@@ -96,6 +98,33 @@ std::set<uint16_t> ListeningPorts(int pid, const std::string& proc_root) {
     });
   }
   return ports;
+}
+
+std::set<unsigned long> OpenTcpConnections(int pid, const std::string& proc_root) {
+  std::string base = proc_root + "/" + std::to_string(pid);
+  std::set<unsigned long> held;
+  if (DIR* dir = ::opendir((base + "/fd").c_str())) {
+    while (dirent* entry = ::readdir(dir)) {
+      if (entry->d_name[0] == '.') continue;
+      char target[128] = "";
+      ssize_t n = ::readlinkat(::dirfd(dir), entry->d_name, target, sizeof(target) - 1);
+      if (n <= 0) continue;
+      target[n] = '\0';
+      unsigned long inode = 0;
+      if (std::sscanf(target, "socket:[%lu]", &inode) == 1) held.insert(inode);
+    }
+    ::closedir(dir);
+  }
+  std::set<unsigned long> connected;
+  if (held.empty()) return connected;
+  for (auto [file, family] : {std::pair{"/net/tcp", AF_INET}, std::pair{"/net/tcp6", AF_INET6}}) {
+    ForEachTcpRow(base + file, family, [&](const TcpRow& row) {
+      if (row.state != kTcpListen && row.state != kTcpClose && row.inode != 0 &&
+          held.count(row.inode))
+        connected.insert(row.inode);
+    });
+  }
+  return connected;
 }
 
 bool ListeningPortCache::IsListening(int pid, uint16_t port, uint64_t now_ns) {

@@ -32,6 +32,10 @@ std::optional<SocketFacts> LookupSocket(int pid, int fd, const std::string& proc
 // and tcp6). A connection whose local port is among them was accepted: the server side.
 std::set<uint16_t> ListeningPorts(int pid, const std::string& proc_root = "/proc");
 
+// The inodes of the TCP sockets pid holds open (its fds) that are connected (not listening, not
+// closed), in its network namespace: the connections it has now.
+std::set<unsigned long> OpenTcpConnections(int pid, const std::string& proc_root = "/proc");
+
 // ListeningPorts, remembered per process for max_age_ns, so a burst of new connections costs
 // one read of the tables.
 class ListeningPortCache {
