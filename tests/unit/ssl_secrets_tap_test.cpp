@@ -21,6 +21,8 @@
 #include <vector>
 
 #include "tap/bpf_tap.h"
+#include "tap/ssl_layout.h"
+#include "tap/targets.h"
 
 namespace {
 
@@ -323,6 +325,43 @@ TEST_F(SslSecretsTapTest, BothCapturesThenKeysOnly) {
   Drain();
   EXPECT_TRUE(plaintext_.empty()) << "per-call records after the probes were dropped";
   ExpectLogged(later.server, TAP_SECRET_MASTER, "CLIENT_RANDOM", 0x0303, "TLS 1.2 after the drop");
+}
+
+// The real calibration (the helper mke-audit-tap-sslcal, run on this process's own libssl and
+// libcrypto through /proc/PID/map_files) feeding the kernel reader, the layout bound to that
+// library by name.
+TEST_F(SslSecretsTapTest, CalibratedLayoutOnTheNamedLibrary) {
+  std::vector<mat::tap::SslLibrary> ssl = mat::tap::FindSslLibraries(getpid());
+  std::vector<mat::tap::SslLibrary> crypto = mat::tap::FindCryptoLibraries(getpid());
+  ASSERT_EQ(ssl.size(), 1u);
+  ASSERT_EQ(crypto.size(), 1u);
+  std::string why;
+  std::optional<tap_ssl_layout> layout =
+      mat::tap::CalibrateSslLayout(ssl[0].path, crypto[0].path, &why, MAT_SSLCAL);
+  ASSERT_TRUE(layout) << why;
+  ASSERT_NO_FATAL_FAILURE(CreateTap());
+  std::string error;
+  mat::tap::TargetOptions options;
+  options.mode = mat::tap::CaptureMode::kKeys;
+  options.ssl_layout = layout;
+  options.ssl_layout_library = ssl[0].path;
+  mat::tap::TargetProcess self{getpid(), "ssl_secrets_test", 0};
+  ASSERT_GT(tap_->AddTarget(self, options, &error), 0) << error;
+
+  Pair t13(tls_, TLS1_3_VERSION), t12(tls_, TLS1_2_VERSION);
+  ASSERT_TRUE(t13.Handshake());
+  ASSERT_TRUE(t12.Handshake());
+  Drain();
+  ExpectLogged(t13.server, TAP_SECRET_CLIENT_TRAFFIC_0, "CLIENT_TRAFFIC_SECRET_0", 0x0304,
+               "TLS 1.3 server");
+  ExpectLogged(t13.server, TAP_SECRET_SERVER_TRAFFIC_0, "SERVER_TRAFFIC_SECRET_0", 0x0304,
+               "TLS 1.3 server");
+  ExpectLogged(t12.client, TAP_SECRET_MASTER, "CLIENT_RANDOM", 0x0303, "TLS 1.2 client");
+
+  // A layout bound to another file: this libssl is not probed for keys, so nothing is.
+  options.ssl_layout_library = crypto[0].path;
+  EXPECT_EQ(tap_->AddTarget(self, options, &error), 0);
+  EXPECT_NE(error.find("not the libssl the layout was found on"), std::string::npos) << error;
 }
 
 }  // namespace
