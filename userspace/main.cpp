@@ -29,7 +29,10 @@
 #include "pipeline/pipeline.h"
 #include "support/support_dump.h"
 #include "tap/bpf_tap.h"
+#include "tap/file_cache.h"
+#include "tap/ssl_layout.h"
 #include "tap/targets.h"
+#include "tls/decrypt_stage.h"
 
 namespace {
 
@@ -229,6 +232,13 @@ std::string PromLabel(std::string_view v) {
   return out;
 }
 
+// CLOCK_MONOTONIC in ns, the kernel's bpf_ktime_get_ns clock.
+uint64_t MonoNowNs() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return uint64_t(t.tv_sec) * 1000000000ull + uint64_t(t.tv_nsec);
+}
+
 class LiveAuditor {
  public:
   LiveAuditor(const mat::Options& o, mat::output::FileLineSink* out, int argc, char** argv)
@@ -317,10 +327,24 @@ class LiveAuditor {
     tap_options.cap_bytes = options_.cap_bytes;
     tap_options.ringbuf_bytes = options_.ringbuf_bytes;
     tap_options.wakeup_bytes = options_.ringbuf_bytes / 8;
+    if (options_.capture != "plaintext") {
+      // Ciphertext and secrets become plaintext records here; nothing else changes downstream.
+      stage_ = std::make_unique<mat::tls::DecryptStage>(
+          [this](const void* data, size_t size) { pipeline_.OnRecord(data, size); });
+    }
     tap_ = mat::tap::BpfTap::Create(
-        tap_options, [this](const void* data, size_t size) { pipeline_.OnRecord(data, size); },
+        tap_options,
+        [this](const void* data, size_t size) {
+          if (stage_)
+            stage_->OnRecord(data, size);
+          else
+            pipeline_.OnRecord(data, size);
+        },
         &error);
-    if (!tap_) return error;
+    if (!tap_) {
+      stage_.reset();
+      return error;
+    }
     failed_.clear();
     Rescan();
     ring_.assign(::dup(tap_->epoll_fd()));
@@ -345,8 +369,11 @@ class LiveAuditor {
     }
     out_->Flush();
     tap_.reset();
+    if (stage_) AddStageStats(stage_->stats());
+    stage_.reset();  // wipes every secret and key it held
     comms_.clear();
     failed_.clear();
+    bridges_.clear();
   }
 
   // Level, ignore list and redaction at once; attaches or detaches the probes as the level
@@ -488,6 +515,12 @@ class LiveAuditor {
                   TAP_CNT_CONN_MAP_FULL, TAP_CNT_UNTRACKED_CALLS})
       m += fmt::format("mke_audit_tap_losses_total{{reason=\"{}\"}} {}\n", mat::tap::CounterName(i),
                        counters[i]);
+    if (stage_) {
+      metric("tls_stage_total", "counter",
+             "The TLS stage (keys capture): what it decrypted and what it could not.");
+      for (const auto& [name, value] : StageCounters(stage_->stats()))
+        m += fmt::format("mke_audit_tap_tls_stage_total{{counter=\"{}\"}} {}\n", name, value);
+    }
     metric("kernel_counter_total", "counter", "Every kernel counter of the tap.");
     for (int i = 0; i < TAP_CNT_MAX; ++i)
       m += fmt::format("mke_audit_tap_kernel_counter_total{{counter=\"{}\"}} {}\n",
@@ -634,11 +667,9 @@ class LiveAuditor {
       auto key = std::make_pair(target.pid, target.start_time);
       if (failed_.count(key)) continue;
       std::string error;
-      int libraries = tap_->AddTarget(target, &error);
+      int libraries = AddOne(target, &error);
       if (libraries > 0) {
         comms_[target.pid] = target.comm;
-        spdlog::info("auditing pid {} ({}): {} TLS librar{} probed", target.pid, target.comm,
-                     libraries, libraries == 1 ? "y" : "ies");
       } else {
         failed_.insert(key);
         spdlog::info("pid {} ({}) not audited: {}", target.pid, target.comm, error);
@@ -652,6 +683,7 @@ class LiveAuditor {
         pipeline_.OnProcessExit(static_cast<uint32_t>(pid), WallNowNs());
         listening_.Forget(pid);
         comms_.erase(pid);
+        bridges_.erase(pid);
         spdlog::info("pid {} is gone", pid);
       }
     }
@@ -659,13 +691,144 @@ class LiveAuditor {
       auto p = present.find(it->first);
       it = (p == present.end() || p->second != it->second) ? failed_.erase(it) : std::next(it);
     }
+    EndBridges();
   }
+
+  // ---- keys capture: how each target is captured ---------------------------------------------
+  // Probes one target in the configured capture. auto: keys where the process allows it (its
+  // libssl calibrated, or Go's writeKeyLog found), else the per-call probes, with one line why.
+  // Connections the process has open now predate the auditor (no handshake to take secrets
+  // from): the per-call probes stay for them, within the bridge window.
+  int AddOne(const mat::tap::TargetProcess& target, std::string* error) {
+    using mat::tap::CaptureMode;
+    auto libraries = [](int n) { return n == 1 ? "y" : "ies"; };
+    if (options_.capture == "plaintext") {
+      int n = tap_->AddTarget(target, error);
+      if (n > 0)
+        spdlog::info("auditing pid {} ({}): per-call probes (--capture plaintext), {} TLS "
+                     "librar{} probed",
+                     target.pid, target.comm, n, libraries(n));
+      return n;
+    }
+    mat::tap::TargetOptions keys;
+    std::string why;  // why keys capture cannot cover the process
+    auto ssl = mat::tap::FindSslLibraries(target.pid);
+    if (!ssl.empty()) {
+      const LayoutResult& layout = LayoutFor(target.pid, ssl.front());
+      if (layout.layout) {
+        keys.ssl_layout = layout.layout;
+        keys.ssl_layout_library = ssl.front().path;
+      } else {
+        why = "libssl " + ssl.front().name + ": " + layout.why;
+      }
+    }
+    std::set<unsigned long> open;
+    if (options_.bridge_window_s > 0) open = mat::conn::OpenTcpConnections(target.pid);
+    keys.mode = open.empty() ? CaptureMode::kKeys : CaptureMode::kBoth;
+    std::string keys_error;
+    int n = why.empty() ? tap_->AddTarget(target, keys, &keys_error) : 0;
+    if (n > 0) {
+      spdlog::info("auditing pid {} ({}): keys capture (TLS secrets per handshake, socket bytes "
+                   "decrypted here), {} TLS librar{} probed",
+                   target.pid, target.comm, n, libraries(n));
+      if (!open.empty()) {
+        bridges_[target.pid] = {std::chrono::steady_clock::now() +
+                                    std::chrono::seconds(options_.bridge_window_s),
+                                std::move(open)};
+        spdlog::info("pid {} ({}): per-call probes kept for {} connection(s) opened before the "
+                     "auditor, until they close (at most {} s)",
+                     target.pid, target.comm, bridges_[target.pid].sockets.size(),
+                     options_.bridge_window_s);
+      }
+      return n;
+    }
+    if (why.empty()) why = keys_error;
+    if (options_.capture == "keys") {
+      *error = "keys capture not possible: " + why;
+      return 0;
+    }
+    n = tap_->AddTarget(target, error);
+    if (n > 0)
+      spdlog::warn("auditing pid {} ({}): per-call probes for pid {}, {} TLS librar{} probed "
+                   "(keys capture not possible: {})",
+                   target.pid, target.comm, target.pid, n, libraries(n), why);
+    return n;
+  }
+
+  struct LayoutResult {
+    std::optional<tap_ssl_layout> layout;
+    std::string why;
+  };
+
+  // The calibrated layout of a libssl file, found once per file (device, inode).
+  const LayoutResult& LayoutFor(pid_t pid, const mat::tap::SslLibrary& ssl) {
+    struct stat st{};
+    mat::tap::FileKey key{0, 0};
+    if (::stat(ssl.path.c_str(), &st) == 0) key = {st.st_dev, st.st_ino};
+    if (key.second != 0)
+      if (auto* found = layouts_.Find(key)) return *found;
+    LayoutResult result;
+    auto crypto = mat::tap::FindCryptoLibraries(pid);
+    if (crypto.empty()) {
+      result.why = "no libcrypto mapped beside it";
+    } else {
+      auto t0 = std::chrono::steady_clock::now();
+      result.layout = mat::tap::CalibrateSslLayout(ssl.path, crypto.front().path, &result.why);
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - t0)
+                    .count();
+      if (result.layout)
+        spdlog::info("{}: OpenSSL layout calibrated in {} ms", ssl.name, ms);
+      else
+        spdlog::warn("{}: OpenSSL layout calibration failed: {}", ssl.name, result.why);
+    }
+    if (key.second == 0) {
+      uncached_layout_ = std::move(result);
+      return uncached_layout_;
+    }
+    return layouts_.Insert(key, std::move(result));
+  }
+
+  // The per-call probes of a bridged process go once the connections it had when it was
+  // attached are all closed, or when the bridge window is over.
+  void EndBridges() {
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = bridges_.begin(); it != bridges_.end();) {
+      pid_t pid = it->first;
+      Bridge& bridge = it->second;
+      auto open = mat::conn::OpenTcpConnections(pid);
+      size_t left = 0;
+      for (unsigned long inode : bridge.sockets) left += open.count(inode);
+      if (left == 0 || now >= bridge.deadline) {
+        Drain();  // what the per-call probes caught comes first
+        tap_->DropPlaintextProbes(pid);
+        if (left == 0)
+          spdlog::info("pid {}: per-call probes detached: every connection opened before the "
+                       "auditor is closed",
+                       pid);
+        else
+          spdlog::warn("pid {}: per-call probes detached: bridge window over, {} connection(s) "
+                       "opened before the auditor are still open and no longer audited",
+                       pid, left);
+        it = bridges_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // Counters of the TLS stages of taps detached earlier, added to the current one's.
+  void AddStageStats(const mat::tls::StageStats& s) { stage_before_.push_back(s); }
 
   void ScheduleRescan() {
     rescan_timer_.expires_after(std::chrono::milliseconds(options_.rescan_ms));
     rescan_timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
       if (tap_) Rescan();
+      if (stage_) {
+        stage_->Tick(MonoNowNs());
+        ReportStage();
+      }
       pipeline_.Tick(WallNowNs());
       out_->Flush();
       ScheduleRescan();
@@ -684,6 +847,61 @@ class LiveAuditor {
     });
   }
 
+  // The TLS stage's losses, as they grow: a suite it cannot decrypt is named.
+  void ReportStage() {
+    const auto& s = stage_->stats();
+    for (const auto& [suite, n] : s.undecryptable_by_suite) {
+      uint64_t& seen = suites_reported_[suite];
+      if (n == seen) continue;
+      spdlog::warn("TLS: cannot decrypt {} connection(s) using {} (not supported: not audited)",
+                   n - seen, suite);
+      seen = n;
+    }
+    uint64_t losses = StageLosses(s);
+    if (losses == stage_losses_reported_) return;
+    stage_losses_reported_ = losses;
+    spdlog::warn("TLS stage: {}", StageText(s));
+  }
+
+  static uint64_t StageLosses(const mat::tls::StageStats& s) {
+    return s.no_secrets + s.pending_overflow + s.undecryptable_suite + s.wrong_keys +
+           s.decrypt_failures + s.resync_failures + s.handshake_lost + s.streams_over_limit +
+           s.secrets_dropped;
+  }
+
+  static std::vector<std::pair<const char*, uint64_t>> StageCounters(
+      const mat::tls::StageStats& s) {
+    return {{"cipher_records", s.cipher_records},
+            {"cipher_bytes", s.cipher_bytes},
+            {"secrets", s.secrets_in},
+            {"connections_decrypted", s.connections_decrypted},
+            {"records_decrypted", s.records_decrypted},
+            {"plaintext_bytes", s.plaintext_bytes},
+            {"key_updates", s.key_updates},
+            {"no_handshake_seen", s.no_handshake_seen},
+            {"not_tls_streams", s.not_tls_streams},
+            {"no_secrets", s.no_secrets},
+            {"undecryptable_suite", s.undecryptable_suite},
+            {"wrong_keys", s.wrong_keys},
+            {"decrypt_failures", s.decrypt_failures},
+            {"handshake_lost", s.handshake_lost},
+            {"pending_overflow", s.pending_overflow},
+            {"gaps", s.gaps},
+            {"resyncs", s.resyncs},
+            {"resync_failures", s.resync_failures},
+            {"streams_over_limit", s.streams_over_limit},
+            {"secrets_expired", s.secrets_expired},
+            {"secrets_dropped", s.secrets_dropped},
+            {"plain_duplicates_dropped", s.plain_duplicates_dropped}};
+  }
+
+  static std::string StageText(const mat::tls::StageStats& s) {
+    std::string text;
+    for (const auto& [name, value] : StageCounters(s))
+      text += fmt::format("{}{}={}", text.empty() ? "" : " ", name, value);
+    return text;
+  }
+
   // Losses are reported whenever they grow; everything at exit.
   void LogCounters(bool only_losses = false) {
     auto counters = tap_->ReadCounters();
@@ -700,6 +918,7 @@ class LiveAuditor {
       spdlog::warn("kernel counters: {}", text);
     else
       spdlog::info("kernel counters: {}", text);
+    if (stage_ && !only_losses) spdlog::info("TLS stage: {}", StageText(stage_->stats()));
   }
 
   mat::Options options_;  // a copy: the admin API and reloads change it
@@ -714,6 +933,17 @@ class LiveAuditor {
   std::unique_ptr<mat::tap::BpfTap> tap_;
   std::set<std::pair<pid_t, uint64_t>> failed_;
   std::map<pid_t, std::string> comms_;    // command name of each target probed
+  std::unique_ptr<mat::tls::DecryptStage> stage_;  // keys capture: decrypts the socket bytes
+  std::vector<mat::tls::StageStats> stage_before_;
+  std::map<std::string, uint64_t> suites_reported_;
+  uint64_t stage_losses_reported_ = 0;
+  struct Bridge {
+    std::chrono::steady_clock::time_point deadline;
+    std::set<unsigned long> sockets;  // the connections the process had when attached
+  };
+  std::map<pid_t, Bridge> bridges_;
+  mat::tap::FileCache<LayoutResult> layouts_{64};
+  LayoutResult uncached_layout_;
   mat::tap::Counters counters_before_{};  // kernel counters of taps detached earlier
   uint64_t reported_losses_ = 0;
   boost::asio::io_context io_;

@@ -56,6 +56,13 @@ std::string SetFormat(Options& o, std::string_view v) {
   return "";
 }
 
+std::string SetCapture(Options& o, std::string_view v) {
+  if (v != "auto" && v != "keys" && v != "plaintext")
+    return "expected auto, keys or plaintext, got '" + std::string(v) + "'";
+  o.capture = v;
+  return "";
+}
+
 std::string AddComm(Options& o, std::string_view v) {
   // The kernel keeps TASK_COMM_LEN - 1 = 15 bytes of a command name: a longer one never matches.
   if (v.empty() || v.size() > 15)
@@ -178,6 +185,9 @@ const OptionSpec kOptions[] = {
      SetNumber<&O::token_ttl_s>},
     {"--token-cache-size", "token_cache_size", K::kNumber, false, 0, 1000000, nullptr,
      SetNumber<&O::token_cache_size>},
+    {"--capture", "capture", K::kText, false, 0, 0, SetCapture},
+    {"--bridge-window", "bridge_window", K::kNumber, false, 0, 30 * 86400, nullptr,
+     SetNumber<&O::bridge_window_s>},
     {"--cap-bytes", "cap_bytes", K::kNumber, false, 4096, 1u << 20, nullptr,
      SetNumber<&O::cap_bytes>},
     {"--ringbuf-bytes", "ringbuf_bytes", K::kNumber, false, 1u << 16, 1u << 30, nullptr,
@@ -450,6 +460,14 @@ Targets (repeatable, at least one unless --replay):
   --pid PID                      process PID and all its descendants
 
 Capture:
+  --capture auto|keys|plaintext  how TLS plaintext is obtained (default auto). keys: the TLS
+                                 secrets once per handshake and the socket's encrypted bytes,
+                                 decrypted here (no probe hit per request); plaintext: probes
+                                 on every TLS read and write (costly); auto: keys where the
+                                 process allows it, plaintext otherwise, with one log line why
+  --bridge-window S              keys/auto: connections opened before the auditor started are
+                                 captured by per-call probes for at most S seconds (default
+                                 600; 0: not at all); the probes go once all are closed
   --cap-bytes N                  plaintext bytes delivered per TLS call (default 65536,
                                  4096..1048576); the rest is counted as truncated
   --ringbuf-bytes N              kernel ring buffer size, a power of two (default 8388608)
@@ -662,6 +680,8 @@ std::string EffectiveConfigToml(const Options& o) {
       {"user_map", TomlText(o.user_map)},
       {"token_ttl", n(o.token_ttl_s)},
       {"token_cache_size", n(o.token_cache_size)},
+      {"capture", TomlText(o.capture)},
+      {"bridge_window", n(o.bridge_window_s)},
       {"cap_bytes", n(o.cap_bytes)},
       {"ringbuf_bytes", n(o.ringbuf_bytes)},
       {"max_body_bytes", n(o.max_body_bytes)},

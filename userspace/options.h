@@ -24,6 +24,13 @@ struct Options {
   std::string license_key_file;  // --license-key-file: keeps the key out of /proc/PID/cmdline
   std::string record_file;
   std::string replay_file;
+  // How TLS plaintext is obtained (--capture): auto (secrets per handshake and the socket's
+  // bytes where the process allows it, per-call probes otherwise), keys (the first only: a
+  // process that cannot is not audited), plaintext (per-call probes only).
+  std::string capture = "auto";
+  // keys/auto: per-call probes stay this long for connections opened before the auditor
+  // (whose handshake it did not see), seconds; 0: none.
+  uint32_t bridge_window_s = 600;
   uint32_t cap_bytes = 64 * 1024;
   uint32_t ringbuf_bytes = 8u << 20;
   uint32_t rescan_ms = 1000;

@@ -8,6 +8,8 @@ lines and for process exits. Every process started here is killed when its fixtu
 
 Environment:
   MAT_BINARY  the auditor (default build/mke-audit-tap, relative paths resolved from the repo root)
+  MAT_CAPTURE the auditor's --capture for every test that does not choose one (default: the
+              auditor's default, auto); ctest runs the suite once more with plaintext
   CI=true     missing prerequisites FAIL instead of skipping
 """
 
@@ -429,7 +431,7 @@ class SServer(Server):
         self.proc = subprocess.Popen(
             ["openssl", "s_server", "-accept", f"127.0.0.1:{self.port}",
              "-cert", str(self.tls.cert), "-key", str(self.tls.key), "-WWW", "-quiet",
-             "-naccept", "1000"],
+             "-naccept", "1000", *getattr(self, "extra_args", [])],
             cwd=str(d / "www"), stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         self.wait_accepting()
         return self
@@ -636,6 +638,9 @@ def make_auditor(binary, pids=(), comms=(), extra=()) -> Auditor:
         args += ["--pid", str(p)]
     for c in comms:
         args += ["--comm", c]
+    capture = os.environ.get("MAT_CAPTURE", "")
+    if capture and not any(str(a).startswith("--capture") for a in extra):
+        args += ["--capture", capture]
     return Auditor(binary, args + list(extra))
 
 
@@ -694,10 +699,11 @@ class Sent:
 
 def curl(server: Server, paths: List[str], method: Optional[str] = None,
          data: Optional[bytes] = None, data_file: Optional[Path] = None, headers=(),
-         ignored=False) -> List[Sent]:
-    """One curl process (HTTP/1.1, keep-alive between its URLs). Returns one Sent per URL."""
+         ignored=False, extra=()) -> List[Sent]:
+    """One curl process (HTTP/1.1, keep-alive between its URLs). Returns one Sent per URL.
+    extra: more curl options (TLS versions and cipher suites)."""
     cmd = ["curl", "-sk", "--http1.1", "--max-time", str(int(CLIENT_TIMEOUT) - 5),
-           "-w", "%{http_code} %{local_port} %{num_connects}\\n"]
+           "-w", "%{http_code} %{local_port} %{num_connects}\\n", *extra]
     if method:
         cmd += ["-X", method]
     for h in headers:
