@@ -705,9 +705,10 @@ class LiveAuditor {
     if (options_.capture == "plaintext") {
       int n = tap_->AddTarget(target, error);
       if (n > 0)
-        spdlog::info("auditing pid {} ({}): per-call probes (--capture plaintext), {} TLS "
-                     "librar{} probed",
-                     target.pid, target.comm, n, libraries(n));
+        spdlog::info(
+            "auditing pid {} ({}): per-call probes (--capture plaintext), {} TLS "
+            "librar{} probed",
+            target.pid, target.comm, n, libraries(n));
       return n;
     }
     mat::tap::TargetOptions keys;
@@ -728,17 +729,18 @@ class LiveAuditor {
     std::string keys_error;
     int n = why.empty() ? tap_->AddTarget(target, keys, &keys_error) : 0;
     if (n > 0) {
-      spdlog::info("auditing pid {} ({}): keys capture (TLS secrets per handshake, socket bytes "
-                   "decrypted here), {} TLS librar{} probed",
-                   target.pid, target.comm, n, libraries(n));
+      spdlog::info(
+          "auditing pid {} ({}): keys capture (TLS secrets per handshake, socket bytes "
+          "decrypted here), {} TLS librar{} probed",
+          target.pid, target.comm, n, libraries(n));
       if (!open.empty()) {
-        bridges_[target.pid] = {std::chrono::steady_clock::now() +
-                                    std::chrono::seconds(options_.bridge_window_s),
-                                std::move(open)};
-        spdlog::info("pid {} ({}): per-call probes kept for {} connection(s) opened before the "
-                     "auditor, until they close (at most {} s)",
-                     target.pid, target.comm, bridges_[target.pid].sockets.size(),
-                     options_.bridge_window_s);
+        bridges_[target.pid] = {
+            std::chrono::steady_clock::now() + std::chrono::seconds(options_.bridge_window_s),
+            std::move(open)};
+        spdlog::info(
+            "pid {} ({}): per-call probes kept for {} connection(s) opened before the "
+            "auditor, until they close (at most {} s)",
+            target.pid, target.comm, bridges_[target.pid].sockets.size(), options_.bridge_window_s);
       }
       return n;
     }
@@ -749,9 +751,10 @@ class LiveAuditor {
     }
     n = tap_->AddTarget(target, error);
     if (n > 0)
-      spdlog::warn("auditing pid {} ({}): per-call probes for pid {}, {} TLS librar{} probed "
-                   "(keys capture not possible: {})",
-                   target.pid, target.comm, target.pid, n, libraries(n), why);
+      spdlog::warn(
+          "auditing pid {} ({}): per-call probes for pid {}, {} TLS librar{} probed "
+          "(keys capture not possible: {})",
+          target.pid, target.comm, target.pid, n, libraries(n), why);
     return n;
   }
 
@@ -762,7 +765,7 @@ class LiveAuditor {
 
   // The calibrated layout of a libssl file, found once per file (device, inode).
   const LayoutResult& LayoutFor(pid_t pid, const mat::tap::SslLibrary& ssl) {
-    struct stat st{};
+    struct stat st {};
     mat::tap::FileKey key{0, 0};
     if (::stat(ssl.path.c_str(), &st) == 0) key = {st.st_dev, st.st_ino};
     if (key.second != 0)
@@ -803,13 +806,15 @@ class LiveAuditor {
         Drain();  // what the per-call probes caught comes first
         tap_->DropPlaintextProbes(pid);
         if (left == 0)
-          spdlog::info("pid {}: per-call probes detached: every connection opened before the "
-                       "auditor is closed",
-                       pid);
+          spdlog::info(
+              "pid {}: per-call probes detached: every connection opened before the "
+              "auditor is closed",
+              pid);
         else
-          spdlog::warn("pid {}: per-call probes detached: bridge window over, {} connection(s) "
-                       "opened before the auditor are still open and no longer audited",
-                       pid, left);
+          spdlog::warn(
+              "pid {}: per-call probes detached: bridge window over, {} connection(s) "
+              "opened before the auditor are still open and no longer audited",
+              pid, left);
         it = bridges_.erase(it);
       } else {
         ++it;
@@ -932,7 +937,7 @@ class LiveAuditor {
   mat::tap::TargetSpec spec_;
   std::unique_ptr<mat::tap::BpfTap> tap_;
   std::set<std::pair<pid_t, uint64_t>> failed_;
-  std::map<pid_t, std::string> comms_;    // command name of each target probed
+  std::map<pid_t, std::string> comms_;             // command name of each target probed
   std::unique_ptr<mat::tls::DecryptStage> stage_;  // keys capture: decrypts the socket bytes
   std::vector<mat::tls::StageStats> stage_before_;
   std::map<std::string, uint64_t> suites_reported_;

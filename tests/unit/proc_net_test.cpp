@@ -1,14 +1,13 @@
 // OpenTcpConnections: the connected TCP sockets of a process, read from /proc, against sockets
 // this test opens itself.
+#include "conn/proc_net.h"
+
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
-
-#include "conn/proc_net.h"
 
 namespace {
 
