@@ -726,6 +726,8 @@ static __always_inline void emit_ssl_secrets(__u64 id, __u64 ssl)
 				(void *)(ssl + layout->client_random)))
 		goto fault;
 	ev.version = version;
+	if (version < 0x0301 || version > 0x0304)
+		return; /* no version negotiated (TLS_ANY_VERSION until then): no handshake done */
 	if (version == 0x0304) {
 		if (bpf_probe_read_user(ev.secret, 64, (void *)(ssl + layout->client_app_secret)))
 			goto fault;
@@ -746,6 +748,20 @@ fault:
 }
 
 /*
+ * The SSL objects whose secrets were sent at the return of their SSL_do_handshake. A handshake
+ * OpenSSL runs inside the first SSL_read/SSL_write (a server that calls SSL_set_accept_state and
+ * then reads, as `openssl s_server -WWW` does) never passes there: its secrets are read when
+ * the connection ends instead (SSL_shutdown, SSL_free), and userspace holds the connection's
+ * bytes until they come.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TAP_MAX_CONNS);
+	__type(key, struct conn_key);
+	__type(value, __u8);
+} secrets_sent SEC(".maps");
+
+/*
  * SSL_do_handshake returns (SSL_accept and SSL_connect run through it): what the thread parses
  * from now on is not this handshake's. The attach cookie is 1 on the libssl whose layout
  * `ssl_layouts` holds: there a completed handshake (1) hands over its secrets.
@@ -758,8 +774,13 @@ int BPF_KRETPROBE(ssl_handshake_exit, int ret)
 
 	if (!hs)
 		return 0;
-	if (ret == 1 && *hs && bpf_get_attach_cookie(ctx) == 1)
+	if (ret == 1 && *hs && bpf_get_attach_cookie(ctx) == 1) {
+		struct conn_key key = {.tgid = id >> 32, .ssl = *hs};
+		__u8 one = 1;
+
 		emit_ssl_secrets(id, *hs);
+		bpf_map_update_elem(&secrets_sent, &key, &one, BPF_ANY);
+	}
 	bpf_map_delete_elem(&ssl_handshakes, &id);
 	return 0;
 }
@@ -821,9 +842,27 @@ static __always_inline int end_conn(__u64 connid)
 	return 0;
 }
 
-/* SSL_free / SSL_shutdown: the TLS connection ends. */
+/*
+ * SSL_free / SSL_shutdown: the TLS connection ends. Attach cookie bit 1: the calibrated libssl,
+ * whose SSL objects' secrets are read here when SSL_do_handshake did not send them (a version
+ * of 0 is an object whose handshake never began); bit 2: SSL_free, after which the object's
+ * address may name the next connection.
+ */
 SEC("uprobe")
-int BPF_KPROBE(conn_end, void *ssl) { return end_conn((__u64)ssl); }
+int BPF_KPROBE(conn_end, void *ssl)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	struct conn_key key = {.tgid = id >> 32, .ssl = (__u64)ssl};
+
+	if ((cookie & 1) && ssl) {
+		if (!bpf_map_lookup_elem(&secrets_sent, &key))
+			emit_ssl_secrets(id, (__u64)ssl);
+		if (cookie & 2)
+			bpf_map_delete_elem(&secrets_sent, &key);
+	}
+	return end_conn((__u64)ssl);
+}
 
 /* ---- Go crypto/tls ------------------------------------------------------------------------ */
 /*

@@ -233,6 +233,10 @@ std::vector<BpfTap::AttachSpec> BpfTap::SpecsOf(const std::vector<ProbeSite>& si
     spec.offset = site.file_offset;
     spec.function = site.function;
     if (secrets_here && site.program == ProbeProgram::kHandshakeExit) spec.cookie = 1;
+    // SSL_shutdown/SSL_free read the secrets of a handshake SSL_do_handshake did not run (bit
+    // 1); bit 2 marks SSL_free, the end of the object.
+    if (secrets_here && site.program == ProbeProgram::kConnEnd)
+      spec.cookie = 1 | (site.function == "SSL_free" ? 2 : 0);
     specs.push_back(spec);
   }
   return specs;
