@@ -1258,19 +1258,25 @@ int tp_enter_close(struct syscall_enter_ctx *ctx)
 
 /* ---- socket bytes (keys path) -------------------------------------------------------------- */
 /*
- * A keys-path target's TCP socket: where its bytes stand. Keyed by the struct sock *, which
- * names the connection whatever fd or thread uses it; dropped when the socket reaches TCP_CLOSE.
+ * A keys-path target's TCP socket: where its bytes stand. Keyed by the socket's cookie
+ * (bpf_get_socket_cookie: unique for the life of the system, unlike the struct sock * whose
+ * memory the next socket reuses), which names the connection whatever fd or thread uses it.
+ * An entry outlives TCP_CLOSE: a server still reads what arrived before a reset (a request
+ * whose client reset the connection is still served), and those bytes must continue the
+ * stream, not start a new one; LRU recycles entries of sockets long gone.
  */
 struct cipher_sock {
 	__u32 tgid;
 	__s32 fd;     /* the fd of its last call */
 	__u64 pos[2]; /* indexed by enum tap_direction */
+	__u8 closed;  /* TAP_EV_SOCK_CLOSE sent */
+	__u8 pad[7];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, TAP_MAX_CONNS);
-	__type(key, __u64); /* struct sock * */
+	__type(key, __u64); /* socket cookie */
 	__type(value, struct cipher_sock);
 } cipher_socks SEC(".maps");
 
@@ -1287,11 +1293,12 @@ struct {
 #define NR_pwritev2 328
 
 /* A socket first seen moving bytes: its endpoints, straight from the sock. */
-static __always_inline void emit_cipher_sock(__u64 id, struct sock *sk, __s32 fd, __u16 family)
+static __always_inline void emit_cipher_sock(__u64 id, struct sock *sk, __u64 cookie, __s32 fd,
+					     __u16 family)
 {
 	struct tap_sock ev = {};
 
-	fill_hdr(&ev.hdr, TAP_EV_SOCK, id, fd, (__u64)sk);
+	fill_hdr(&ev.hdr, TAP_EV_SOCK, id, fd, cookie);
 	ev.role = TAP_ROLE_UNKNOWN;
 	ev.family = family;
 	ev.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
@@ -1319,7 +1326,7 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 	struct cipher_sock fresh = {}, *cs;
 	struct stream_copy c = {};
 	struct pt_regs *regs;
-	__u64 key = (__u64)sk, pos, nr, to_copy;
+	__u64 key, pos, nr, to_copy;
 	__u16 family;
 	__s32 fd = -1;
 	bool covered = false;
@@ -1328,6 +1335,7 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 		return 0;
 	if (dir == TAP_DIR_READ && (flags & (MSG_PEEK | MSG_ERRQUEUE)))
 		return 0; /* not bytes of the stream, or not consumed */
+	key = bpf_get_socket_cookie(sk);
 	/*
 	 * sk, task and regs are pointers the verifier trusts (BTF tracepoint argument, helpers
 	 * returning BTF pointers): plain loads, several times cheaper than bpf_probe_read_kernel.
@@ -1388,7 +1396,7 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 		cs = bpf_map_lookup_elem(&cipher_socks, &key);
 		if (!cs)
 			return 0;
-		emit_cipher_sock(id, sk, fd, family);
+		emit_cipher_sock(id, sk, key, fd, family);
 	}
 	if (fd >= 0)
 		cs->fd = fd;
@@ -1440,17 +1448,18 @@ int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 {
-	__u64 key = (__u64)sk;
 	struct cipher_sock *cs;
 	struct tap_hdr ev = {};
+	__u64 key;
 
 	if (newstate != TCP_CLOSE)
 		return 0;
+	key = bpf_get_socket_cookie((void *)sk);
 	cs = bpf_map_lookup_elem(&cipher_socks, &key);
-	if (!cs)
+	if (!cs || cs->closed)
 		return 0;
+	cs->closed = 1;
 	fill_hdr(&ev, TAP_EV_SOCK_CLOSE, (__u64)cs->tgid << 32, cs->fd, key);
-	bpf_map_delete_elem(&cipher_socks, &key);
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
 		count(TAP_CNT_RINGBUF_DROPS, 1);
 	return 0;

@@ -30,12 +30,15 @@ enum tap_event_type {
                                 any, follows as TAP_EV_PEER_CERT; header only */
   TAP_EV_CIPHER = 7,         /* bytes a target's TCP socket moved, as they went on the wire (TLS
                                 records, still encrypted), laid out as struct tap_data; hdr.conn is
-                                the socket (its struct sock *), hdr.fd the fd of the syscall.
+                                the socket's cookie (unique, never reused), hdr.fd the fd of the
+                                syscall.
                                 Userspace decrypts them (userspace/tls) and never records them. */
   TAP_EV_SECRET = 8,         /* one secret of a TLS handshake (struct tap_secret). Lives in the
                                 auditor's memory only: never recorded, logged or written. */
   TAP_EV_SOCK_CLOSE = 9,     /* a socket whose bytes were sent as TAP_EV_CIPHER reached TCP_CLOSE;
-                                header only, hdr.conn the socket, hdr.fd its last known fd */
+                                header only, hdr.conn its cookie, hdr.fd its last known fd. The
+                                server may still read what arrived before (a reset): more
+                                TAP_EV_CIPHER of it can follow */
 };
 
 /* What a target's `targets` map value asks the kernel to capture (bits). */
@@ -99,8 +102,8 @@ struct tap_hdr {
   __u32 tid;   /* thread */
   __s32 fd;    /* socket fd, -1 when unknown */
   __u64 ts_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
-  __u64 conn;  /* connection identity within tgid: the SSL*; socket records: 0, or the struct
-                  sock * on the keys path (TAP_EV_CIPHER, TAP_EV_SOCK, TAP_EV_SOCK_CLOSE) */
+  __u64 conn;  /* connection identity within tgid: the SSL*; socket records: 0, or the socket
+                  cookie on the keys path (TAP_EV_CIPHER, TAP_EV_SOCK, TAP_EV_SOCK_CLOSE) */
 };
 
 struct tap_data {

@@ -404,8 +404,14 @@ struct Output {
 struct StageRun {
   Output out;
   std::unique_ptr<DecryptStage> stage;
-  explicit StageRun(StageOptions o = {}) {
+  // close_grace_ns: a socket close ends its stream at once unless a test asks otherwise.
+  explicit StageRun(StageOptions o = NoGrace()) {
     stage = std::make_unique<DecryptStage>([this](const void* p, size_t n) { out.Add(p, n); }, o);
+  }
+  static StageOptions NoGrace() {
+    StageOptions o;
+    o.close_grace_ns = 0;
+    return o;
   }
   void Feed(const std::vector<Record>& records) {
     for (const Record& r : records) stage->OnRecord(r.data(), r.size());
@@ -961,7 +967,7 @@ TEST(TlsStage, WrongTls13KeysAreGivenUp) {
 }
 
 TEST(TlsStage, FullTableEvictsDroppedStreamsFirst) {
-  StageOptions o;
+  StageOptions o = StageRun::NoGrace();
   o.max_connections = 2;
   StageRun run(o);
   const std::string http = "GET / HTTP/1.1\r\n\r\n";
@@ -1079,6 +1085,34 @@ TEST(TlsStage, AReusedConnectionIdEndsTheOldConnectionFirst) {
   }
   EXPECT_EQ(first_read, 1u) << "the new connection's plaintext starts at 0";
   EXPECT_TRUE(run.stage->Decrypts(kTgid, kSsl));
+}
+
+TEST(TlsStage, BytesReadAfterTheSocketClosedAreStillDecrypted) {
+  // A client sends its request and resets the connection: TCP_CLOSE comes first, then the
+  // server reads the request that had arrived before the reset, and serves it.
+  Contexts ctx(V13("TLS_AES_128_GCM_SHA256"));
+  Capture cap;
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  cap.Secrets(c.keylog);
+  std::vector<Record> before = cap.records;
+  cap.records.clear();
+  c.Send(TAP_DIR_READ, "GET /after-reset HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::vector<Record> request = cap.records;
+  StageOptions o;  // the default grace
+  StageRun run(o);
+  run.Feed(before);
+  run.Feed({HeaderRecord(TAP_EV_SOCK_CLOSE, kSock, kFd, cap.ts)});
+  run.Feed(request);
+  EXPECT_EQ(run.out.Count(TAP_EV_CONN_END), 0) << "ended before the grace was over";
+  run.stage->Tick(cap.ts + o.close_grace_ns / 2);
+  EXPECT_EQ(run.out.Count(TAP_EV_CONN_END), 0);
+  run.stage->Tick(cap.ts + o.close_grace_ns + 1);
+  EXPECT_EQ(run.out.Count(TAP_EV_CONN_END), 1);
+  EXPECT_TRUE(Same(run.out.Plain(kSsl, TAP_DIR_READ), c.sent[TAP_DIR_READ]));
+  const tap_conn_end* end = run.out.End();
+  ASSERT_NE(end, nullptr);
+  EXPECT_EQ(end->read_pos, c.sent[TAP_DIR_READ].size());
 }
 
 TEST(SecurePool, SlotsAreLeftOutOfCoreDumpsAndWipedOnFree) {

@@ -135,6 +135,7 @@ struct Stream {
   uint64_t wait_since = 0;
   std::vector<uint8_t> pending;  // held cipher records (PendingFrame + bytes)
   bool closed = false;
+  uint64_t close_after = 0;  // closed: ends at the first Tick at or after this time
   tap_hdr close_hdr{};
   bool kick = false;  // handshake state changed: process both directions again
   Direction dir[2];
@@ -221,7 +222,7 @@ struct DecryptStage::Impl {
           auto b = by_sock.find(hdr.conn);
           if (b != by_sock.end()) it = streams.find(b->second);
         }
-        if (it != streams.end()) Close(*it->second, hdr);
+        if (it != streams.end()) Close(*it->second, hdr, opts.close_grace_ns);
         return;
       }
       case TAP_EV_FD_CLOSE: {
@@ -938,7 +939,7 @@ struct DecryptStage::Impl {
         SetConn(s, sec.hdr.conn);
         TryKeys(s);
         if (s.waiting) Resume(s);
-        if (s.closed && !s.waiting) End(s, s.close_hdr);
+        if (s.closed && !s.waiting && sec.hdr.ts_ns >= s.close_after) End(s, s.close_hdr);
         return;
       }
       by_random.erase(it);
@@ -1042,11 +1043,14 @@ struct DecryptStage::Impl {
 
   // --- ends ------------------------------------------------------------------------------
 
-  void Close(Stream& s, const tap_hdr& hdr) {
+  // grace: the socket may still be read for this long (TCP_CLOSE after a reset); the fd's
+  // close ends it at once.
+  void Close(Stream& s, const tap_hdr& hdr, uint64_t grace = 0) {
     s.closed = true;
     s.close_hdr = hdr;
+    s.close_after = hdr.ts_ns + grace;
     if (s.live && s.waiting) return;  // the secrets may still come: End after them or expiry
-    End(s, hdr);
+    if (grace == 0) End(s, hdr);
   }
 
   void Unregister(Stream& s) {
@@ -1133,7 +1137,7 @@ struct DecryptStage::Impl {
         Drop(s);
       }
       if (!s.live && !s.released) Release(s);
-      if (s.closed && !s.waiting) ended.push_back(&s);
+      if (s.closed && !s.waiting && now >= s.close_after) ended.push_back(&s);
     }
     for (Stream* s : ended) End(*s, s->close_hdr);
   }

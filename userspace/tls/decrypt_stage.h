@@ -18,6 +18,9 @@ struct StageOptions {
   size_t max_connections = 65536;           // streams tracked; beyond: counted, dropped
   size_t max_pending_bytes = 256 * 1024;    // ciphertext held per connection awaiting its secrets
   uint64_t secret_wait_ns = 5'000'000'000;  // unmatched secrets / pending ciphertext kept this long
+  // A socket that reached TCP_CLOSE may still be read (what arrived before a reset): its stream
+  // ends this long after the close (at a Tick), so those bytes are still decrypted.
+  uint64_t close_grace_ns = 1'000'000'000;
 };
 
 struct StageStats {
