@@ -259,6 +259,9 @@ class Auditor:
             extra = [*more, *extra]
         Auditor.count += 1
         self.bench = bench
+        # Debian's bpftool does not name a program's owner: this auditor's programs are the
+        # ones loaded while it starts (one auditor at a time here).
+        before = self._program_ids()
         self.out_path = os.path.join(bench.tmp, f"lines-{Auditor.count}.jsonl")
         self.out = open(self.out_path, "wb")
         args = [TAP, "--level", level, "--license-key", "BENCH", *extra]
@@ -275,6 +278,7 @@ class Auditor:
             end(self.proc, signal.SIGKILL)
             raise RuntimeError(f"auditor not ready within 60 s:\n{tail}")
         self.ready_s = time.monotonic() - t
+        self.prog_ids = self._program_ids() - before
         bench.note_other_auditors()
 
     def _read_stderr(self):
@@ -286,17 +290,27 @@ class Auditor:
     def cpu_ns(self):
         return cpu_ns(self.proc.pid)
 
-    def uprobe_runs(self):
-        """Runs of the uprobe programs this auditor holds (kernel.bpf_stats_enabled is on for
-        the whole benchmark); None when bpftool cannot say."""
+    @staticmethod
+    def _programs():
         try:
             out = subprocess.run(["bpftool", "--json", "prog", "show"], capture_output=True,
                                  text=True, timeout=30).stdout
-            progs = json.loads(out)
+            return json.loads(out)
         except (OSError, ValueError, subprocess.SubprocessError):
             return None
-        return sum(p.get("run_cnt", 0) for p in progs if p.get("type") == "kprobe"
-                   and self.proc.pid in [o.get("pid") for o in p.get("pids", [])])
+
+    @staticmethod
+    def _program_ids():
+        return {p.get("id") for p in Auditor._programs() or []}
+
+    def uprobe_runs(self):
+        """Runs of the uprobe programs this auditor holds (kernel.bpf_stats_enabled is on for
+        the whole benchmark); None when bpftool cannot say."""
+        progs = self._programs()
+        if progs is None or not self.prog_ids:
+            return None
+        return sum(p.get("run_cnt", 0) for p in progs
+                   if p.get("type") == "kprobe" and p.get("id") in self.prog_ids)
 
     def rss_kib(self):
         return rss_kib(self.proc.pid)
@@ -746,6 +760,8 @@ class Bench:
         if not x["lost"]:
             return
         per = x["audit"].get("lines_per_connection")
+        if per and len(per) > 20:
+            per = f"{len(per)} connections, {per[:5]} .. {per[-5:]}"
         self.observations.append(
             f"{where}: {x['missing']} of {x['served']} requests without a line, "
             f"{x['audit']['losses']} counted losses; kernel data_calls "
