@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BIG_SIZE, CLIENT_TIMEOUT, LINES_TIMEOUT, AuditRun, NginxServer, SServer,
+from conftest import (BIG_SIZE, CLIENT_TIMEOUT, LINES_TIMEOUT, AuditRun, GoServer, NginxServer,
+                      SServer,
                       Sent, TlsClient, client_context, curl, finish, http_request, make_auditor,
                       require, run, wait_until)
 
@@ -144,11 +145,15 @@ class BpfStats:
         return counts
 
 
+@pytest.mark.parametrize("kind", ["nginx", "go"])
 def test_no_uprobe_runs_per_request_once_the_handshake_is_done(auditor_binary, tls_material,
-                                                                tmp_path):
+                                                                tmp_path, request, kind):
     require(subprocess.run(["bpftool", "version"], capture_output=True).returncode == 0,
             "bpftool is needed to read the programs' run counts")
-    server = NginxServer(tmp_path / "nginx", tls_material).start()
+    if kind == "go":
+        server = GoServer(request.getfixturevalue("go_programs")["server"], tls_material).start()
+    else:
+        server = NginxServer(tmp_path / "nginx", tls_material).start()
     # Debian's bpftool does not name a program's owner: the auditor's programs are the ones
     # loaded while it starts.
     before = {p["id"] for p in BpfStats.programs()}
@@ -175,7 +180,7 @@ def test_no_uprobe_runs_per_request_once_the_handshake_is_done(auditor_binary, t
         ran = {k: after.get(k, 0) - before.get(k, 0) for k in after
                if after.get(k, 0) != before.get(k, 0)}
         assert not ran, f"uprobe programs ran during 20 keep-alive requests: {ran}"
-        run_ = finish(auditor, sent, [server])
+        run_ = finish(auditor, sent, [server] if kind == "nginx" else [])
         run_.check_all()
     finally:
         auditor.kill()
