@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
@@ -871,7 +872,7 @@ class LiveAuditor {
   static uint64_t StageLosses(const mat::tls::StageStats& s) {
     return s.no_secrets + s.pending_overflow + s.undecryptable_suite + s.wrong_keys +
            s.decrypt_failures + s.resync_failures + s.handshake_lost + s.streams_over_limit +
-           s.secrets_dropped;
+           s.secrets_dropped + s.rejected_records;
   }
 
   static std::vector<std::pair<const char*, uint64_t>> StageCounters(
@@ -897,7 +898,9 @@ class LiveAuditor {
             {"streams_over_limit", s.streams_over_limit},
             {"secrets_expired", s.secrets_expired},
             {"secrets_dropped", s.secrets_dropped},
-            {"plain_duplicates_dropped", s.plain_duplicates_dropped}};
+            {"plain_duplicates_dropped", s.plain_duplicates_dropped},
+            {"rejected_records", s.rejected_records},
+            {"socket_restarts", s.socket_restarts}};
   }
 
   static std::string StageText(const mat::tls::StageStats& s) {
@@ -995,6 +998,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   SetUpLogging(options->log_level);
+  // The process holds TLS secrets, keys and decrypted credentials: no core dump of it, and no
+  // ptrace by other users' processes.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   mat::output::FileLineSink out(stdout);
   if (!options->replay_file.empty()) return RunReplay(*options, out);
   BlockStopSignals();

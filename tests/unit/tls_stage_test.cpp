@@ -1115,6 +1115,55 @@ TEST(TlsStage, BytesReadAfterTheSocketClosedAreStillDecrypted) {
   EXPECT_EQ(end->read_pos, c.sent[TAP_DIR_READ].size());
 }
 
+TEST(TlsStage, AKernelRestartOfTheSocketsPositionsIsRebased) {
+  // The kernel's LRU map lost the socket's entry: its next bytes come from position 0 again,
+  // announced by a TAP_EV_SOCK. Nothing was lost in between.
+  Contexts ctx(V13("TLS_AES_128_GCM_SHA256"));
+  Capture cap;
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  cap.Secrets(c.keylog);
+  Exchange(c, 1);
+  std::vector<Record> first = cap.records;
+  uint64_t base[2] = {cap.wire[0].size(), cap.wire[1].size()};
+  cap.records.clear();
+  Exchange(c, 2);
+  cap.SockClose();
+  for (Record& r : cap.records) {
+    auto* h = reinterpret_cast<tap_hdr*>(r.data());
+    if (h->type != TAP_EV_CIPHER) continue;
+    auto* d = reinterpret_cast<tap_data*>(r.data());
+    d->pos -= base[d->dir];
+  }
+  tap_sock sock{};
+  sock.hdr = {TAP_EV_SOCK, kTgid, kTgid, kFd, cap.ts, kSock};
+  StageRun run;
+  run.Feed(first);
+  run.Feed({mat::testing::AsRecord(sock)});
+  run.Feed(cap.records);
+  ExpectDecrypted(run, c);
+  EXPECT_EQ(run.stage->stats().socket_restarts, 1u);
+  EXPECT_EQ(run.out.Count(TAP_EV_SOCK), 1);  // passed on
+}
+
+TEST(TlsStage, AWarningAlertBeforeTheClientHelloIsSkippedAsServersDo) {
+  Contexts ctx(V13("TLS_AES_128_GCM_SHA256"));
+  Capture cap;
+  const std::string alert("\x15\x03\x01\x00\x02\x01\x00", 7);  // warning close_notify
+  cap.wire[TAP_DIR_READ] = alert;  // positions of the real bytes start after it
+  cap.records.push_back(CipherRecord(
+      TAP_DIR_READ, 0, reinterpret_cast<const unsigned char*>(alert.data()), alert.size(), cap.ts));
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  cap.Secrets(c.keylog);
+  Exchange(c, 1);
+  cap.SockClose();
+  StageRun run;
+  run.Feed(cap.records);
+  ExpectDecrypted(run, c);
+  EXPECT_EQ(run.stage->stats().not_tls_streams, 0u);
+}
+
 TEST(SecurePool, SlotsAreLeftOutOfCoreDumpsAndWipedOnFree) {
   SecurePool pool(200);
   auto* a = static_cast<unsigned char*>(pool.Alloc());

@@ -96,8 +96,11 @@ struct Direction {
   uint64_t mean_x256 = 0;   // running mean of the opened records' wire size, times 256
   uint64_t seq = 0;
   uint64_t plain_pos = 0;
-  bool resync = false;  // looking for a record boundary and sequence number
-  uint64_t lost = 0;    // ciphertext bytes lost or skipped since the last record
+  uint64_t rebase = 0;      // added to the kernel's positions: it restarted the socket at 0
+  uint64_t kernel_end = 0;  // the end of the newest bytes seen (rebased), held ones included
+  bool finished = false;    // TLS 1.2: the first protected record (Finished) was a handshake one
+  bool resync = false;      // looking for a record boundary and sequence number
+  uint64_t lost = 0;        // ciphertext bytes lost or skipped since the last record
   size_t resync_trials = 0;
   bool dead = false;  // given up on: bytes ignored
   RecordCipher cipher;
@@ -249,6 +252,26 @@ struct DecryptStage::Impl {
         sink(record, size);
         return;
       }
+      case TAP_EV_SOCK:
+        if (hdr.conn != 0) OnSocketSeen(hdr);  // keys path: the socket's cookie
+        sink(record, size);
+        return;
+      case TAP_EV_FULL_HANDSHAKE:
+      case TAP_EV_PEER_CERT: {
+        // A new handshake on a connection id whose owner's socket is closed (in its grace
+        // period): the library reused the freed object. The old connection ends first, so its
+        // end does not erase the new one's certificate downstream. (An owner still open may be
+        // this very handshake's connection: Go logs the secrets before it parses the client's
+        // certificate.)
+        auto owner = owners.find({hdr.tgid, hdr.conn});
+        if (owner != owners.end()) {
+          auto st = streams.find(owner->second);
+          if (st != streams.end() && st->second->live && st->second->closed)
+            End(*st->second, st->second->close_hdr);
+        }
+        sink(record, size);
+        return;
+      }
       case TAP_EV_DATA:
         if (!decrypts.empty() && decrypts.count({hdr.tgid, hdr.conn}) != 0) {
           ++stats.plain_duplicates_dropped;
@@ -311,7 +334,22 @@ struct DecryptStage::Impl {
         }
       }
     }
+    Direction& d = s.dir[di];
+    pos += d.rebase;
+    d.kernel_end = std::max(d.kernel_end, pos + len);
     HandleCipher(s, hdr, di, pos, p, len);
+  }
+
+  // A TAP_EV_SOCK of the keys path names a socket the kernel just started tracking. For a
+  // socket we already follow, the kernel lost its entry (LRU eviction under many sockets) and
+  // counts its positions from 0 again; nothing was missed in between (the entry is made by the
+  // call that moved the next bytes), so the positions are rebased.
+  void OnSocketSeen(const tap_hdr& hdr) {
+    auto it = streams.find({hdr.tgid, hdr.conn});
+    if (it == streams.end()) return;
+    Stream& s = *it->second;
+    ++stats.socket_restarts;
+    for (Direction& d : s.dir) d.rebase = d.kernel_end;
   }
 
   // Makes room for one stream: the least recently active of the dropped ones, else of the live
@@ -457,14 +495,22 @@ struct DecryptStage::Impl {
       }
       size_t avail = d.avail();
       const uint8_t* r = d.data();
-      if (s.client_dir < 0 && avail >= 1 && r[0] != kHandshake) {
+      if (s.client_dir < 0 && avail >= 1 && r[0] != kHandshake && r[0] != kAlert) {
         NotTls(s);
         return;
       }
       if (avail < 5) return;
       uint8_t type = r[0];
       size_t len = Be16(r + 3);
-      if (!ValidHeader(type, Be16(r + 1), len)) {
+      if (s.client_dir < 0 && type == kAlert && len <= 2) {
+        // Go and OpenSSL skip a warning alert before the ClientHello: so do we.
+        d.start += 5 + len;
+        continue;
+      }
+      // Before the ClientHello is parsed, a server takes any record version (Go: below 0x1000;
+      // OpenSSL: any 0x03xx): only the type and length decide.
+      bool first = s.client_dir < 0 && type == kHandshake && len <= kMaxRecordBody;
+      if (!first && !ValidHeader(type, Be16(r + 1), len)) {
         if (s.client_dir < 0) {
           NotTls(s);
         } else if (!d.encrypted) {
@@ -677,6 +723,12 @@ struct DecryptStage::Impl {
     size_t out_len = 0;
     uint8_t type = 0;
     if (d.cipher.Open(r, size, d.seq, plain.data(), &out_len, &type)) {
+      if (!ServerWouldAccept(s, di, type, out_len)) {
+        // The server refuses it and ends the connection: nothing of it may become a line.
+        ++stats.rejected_records;
+        d.dead = true;
+        return true;
+      }
       d.opened = true;
       d.NoteRecord(size);
       ++stats.records_decrypted;
@@ -699,6 +751,25 @@ struct DecryptStage::Impl {
   void StartResync(Direction& d) {
     if (!d.resync) d.resync_trials = 0;
     d.resync = true;
+  }
+
+  // What the key opens, the server may still refuse: a hostile client that has the keys (its
+  // own) can send records the server rejects, and they must not become audit lines.
+  // - plaintext longer than 2^14 bytes (record_overflow);
+  // - TLS 1.3: the client's application data before its Finished, which is protected with the
+  //   handshake key we never get: some record must have been skipped in that direction first
+  //   (Go logs the client's traffic secret before it has read the client's Finished);
+  // - TLS 1.2: anything but the Finished handshake message as the first protected record.
+  bool ServerWouldAccept(Stream& s, int di, uint8_t type, size_t n) {
+    Direction& d = s.dir[di];
+    if (n > kMaxPlainRecord) return false;
+    if (s.version == 0x0304)
+      return d.opened || di != s.client_dir || d.skipped > 0 || type != kApplicationData;
+    if (!d.finished) {
+      if (type != kHandshake || n < 4 || plain[0] != 20) return false;  // 20: Finished
+      d.finished = true;
+    }
+    return true;
   }
 
   // Looks for the next record this direction's key opens, at increasing offsets and plausible

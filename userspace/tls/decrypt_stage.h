@@ -49,6 +49,10 @@ struct StageStats {
   uint64_t wrong_keys = 0;         // TLS 1.3 directions whose key opened none of the first records
   uint64_t decrypt_failures = 0;   // records the keys did not open after a first success
   uint64_t malformed_records = 0;  // bad record headers within a decrypted stream
+  uint64_t rejected_records = 0;   // records the key opened but the server would refuse (data
+                                   // before the peer's Finished, oversized plaintext): dropped
+  uint64_t socket_restarts = 0;    // the kernel lost a socket's position (its entry evicted) and
+                                   // started it again at 0: rebased, nothing lost
   uint64_t gaps = 0;               // ciphertext lost before the stage saw it
   uint64_t gap_bytes = 0;
   uint64_t resyncs = 0;          // record boundary and sequence found again after a gap/failure
