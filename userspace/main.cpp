@@ -370,8 +370,9 @@ class LiveAuditor {
     }
     out_->Flush();
     tap_.reset();
-    if (stage_) AddStageStats(stage_->stats());
-    stage_.reset();  // wipes every secret and key it held
+    stage_.reset();            // wipes every secret and key it held
+    suites_reported_.clear();  // the next stage counts from 0
+    stage_losses_reported_ = 0;
     comms_.clear();
     failed_.clear();
     bridges_.clear();
@@ -536,14 +537,18 @@ class LiveAuditor {
     metric("targets", "gauge", "Target processes probed.");
     std::vector<pid_t> pids = tap_ ? tap_->TargetPids() : std::vector<pid_t>{};
     m += fmt::format("mke_audit_tap_targets {}\n", pids.size());
-    metric("target_info", "gauge",
-           "One per target process probed, with its capture mode (plaintext: uprobes on its TLS "
-           "stack read the plaintext).");
+    metric(
+        "target_info", "gauge",
+        "One per target process probed, with its capture mode (keys: secrets per handshake, "
+        "socket bytes decrypted; plaintext: uprobes on every TLS call; keys+plaintext: keys, plus "
+        "per-call probes for connections older than the auditor).");
     for (pid_t pid : pids) {
       auto it = comms_.find(pid);
-      m += fmt::format(
-          "mke_audit_tap_target_info{{pid=\"{}\",comm=\"{}\",capture_mode=\"plaintext\"}} 1\n", pid,
-          PromLabel(it == comms_.end() ? "" : it->second));
+      auto mode = tap_->ModeOf(pid);
+      m +=
+          fmt::format("mke_audit_tap_target_info{{pid=\"{}\",comm=\"{}\",capture_mode=\"{}\"}} 1\n",
+                      pid, PromLabel(it == comms_.end() ? "" : it->second),
+                      mode ? mat::tap::CaptureModeName(*mode) : "none");
     }
     metric("probes_attached", "gauge",
            "Probes attached: uprobes per target process, tracepoints once for all.");
@@ -823,9 +828,6 @@ class LiveAuditor {
     }
   }
 
-  // Counters of the TLS stages of taps detached earlier, added to the current one's.
-  void AddStageStats(const mat::tls::StageStats& s) { stage_before_.push_back(s); }
-
   void ScheduleRescan() {
     rescan_timer_.expires_after(std::chrono::milliseconds(options_.rescan_ms));
     rescan_timer_.async_wait([this](const boost::system::error_code& ec) {
@@ -942,7 +944,6 @@ class LiveAuditor {
   std::set<std::pair<pid_t, uint64_t>> failed_;
   std::map<pid_t, std::string> comms_;             // command name of each target probed
   std::unique_ptr<mat::tls::DecryptStage> stage_;  // keys capture: decrypts the socket bytes
-  std::vector<mat::tls::StageStats> stage_before_;
   std::map<std::string, uint64_t> suites_reported_;
   uint64_t stage_losses_reported_ = 0;
   struct Bridge {
