@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "util/percent.h"
+#include "util/url.h"
 
 namespace mat::audit {
 namespace {
@@ -761,7 +761,7 @@ TEST(ObjectIdOfTest, Table) {
 }  // namespace
 }  // namespace mat::audit
 
-// util/percent.h: the one percent-decoder, in its lenient and Go-strict readings.
+// util/url.h: the one percent-decoder, in its lenient and Go-strict readings.
 TEST(PercentDecoding, ValidEscapesDecodeAndMalformedOnesStayAsWritten) {
   EXPECT_EQ(mat::PercentDecoded("/secrets%2Fcreate%2f"), "/secrets/create/");
   EXPECT_EQ(mat::PercentDecoded("/a%2"), "/a%2");

@@ -13,7 +13,7 @@
 #include <utility>
 
 #include "util/ascii.h"
-#include "util/percent.h"
+#include "util/url.h"
 
 namespace mat::audit {
 namespace {
@@ -171,23 +171,15 @@ std::optional<std::string_view>* QuerySlot(QueryFacts& facts, std::string_view r
 
 QueryFacts ParseQuery(std::string_view query) {
   QueryFacts facts;
-  if (static_cast<std::size_t>(std::count(query.begin(), query.end(), '&')) + 1 >
-      kGoMaxQueryParams) {
-    return facts;  // ParseQuery fails before reading any pair
-  }
   char buffer[48];
-  while (!query.empty()) {
-    const std::size_t amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    query = amp == kNpos ? std::string_view{} : query.substr(amp + 1);
-    if (pair.empty() || pair.find(';') != kNpos) continue;
-    const std::size_t eq = pair.find('=');
-    const std::string_view key = pair.substr(0, eq);
-    const std::string_view value = eq == kNpos ? std::string_view{} : pair.substr(eq + 1);
-    if (!PercentEscapesValid(key) || !PercentEscapesValid(value)) continue;
-    std::optional<std::string_view>* slot = QuerySlot(facts, key, buffer);
-    if (slot != nullptr && !slot->has_value()) *slot = value;
-  }
+  ForEachQueryPair(
+      query,
+      [&](std::string_view key, std::string_view value) {
+        std::optional<std::string_view>* slot = QuerySlot(facts, key, buffer);
+        if (slot != nullptr && !slot->has_value()) *slot = value;
+        return true;
+      },
+      kGoMaxQueryParams);
   return facts;
 }
 

@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "util/ascii.h"
-#include "util/percent.h"
+#include "util/url.h"
 
 // Principles (the tool sees secrets in plaintext; none may reach an output):
 // - Matching is deliberately wider than the servers' routing: every spelling of a path that a

@@ -12,7 +12,7 @@
 #include "identity/digest.h"
 #include "identity/login.h"
 #include "util/ascii.h"
-#include "util/percent.h"
+#include "util/url.h"
 
 namespace mat::identity {
 
