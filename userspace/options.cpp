@@ -433,10 +433,11 @@ Audit:
                                  headers stay redacted
   --response-timeout S           write a request still without response after S seconds at
                                  stage RequestReceived (default 60; 0: only at connection end)
-  --max-line-bytes N             no line longer than N bytes (default 16384, as Docker's log
-                                 drivers split longer lines; 0: no cap): a payload that does not
-                                 fit is dropped, then a too-long URI cut, and the line says so
-                                 in an annotation
+  --max-line-bytes N             no line longer than N bytes, newline not counted (default
+                                 16383: Docker's log drivers split a line that fills their
+                                 16 KiB buffer with its newline; 0: no cap): a payload that
+                                 does not fit is dropped, then a too-long URI cut, and the line
+                                 says so in an annotation
   --every-request-received       also write a RequestReceived line for every request when it
                                  is complete, as the Kubernetes audit does (same auditID)
 
