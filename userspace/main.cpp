@@ -718,8 +718,9 @@ class LiveAuditor {
       return n;
     }
     mat::tap::TargetOptions keys;
-    std::string why;  // why keys capture cannot cover the process
-    auto ssl = mat::tap::FindSslLibraries(target.pid);
+    std::string why = tap_->keys_unavailable();  // why keys capture cannot cover the process
+    auto ssl =
+        why.empty() ? mat::tap::FindSslLibraries(target.pid) : std::vector<mat::tap::SslLibrary>{};
     if (!ssl.empty()) {
       const LayoutResult& layout = LayoutFor(target.pid, ssl.front());
       if (layout.layout) {
