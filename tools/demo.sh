@@ -52,7 +52,11 @@ cleanup() {
   fi
   umount -R "$work/exec" 2>/dev/null || true
   rm -rf "$work"
-  [ $rc -eq 0 ] || say "failed (exit $rc); everything it started is stopped and $work removed"
+  case $rc in
+    0) ;;
+    130 | 143) say "interrupted; everything it started is stopped and $work removed" ;;
+    *) say "failed (exit $rc); everything it started is stopped and $work removed" ;;
+  esac
   exit $rc
 }
 trap cleanup EXIT
