@@ -467,7 +467,10 @@ void CheckTarget(const Options& o, const tap::TargetProcess& t, tap::BpfTap* tap
     r->Add(Status::kOk, item,
            "capture plaintext (--capture plaintext: a probe on every TLS read and write)");
   } else if (all_keys) {
-    target_options.mode = tap::CaptureMode::kKeys;
+    // auto keeps the per-call probes too for connections opened before the auditor (the
+    // bridge window): the attach check covers both sets.
+    target_options.mode = o.capture == "auto" && o.bridge_window_s > 0 ? tap::CaptureMode::kBoth
+                                                                       : tap::CaptureMode::kKeys;
     r->Add(Status::kOk, item,
            "capture keys (secrets once per handshake, socket bytes decrypted by the auditor): " +
                keys_what);
@@ -483,7 +486,7 @@ void CheckTarget(const Options& o, const tap::TargetProcess& t, tap::BpfTap* tap
            "possible: " +
                why_not);
   }
-  if (target_options.mode == tap::CaptureMode::kKeys && ssl_layout) {
+  if (target_options.mode != tap::CaptureMode::kPlaintext && ssl_layout) {
     target_options.ssl_layout = ssl_layout;  // the attach reads the secrets with it
     target_options.ssl_layout_library = ssl_first_path;
   }
