@@ -130,3 +130,22 @@ def test_doctor_no_targets_and_missing_ones(auditor_binary):
     r = subprocess.run([str(auditor_binary), "doctor", "--capture", "bogus"], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 2 and "capture" in r.stderr, dump(r)
+
+
+def test_doctor_without_the_calibration_helper(start_server, auditor_binary, tmp_path):
+    """A copy of the binary without mke-audit-tap-sslcal beside it: OpenSSL targets cannot get
+    keys capture. auto falls back to plaintext (a warning, exit 0); --capture keys fails."""
+    nginx = start_server("nginx")
+    lonely = tmp_path / "mke-audit-tap"
+    shutil.copy(auditor_binary, lonely)
+    r, checks = doctor(lonely, "--pid", str(nginx.pid))
+    assert r.returncode == 0, dump(r)
+    assert find(checks, "warn", "OpenSSL calibration helper", "plaintext fallback"), dump(r)
+    item = f"target pid {nginx.pid} (nginx)"
+    assert find(checks, "warn", item,
+                r"^capture plaintext fallback .*keys capture not possible: .*calibration failed"), \
+        dump(r)
+    assert find(checks, "ok", item, r"probes attach: \d+ uprobes"), dump(r)
+    r, checks = doctor(lonely, "--capture", "keys", "--pid", str(nginx.pid))
+    assert r.returncode == 1, dump(r)
+    assert find(checks, "FAIL", item, r"keys capture not possible .*will not be audited"), dump(r)
