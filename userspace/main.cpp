@@ -25,6 +25,7 @@
 #include "config/config_writer.h"
 #include "conn/proc_net.h"
 #include "control/admin_server.h"
+#include "doctor/doctor.h"
 #include "options.h"
 #include "output/line_sink.h"
 #include "pipeline/pipeline.h"
@@ -985,6 +986,7 @@ int RunIdle() {
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "support-dump") == 0)
     return mat::support::RunSupportDump(argc, argv);
+  if (argc > 1 && std::strcmp(argv[1], "doctor") == 0) return mat::doctor::RunDoctor(argc, argv);
   std::string error;
   auto options = mat::ParseOptions(argc, argv, &error);
   if (!options) {
