@@ -204,9 +204,18 @@ bool CheckBpfObject(const Options& o, Report* r) {
     r->Add(Status::kFail, "kernel BPF programs", "cannot size the BPF maps");
     return false;
   }
+  const std::string missing = tap::MissingSocketTracepoints();
+  if (!missing.empty()) {
+    bpf_program__set_autoload(skel->progs.sock_send, false);
+    bpf_program__set_autoload(skel->progs.sock_recv, false);
+    r->Add(Status::kWarn, "kernel socket tracepoints",
+           missing +
+               ": the keys capture is off, every target is captured per call (a probe on "
+               "every TLS read and write)");
+  }
   int programs = 0;
   bpf_program* prog = nullptr;
-  bpf_object__for_each_program(prog, skel->obj) { ++programs; }
+  bpf_object__for_each_program(prog, skel->obj) { programs += bpf_program__autoload(prog); }
   if (int err = tap_bpf__load(skel)) {
     std::string why = LibbpfReason(libbpf_lines);
     r->Add(Status::kFail, "kernel BPF programs",
@@ -231,6 +240,7 @@ bool CheckBpfObject(const Options& o, Report* r) {
       {"tracepoint/", "kernel syscall tracepoints", "plaintext capture will not work", {}, {}},
   };
   bpf_object__for_each_program(prog, skel->obj) {
+    if (!bpf_program__autoload(prog)) continue;
     std::string section = bpf_program__section_name(prog);
     for (Kind& kind : kinds) {
       if (section.rfind(kind.prefix, 0) != 0) continue;
@@ -461,6 +471,10 @@ void CheckTarget(const Options& o, const tap::TargetProcess& t, tap::BpfTap* tap
     all_keys &= s.keys;
     if (!s.keys && why_not.empty()) why_not = s.why_not_keys;
     if (s.keys) keys_what += (keys_what.empty() ? "" : "; ") + s.what;
+  }
+  if (want_keys && tap != nullptr && !tap->keys_unavailable().empty()) {
+    all_keys = false;
+    why_not = tap->keys_unavailable();
   }
   tap::TargetOptions target_options;
   if (o.capture == "plaintext") {

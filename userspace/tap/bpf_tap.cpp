@@ -94,9 +94,8 @@ void EnsureTracefs() {
     spdlog::warn("tracefs is not mounted and mounting it failed: {}", std::strerror(errno));
 }
 
-// Empty when the running kernel has the BTF tracepoints the keys capture copies socket bytes
-// from, else why not. MKE_AUDIT_TAP_TEST_NO_SOCK_TRACEPOINTS=1 (tests only) makes a kernel
-// that has them look like one that does not.
+}  // namespace
+
 std::string MissingSocketTracepoints() {
   const char* test = std::getenv("MKE_AUDIT_TAP_TEST_NO_SOCK_TRACEPOINTS");
   if (test != nullptr && std::string_view(test) == "1")
@@ -116,8 +115,6 @@ std::string MissingSocketTracepoints() {
   return "kernel " + std::string(u.release) + " has no " + missing +
          " tracepoint (Linux 6.3 or later has them)";
 }
-
-}  // namespace
 
 std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler handler,
                                        std::string* error) {

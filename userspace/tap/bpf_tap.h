@@ -68,6 +68,12 @@ struct TapOptions {
 using Counters = std::array<uint64_t, TAP_CNT_MAX>;
 const char* CounterName(int index);
 
+// Empty when the running kernel has the BTF tracepoints the keys capture copies socket bytes
+// from (sock_send_length, sock_recv_length: Linux 6.3 and later), else why not.
+// MKE_AUDIT_TAP_TEST_NO_SOCK_TRACEPOINTS=1 (tests only) makes a kernel that has them look like
+// one that does not.
+std::string MissingSocketTracepoints();
+
 class BpfTap {
  public:
   using RecordHandler = std::function<void(const void* data, size_t size)>;
