@@ -149,3 +149,19 @@ def test_doctor_without_the_calibration_helper(start_server, auditor_binary, tmp
     r, checks = doctor(lonely, "--capture", "keys", "--pid", str(nginx.pid))
     assert r.returncode == 1, dump(r)
     assert find(checks, "FAIL", item, r"keys capture not possible .*will not be audited"), dump(r)
+
+
+def test_doctor_on_a_kernel_without_socket_tracepoints(start_server, auditor_binary):
+    """Before Linux 6.3 (simulated: the tracepoints hidden by a test-only variable): a warning,
+    not a failure; the target gets the per-call capture."""
+    nginx = start_server("nginx")
+    r, checks = doctor(auditor_binary, "--pid", str(nginx.pid),
+                       prefix=("env", "MKE_AUDIT_TAP_TEST_NO_SOCK_TRACEPOINTS=1"))
+    assert r.returncode == 0, dump(r)
+    assert find(checks, "warn", "kernel socket tracepoints", "keys capture is off"), dump(r)
+    assert find(checks, "ok", "kernel BTF tracepoints", "inet_sock_set_state"), dump(r)
+    assert not find(checks, "ok", "kernel BTF tracepoints", "sock_send_length"), dump(r)
+    worker = children_of(nginx.pid)[0]
+    assert find(checks, "warn", f"target pid {worker} (nginx)",
+                "plaintext fallback.*sock_send_length"), dump(r)
+    assert find(checks, "ok", f"target pid {worker} (nginx)", "probes attach"), dump(r)
