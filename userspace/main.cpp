@@ -25,6 +25,7 @@
 #include "config/config_writer.h"
 #include "conn/proc_net.h"
 #include "control/admin_server.h"
+#include "control/capabilities.h"
 #include "options.h"
 #include "output/async_writer.h"
 #include "output/line_sink.h"
@@ -1123,6 +1124,20 @@ class LiveAuditor {
   std::unique_ptr<mat::control::AdminServer> admin_;  // before io_ goes
 };
 
+// Least privilege: one message for each capability missing, with what fails without it (README
+// "Privileges"). The auditor still starts: what it can do, it does.
+void CheckCapabilities() {
+  bool ok = false;
+  uint64_t effective = mat::control::EffectiveCapabilities(&ok);
+  if (!ok) {
+    spdlog::warn("capabilities: cannot read them (capget: {})", std::strerror(errno));
+    return;
+  }
+  auto check = mat::control::CheckCapabilities(effective);
+  for (const auto& text : check.errors) spdlog::error("capabilities: {}", text);
+  for (const auto& text : check.warnings) spdlog::warn("capabilities: {}", text);
+}
+
 int RunIdle() {
   // Level none: nothing is captured and no probe is attached.
   spdlog::info("ready: audit level none, nothing is captured");
@@ -1175,6 +1190,7 @@ int main(int argc, char** argv) {
   mat::output::AsyncWriterOptions output;
   output.buffer_bytes = options->output_buffer_bytes;
   mat::output::AsyncLineWriter out(STDOUT_FILENO, output);  // after the signals are blocked
+  CheckCapabilities();
   LiveAuditor auditor(*options, &out, argc, argv);
   return auditor.Run();
 }
