@@ -121,7 +121,7 @@ std::map<std::string, uint64_t, std::less<>> AsyncLineWriter::losses() const {
   auto add_output = [&](const char* reason, uint64_t total) {
     auto it = lost.find(reason);
     uint64_t known = it == lost.end() ? 0 : it->second;
-    if (total > known) lost[reason] = total;
+    if (total >= known) lost[reason] = total;  // named even at 0
   };
   add_output(kBufferFull, lines_dropped_full());
   add_output(kWriteFailed, lines_write_failed());
