@@ -26,6 +26,7 @@
 #include "conn/proc_net.h"
 #include "control/admin_server.h"
 #include "control/capabilities.h"
+#include "doctor/doctor.h"
 #include "options.h"
 #include "output/async_writer.h"
 #include "output/line_sink.h"
@@ -869,8 +870,9 @@ class LiveAuditor {
       return n;
     }
     mat::tap::TargetOptions keys;
-    std::string why;  // why keys capture cannot cover the process
-    auto ssl = mat::tap::FindSslLibraries(target.pid);
+    std::string why = tap_->keys_unavailable();  // why keys capture cannot cover the process
+    auto ssl =
+        why.empty() ? mat::tap::FindSslLibraries(target.pid) : std::vector<mat::tap::SslLibrary>{};
     if (!ssl.empty()) {
       const LayoutResult& layout = LayoutFor(target.pid, ssl.front());
       if (layout.layout) {
@@ -1154,6 +1156,7 @@ int RunIdle() {
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "support-dump") == 0)
     return mat::support::RunSupportDump(argc, argv);
+  if (argc > 1 && std::strcmp(argv[1], "doctor") == 0) return mat::doctor::RunDoctor(argc, argv);
   std::string error;
   auto options = mat::ParseOptions(argc, argv, &error);
   if (!options) {

@@ -402,6 +402,7 @@ std::string UsageText() {
        mke-audit-tap --replay FILE [--level LEVEL] [options]
        mke-audit-tap support-dump [--output FILE] [--log-file FILE] [--container NAME]
                                   [--bundle DIR] [options, e.g. --config FILE]
+       mke-audit-tap doctor [--comm NAME | --pid PID]... [--config FILE] [--capture MODE]
 
 Passive MKE audit logging: captures the HTTPS API calls made to the target processes (through
 uprobes on their TLS library) and writes one MKE-format audit line per API request to stdout.
@@ -437,10 +438,11 @@ Audit:
                                  headers stay redacted
   --response-timeout S           write a request still without response after S seconds at
                                  stage RequestReceived (default 60; 0: only at connection end)
-  --max-line-bytes N             no line longer than N bytes (default 16384, as Docker's log
-                                 drivers split longer lines; 0: no cap): a payload that does not
-                                 fit is dropped, then a too-long URI cut, and the line says so
-                                 in an annotation
+  --max-line-bytes N             no line longer than N bytes, newline not counted (default
+                                 16383: Docker's log drivers split a line that fills their
+                                 16 KiB buffer with its newline; 0: no cap): a payload that
+                                 does not fit is dropped, then a too-long URI cut, and the line
+                                 says so in an annotation
   --every-request-received       also write a RequestReceived line for every request when it
                                  is complete, as the Kubernetes audit does (same auditID)
 
@@ -518,6 +520,12 @@ Support dump (mke-audit-tap support-dump, with the auditor's options or its --co
   --container NAME (or $MKE_AUDIT_TAP_CONTAINER). Every log line containing "auditID" is removed
   unless support_dump_include_audit_logs is true (the running auditor's, else the file's); the
   license key is masked everywhere.
+
+Doctor (mke-audit-tap doctor, with the targets, --config or --capture; --help for more):
+  checks the kernel (BTF, uprobes, ring buffer, the BPF programs and tracepoints, attached and
+  detached at once), the capabilities, and per target its TLS library, probe plan, capture mode
+  and a real attach (detached at once); one line per item (ok, warn, FAIL: what will not work
+  and why); exit 0 when nothing failed, 1 otherwise.
 
 Other:
   --log-level LEVEL              trace|debug|info|warn|error, any case (default info), to

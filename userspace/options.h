@@ -44,7 +44,7 @@ struct Options {
   std::string log_level = "info";  // trace|debug|info|warn|error, as spdlog names them
   std::string format = "mke";      // mke | k8s
   uint32_t response_timeout_s = 60;
-  size_t max_line_bytes = 16384;
+  size_t max_line_bytes = 16383;
   bool every_request_received = false;
   std::vector<std::string> ignore;  // added to (or, with no_default_ignore, replacing) defaults
   bool no_default_ignore = false;

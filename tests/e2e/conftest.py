@@ -493,15 +493,17 @@ class Auditor:
         self.stop_signal: Optional[int] = None
         self.stop_timed_out = False
         self.ready_at: Optional[float] = None
+        self.env: Optional[dict] = None  # extra environment variables
 
     @property
     def cmdline(self) -> str:
         return " ".join([str(self.binary)] + self.args)
 
     def start(self):
+        env = dict(os.environ, **self.env) if self.env else None
         self.proc = subprocess.Popen([str(self.binary)] + self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         for target in (self._pump_stdout, self._pump_stderr):
             t = threading.Thread(target=target, daemon=True)
             t.start()

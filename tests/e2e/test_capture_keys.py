@@ -317,6 +317,66 @@ def test_connection_older_than_the_auditor_is_bridged(auditor_binary, tls_materi
 
 
 # --------------------------------------------------------------------------------------------
+# a kernel without the socket tracepoints (before Linux 6.3): per-call probes, nothing lost
+# --------------------------------------------------------------------------------------------
+NO_SOCK_TRACEPOINTS = {"MKE_AUDIT_TAP_TEST_NO_SOCK_TRACEPOINTS": "1"}
+
+
+def loaded_program_names(pid) -> set:
+    """Names of the BPF programs process `pid` holds (its fds' prog_id)."""
+    ids = set()
+    for fdinfo in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            m = re.search(r"^prog_id:\s*(\d+)", fdinfo.read_text(), re.M)
+        except OSError:
+            continue
+        if m:
+            ids.add(int(m.group(1)))
+    progs = json.loads(run(["bpftool", "--json", "prog", "show"], timeout=30).stdout)
+    return {p.get("name", "") for p in progs if p["id"] in ids}
+
+
+def test_kernel_without_socket_tracepoints_falls_back_to_per_call_probes(
+        auditor_binary, tls_material, tmp_path):
+    server = NginxServer(tmp_path / "nginx", tls_material).start()
+    auditor = make_auditor(auditor_binary, pids=[server.pid], extra=KEYS)
+    auditor.env = NO_SOCK_TRACEPOINTS
+    try:
+        auditor.start().wait_ready()
+        err = auditor.stderr_text()
+        assert "no process can have the keys capture" in err, auditor.diagnostics()
+        # Not even loaded: on a kernel without them, loading these would fail the whole object.
+        names = loaded_program_names(auditor.proc.pid)
+        assert "sock_state" in names and not names & {"sock_send", "sock_recv"}, names
+        assert re.search(r"auditing pid \d+ \(nginx\): per-call probes .*keys capture not "
+                         r"possible: sock_send_length", err), auditor.diagnostics()
+        sent = curl(server, ["/hello?tls13-no-sock-tp"], extra=["--tlsv1.3"])
+        sent += curl(server, ["/hello?tls12-no-sock-tp"], extra=["--tlsv1.2", "--tls-max", "1.2"])
+        run_ = finish(auditor, sent, [server])
+        run_.check_all()
+        check_against_access_log(run_, server, {s.uri for s in sent})
+    finally:
+        auditor.kill()
+        server.stop()
+
+
+def test_keys_capture_refused_on_a_kernel_without_socket_tracepoints(
+        auditor_binary, tls_material, tmp_path):
+    server = NginxServer(tmp_path / "nginx", tls_material).start()
+    auditor = make_auditor(auditor_binary, pids=[server.pid], extra=["--capture", "keys"])
+    auditor.env = NO_SOCK_TRACEPOINTS
+    try:
+        auditor.start().wait_ready()
+        assert wait_until(lambda: re.search(r"not audited: keys capture not possible: "
+                                            r"sock_send_length", auditor.stderr_text()), 10), \
+            auditor.diagnostics()
+        assert "ready: auditing 0 process(es)" in auditor.stderr_text(), auditor.diagnostics()
+    finally:
+        auditor.kill()
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------------
 # a suite the auditor cannot decrypt is named, not silently lost
 # --------------------------------------------------------------------------------------------
 def test_undecryptable_suite_is_counted_and_named(auditor_binary, tls_material, tmp_path):

@@ -388,6 +388,18 @@ TEST(LongRunningTest, Table) {
       {"/v1.41/containers/abc/stats?stream=false", false},
       {"/v1.41/containers/json", false},
       {"/api/ucp/config/logging", false},
+      // As dockerd reads them (httputils.BoolValue, r.Form): any value but "", 0, no, false,
+      // none is true; keys and values are percent-decoded; an empty `until` is no end.
+      {"/v1.41/containers/abc/logs?follow=yes", true},
+      {"/v1.41/containers/abc/logs?follow=%20TRUE", true},
+      {"/v1.41/containers/abc/logs?follow=No", false},
+      {"/v1.41/containers/abc/logs?follow=", false},
+      {"/v1.41/containers/abc/logs?%66ollow=1", true},
+      {"/v1.41/containers/abc/logs?follow;x=1&follow=1", true},
+      {"/v1.41/containers/abc/stats?stream=none", false},
+      {"/v1.41/containers/abc/stats?stream=%zz&stream=0", false},
+      {"/v1.41/events?until=", true},
+      {"/v1.41/events?%75ntil=1700000000", false},
   };
   for (const auto& [target, want] : cases) {
     http::HttpRequest request;

@@ -26,6 +26,7 @@
 #include <set>
 
 #include "tap/elf_file.h"
+#include "test_support.h"
 
 namespace mat::tap {
 namespace {
@@ -45,18 +46,6 @@ std::string ReadFile(const std::string& path) {
 void WriteFile(const std::string& path, std::string_view data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(data.data(), static_cast<std::streamsize>(data.size()));
-}
-
-// Runs a shell command; returns its exit status and its combined output.
-int Run(const std::string& command, std::string* output) {
-  output->clear();
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) output->append(buf, n);
-  int status = pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 bool GoOnPath() {
@@ -101,7 +90,7 @@ struct GoBuilds {
     std::string command = "cd '" + std::string(MAT_GO_TESTDATA_DIR) + "/" + program + "' && " +
                           Env() + "go build " + flags + " -o '" + out + "' .";
     std::string output;
-    if (Run(command, &output) != 0) {
+    if (mat::testing::RunCommand(command, &output) != 0) {
       error = "go build failed: " + command + "\n" + output;
       return false;
     }
@@ -126,7 +115,7 @@ struct GoBuilds {
     stripped = (dir / "tlsserver-stripped").string();
     hello = (dir / "hello").string();
     std::string output;
-    if (Run(Env() + "go env GOVERSION", &output) != 0) {
+    if (mat::testing::RunCommand(Env() + "go env GOVERSION", &output) != 0) {
       error = "go env GOVERSION failed: " + output;
       return false;
     }

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "tap/bpf_tap.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 
@@ -53,41 +54,6 @@ void KeyLog(const SSL*, const char* line) {
   OPENSSL_cleanse(s.data(), s.size());
 }
 
-int RunCommand(const std::string& command, std::string* output) {
-  output->clear();
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) output->append(buf, n);
-  int status = pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// A self-signed P-256 certificate and its key, as PEM files in dir (test material only).
-bool WriteCertificate(const fs::path& dir) {
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  X509* cert = X509_new();
-  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-  X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-  X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-  X509_set_pubkey(cert, key);
-  X509_NAME* name = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
-  X509_set_issuer_name(cert, name);
-  X509_sign(cert, key, EVP_sha256());
-  FILE* c = fopen((dir / "cert.pem").c_str(), "w");
-  FILE* k = fopen((dir / "key.pem").c_str(), "w");
-  bool ok = c && k && PEM_write_X509(c, cert) &&
-            PEM_write_PrivateKey(k, key, nullptr, nullptr, 0, nullptr, nullptr);
-  if (c) fclose(c);
-  if (k) fclose(k);
-  X509_free(cert);
-  EVP_PKEY_free(key);
-  return ok;
-}
-
 class GoSecretsTapTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -102,12 +68,13 @@ class GoSecretsTapTest : public ::testing::Test {
                       "' GOPROXY=off GOFLAGS=-mod=mod GO111MODULE=on GOWORK=off GOENV=off "
                       "GOTOOLCHAIN=local GOTELEMETRY=off CGO_ENABLED=0 ";
     std::string output;
-    ASSERT_EQ(RunCommand("cd '" + std::string(MAT_GO_SERVER_DIR) + "' && " + env +
-                             "go build -ldflags='-s -w' -o '" + (dir_ / "server").string() + "' .",
-                         &output),
+    ASSERT_EQ(mat::testing::RunCommand("cd '" + std::string(MAT_GO_SERVER_DIR) + "' && " + env +
+                                           "go build -ldflags='-s -w' -o '" +
+                                           (dir_ / "server").string() + "' .",
+                                       &output),
               0)
         << output;
-    ASSERT_TRUE(WriteCertificate(dir_));
+    ASSERT_TRUE(mat::testing::WriteSelfSignedPem(dir_));
     int out[2];
     ASSERT_EQ(pipe(out), 0);
     server_ = fork();

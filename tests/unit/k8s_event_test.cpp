@@ -710,10 +710,10 @@ TEST(K8sEventCapTest, DropsTheRequestObjectThenCutsTheUri) {
   record.request_object =
       audit::RequestObject{audit::RequestObject::Kind::kString, std::string(5000, '&'), false};
   std::string line = FormatK8sEvent(record, ReferenceUser(), "id");
-  EXPECT_LE(line.size(), 16384u);
+  EXPECT_LE(line.size(), 16383u);
   auto parsed = nlohmann::json::parse(line);
   EXPECT_FALSE(parsed.contains("requestObject"));
-  EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-object"), "dropped: line over 16384 bytes");
+  EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-object"), "dropped: line over 16383 bytes");
   EXPECT_EQ(parsed["requestURI"], "/v1.41/services/create");
   EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-uri"), "");
   // Unlimited: all of it.

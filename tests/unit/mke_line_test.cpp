@@ -902,10 +902,10 @@ TEST(LineCapTest, DropsTheRequestObjectFirst) {
   record.request_object =
       audit::RequestObject{audit::RequestObject::Kind::kString, std::string(20000, 'x'), false};
   const std::string line = FormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs);
-  EXPECT_LE(line.size(), 16384u);
+  EXPECT_LE(line.size(), 16383u);
   const auto parsed = nlohmann::json::parse(line);
   EXPECT_FALSE(parsed["audit"].contains("requestObject"));
-  EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-object"), "dropped: line over 16384 bytes");
+  EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-object"), "dropped: line over 16383 bytes");
   EXPECT_EQ(AnnotationOf(parsed, "mke-audit-tap/request-uri"), "");
   EXPECT_EQ(AuditString(parsed, "requestURI"), kReferenceTarget);
   EXPECT_EQ(line, TreeFormatMkeLine(record, ReferenceUser(), "id", kRefSecondNs));

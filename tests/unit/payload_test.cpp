@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/url.h"
+
 namespace mat::audit {
 namespace {
 
@@ -758,3 +760,22 @@ TEST(ObjectIdOfTest, Table) {
 
 }  // namespace
 }  // namespace mat::audit
+
+// util/url.h: the one percent-decoder, in its lenient and Go-strict readings.
+TEST(PercentDecoding, ValidEscapesDecodeAndMalformedOnesStayAsWritten) {
+  EXPECT_EQ(mat::PercentDecoded("/secrets%2Fcreate%2f"), "/secrets/create/");
+  EXPECT_EQ(mat::PercentDecoded("/a%2"), "/a%2");
+  EXPECT_EQ(mat::PercentDecoded("/a%zz%41"), "/a%zzA");
+  EXPECT_EQ(mat::PercentDecoded("a+b"), "a+b");
+  std::string query;
+  mat::AppendPercentDecoded("a+b%20c", true, query);
+  EXPECT_EQ(query, "a b c");
+}
+
+TEST(PercentDecoding, GoPathUnescapeRefusesAnyMalformedEscape) {
+  EXPECT_EQ(mat::GoPathUnescape("x%41y"), "xAy");
+  EXPECT_EQ(mat::GoPathUnescape("x%4"), std::nullopt);
+  EXPECT_EQ(mat::GoPathUnescape("%g1"), std::nullopt);
+  EXPECT_FALSE(mat::PercentEscapesValid("%%41"));
+  EXPECT_TRUE(mat::PercentEscapesValid("100%25"));
+}

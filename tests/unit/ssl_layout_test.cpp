@@ -25,6 +25,8 @@
 #include <thread>
 #include <vector>
 
+#include "test_support.h"
+
 namespace mat::tap {
 namespace {
 
@@ -101,17 +103,7 @@ struct Ctx {
 
 Ctx NewCtx(int min_version, int max_version) {
   static EVP_PKEY* key = EVP_EC_gen("P-256");
-  static X509* cert = [] {
-    X509* x = X509_new();
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-    X509_set_pubkey(x, key);
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_sign(x, key, EVP_sha256());
-    return x;
-  }();
+  static X509* cert = mat::testing::SelfSignedCertificate(key, "ssl-layout-test");
   Ctx c{SSL_CTX_new(TLS_server_method()), SSL_CTX_new(TLS_client_method())};
   for (SSL_CTX* ctx : {c.server, c.client}) {
     SSL_CTX_set_min_proto_version(ctx, min_version);

@@ -23,6 +23,7 @@
 #include "tap/bpf_tap.h"
 #include "tap/ssl_layout.h"
 #include "tap/targets.h"
+#include "test_support.h"
 
 namespace {
 
@@ -71,16 +72,7 @@ struct Tls {
 
   Tls() {
     key = EVP_EC_gen("P-256");
-    cert = X509_new();
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-    X509_set_pubkey(cert, key);
-    X509_NAME* name = X509_get_subject_name(cert);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("test"), -1, -1, 0);
-    X509_set_issuer_name(cert, name);
-    X509_sign(cert, key, EVP_sha256());
+    cert = mat::testing::SelfSignedCertificate(key, "test");
     server_ctx = SSL_CTX_new(TLS_server_method());
     SSL_CTX_use_certificate(server_ctx, cert);
     SSL_CTX_use_PrivateKey(server_ctx, key);

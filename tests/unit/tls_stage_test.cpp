@@ -24,6 +24,7 @@
 
 #include "capture/event_decoder.h"
 #include "tap_records.h"
+#include "test_support.h"
 #include "tls/decrypt_stage.h"
 #include "tls/secure_pool.h"
 
@@ -47,18 +48,8 @@ struct Identity {
 const Identity& ServerIdentity() {
   static Identity id = [] {
     Identity i;
-    i.key = EVP_RSA_gen(2048);
-    i.cert = X509_new();
-    X509_set_version(i.cert, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(i.cert), 1);
-    X509_gmtime_adj(X509_getm_notBefore(i.cert), 0);
-    X509_gmtime_adj(X509_getm_notAfter(i.cert), 3600);
-    X509_set_pubkey(i.cert, i.key);
-    X509_NAME* name = X509_get_subject_name(i.cert);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("tls-stage-test"), -1, -1, 0);
-    X509_set_issuer_name(i.cert, name);
-    X509_sign(i.cert, i.key, EVP_sha256());
+    i.key = EVP_RSA_gen(2048);  // RSA: the ECDHE-RSA suites of TLS 1.2 too
+    i.cert = mat::testing::SelfSignedCertificate(i.key, "tls-stage-test");
     return i;
   }();
   return id;

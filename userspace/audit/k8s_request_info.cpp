@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "util/ascii.h"
+#include "util/url.h"
 
 namespace mat::audit {
 namespace {
@@ -26,14 +27,6 @@ bool IsDigit(unsigned char c) { return c >= '0' && c <= '9'; }
 bool IsAlpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 bool IsAlnum(unsigned char c) { return IsDigit(c) || IsAlpha(c); }
 bool IsLowerAlnum(unsigned char c) { return IsDigit(c) || (c >= 'a' && c <= 'z'); }
-bool IsHex(unsigned char c) {
-  return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-unsigned HexValue(unsigned char c) {
-  if (IsDigit(c)) return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return c - 'A' + 10;
-}
 
 std::string AsciiLowered(std::string_view s) {
   std::string out(s);
@@ -50,41 +43,12 @@ bool IsValidMethod(std::string_view method) {
 // ---------------------------------------------------------------------------------------------
 // net/url escapes
 
-// Go's unescape fails when a '%' is not followed by two hex digits.
-bool EscapesValid(std::string_view s) {
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') continue;
-    if (i + 2 >= s.size() || !IsHex(s[i + 1]) || !IsHex(s[i + 2])) return false;
-    i += 2;
-  }
-  return true;
-}
-
-bool NeedsUnescape(std::string_view s, bool query) {
-  return s.find('%') != kNpos || (query && s.find('+') != kNpos);
-}
-
-// Decodes "%XX" (and '+' to ' ' in a query component); a malformed escape is copied as written.
-void AppendUnescaped(std::string_view s, bool query, std::string& out) {
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '%' && i + 2 < s.size() && IsHex(s[i + 1]) && IsHex(s[i + 2])) {
-      out.push_back(static_cast<char>(HexValue(s[i + 1]) << 4 | HexValue(s[i + 2])));
-      i += 2;
-    } else if (c == '+' && query) {
-      out.push_back(' ');
-    } else {
-      out.push_back(c);
-    }
-  }
-}
-
 // `s` itself when nothing needs decoding, else the decoded text in `scratch`.
 std::string_view Unescaped(std::string_view s, bool query, std::string& scratch) {
-  if (!NeedsUnescape(s, query)) return s;
+  if (!NeedsPercentDecoding(s, query)) return s;
   scratch.clear();
   scratch.reserve(s.size());
-  AppendUnescaped(s, query, scratch);
+  AppendPercentDecoded(s, query, scratch);
   return scratch;
 }
 
@@ -182,13 +146,14 @@ constexpr std::size_t kGoMaxQueryParams = 10000;  // Go's urlmaxqueryparams defa
 std::optional<std::string_view>* QuerySlot(QueryFacts& facts, std::string_view raw_key,
                                            char (&buffer)[48]) {
   std::string_view key = raw_key;
-  if (NeedsUnescape(raw_key, true)) {
+  if (NeedsPercentDecoding(raw_key, true)) {
     if (raw_key.size() > 3 * 14) return nullptr;
     std::size_t n = 0;
     for (std::size_t i = 0; i < raw_key.size(); ++i) {
       const char c = raw_key[i];
       if (c == '%') {
-        buffer[n++] = static_cast<char>(HexValue(raw_key[i + 1]) << 4 | HexValue(raw_key[i + 2]));
+        buffer[n++] =
+            static_cast<char>(HexDigitValue(raw_key[i + 1]) << 4 | HexDigitValue(raw_key[i + 2]));
         i += 2;
       } else {
         buffer[n++] = c == '+' ? ' ' : c;
@@ -206,23 +171,15 @@ std::optional<std::string_view>* QuerySlot(QueryFacts& facts, std::string_view r
 
 QueryFacts ParseQuery(std::string_view query) {
   QueryFacts facts;
-  if (static_cast<std::size_t>(std::count(query.begin(), query.end(), '&')) + 1 >
-      kGoMaxQueryParams) {
-    return facts;  // ParseQuery fails before reading any pair
-  }
   char buffer[48];
-  while (!query.empty()) {
-    const std::size_t amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    query = amp == kNpos ? std::string_view{} : query.substr(amp + 1);
-    if (pair.empty() || pair.find(';') != kNpos) continue;
-    const std::size_t eq = pair.find('=');
-    const std::string_view key = pair.substr(0, eq);
-    const std::string_view value = eq == kNpos ? std::string_view{} : pair.substr(eq + 1);
-    if (!EscapesValid(key) || !EscapesValid(value)) continue;
-    std::optional<std::string_view>* slot = QuerySlot(facts, key, buffer);
-    if (slot != nullptr && !slot->has_value()) *slot = value;
-  }
+  ForEachQueryPair(
+      query,
+      [&](std::string_view key, std::string_view value) {
+        std::optional<std::string_view>* slot = QuerySlot(facts, key, buffer);
+        if (slot != nullptr && !slot->has_value()) *slot = value;
+        return true;
+      },
+      kGoMaxQueryParams);
   return facts;
 }
 
@@ -776,11 +733,11 @@ void ResolveListOrWatch(const QueryFacts& query, K8sRequestInfo& info) {
 K8sRequestInfo ParseK8sRequestInfo(std::string_view method, std::string_view target) {
   K8sRequestInfo info;
   const RequestTarget request_target = SplitTarget(method, target);
-  info.malformed_request =
-      request_target.rejected || !IsValidMethod(method) || !EscapesValid(request_target.path);
-  if (NeedsUnescape(request_target.path, false)) {
+  info.malformed_request = request_target.rejected || !IsValidMethod(method) ||
+                           !PercentEscapesValid(request_target.path);
+  if (NeedsPercentDecoding(request_target.path, false)) {
     info.path.reserve(request_target.path.size());
-    AppendUnescaped(request_target.path, false, info.path);
+    AppendPercentDecoded(request_target.path, false, info.path);
   } else {
     info.path.assign(request_target.path);
   }

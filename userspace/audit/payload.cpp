@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "util/ascii.h"
+#include "util/url.h"
 
 // Principles (the tool sees secrets in plaintext; none may reach an output):
 // - Matching is deliberately wider than the servers' routing: every spelling of a path that a
@@ -54,13 +55,6 @@ bool KeyMatches(std::string_view key, std::string_view wanted) {
   return GoFoldKey(key) == GoFoldKey(wanted);
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // The path of a request-target: an absolute-form target ("https://host/p") is reduced to its
 // path (Go's servers route those too), then the query and fragment are cut off.
 std::string_view PathOf(std::string_view target) {
@@ -75,21 +69,6 @@ std::string_view PathOf(std::string_view target) {
     if (target[i] == '?' || target[i] == '#') return target.substr(0, i);
   }
   return target;
-}
-
-std::string PercentDecode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() && HexValue(text[i + 1]) >= 0 &&
-        HexValue(text[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(HexValue(text[i + 1]) * 16 + HexValue(text[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(text[i]);
-    }
-  }
-  return out;
 }
 
 // True for a Docker API version segment: 'v' then one or more digits and dots (the Docker
@@ -135,7 +114,7 @@ std::vector<std::vector<std::string>> PathReadings(std::string_view target) {
   std::vector<std::vector<std::string>> readings;
   readings.push_back(CleanSegments(path));
   if (path.find('%') != std::string_view::npos) {
-    readings.push_back(CleanSegments(PercentDecode(path)));
+    readings.push_back(CleanSegments(PercentDecoded(path)));
   }
   return readings;
 }
@@ -180,7 +159,7 @@ class RequestReadings {
     CleanSegmentsInto(path, readings_[count_++]);
     if (path.find('%') != std::string_view::npos) {
       std::string& decoded = decoded_[count_ / 2];
-      decoded = PercentDecode(path);
+      decoded = PercentDecoded(path);
       CleanSegmentsInto(decoded, readings_[count_++]);
     }
   }
@@ -419,7 +398,7 @@ std::optional<std::string> KubernetesObjectId(std::string_view verb,
 std::optional<std::string> DockerObjectId(std::string_view verb, std::string_view path,
                                           const http::HttpResponse& response) {
   if (!EqualsIgnoreCase(verb, "POST")) return std::nullopt;
-  const std::vector<std::string> segments = CleanSegments(PercentDecode(PathOf(path)));
+  const std::vector<std::string> segments = CleanSegments(PercentDecoded(PathOf(path)));
   if (segments.empty()) return std::nullopt;
   const std::string& last = segments.back();
 

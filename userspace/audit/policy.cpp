@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "util/ascii.h"
+#include "util/url.h"
 
 namespace mat::audit {
 
@@ -217,27 +218,21 @@ bool AuditPolicy::Decide(const http::HttpExchange& exchange, Stage stage,
 
 namespace {
 
-// The value of query parameter `name` in target ("" when given without '='), or nullopt.
-std::optional<std::string_view> QueryParam(std::string_view target, std::string_view name) {
-  size_t q = target.find('?');
-  if (q == std::string_view::npos) return std::nullopt;
-  std::string_view query = target.substr(q + 1);
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == name)
-      return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
+// httputils.BoolValue, as dockerd reads a flag of the query: anything but "", "0", "no",
+// "false" and "none" (any case, spaces trimmed) is true.
+bool DockerBoolValue(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  for (std::string_view no : {"", "0", "no", "false", "none"}) {
+    if (EqualsIgnoreCase(value, no)) return false;
   }
-  return std::nullopt;
+  return true;
 }
 
-bool QueryFlag(std::string_view target, std::string_view name, bool if_absent) {
-  auto value = QueryParam(target, name);
-  if (!value) return if_absent;
-  return *value == "1" || *value == "true" || *value == "True" || *value == "TRUE";
+// httputils.BoolValueOrDefault: `if_absent` when the query has no such key.
+bool DockerQueryFlag(std::string_view target, std::string_view name, bool if_absent) {
+  const std::optional<std::string> value = GoQueryValue(target, name);
+  return value ? DockerBoolValue(*value) : if_absent;
 }
 
 // The first path segments after an optional Docker version prefix (at most kMax of them;
@@ -284,14 +279,15 @@ bool IsLongRunning(const http::HttpRequest& request) {
            sub == "proxy";
   }
   const DockerSegments p(path);
-  if (p.size() == 1 && p[0] == "events") return !QueryParam(target, "until").has_value();
+  // dockerd's events stream until `until` names a time (an empty one is no time).
+  if (p.size() == 1 && p[0] == "events") return GoQueryValue(target, "until").value_or("").empty();
   if (p.size() == 3 && p[0] == "exec" && p[2] == "start") return true;
   if (p.size() >= 3 && p[0] == "containers" && p[2] == "attach") return true;
   if (p.size() == 3 && p[2] == "logs" &&
       (p[0] == "containers" || p[0] == "services" || p[0] == "tasks"))
-    return QueryFlag(target, "follow", false);
+    return DockerQueryFlag(target, "follow", false);
   if (p.size() == 3 && p[0] == "containers" && p[2] == "stats")
-    return QueryFlag(target, "stream", true);  // streams unless stream=0/false
+    return DockerQueryFlag(target, "stream", true);
   return false;
 }
 

@@ -12,6 +12,7 @@
 #include "identity/digest.h"
 #include "identity/login.h"
 #include "util/ascii.h"
+#include "util/url.h"
 
 namespace mat::identity {
 
@@ -21,32 +22,6 @@ constexpr std::string_view kUnidentified = "unidentified";
 constexpr std::string_view kAnonymousUser = "system:anonymous";
 constexpr std::string_view kUnauthenticatedGroup = "system:unauthenticated";
 constexpr std::string_view kImpersonateExtraPrefix = "impersonate-extra-";
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c = AsciiLower(c);
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-// url.PathUnescape: %XX decoded; a bad escape leaves the text as it is (the apiserver rejects
-// such a key; the request's line still says what was asked).
-std::string PercentDecode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%') {
-      if (i + 2 >= text.size()) return std::string(text);
-      const int hi = HexValue(text[i + 1]), lo = HexValue(text[i + 2]);
-      if (hi < 0 || lo < 0) return std::string(text);
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      out.push_back(text[i]);
-    }
-  }
-  return out;
-}
 
 // Fills uid, username and extra.username from a name found, the user map and a known account
 // id (or JWT subject).
@@ -113,7 +88,7 @@ std::optional<ImpersonatedUser> ParseImpersonation(const http::Headers& headers)
                name.size() > kImpersonateExtraPrefix.size() && values < kMaxImpersonationExtras) {
       std::string key(name.substr(kImpersonateExtraPrefix.size()));
       for (char& c : key) c = AsciiLower(c);
-      user->extra[PercentDecode(key)].push_back(value);
+      user->extra[GoPathUnescape(key).value_or(std::string(key))].push_back(value);
       ++values;
     }
   }

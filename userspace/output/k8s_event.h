@@ -44,7 +44,7 @@ namespace mat::output {
 // The line size cap of LineOptions applies exactly as to the MKE line.
 std::string FormatK8sEvent(const audit::AuditRecord& record, const UserFacts& user,
                            const std::string& audit_id, const LineOptions& options);
-// The same with the default LineOptions (a 16384-byte cap).
+// The same with the default LineOptions (a 16383-byte cap).
 std::string FormatK8sEvent(const audit::AuditRecord& record, const UserFacts& user,
                            const std::string& audit_id);
 

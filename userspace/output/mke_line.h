@@ -73,7 +73,7 @@ std::string GoJsonDump(const nlohmann::json& value);
 //     requestURI gets what is left.
 inline constexpr size_t kMinLineBytes = 4096;
 struct LineOptions {
-  size_t max_line_bytes = 16384;
+  size_t max_line_bytes = 16383;
 };
 
 // One line, without the trailing newline. `now_ns` fills the envelope's "time".
@@ -95,7 +95,7 @@ std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& use
 // The same into `out` (cleared first; its storage reused line after line).
 void FormatMkeLine(std::string& out, const audit::AuditRecord& record, const UserFacts& user,
                    const std::string& audit_id, uint64_t now_ns, const LineOptions& options);
-// The same with the default LineOptions (a 16384-byte cap).
+// The same with the default LineOptions (a 16383-byte cap).
 std::string FormatMkeLine(const audit::AuditRecord& record, const UserFacts& user,
                           const std::string& audit_id, uint64_t now_ns);
 

@@ -33,7 +33,7 @@ struct PipelineConfig {
   // RequestReceived (0: only when its connection ends). Its response, if it comes, is
   // written later with the same auditID.
   uint64_t response_timeout_ns = 60'000'000'000ull;
-  output::LineOptions line;  // the line size cap (default 16 KiB)
+  output::LineOptions line;  // the line size cap (default 16383 bytes)
   // Who made each request: token cache, user map (see identity/identify.h).
   identity::IdentityOptions identity;
 };

@@ -1,14 +1,17 @@
 #include "tap/bpf_tap.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "tap.skel.h"
@@ -91,6 +94,29 @@ void EnsureTracefs() {
     spdlog::warn("tracefs is not mounted and mounting it failed: {}", std::strerror(errno));
 }
 
+// Empty when the running kernel has the BTF tracepoints the keys capture copies socket bytes
+// from, else why not. MKE_AUDIT_TAP_TEST_NO_SOCK_TRACEPOINTS=1 (tests only) makes a kernel
+// that has them look like one that does not.
+std::string MissingSocketTracepoints() {
+  const char* test = std::getenv("MKE_AUDIT_TAP_TEST_NO_SOCK_TRACEPOINTS");
+  if (test != nullptr && std::string_view(test) == "1")
+    return "sock_send_length/sock_recv_length tracepoints hidden for a test";
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (vmlinux == nullptr) return "the kernel's BTF cannot be read";
+  std::string missing;
+  for (const char* name : {"btf_trace_sock_send_length", "btf_trace_sock_recv_length"}) {
+    if (btf__find_by_name_kind(vmlinux, name, BTF_KIND_TYPEDEF) < 0) {
+      missing += (missing.empty() ? "" : ", ") + std::string(name + std::strlen("btf_trace_"));
+    }
+  }
+  btf__free(vmlinux);
+  if (missing.empty()) return "";
+  utsname u{};
+  ::uname(&u);
+  return "kernel " + std::string(u.release) + " has no " + missing +
+         " tracepoint (Linux 6.3 or later has them)";
+}
+
 }  // namespace
 
 std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler handler,
@@ -118,6 +144,15 @@ std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler 
     *error = "cannot size the record buffers to the possible CPUs";
     return nullptr;
   }
+  // Without the socket tracepoints (before Linux 6.3) the BPF object still loads: the keys
+  // capture is off, and every target is captured per call.
+  tap->keys_unavailable_ = MissingSocketTracepoints();
+  if (!tap->keys_unavailable_.empty()) {
+    spdlog::warn("{}: no process can have the keys capture; per-call probes for every target",
+                 tap->keys_unavailable_);
+    bpf_program__set_autoload(tap->skel_->progs.sock_send, false);
+    bpf_program__set_autoload(tap->skel_->progs.sock_recv, false);
+  }
   if (int err = tap_bpf__load(tap->skel_)) {
     *error = std::string("cannot load the BPF programs (root or CAP_BPF+CAP_PERFMON needed): ") +
              std::strerror(-err);
@@ -127,6 +162,7 @@ std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler 
   // processes a map lookup per socket call (the syscall tracepoints wait for a plaintext target).
   for (bpf_program* prog :
        {tap->skel_->progs.sock_send, tap->skel_->progs.sock_recv, tap->skel_->progs.sock_state}) {
+    if (!bpf_program__autoload(prog)) continue;
     bpf_link* link = bpf_program__attach(prog);
     if (link == nullptr) {
       *error = std::string("cannot attach BTF tracepoint ") + bpf_program__name(prog) + ": " +
@@ -279,6 +315,10 @@ int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
 
 int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
                       std::string* error) {
+  if (options.mode != CaptureMode::kPlaintext && !keys_unavailable_.empty()) {
+    *error = keys_unavailable_;
+    return 0;
+  }
   RemoveTarget(target.pid);
   const bool plain = options.mode != CaptureMode::kKeys;
   const bool keys = options.mode != CaptureMode::kPlaintext;

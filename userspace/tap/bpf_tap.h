@@ -102,6 +102,9 @@ class BpfTap {
   // socket BTF tracepoints always; the syscall ones while a target is in plaintext capture).
   size_t ProbeCount(pid_t pid) const;
   size_t TracepointCount() const { return sock_links_.size() + syscall_links_.size(); }
+  // Why this kernel cannot copy socket bytes, so no process can have the keys capture (the
+  // sock_send_length/sock_recv_length tracepoints came with Linux 6.3); empty when it can.
+  const std::string& keys_unavailable() const { return keys_unavailable_; }
   size_t SyscallTracepointCount() const { return syscall_links_.size(); }
 
   int epoll_fd() const;
@@ -150,7 +153,8 @@ class BpfTap {
   tap_bpf* skel_ = nullptr;
   ring_buffer* ring_ = nullptr;
   RecordHandler handler_;
-  std::vector<bpf_link*> sock_links_;     // tp_btf: socket bytes and TCP_CLOSE, always
+  std::vector<bpf_link*> sock_links_;  // tp_btf: socket bytes and TCP_CLOSE, always
+  std::string keys_unavailable_;
   std::vector<bpf_link*> syscall_links_;  // syscall tracepoints, while plaintext targets exist
   std::map<pid_t, Target> targets_;
   // Plans per file, bounded (file_cache.h); a pointer returned by the *PlanFor functions is
