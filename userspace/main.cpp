@@ -25,8 +25,10 @@
 #include "config/config_writer.h"
 #include "conn/proc_net.h"
 #include "control/admin_server.h"
+#include "control/capabilities.h"
 #include "doctor/doctor.h"
 #include "options.h"
+#include "output/async_writer.h"
 #include "output/line_sink.h"
 #include "pipeline/pipeline.h"
 #include "support/support_dump.h"
@@ -159,7 +161,7 @@ mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
   return config;
 }
 
-void LogSummary(const mat::pipeline::Pipeline& pipeline, const mat::output::FileLineSink& out) {
+void LogPipelineSummary(const mat::pipeline::Pipeline& pipeline) {
   const auto& p = pipeline.stats();
   const auto& t = pipeline.tracker().stats();
   mat::http::Http1Stats h;
@@ -175,6 +177,10 @@ void LogSummary(const mat::pipeline::Pipeline& pipeline, const mat::output::File
       t.gaps, t.gap_bytes, h.gaps_skipped_in_body, h.requests, h.responses, h.parse_errors,
       h.orphan_responses, h2.requests, h2.responses, h2.hpack_errors, h2.fatal_errors, k.learned,
       k.hits, k.misses);
+}
+
+void LogSummary(const mat::pipeline::Pipeline& pipeline, const mat::output::FileLineSink& out) {
+  LogPipelineSummary(pipeline);
   if (out.lines_lost() != 0)
     spdlog::error("output: {} lines written, {} lost: {}", out.lines_written(), out.lines_lost(),
                   std::strerror(out.last_error()));
@@ -217,7 +223,7 @@ int RunReplay(const mat::Options& o, mat::output::FileLineSink& out) {
   if (stats.bad_records) spdlog::warn("{}: truncated or corrupt tail ignored", o.replay_file);
   pipeline->Finish(clock.ToWall(last_ts));
   LogSummary(*pipeline, out);
-  return 0;
+  return out.lines_lost() == 0 ? 0 : 1;
 }
 
 // Prometheus text format: a label value with \, " and line ends escaped.
@@ -243,7 +249,7 @@ uint64_t MonoNowNs() {
 
 class LiveAuditor {
  public:
-  LiveAuditor(const mat::Options& o, mat::output::FileLineSink* out, int argc, char** argv)
+  LiveAuditor(const mat::Options& o, mat::output::AsyncLineWriter* out, int argc, char** argv)
       : options_(o),
         argc_(argc),
         argv_(argv),
@@ -302,8 +308,10 @@ class LiveAuditor {
     SchedulePoll();
     ScheduleRescan();
     ScheduleSweep();
+    ScheduleLossCheck();
     signals_.Wait([this](int signo) {
       spdlog::info("signal {}: flushing and exiting", signo);
+      stop_at_ = std::chrono::steady_clock::now();
       Drain();
       io_.stop();
     });
@@ -317,8 +325,18 @@ class LiveAuditor {
     pipeline_.Finish(WallNowNs());
     recorder_.Close();
     if (tap_) LogCounters();
-    LogSummary(pipeline_, *out_);
-    return 0;
+    out_->SetLossTotals(LossTotals());  // the last loss notice counts everything
+    out_->Flush();
+    LogPipelineSummary(pipeline_);
+    // The probes go while the writer thread writes what is left: the kernel takes a while to
+    // detach each uprobe (an RCU grace period, 0.1 s or more on a busy machine).
+    if (tap_) {
+      boost::system::error_code ec;
+      ring_.close(ec);
+      tap_.reset();
+      stage_.reset();
+    }
+    return CloseOutput() && exit_code_ == 0 ? 0 : 1;
   }
 
  private:
@@ -489,6 +507,19 @@ class LiveAuditor {
     m += fmt::format("mke_audit_tap_audit_lines_total {}\n", out_->lines_written());
     metric("audit_lines_lost_total", "counter", "Audit lines that could not be written.");
     m += fmt::format("mke_audit_tap_audit_lines_lost_total {}\n", out_->lines_lost());
+    metric("output_queued_bytes", "gauge",
+           "Audit lines decided and not yet taken by stdout, bytes (at most --output-buffer).");
+    m += fmt::format("mke_audit_tap_output_queued_bytes {}\n", out_->queued_bytes());
+    metric("loss_notices_total", "counter", "Loss notice lines written to stdout.");
+    m += fmt::format("mke_audit_tap_loss_notices_total {}\n", out_->notices_written());
+    metric("lost_total", "counter",
+           "Every loss announced (or to be) by the loss notices on stdout, by reason.");
+    {
+      auto lost = out_->losses();
+      for (const auto& [reason, n] : LossTotals()) lost.try_emplace(reason, 0);
+      for (const auto& [reason, n] : lost)
+        m += fmt::format("mke_audit_tap_lost_total{{reason=\"{}\"}} {}\n", PromLabel(reason), n);
+    }
     metric("not_audited_total", "counter", "Exchanges the policy skipped (ignored paths).");
     m += fmt::format("mke_audit_tap_not_audited_total {}\n", p.not_audited);
     metric("records_total", "counter", "Tap records received from the kernel.");
@@ -654,6 +685,7 @@ class LiveAuditor {
     poll_timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
       Drain();  // nothing while detached
+      if (out_->fatal_error() != 0) return OutputGone();
       SchedulePoll();
     });
   }
@@ -699,6 +731,125 @@ class LiveAuditor {
       it = (p == present.end() || p->second != it->second) ? failed_.erase(it) : std::next(it);
     }
     EndBridges();
+  }
+
+  // ---- stdout: losses announced in-band, a reader that is gone, the exit -----------------------
+  // Every loss the stages count, by reason, as cumulative totals (output/loss_notice.h). One
+  // loss may show at several stages (a record the ring buffer dropped is a gap further on).
+  std::vector<std::pair<std::string, uint64_t>> LossTotals() const {
+    std::vector<std::pair<std::string, uint64_t>> v;
+    mat::tap::Counters counters = counters_before_;
+    if (tap_) {
+      auto now = tap_->ReadCounters();
+      for (int i = 0; i < TAP_CNT_MAX; ++i) counters[i] += now[i];
+    }
+    for (int i :
+         {TAP_CNT_RINGBUF_DROPS, TAP_CNT_TRUNC_CALLS, TAP_CNT_READ_FAULTS, TAP_CNT_CONN_MAP_FULL,
+          TAP_CNT_UNTRACKED_CALLS, TAP_CNT_CIPHER_UNCOVERED, TAP_CNT_SECRET_FAULTS})
+      v.emplace_back(mat::tap::CounterName(i), counters[i]);
+    if (stage_) {
+      const auto& s = stage_->stats();
+      for (const auto& [name, value] : std::initializer_list<std::pair<const char*, uint64_t>>{
+               {"tls_bad_records", s.bad_records},
+               {"tls_gaps", s.gaps},
+               {"tls_no_secrets", s.no_secrets},
+               {"tls_pending_overflow", s.pending_overflow},
+               {"tls_undecryptable_suite", s.undecryptable_suite},
+               {"tls_wrong_keys", s.wrong_keys},
+               {"tls_decrypt_failures", s.decrypt_failures},
+               {"tls_malformed_records", s.malformed_records},
+               {"tls_resync_failures", s.resync_failures},
+               {"tls_handshake_lost", s.handshake_lost},
+               {"tls_streams_over_limit", s.streams_over_limit},
+               {"tls_secrets_dropped", s.secrets_dropped},
+               {"tls_rejected_records", s.rejected_records}})
+        v.emplace_back(name, value);
+    }
+    const auto& p = pipeline_.stats();
+    const auto& t = pipeline_.tracker().stats();
+    mat::http::Http1Stats h;
+    mat::http::Http2Stats h2;
+    pipeline_.tracker().AddHttpStats(&h, &h2);
+    for (const auto& [name, value] : std::initializer_list<std::pair<const char*, uint64_t>>{
+             {"bad_records", p.bad_records},
+             {"stream_gaps", t.gaps},
+             {"http_parse_errors", h.parse_errors},
+             {"http_orphan_responses", h.orphan_responses},
+             {"http_dropped_requests", h.dropped_requests},
+             {"http2_dropped_streams", h2.dropped_streams},
+             {"http2_header_lists_truncated", h2.header_lists_truncated},
+             {"http2_hpack_errors", h2.hpack_errors},
+             {"http2_fatal_errors", h2.fatal_errors}})
+      v.emplace_back(name, value);
+    return v;
+  }
+
+  // Hands the loss counts to the writer (which announces them) and logs failed writes.
+  void ScheduleLossCheck() {
+    loss_timer_.expires_after(std::chrono::milliseconds(500));
+    loss_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      out_->SetLossTotals(LossTotals());
+      uint64_t failed = out_->lines_write_failed();
+      if (failed != write_failed_reported_) {
+        spdlog::error("stdout: {} line(s) lost to failed writes: {}",
+                      failed - write_failed_reported_, std::strerror(out_->last_error()));
+        write_failed_reported_ = failed;
+      }
+      uint64_t full = out_->lines_dropped_full();
+      if (full != dropped_full_reported_) {
+        spdlog::warn(
+            "stdout: {} line(s) dropped: the output buffer is full (--output-buffer {} bytes; "
+            "the reader of stdout is slow or stalled)",
+            full - dropped_full_reported_, options_.output_buffer_bytes);
+        dropped_full_reported_ = full;
+      }
+      ScheduleLossCheck();
+    });
+  }
+
+  // The reader of stdout is gone (EPIPE): every later line would be lost, so the auditor ends.
+  void OutputGone() {
+    spdlog::error(
+        "stdout is closed (write: {}; the reader of the audit lines is gone): exiting; {} "
+        "line(s) written, {} not written",
+        std::strerror(out_->fatal_error()), out_->lines_written(), out_->lines_unwritten());
+    exit_code_ = 1;
+    io_.stop();
+  }
+
+  // Writes what is held for at most --exit-timeout; says what could not be written. True when
+  // every line was written.
+  bool CloseOutput() {
+    auto t0 = std::chrono::steady_clock::now();
+    // --exit-timeout counts from the signal.
+    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::seconds(options_.exit_timeout_s));
+    if (stop_at_) timeout -= std::chrono::duration_cast<std::chrono::milliseconds>(t0 - *stop_at_);
+    bool all = out_->Close(std::max(timeout, std::chrono::milliseconds(0)));
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    std::string lost;
+    for (const auto& [reason, n] : out_->losses())
+      if (reason.rfind("output_", 0) == 0) lost += fmt::format(", {} {}", n, reason);
+    if (out_->fatal_error() != 0) {
+      spdlog::error("output: {} lines written, {} not written (stdout: {}){}",
+                    out_->lines_written(), out_->lines_unwritten(),
+                    std::strerror(out_->fatal_error()), lost);
+    } else if (out_->lines_unwritten() != 0) {
+      spdlog::error(
+          "output: {} lines written, {} not written: stdout did not take them within "
+          "--exit-timeout {} s{}{}",
+          out_->lines_written(), out_->lines_unwritten(), options_.exit_timeout_s, lost,
+          out_->last_line_cut_short() ? " (the last line written is cut short)" : "");
+    } else if (!all) {
+      spdlog::warn("output: {} lines written in all{}", out_->lines_written(), lost);
+    } else {
+      spdlog::info("output: {} lines written ({} ms to write the last ones)", out_->lines_written(),
+                   ms);
+    }
+    return out_->fatal_error() == 0 && out_->lines_unwritten() == 0;
   }
 
   // ---- keys capture: how each target is captured ---------------------------------------------
@@ -936,7 +1087,7 @@ class LiveAuditor {
   mat::Options options_;  // a copy: the admin API and reloads change it
   int argc_;
   char** argv_;  // reread at a reload
-  mat::output::FileLineSink* out_;
+  mat::output::AsyncLineWriter* out_;
   mat::capture::ClockMap clock_;
   mat::capture::Recorder recorder_;
   mat::conn::ListeningPortCache listening_;
@@ -957,18 +1108,37 @@ class LiveAuditor {
   LayoutResult uncached_layout_;
   mat::tap::Counters counters_before_{};  // kernel counters of taps detached earlier
   uint64_t reported_losses_ = 0;
+  uint64_t write_failed_reported_ = 0;
+  uint64_t dropped_full_reported_ = 0;
+  int exit_code_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> stop_at_;  // SIGINT/SIGTERM came
   boost::asio::io_context io_;
   boost::asio::posix::stream_descriptor ring_;
   boost::asio::steady_timer poll_timer_;
   boost::asio::steady_timer rescan_timer_;
   boost::asio::steady_timer sweep_timer_;
   boost::asio::steady_timer config_timer_;
+  boost::asio::steady_timer loss_timer_{io_};
   StopSignalWatcher signals_;
   StopSignalWatcher reload_signals_;  // SIGHUP
   Stamp config_stamp_;
   mat::control::AdminBackend backend_;
   std::unique_ptr<mat::control::AdminServer> admin_;  // before io_ goes
 };
+
+// Least privilege: one message for each capability missing, with what fails without it (README
+// "Privileges"). The auditor still starts: what it can do, it does.
+void CheckCapabilities() {
+  bool ok = false;
+  uint64_t effective = mat::control::EffectiveCapabilities(&ok);
+  if (!ok) {
+    spdlog::warn("capabilities: cannot read them (capget: {})", std::strerror(errno));
+    return;
+  }
+  auto check = mat::control::CheckCapabilities(effective);
+  for (const auto& text : check.errors) spdlog::error("capabilities: {}", text);
+  for (const auto& text : check.warnings) spdlog::warn("capabilities: {}", text);
+}
 
 int RunIdle() {
   // Level none: nothing is captured and no probe is attached.
@@ -1005,8 +1175,13 @@ int main(int argc, char** argv) {
   // The process holds TLS secrets, keys and decrypted credentials: no core dump of it, and no
   // ptrace by other users' processes.
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  mat::output::FileLineSink out(stdout);
-  if (!options->replay_file.empty()) return RunReplay(*options, out);
+  // A reader that closes stdout gives EPIPE, reported and ending the auditor with its summary,
+  // not a silent death by SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
+  if (!options->replay_file.empty()) {
+    mat::output::FileLineSink out(stdout);
+    return RunReplay(*options, out);
+  }
   BlockStopSignals();
   // Level none with nothing that could change it: no pipeline at all.
   if (options->level == mat::audit::Level::kNone && options->admin_listen.empty() &&
@@ -1014,6 +1189,11 @@ int main(int argc, char** argv) {
     return RunIdle();
   sigset_t reload = ReloadSignals();  // SIGHUP reloads, read from a signalfd
   pthread_sigmask(SIG_BLOCK, &reload, nullptr);
+  std::fflush(stdout);
+  mat::output::AsyncWriterOptions output;
+  output.buffer_bytes = options->output_buffer_bytes;
+  mat::output::AsyncLineWriter out(STDOUT_FILENO, output);  // after the signals are blocked
+  CheckCapabilities();
   LiveAuditor auditor(*options, &out, argc, argv);
   return auditor.Run();
 }

@@ -199,6 +199,10 @@ const OptionSpec kOptions[] = {
      SetNumber<&O::rescan_ms>},
     {"--idle-timeout", "idle_timeout", K::kNumber, false, 1, 30 * 86400, nullptr,
      SetNumber<&O::idle_timeout_s>},
+    {"--output-buffer", "output_buffer", K::kNumber, false, 1u << 16, 1ull << 40, nullptr,
+     SetNumber<&O::output_buffer_bytes>},
+    {"--exit-timeout", "exit_timeout", K::kNumber, false, 0, 3600, nullptr,
+     SetNumber<&O::exit_timeout_s>},
     {"--record", "record", K::kText, false, 0, 0, SetFile<&O::record_file>},
     {"--replay", "", K::kText, false, 0, 0, SetFile<&O::replay_file>},
     {"--log-level", "log_level", K::kText, false, 0, 0, SetLogLevel},
@@ -479,6 +483,18 @@ Capture:
   --rescan-ms N                  how often to look for new target processes (default 1000)
   --idle-timeout S               end connections idle this long, seconds (default 900)
 
+Output (stdout; a writer thread, so a slow reader never stalls the capture):
+  --output-buffer N              audit lines held for a slow or stalled stdout, bytes at most
+                                 (default 67108864); beyond, lines are dropped and counted,
+                                 and a loss notice line says so once stdout flows again
+  --exit-timeout S               at SIGTERM/SIGINT, write what is held for at most S seconds
+                                 (default 5), then exit saying on stderr how many lines could
+                                 not be written
+  Every loss (kernel, TLS, HTTP, output) is announced on stdout by a loss notice, a JSON line
+  without auditID: {"counts":{REASON:N,...},"level":"warning","msg":"mke-audit-tap/loss",
+  "since":TIME,"time":TIME,"total":N,"type":"mke-audit-tap/loss"}, at most one a second.
+  A reader that closes stdout (EPIPE) ends the auditor with an error and exit status 1.
+
 Record and replay:
   --record FILE                  also write the raw tap records to FILE (mode 0600; it holds
                                  PLAINTEXT, including credentials: protect it); a symbolic
@@ -696,6 +712,8 @@ std::string EffectiveConfigToml(const Options& o) {
       {"poll_ms", n(o.poll_ms)},
       {"rescan_ms", n(o.rescan_ms)},
       {"idle_timeout", n(o.idle_timeout_s)},
+      {"output_buffer", n(o.output_buffer_bytes)},
+      {"exit_timeout", n(o.exit_timeout_s)},
       {"record", TomlText(o.record_file)},
       {"log_level", TomlText(o.log_level)},
       {"admin_listen", TomlText(o.admin_listen)},

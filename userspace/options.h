@@ -36,6 +36,10 @@ struct Options {
   uint32_t rescan_ms = 1000;
   uint32_t poll_ms = 20;
   uint32_t idle_timeout_s = 900;
+  // stdout: decided lines held for a slow reader, at most (bytes; beyond: dropped, counted and
+  // announced), and how long a stop (SIGTERM) may wait for a blocked reader, seconds.
+  uint64_t output_buffer_bytes = 64ull << 20;
+  uint32_t exit_timeout_s = 5;
   size_t max_body_bytes = 64 * 1024;
   std::string log_level = "info";  // trace|debug|info|warn|error, as spdlog names them
   std::string format = "mke";      // mke | k8s

@@ -52,6 +52,7 @@ BIG_SIZE = 1 << 20  # large request/response bodies: many TLS records, many SSL_
 # A throwaway value, not a secret: it only has to come back in user.extra.licenseKey.
 LICENSE_KEY = "mat-e2e-license-" + uuid.uuid4().hex[:12]
 
+LOSS_NOTICE_TYPE = "mke-audit-tap/loss"
 UUID_V4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 MICROS_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 SECONDS_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -866,6 +867,12 @@ class ParsedLine:
         return isinstance(self.obj, dict) and self.obj.get("msg") == "audit" and \
             isinstance(self.obj.get("audit"), dict)
 
+    @property
+    def is_loss_notice(self) -> bool:
+        """The in-band loss notice (README "Losses are announced"): no auditID, counts by reason."""
+        return isinstance(self.obj, dict) and self.obj.get("type") == LOSS_NOTICE_TYPE and \
+            "auditID" not in self.raw and isinstance(self.obj.get("counts"), dict)
+
     def key(self):
         a = self.audit
         src = a.get("sourceIPs")
@@ -1077,8 +1084,9 @@ class AuditRun:
     def problems_only_json_lines(self) -> List[str]:
         bad = [f"line {i + 1}: {l.error}: {l.raw[:300]!r}" for i, l in enumerate(self.lines)
                if l.error]
-        bad += [f"line {i + 1}: JSON but not an audit line: {l.raw[:300]}"
-                for i, l in enumerate(self.lines) if not l.error and not l.is_audit]
+        bad += [f"line {i + 1}: JSON but not an audit line (nor a loss notice): {l.raw[:300]}"
+                for i, l in enumerate(self.lines)
+                if not l.error and not l.is_audit and not l.is_loss_notice]
         return bad
 
     def problems_one_line_per_request(self) -> List[str]:

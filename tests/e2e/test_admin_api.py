@@ -306,6 +306,13 @@ def test_metrics_parse_and_the_page(admin, start_server, auditor_binary, request
         assert families["mke_audit_tap_records"].samples[0].value > 0, text
         reasons = {s.labels["reason"] for s in families["mke_audit_tap_losses"].samples}
         assert {"ringbuf_drops", "truncated_calls", "untracked_calls"} <= reasons, reasons
+        # Every reason the loss notices on stdout use, the output's included (issue 13).
+        lost = {s.labels["reason"]: s.value for s in families["mke_audit_tap_lost"].samples}
+        assert {"output_buffer_full", "output_write_failed", "ringbuf_drops", "stream_gaps",
+                "http_parse_errors"} <= set(lost), lost
+        assert lost["output_buffer_full"] == 0, lost
+        assert families["mke_audit_tap_output_queued_bytes"].samples[0].value >= 0, text
+        assert families["mke_audit_tap_loss_notices"].samples[0].value == 0, text
         targets = families["mke_audit_tap_target_info"].samples
         assert {s.labels["comm"] for s in targets} == {"nginx"}, text
         assert families["mke_audit_tap_targets"].samples[0].value == len(targets) >= 1

@@ -20,7 +20,7 @@ import pytest
 from conftest import (BIG_SIZE, CLIENT_TIMEOUT, LINES_TIMEOUT, AuditRun, GoServer, NginxServer,
                       SServer,
                       Sent, TlsClient, client_context, curl, finish, http_request, make_auditor,
-                      require, run, wait_until)
+                      parse_line, require, run, wait_until)
 
 KEYS = ["--capture", "auto"]
 
@@ -396,6 +396,15 @@ def test_undecryptable_suite_is_counted_and_named(auditor_binary, tls_material, 
             f"the undecryptable suite was not named in the log\n{auditor.diagnostics()}")
         assert re.search(r"cannot decrypt|not decryptable|undecryptable",
                          auditor.stderr_text()), auditor.diagnostics()
+        # Not only on stderr: in-band, a loss notice on stdout names it (within a second or so).
+        def announced():
+            for raw in auditor.raw_lines():
+                pl = parse_line(raw)
+                if pl.is_loss_notice and pl.obj["counts"].get("tls_undecryptable_suite", 0) >= 1:
+                    return True
+            return False
+        assert wait_until(announced, LINES_TIMEOUT), (
+            f"no loss notice with tls_undecryptable_suite on stdout\n{auditor.diagnostics()}")
     finally:
         auditor.kill()
         server.stop()
