@@ -19,7 +19,7 @@
 #include <memory>
 #include <optional>
 
-#include "doctor/capabilities.h"
+#include "control/capabilities.h"
 #include "options.h"
 #include "tap.skel.h"
 #include "tap/bpf_tap.h"
@@ -319,21 +319,27 @@ bool CheckBpfObject(const Options& o, Report* r) {
 
 // ---- capabilities ---------------------------------------------------------------------------
 
-// Returns whether BPF maps and programs may be created (CAP_BPF or CAP_SYS_ADMIN).
+// The capabilities the auditor checks at start (control/capabilities.h, measured), one line
+// each. Returns whether BPF maps and programs may be created (CAP_BPF or CAP_SYS_ADMIN).
 bool CheckCaps(Report* r) {
-  uint64_t effective = 0;
-  std::string error;
-  if (!EffectiveCapabilities(&effective, &error)) {
-    r->Add(Status::kFail, "capabilities", error);
+  bool ok = false;
+  const uint64_t effective = control::EffectiveCapabilities(&ok);
+  if (!ok) {
+    r->Add(Status::kFail, "capabilities", "capget failed: " + Errno(errno));
     return true;  // unknown: the kernel checks will tell
   }
+  auto has = [&](int cap) { return cap >= 0 && cap < 64 && (effective >> cap & 1) != 0; };
   bool bpf_allowed = true;
-  for (const CapabilityCheck& c : CheckCapabilities(effective)) {
-    r->Add(c.ok         ? Status::kOk
-           : c.required ? Status::kFail
-                        : Status::kWarn,
-           "capability " + c.name, c.text);
-    if (c.name == "CAP_BPF") bpf_allowed = c.ok;
+  for (const control::CapabilityNeed& need : control::NeededCapabilities()) {
+    const bool present = has(need.cap) || has(need.alternative);
+    if (present) {
+      r->Add(Status::kOk, std::string("capability ") + need.name,
+             std::string("present: ") + need.used_for);
+    } else {
+      r->Add(need.essential ? Status::kFail : Status::kWarn, std::string("capability ") + need.name,
+             std::string("missing: without it ") + need.without);
+    }
+    if (std::string_view(need.name) == "CAP_BPF") bpf_allowed = present;
   }
   return bpf_allowed;
 }
