@@ -51,9 +51,11 @@ enum class Method {
   kUnresolved,                   // a credential that names nobody known
   kAnonymous,                    // no credential at all, known for sure
   kNoCredentialSeen,             // no credential seen, and certificates not known
+  kUnixPeerCredentials,          // a local socket's peer: the uid the kernel recorded at connect
 };
 // "session-token", "jwt-unverified", "basic", "client-certificate",
-// "client-certificate-unverified", "unresolved", "anonymous", "no-credential-seen".
+// "client-certificate-unverified", "unresolved", "anonymous", "no-credential-seen",
+// "unix-peer-credentials".
 std::string_view MethodName(Method method);
 
 // The Kubernetes impersonation headers, as the client sent them (whether the server allowed
