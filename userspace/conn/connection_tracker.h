@@ -57,6 +57,7 @@ class ConnectionTracker {
   // socket's cookie): its side is known (server) and its source is the socket's path. Kept
   // until its TAP_EV_CONN_END or its process's exit (an idle close keeps it: more data may come).
   void OnLocalSocket(uint32_t tgid, uint64_t conn, const std::string& path);
+  void ForgetLocalSocket(uint32_t tgid, uint64_t conn) { local_.erase({tgid, conn}); }
   bool IsLocal(uint32_t tgid, uint64_t conn) const { return local_.count({tgid, conn}) != 0; }
   // Ends every connection of a process that is gone.
   void OnProcessExit(uint32_t tgid, uint64_t wall_ns);

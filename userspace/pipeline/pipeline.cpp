@@ -105,6 +105,13 @@ void Pipeline::OnLocalSock(const tap_local_sock& record) {
                 record.hdr.tgid, peer.path, peer.pid, peer.comm, peer.uid,
                 peer.container_id.empty() ? "-" : peer.container_id,
                 peer.ignored ? " (ignored: " + peer.ignored_by + ")" : "");
+  // Bounded like the kernel's table: a connection whose end was never seen (its close lost)
+  // goes first; cookies grow, so within a process the lowest is the oldest.
+  if (local_peers_.size() >= TAP_MAX_CONNS) {
+    tracker_.ForgetLocalSocket(local_peers_.begin()->first.first,
+                               local_peers_.begin()->first.second);
+    local_peers_.erase(local_peers_.begin());
+  }
   tracker_.OnLocalSocket(record.hdr.tgid, record.hdr.conn, peer.path);
   local_peers_[{record.hdr.tgid, record.hdr.conn}] = std::move(peer);
 }
