@@ -10,6 +10,7 @@ calling process's pid and command name and the socket path as source, TLS ones w
 certificate's name. Works in both capture modes (the local path is the same in both: socket
 tracepoints, no uprobe), so it also runs under e2e_plaintext."""
 
+import glob
 import grp
 import os
 import pwd
@@ -93,7 +94,7 @@ class Calls:
         self.expected = Counter()  # (verb, path, username, pid, comm)
         self.cli_dirs = {}
 
-    def _run(self, argv, who, comm, stdin=None, env=None):
+    def _run(self, argv, who, comm, stdin=None, env=None, ok=(0,)):
         before = len(self.d.api_calls())
         kwargs = {}
         if who == self.user.name:
@@ -101,7 +102,7 @@ class Calls:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, **kwargs)
         out, err = proc.communicate(stdin, timeout=90)
-        assert proc.returncode == 0, f"{argv} failed: {err.decode()}"
+        assert proc.returncode in ok, f"{argv} failed: {err.decode()}"
         calls = self.d.api_calls()[before:]
         for verb, path in calls:
             if not IGNORED.match(path.split("?")[0]):
@@ -119,8 +120,8 @@ class Calls:
         env.update(DOCKER_HOST=f"unix://{self.d.sock}", DOCKER_CONFIG=str(cfg))
         return env
 
-    def docker(self, who, *args, stdin=None):
-        return self._run(["docker", *args], who, "docker", stdin, self.local_env(who))[0]
+    def docker(self, who, *args, stdin=None, ok=(0,)):
+        return self._run(["docker", *args], who, "docker", stdin, self.local_env(who), ok)[0]
 
     def curl(self, who, method, path):
         return self._run(["curl", "-sS", "-f", "--unix-socket", str(self.d.sock), "-X", method,
@@ -195,10 +196,18 @@ def test_local_socket_calls_audited_with_peer_credentials(local_env, auditor_bin
         service_id = calls.docker("root", "service", "create", "--detach", "--no-resolve-image",
                                   "--name", "mat-e2e-local-svc", "busybox:latest", "sleep", "600")
         image = make_image(d, calls, tmp_path)
-        calls.docker("root", "run", "-d", "--network", "none", "--name", "mat-e2e-c", image,
-                     "/bin/sleep", "600")
+        cid = calls.docker("root", "run", "-d", "--network", "none", "--name", "mat-e2e-c",
+                           image, "/bin/sleep", "600")
         assert calls.docker("root", "exec", "mat-e2e-c", "/bin/echo", "hello-exec") == \
             "hello-exec"
+        # A process in the container's cgroup (as MKE's components, containers with the socket
+        # mounted, are): the host's curl moved there, streaming /events for 3 s so that it is
+        # alive when the auditor reads its cgroup.
+        cgroups = glob.glob(f"/sys/fs/cgroup/**/{cid}/cgroup.procs", recursive=True)
+        assert cgroups, f"no cgroup of container {cid}"
+        calls._run(["sh", "-c", f'echo $$ > {cgroups[0]} && exec curl -sS --max-time 3 '
+                    f'--unix-socket {d.sock} http://localhost/v1.41/events'],
+                   "root", "curl", ok=(28,))
         # The unprivileged user, through the socket's group.
         calls.docker(user.name, "ps")
         calls.docker(user.name, "secret", "create", "mat-e2e-local-secret-2", "-",
@@ -221,14 +230,22 @@ def test_local_socket_calls_audited_with_peer_credentials(local_env, auditor_bin
     err = aud.stderr_text()
     assert payload not in out and payload not in err, "the secret's payload reached the output"
     lines = local_lines(aud)
+    events = [ln for ln in lines if ln["requestURI"].startswith("/v1.41/events")]
+    assert len(events) == 1, events
+    assert events[0]["user"]["extra"]["container"] == [f"mat-e2e-c ({cid[:12]})"], events
     got = Counter(key_of(ln) for ln in lines)
-    assert got == want, f"audit lines vs dockerd's log:\n got {sorted(got.items())}\n" \
-                        f"want {sorted(want.items())}\n{aud.diagnostics()}"
+    assert got == want, f"audit lines vs dockerd's log:\n only written {got - want}\n" \
+                        f"only logged {want - got}\n{aud.diagnostics()}"
 
     local = [ln for ln in lines if ln["user"]["username"] != "alice"]
     tls = [ln for ln in lines if ln["user"]["username"] == "alice"]
     assert local and tls
     for ln in local:
+        if ln in events:
+            continue
+        # Clients on the host: no container (or gone before the auditor looked).
+        assert ln["user"]["extra"].get("container", ["unknown: the process exited"]) == \
+            ["unknown: the process exited"], ln
         assert ln["sourceIPs"] == [str(d.sock)], ln
         assert ln["annotations"][IDENTIFIED_BY] == "unix-peer-credentials", ln
         assert ln["user"]["extra"]["username"] == [ln["user"]["username"]], ln
