@@ -302,3 +302,24 @@ def test_local_socket_ignored_peer_counted_not_written(local_env, auditor_binary
     m = re.search(r"local socket: \d+ connections .*?, (\d+) calls of ignored peers not written",
                   err)
     assert m and int(m.group(1)) == ignored, err
+
+
+def test_local_socket_off(local_env, auditor_binary):
+    """--local-socket off: the local API is not audited; the TLS API still is."""
+    d, user = local_env
+    calls = Calls(d, user)
+    aud = make_auditor(auditor_binary, [d.pid], (), ["--local-socket", "off"])
+    aud.start()
+    aud.wait_ready()
+    try:
+        calls.docker("root", "ps")
+        calls.curl(user.name, "GET", "/v1.41/images/json")
+        calls.tls("ps")
+        want = Counter(k for k in calls.expected.elements() if k[2] == "alice")
+        assert sum(want.values()) == 1 and sum(calls.expected.values()) == 3, calls.expected
+        aud.wait_quiet(at_least=1, timeout=30)
+    finally:
+        assert aud.stop() == 0, aud.diagnostics()
+    got = Counter(key_of(ln) for ln in local_lines(aud))
+    assert got == want, f"got {got}\nwant {want}\n{aud.diagnostics()}"
+    assert "local socket:" not in aud.stderr_text()
