@@ -19,6 +19,8 @@
 //  5. Else nothing was seen and the capture cannot say more: "no-credential-seen", written as
 //     "unidentified" (the capture does not supply client certificates yet, so a client bundle's
 //     request lands here).
+// Calls on dockerd's local (Unix) socket are not resolved here: the kernel's peer credentials
+// name the caller (identity/local_peer.h, pipeline's SetLocalUser): "unix-peer-credentials".
 // The name found is looked up in the user map ("cn:" for certificates, "login:" for the rest):
 // with an entry, uid = username = its account id and extra.username = [its name]; without one,
 // an account id the login response gave (eNZi) or a JWT's "sub" fills uid and username, and
