@@ -1270,7 +1270,8 @@ struct cipher_sock {
 	__s32 fd;     /* the fd of its last call */
 	__u64 pos[2]; /* indexed by enum tap_direction */
 	__u8 closed;  /* TAP_EV_SOCK_CLOSE sent */
-	__u8 pad[7];
+	__u8 skip;    /* a local socket not audited (not accepted from a bound listener) */
+	__u8 pad[6];
 };
 
 struct {
@@ -1291,6 +1292,75 @@ struct {
 #define NR_recvmsg 47
 #define NR_preadv2 327
 #define NR_pwritev2 328
+
+/*
+ * Local sockets (TAP_TARGET_LOCAL): an accepted AF_UNIX socket's fd in the target, to its cookie,
+ * so that the close of that fd ends the connection. AF_UNIX has no state tracepoint, and
+ * function entry programs (fentry on unix_release) are refused where the kernel is locked down.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TAP_MAX_CONNS);
+	__type(key, struct sock_key);
+	__type(value, __u64); /* socket cookie */
+} local_fds SEC(".maps");
+
+/*
+ * The listening socket's address of an AF_UNIX socket it accepted (the accepted socket shares
+ * it), or 0: a socket the target connected, or made with socketpair, has none of its own.
+ */
+static __always_inline struct unix_address *accepted_unix_addr(struct sock *sk)
+{
+	return BPF_CORE_READ((struct unix_sock *)sk, addr);
+}
+
+/* An accepted local socket first seen moving bytes: who connected, and to which path. */
+static __always_inline void emit_local_sock(__u64 id, struct sock *sk, struct unix_address *addr,
+					    __u64 cookie, __s32 fd)
+{
+	struct tap_local_sock *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	struct hlist_node *leader;
+	const struct cred *cred;
+	struct pid *peer;
+
+	if (!ev) {
+		count(TAP_CNT_RINGBUF_DROPS, 1);
+		return;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	fill_hdr(&ev->hdr, TAP_EV_LOCAL_SOCK, id, fd, cookie);
+	peer = BPF_CORE_READ(sk, sk_peer_pid);
+	cred = BPF_CORE_READ(sk, sk_peer_cred);
+	if (peer) {
+		ev->peer_pid = BPF_CORE_READ(peer, numbers[0].nr);
+		/* The thread group's leader: its task links the pid as PIDTYPE_TGID. */
+		leader = BPF_CORE_READ(peer, tasks[PIDTYPE_TGID].first);
+		if (leader) {
+			struct task_struct *task =
+			    (void *)leader - bpf_core_field_offset(struct task_struct, pid_links) -
+			    PIDTYPE_TGID * sizeof(struct hlist_node);
+
+			BPF_CORE_READ_STR_INTO(&ev->peer_comm, task, comm);
+		}
+	}
+	if (cred) {
+		ev->peer_uid = BPF_CORE_READ(cred, euid.val);
+		ev->peer_gid = BPF_CORE_READ(cred, egid.val);
+	}
+	/*
+	 * The path up to its NUL (an abstract address, which starts with a NUL, reads as empty:
+	 * path_len 1, path[0] 0). len counts sun_family and the path's NUL.
+	 */
+	if (BPF_CORE_READ(addr, len) > (int)sizeof(__u16)) {
+		long got = bpf_probe_read_kernel_str(
+		    ev->path, sizeof(ev->path),
+		    (void *)addr + bpf_core_field_offset(struct unix_address, name) +
+			sizeof(__u16));
+
+		ev->path_len = got > 1 ? got - 1 : 1;
+	}
+	bpf_ringbuf_submit(ev, rb_flags());
+}
 
 /* A socket first seen moving bytes: its endpoints, straight from the sock. */
 static __always_inline void emit_cipher_sock(__u64 id, struct sock *sk, __u64 cookie, __s32 fd,
@@ -1329,20 +1399,34 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 	__u64 key, pos, nr, to_copy;
 	__u16 family;
 	__s32 fd = -1;
-	bool covered = false;
+	bool covered = false, local = false;
+	__u8 mode;
 
-	if (ret <= 0 || !sk || !(target_mode(id >> 32) & TAP_TARGET_CIPHER))
+	if (ret <= 0 || !sk)
+		return 0;
+	mode = target_mode(id >> 32);
+	if (!(mode & (TAP_TARGET_CIPHER | TAP_TARGET_LOCAL)))
 		return 0;
 	if (dir == TAP_DIR_READ && (flags & (MSG_PEEK | MSG_ERRQUEUE)))
 		return 0; /* not bytes of the stream, or not consumed */
-	key = bpf_get_socket_cookie(sk);
 	/*
 	 * sk, task and regs are pointers the verifier trusts (BTF tracepoint argument, helpers
 	 * returning BTF pointers): plain loads, several times cheaper than bpf_probe_read_kernel.
 	 */
 	family = sk->__sk_common.skc_family;
-	if ((family != AF_INET && family != AF_INET6) || sk->sk_protocol != IPPROTO_TCP)
+	if (family == AF_UNIX) {
+		/* A local API connection: plaintext, delivered as TAP_EV_DATA. */
+		if (!(mode & TAP_TARGET_LOCAL) || sk->sk_type != SOCK_STREAM)
+			return 0;
+		local = true;
+	} else if (!(mode & TAP_TARGET_CIPHER) || (family != AF_INET && family != AF_INET6) ||
+		   sk->sk_protocol != IPPROTO_TCP) {
 		return 0;
+	}
+	key = bpf_get_socket_cookie(sk);
+	cs = bpf_map_lookup_elem(&cipher_socks, &key);
+	if (cs && cs->skip)
+		return 0; /* a local socket of the target's own (a client, a socketpair) */
 
 	task = bpf_get_current_task_btf();
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
@@ -1386,20 +1470,39 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 			fd = (__s32)arg1;
 	}
 
-	cs = bpf_map_lookup_elem(&cipher_socks, &key);
 	if (!cs) {
+		struct unix_address *addr = 0;
+
 		fresh.tgid = id >> 32;
 		fresh.fd = fd;
+		if (local) {
+			addr = accepted_unix_addr(sk);
+			fresh.skip = !addr;
+		}
 		if (bpf_map_update_elem(&cipher_socks, &key, &fresh, BPF_NOEXIST) &&
 		    !bpf_map_lookup_elem(&cipher_socks, &key))
 			count(TAP_CNT_CONN_MAP_FULL, 1);
 		cs = bpf_map_lookup_elem(&cipher_socks, &key);
-		if (!cs)
+		if (!cs || fresh.skip)
 			return 0;
-		emit_cipher_sock(id, sk, key, fd, family);
+		if (local) {
+			struct sock_key fk = {.tgid = id >> 32, .fd = fd};
+
+			if (fd >= 0)
+				bpf_map_update_elem(&local_fds, &fk, &key, BPF_ANY);
+			emit_local_sock(id, sk, addr, key, fd);
+		} else {
+			emit_cipher_sock(id, sk, key, fd, family);
+		}
 	}
-	if (fd >= 0)
+	if (fd >= 0 && fd != cs->fd) {
+		if (local) {
+			struct sock_key fk = {.tgid = id >> 32, .fd = fd};
+
+			bpf_map_update_elem(&local_fds, &fk, &key, BPF_ANY);
+		}
 		cs->fd = fd;
+	}
 	dir &= 1;
 	pos = cs->pos[dir];
 	cs->pos[dir] = pos + (__u64)ret;
@@ -1409,8 +1512,13 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 		count(TAP_CNT_CIPHER_UNCOVERED, 1);
 		return 0;
 	}
-	count(TAP_CNT_CIPHER_CALLS, 1);
-	count(TAP_CNT_CIPHER_BYTES, (__u64)ret);
+	if (local) {
+		count(TAP_CNT_LOCAL_CALLS, 1);
+		count(TAP_CNT_LOCAL_BYTES, (__u64)ret);
+	} else {
+		count(TAP_CNT_CIPHER_CALLS, 1);
+		count(TAP_CNT_CIPHER_BYTES, (__u64)ret);
+	}
 	to_copy = (__u64)ret;
 	if (to_copy > cipher_cap_bytes) {
 		count(TAP_CNT_TRUNC_CALLS, 1);
@@ -1420,7 +1528,7 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 	c.id = id;
 	c.conn = key;
 	c.pos = pos;
-	c.type = TAP_EV_CIPHER;
+	c.type = local ? TAP_EV_DATA : TAP_EV_CIPHER;
 	c.call_len = (__u32)ret;
 	c.to_copy = to_copy;
 	c.fd = fd;
@@ -1460,6 +1568,37 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	cs->closed = 1;
 	fill_hdr(&ev, TAP_EV_SOCK_CLOSE, (__u64)cs->tgid << 32, cs->fd, key);
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
+		count(TAP_CNT_RINGBUF_DROPS, 1);
+	return 0;
+}
+
+/*
+ * close(2) by a target of an accepted local socket's fd: the connection ends, with its positions,
+ * as a TLS connection does at SSL_free. Attached while some target has TAP_TARGET_LOCAL; costs
+ * every other close one lookup.
+ */
+SEC("tracepoint/syscalls/sys_enter_close")
+int tp_local_close(struct syscall_enter_ctx *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct sock_key fk = {.tgid = id >> 32, .fd = (__s32)ctx->args[0]};
+	struct tap_conn_end ev = {};
+	struct cipher_sock *cs;
+	__u64 *cookie, key;
+
+	cookie = bpf_map_lookup_elem(&local_fds, &fk);
+	if (!cookie)
+		return 0;
+	key = *cookie;
+	bpf_map_delete_elem(&local_fds, &fk);
+	cs = bpf_map_lookup_elem(&cipher_socks, &key);
+	if (!cs || cs->fd != fk.fd)
+		return 0; /* a stale entry: the socket has moved on to another fd */
+	fill_hdr(&ev.hdr, TAP_EV_CONN_END, id, fk.fd, key);
+	ev.read_pos = cs->pos[TAP_DIR_READ];
+	ev.write_pos = cs->pos[TAP_DIR_WRITE];
+	bpf_map_delete_elem(&cipher_socks, &key);
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), rb_flags()))
 		count(TAP_CNT_RINGBUF_DROPS, 1);
 	return 0;

@@ -105,10 +105,56 @@ struct sock_common {
 	struct in6_addr skc_v6_daddr;
 } __attribute__((preserve_access_index));
 
+struct kuid_min {
+	__u32 val;
+};
+
+struct cred {
+	struct kuid_min euid;
+	struct kuid_min egid;
+} __attribute__((preserve_access_index));
+
+struct hlist_node {
+	struct hlist_node *next;
+	struct hlist_node **pprev;
+} __attribute__((preserve_access_index));
+
+struct hlist_head {
+	struct hlist_node *first;
+} __attribute__((preserve_access_index));
+
+struct upid {
+	int nr;
+} __attribute__((preserve_access_index));
+
+struct pid {
+	struct hlist_head tasks[4];
+	struct upid numbers[1];
+} __attribute__((preserve_access_index));
+
+#define PIDTYPE_TGID 1
+
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_type;
 	__u16 sk_protocol;
+	struct pid *sk_peer_pid;
+	const struct cred *sk_peer_cred;
+} __attribute__((preserve_access_index));
+
+struct sockaddr_un {
+	__u16 sun_family;
+	char sun_path[108];
+};
+
+struct unix_address {
+	int len;
+	struct sockaddr_un name[0];
+} __attribute__((preserve_access_index));
+
+struct unix_sock {
+	struct sock sk;
+	struct unix_address *addr;
 } __attribute__((preserve_access_index));
 
 struct socket {
@@ -131,7 +177,12 @@ struct files_struct {
 struct task_struct {
 	unsigned int flags;
 	struct files_struct *files;
+	struct hlist_node pid_links[4];
+	char comm[16];
 } __attribute__((preserve_access_index));
+
+#define AF_UNIX 1
+#define SOCK_STREAM 1
 
 #define PF_IO_WORKER 0x00000010 /* io_uring worker thread: no syscall of its own */
 #define PF_KTHREAD 0x00200000

@@ -15,7 +15,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
@@ -158,6 +160,7 @@ mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
   config.identity.client_ca_path = o.client_ca;
   config.identity.tokens.ttl_ns = uint64_t{o.token_ttl_s} * 1000000000ull;
   config.identity.tokens.max_entries = o.token_cache_size;
+  config.local_socket_ignore = o.local_socket_ignore;
   return config;
 }
 
@@ -177,6 +180,11 @@ void LogPipelineSummary(const mat::pipeline::Pipeline& pipeline) {
       t.gaps, t.gap_bytes, h.gaps_skipped_in_body, h.requests, h.responses, h.parse_errors,
       h.orphan_responses, h2.requests, h2.responses, h2.hpack_errors, h2.fatal_errors, k.learned,
       k.hits, k.misses);
+  if (p.local_connections != 0)
+    spdlog::info(
+        "local socket: {} connections ({} peers gone before they could be looked up), {} calls "
+        "of ignored peers not written",
+        p.local_connections, p.local_peer_exited, p.local_ignored_calls);
 }
 
 void LogSummary(const mat::pipeline::Pipeline& pipeline, const mat::output::FileLineSink& out) {
@@ -260,6 +268,9 @@ class LiveAuditor {
                   {ResolveFromProc,
                    [this](uint32_t tgid, uint16_t port) {
                      return listening_.IsListening(static_cast<int>(tgid), port, WallNowNs());
+                   },
+                   [this](mat::identity::LocalPeer* peer) {
+                     local_lookup_.Complete(peer, MonoNowNs());
                    }}),
         ring_(io_),
         poll_timer_(io_),
@@ -522,6 +533,15 @@ class LiveAuditor {
     }
     metric("not_audited_total", "counter", "Exchanges the policy skipped (ignored paths).");
     m += fmt::format("mke_audit_tap_not_audited_total {}\n", p.not_audited);
+    metric("local_socket_enabled", "gauge",
+           "1 when the local (Unix socket) API of dockerd targets is audited (--local-socket).");
+    m += fmt::format("mke_audit_tap_local_socket_enabled {}\n", options_.local_socket ? 1 : 0);
+    metric("local_socket_connections_total", "counter",
+           "Local socket connections seen (accepted by a dockerd target on a Unix socket).");
+    m += fmt::format("mke_audit_tap_local_socket_connections_total {}\n", p.local_connections);
+    metric("local_socket_ignored_calls_total", "counter",
+           "Calls on the local socket not written: their peer matched --local-socket-ignore.");
+    m += fmt::format("mke_audit_tap_local_socket_ignored_calls_total {}\n", p.local_ignored_calls);
     metric("records_total", "counter", "Tap records received from the kernel.");
     m += fmt::format("mke_audit_tap_records_total {}\n", p.records);
     metric("bad_records_total", "counter", "Tap records that could not be decoded.");
@@ -662,6 +682,11 @@ class LiveAuditor {
     options_.redact = next->redact;
     options_.no_default_redact = next->no_default_redact;
     options_.audit_grpc = next->audit_grpc;
+    pipeline_.SetLocalSocketIgnore(next->local_socket_ignore);
+    options_.local_socket_ignore = next->local_socket_ignore;
+    if (next->local_socket != options_.local_socket)
+      spdlog::warn("reload ({}): local_socket = {} takes effect at the next start", why,
+                   next->local_socket ? "on" : "off");
     if (tap_) Rescan();
     spdlog::info(
         "reload ({}): audit level {}, log level {}, {} ignored path(s), {} redacted "
@@ -860,8 +885,18 @@ class LiveAuditor {
   int AddOne(const mat::tap::TargetProcess& target, std::string* error) {
     using mat::tap::CaptureMode;
     auto libraries = [](int n) { return n == 1 ? "y" : "ies"; };
+    // dockerd's local API (its Unix sockets): from the socket tracepoints, in any mode.
+    const bool local_wanted = options_.local_socket && target.comm == "dockerd";
+    const bool local = local_wanted && tap_->keys_unavailable().empty();
+    if (local_wanted && !local)
+      spdlog::warn("pid {} ({}): its local socket is not audited: {}", target.pid, target.comm,
+                   tap_->keys_unavailable());
+    if (local) NoteDockerd(target.pid);
     if (options_.capture == "plaintext") {
-      int n = tap_->AddTarget(target, error);
+      mat::tap::TargetOptions plain;
+      plain.local_socket = local;
+      int n = tap_->AddTarget(target, plain, error);
+      if (n == 0 && local) return AddLocalOnly(target, *error, error);
       if (n > 0)
         spdlog::info(
             "auditing pid {} ({}): per-call probes (--capture plaintext), {} TLS "
@@ -870,6 +905,7 @@ class LiveAuditor {
       return n;
     }
     mat::tap::TargetOptions keys;
+    keys.local_socket = local;
     std::string why = tap_->keys_unavailable();  // why keys capture cannot cover the process
     auto ssl =
         why.empty() ? mat::tap::FindSslLibraries(target.pid) : std::vector<mat::tap::SslLibrary>{};
@@ -906,15 +942,35 @@ class LiveAuditor {
     if (why.empty()) why = keys_error;
     if (options_.capture == "keys") {
       *error = "keys capture not possible: " + why;
+      if (local) return AddLocalOnly(target, *error, error);
       return 0;
     }
-    n = tap_->AddTarget(target, error);
+    mat::tap::TargetOptions plain;
+    plain.local_socket = local;
+    n = tap_->AddTarget(target, plain, error);
+    if (n == 0 && local) return AddLocalOnly(target, *error, error);
     if (n > 0)
       spdlog::warn(
           "auditing pid {} ({}): per-call probes for pid {}, {} TLS librar{} probed "
           "(keys capture not possible: {})",
           target.pid, target.comm, target.pid, n, libraries(n), why);
     return n;
+  }
+
+  // A dockerd whose TLS could not be probed (or that serves none): its local API still is.
+  int AddLocalOnly(const mat::tap::TargetProcess& target, const std::string& tls_error,
+                   std::string* error) {
+    if (!tap_->AddLocalOnlyTarget(target, error)) return 0;
+    spdlog::warn("auditing pid {} ({}): its local socket only (TLS not audited: {})", target.pid,
+                 target.comm, tls_error);
+    return 1;
+  }
+
+  // Where dockerd keeps its containers (their names for --local-socket-ignore).
+  void NoteDockerd(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    local_lookup_.AddDataRoot(mat::identity::DataRootFromCmdline(cmdline));
   }
 
   struct LayoutResult {
@@ -1096,6 +1152,7 @@ class LiveAuditor {
   std::unique_ptr<mat::tap::BpfTap> tap_;
   std::set<std::pair<pid_t, uint64_t>> failed_;
   std::map<pid_t, std::string> comms_;             // command name of each target probed
+  mat::identity::LocalPeerLookup local_lookup_;    // local socket peers: /proc, names
   std::unique_ptr<mat::tls::DecryptStage> stage_;  // keys capture: decrypts the socket bytes
   std::map<std::string, uint64_t> suites_reported_;
   uint64_t stage_losses_reported_ = 0;

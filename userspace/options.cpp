@@ -63,6 +63,19 @@ std::string SetCapture(Options& o, std::string_view v) {
   return "";
 }
 
+std::string SetLocalSocket(Options& o, std::string_view v) {
+  if (v != "on" && v != "off") return "expected on or off, got '" + std::string(v) + "'";
+  o.local_socket = v == "on";
+  return "";
+}
+
+std::string AddLocalSocketIgnore(Options& o, std::string_view v) {
+  if (v.empty() || v.size() > 255)
+    return "a command name, container name or container id, got '" + std::string(v) + "'";
+  o.local_socket_ignore.emplace_back(v);
+  return "";
+}
+
 std::string AddComm(Options& o, std::string_view v) {
   // The kernel keeps TASK_COMM_LEN - 1 = 15 bytes of a command name: a longer one never matches.
   if (v.empty() || v.size() > 15)
@@ -186,6 +199,8 @@ const OptionSpec kOptions[] = {
     {"--token-cache-size", "token_cache_size", K::kNumber, false, 0, 1000000, nullptr,
      SetNumber<&O::token_cache_size>},
     {"--capture", "capture", K::kText, false, 0, 0, SetCapture},
+    {"--local-socket", "local_socket", K::kText, false, 0, 0, SetLocalSocket},
+    {"--local-socket-ignore", "local_socket_ignore", K::kText, true, 0, 0, AddLocalSocketIgnore},
     {"--bridge-window", "bridge_window", K::kNumber, false, 0, 30 * 86400, nullptr,
      SetNumber<&O::bridge_window_s>},
     {"--cap-bytes", "cap_bytes", K::kNumber, false, 4096, 1u << 20, nullptr,
@@ -461,6 +476,17 @@ Identity (who made the request; the annotation mke-audit-tap/user-identified-by 
   --token-cache-size N           session tokens remembered at most (default 10000; the least
                                  recently used goes first; 0: learn none)
 
+Local socket (dockerd's Unix socket API, where MKE's own audit sees nothing):
+  --local-socket on|off          audit the HTTP a dockerd target serves on its Unix sockets
+                                 (-H unix://..., fd://), read from its accepted connections in
+                                 the kernel (no probe per call; default on). The user is the
+                                 connecting process's uid as the kernel recorded it (its host
+                                 name; user.extra: pid, comm, container); sourceIPs: the socket
+  --local-socket-ignore NAME     do not write the calls of local peers whose command name,
+                                 container name (or its swarm service, the part before the
+                                 first '.') or container id (12+ hex digits) is NAME
+                                 (repeatable; they are counted: /metrics, the exit summary)
+
 Targets (repeatable, at least one unless --replay):
   --comm NAME                    every process whose command name is NAME
   --pid PID                      process PID and all its descendants
@@ -705,6 +731,8 @@ std::string EffectiveConfigToml(const Options& o) {
       {"token_ttl", n(o.token_ttl_s)},
       {"token_cache_size", n(o.token_cache_size)},
       {"capture", TomlText(o.capture)},
+      {"local_socket", TomlText(o.local_socket ? "on" : "off")},
+      {"local_socket_ignore", TomlList(o.local_socket_ignore)},
       {"bridge_window", n(o.bridge_window_s)},
       {"cap_bytes", n(o.cap_bytes)},
       {"ringbuf_bytes", n(o.ringbuf_bytes)},

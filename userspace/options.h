@@ -31,6 +31,10 @@ struct Options {
   // keys/auto: per-call probes stay this long for connections opened before the auditor
   // (whose handshake it did not see), seconds; 0: none.
   uint32_t bridge_window_s = 600;
+  // Audit what dockerd targets serve on their Unix sockets (--local-socket on|off).
+  bool local_socket = true;
+  // Local peers not written: command name, container name (or swarm service) or id.
+  std::vector<std::string> local_socket_ignore;
   uint32_t cap_bytes = 64 * 1024;
   uint32_t ringbuf_bytes = 8u << 20;
   uint32_t rescan_ms = 1000;

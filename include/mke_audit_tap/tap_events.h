@@ -39,12 +39,20 @@ enum tap_event_type {
                                 header only, hdr.conn its cookie, hdr.fd its last known fd. The
                                 server may still read what arrived before (a reset): more
                                 TAP_EV_CIPHER of it can follow */
+  TAP_EV_LOCAL_SOCK = 10,    /* a local (AF_UNIX stream) connection a TAP_TARGET_LOCAL target
+                                accepted, first seen moving bytes (struct tap_local_sock): who
+                                connected, as the kernel recorded it at connect. hdr.conn is the
+                                socket's cookie; its bytes follow as TAP_EV_DATA records with that
+                                conn (plaintext: no TLS on a local socket), and its end as a
+                                TAP_EV_CONN_END with that conn when the target closes its fd */
 };
 
 /* What a target's `targets` map value asks the kernel to capture (bits). */
 enum tap_target_mode {
   TAP_TARGET_PLAIN = 1,  /* per-call plaintext uprobes (SSL_read/SSL_write, Go Read/Write) */
   TAP_TARGET_CIPHER = 2, /* socket bytes (TAP_EV_CIPHER) and handshake secrets (TAP_EV_SECRET) */
+  TAP_TARGET_LOCAL = 4,  /* the bytes of the AF_UNIX stream sockets it accepted (dockerd's local
+                            API): TAP_EV_LOCAL_SOCK, TAP_EV_DATA, TAP_EV_CONN_END */
 };
 
 /* Which secret a TAP_EV_SECRET carries: the labels of the NSS key log format. */
@@ -93,6 +101,8 @@ enum tap_counter {
                                  (sendmmsg, recvmmsg, io_uring, splice, ...): their bytes are lost */
   TAP_CNT_SECRETS,            /* TAP_EV_SECRET records sent */
   TAP_CNT_SECRET_FAULTS,      /* handshakes whose secrets could not be read */
+  TAP_CNT_LOCAL_CALLS,        /* socket calls on targets' accepted local sockets, bytes sent */
+  TAP_CNT_LOCAL_BYTES,        /* bytes those calls moved */
   TAP_CNT_MAX,
 };
 
@@ -131,6 +141,26 @@ struct tap_conn_end {
   struct tap_hdr hdr;
   __u64 read_pos;  /* total bytes read on the connection */
   __u64 write_pos; /* total bytes written */
+};
+
+#define TAP_UNIX_PATH_MAX 108u /* sizeof(sockaddr_un.sun_path) */
+#define TAP_COMM_LEN 16u
+
+/*
+ * A local connection's peer, from the accepted socket: sk_peer_pid and sk_peer_cred, which the
+ * kernel set from the connecting process at connect (what SO_PEERCRED returns), and the address
+ * the listening socket was bound to, which the accepted socket shares.
+ */
+struct tap_local_sock {
+  struct tap_hdr hdr; /* conn: the socket's cookie; fd: the target's fd, -1 unknown */
+  __u32 peer_pid;     /* host pid (init namespace) of the connecting process, 0 none */
+  __u32 peer_uid;     /* its effective uid and gid (host ids) at connect */
+  __u32 peer_gid;
+  __u32 path_len;               /* bytes of path: sun_path as bound (abstract: path[0] == 0) */
+  __u8 peer_comm[TAP_COMM_LEN]; /* the peer's command name when the socket was first seen
+                                   (its thread group leader's), NUL-padded; empty if gone */
+  __u8 path[TAP_UNIX_PATH_MAX]; /* the listening socket's address */
+  __u8 pad[4];
 };
 
 /*

@@ -186,6 +186,37 @@ TEST(Options, FlagsAreValidated) {
   }
 }
 
+TEST(Options, LocalSocketFlagsAndKeys) {
+  std::string error;
+  auto o = Parse({"--pid", "1"}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_TRUE(o->local_socket);  // on by default
+  EXPECT_TRUE(o->local_socket_ignore.empty());
+  o = Parse({"--pid", "1", "--local-socket", "off", "--local-socket-ignore", "ucp-agent",
+             "--local-socket-ignore=curl"},
+            &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_FALSE(o->local_socket);
+  EXPECT_EQ(o->local_socket_ignore, (std::vector<std::string>{"ucp-agent", "curl"}));
+  EXPECT_FALSE(Parse({"--pid", "1", "--local-socket", "yes"}, &error).has_value());
+  EXPECT_NE(error.find("--local-socket"), std::string::npos) << error;
+  EXPECT_FALSE(Parse({"--pid", "1", "--local-socket-ignore", ""}, &error).has_value());
+
+  std::string path = WriteConfig(R"([mke_audit_tap]
+  local_socket = "off"
+  local_socket_ignore = ["ucp-kv", "ucp-controller"]
+)");
+  o = Parse({"--config", path, "--pid", "1", "--local-socket", "on"}, &error);
+  ASSERT_TRUE(o.has_value()) << error;
+  EXPECT_TRUE(o->local_socket);  // the flag wins
+  EXPECT_EQ(o->local_socket_ignore, (std::vector<std::string>{"ucp-kv", "ucp-controller"}));
+  const std::string toml = EffectiveConfigToml(*o);
+  EXPECT_NE(toml.find("local_socket = \"on\""), std::string::npos) << toml;
+  EXPECT_NE(toml.find("local_socket_ignore = [\"ucp-kv\", \"ucp-controller\"]"), std::string::npos)
+      << toml;
+  std::filesystem::remove(path);
+}
+
 TEST(Options, IdentityFlagsAndKeys) {
   std::string error;
   auto o = Parse({"--pid", "1"}, &error);

@@ -9,7 +9,7 @@ Every figure is a ratio or a per-request cost measured in alternated rounds of o
 (without auditor, metadata, request, without, metadata, request, ...) and reported as
 min/median/max over the rounds, so that the noise of a shared machine shows.
 
-Sections (in order): calibration, tax, h1, h2, go, memory, loss, replay, gbench.
+Sections (in order): calibration, tax, h1, h2, go, memory, loss, replay, gbench, local.
 Writes REPORT.md and report.json to bench/ (bench/quick/ with --quick or --only).
 Recordings of plaintext (--record) go to a private temporary directory and are deleted.
 Python 3 standard library only.
@@ -41,7 +41,7 @@ BUILD = os.path.join(ROOT, "build")
 TAP = os.path.join(BUILD, "mke-audit-tap")
 BENCH_BIN = os.path.join(BUILD, "tools", "bench")
 SECTIONS = ("calibration", "tax", "h1", "h2", "go", "handshake", "memory", "loss", "replay",
-            "gbench")
+            "gbench", "local")
 # Live modes, alternated in each round: without the auditor; with it at metadata and request
 # level (the default capture: keys); at metadata with the per-call probes (--capture
 # plaintext), the fallback, for comparison.
@@ -820,6 +820,110 @@ class Bench:
                   f"wrk -t1 -c{self.s.conns} -d{self.s.seconds}s -H 'Connection: close' /; "
                   f"TLS: {tls_version(nginx.h1_port, 'http/1.1')}")
 
+    # ------------------------------------------------------------ local socket
+
+    LOCAL_SERVER = r"""
+import ctypes, os, socket, ssl, sys  # ssl: libssl mapped, so the auditor probes the process
+from http.server import BaseHTTPRequestHandler
+from socketserver import UnixStreamServer
+ctypes.CDLL(None).prctl(15, b"dockerd", 0, 0, 0)  # PR_SET_NAME: audited as a dockerd
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b"[]"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+    def address_string(self):
+        return "local"
+srv = UnixStreamServer(sys.argv[1], H)  # one thread: its CPU is the server's
+os.chmod(sys.argv[1], 0o600)
+print("ready", flush=True)
+srv.serve_forever()
+"""
+
+    def local(self):
+        """dockerd's local socket path: a server named dockerd (Python's http.server on a Unix
+        socket, libssl mapped so the per-call probes are attached in plaintext capture) gets
+        keep-alive requests and one connection per request; the auditor's uprobe programs must
+        not run for them (the bytes come from the socket tracepoints), and every request must
+        have its line."""
+        d = os.path.join(self.tmp, "local")
+        os.makedirs(d)
+        sock_path = os.path.join(d, "docker.sock")
+        script = os.path.join(d, "server.py")
+        with open(script, "w") as f:
+            f.write(self.LOCAL_SERVER)
+        server = spawn([sys.executable, script, sock_path], stdout=subprocess.PIPE, text=True)
+        if not server.stdout.readline().startswith("ready"):
+            raise RuntimeError("local socket server did not start")
+        n_keep, n_new = (500, 50) if self.s.quick else (5000, 500)
+
+        def requests(n, keep_alive):
+            conn = None
+            for _ in range(n):
+                if conn is None:
+                    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    conn.connect(sock_path)
+                    reader = conn.makefile("rb")
+                conn.sendall(b"GET /v1.41/containers/json HTTP/1.1\r\nHost: docker\r\n"
+                             + (b"" if keep_alive else b"Connection: close\r\n") + b"\r\n")
+                length = 0
+                while True:
+                    line = reader.readline()
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                    if line in (b"\r\n", b""):
+                        break
+                reader.read(length)
+                if not keep_alive:
+                    reader.close()
+                    conn.close()
+                    conn = None
+            if conn is not None:
+                reader.close()
+                conn.close()
+
+        rows = {}
+        try:
+            for mode in ("metadata", "plaintext"):
+                log(f"local: {mode}")
+                tap = Auditor(self, mode, [server.pid])
+                row = {}
+                for kind, n, keep in (("keep_alive", n_keep, True), ("new_conn", n_new, False)):
+                    runs0 = tap.uprobe_runs()
+                    cpu0 = cpu_ns(server.pid)
+                    requests(n, keep)
+                    runs1 = tap.uprobe_runs()
+                    row[kind] = {
+                        "requests": n,
+                        "uprobe_runs_per_req": (None if runs0 is None or runs1 is None
+                                                else (runs1 - runs0) / n),
+                        "server_cpu_us": (cpu_ns(server.pid) - cpu0) / n / 1e3}
+                tap.wait_drained()
+                # How the process was probed: the zero runs mean something only with probes.
+                row["probed"] = next((ln.strip() for ln in tap.err if "auditing pid" in ln), "")
+                st = tap.stop(n_keep + n_new)
+                row["audit"] = st
+                row["missing"] = max(0, n_keep + n_new - st["lines"])
+                rows[mode] = row
+        finally:
+            end(server)
+        self.results["local"] = rows
+        for mode, row in rows.items():
+            for kind in ("keep_alive", "new_conn"):
+                runs = row[kind]["uprobe_runs_per_req"]
+                if runs:
+                    self.observations.append(
+                        f"local socket ({mode}, {kind}): {runs:.2f} uprobe runs per request")
+            if row["missing"]:
+                self.observations.append(
+                    f"local socket ({mode}): {row['missing']} requests without a line")
+
     # ------------------------------------------------------------ 5. memory
 
     def memory(self):
@@ -1382,6 +1486,26 @@ def render(report):
         w(md_table(["binary", "benchmark", "ns/op"], rows))
         w("")
 
+    if "local" in r:
+        w("## 9. The local Docker socket\n")
+        w("A server named `dockerd` (Python's http.server on a Unix socket, libssl mapped) "
+          "answers `GET /v1.41/containers/json` over one keep-alive connection, then over a new "
+          "connection per request; its bytes come from the socket tracepoints, so no uprobe "
+          "program of the auditor should run (plaintext capture attaches SSL_read/SSL_write "
+          "probes to the process; they must stay silent).\n")
+        rows = []
+        for mode, row in r["local"].items():
+            for kind in ("keep_alive", "new_conn"):
+                k = row[kind]
+                rows.append([mode, kind, f"{k['requests']:,}",
+                             fmt_num(k["uprobe_runs_per_req"], 2),
+                             fmt_num(k["server_cpu_us"], 1), f"{row['missing']:,}"])
+        w(md_table(["capture", "connections", "requests", "uprobe runs/req",
+                    "server CPU us/req", "requests without a line"], rows))
+        for mode, row in r["local"].items():
+            w(f"- {mode}: `{row.get('probed', '')[-160:]}`")
+        w("")
+
     w("## Observations\n")
     t = meta.get("auditor_timings")
     if t:
@@ -1441,7 +1565,8 @@ def main():
         steps = {"calibration": bench.calibration, "tax": bench.tax, "h1": bench.h1,
                  "h2": bench.h2, "go": bench.go_section, "handshake": bench.handshake,
                  "memory": bench.memory,
-                 "loss": bench.loss, "replay": bench.replay, "gbench": bench.gbench}
+                 "loss": bench.loss, "replay": bench.replay, "gbench": bench.gbench,
+                 "local": bench.local}
         for name in SECTIONS:
             if name in only:
                 try:

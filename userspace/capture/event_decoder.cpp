@@ -42,6 +42,13 @@ DecodeStatus DecodeEvent(const void* bytes, size_t size, Event* out) {
       return DecodeStatus::kOk;
     case TAP_EV_FD_CLOSE:
       return DecodeStatus::kOk;
+    case TAP_EV_LOCAL_SOCK: {
+      if (size < sizeof(tap_local_sock)) return DecodeStatus::kTooShort;
+      const auto* local = static_cast<const tap_local_sock*>(bytes);
+      if (local->path_len > TAP_UNIX_PATH_MAX) return DecodeStatus::kBadLength;
+      out->local = local;
+      return DecodeStatus::kOk;
+    }
     case TAP_EV_CONN_END:
       if (size < sizeof(tap_conn_end)) return DecodeStatus::kTooShort;
       out->end = static_cast<const tap_conn_end*>(bytes);

@@ -127,6 +127,7 @@ ConnectionTracker::~ConnectionTracker() = default;
 
 bool ConnectionTracker::NeedsSocketFacts(const capture::Event& event) const {
   if (event.type != TAP_EV_DATA || event.hdr->fd < 0) return false;
+  if (!local_.empty() && local_.count({event.hdr->tgid, event.hdr->conn}) != 0) return false;
   // The common case first, with one lookup: a connection whose side and peer are known.
   if (auto known = conns_.find({event.hdr->tgid, event.hdr->conn});
       known != conns_.end() && known->second->side_known && !known->second->facts.source.empty())
@@ -169,6 +170,7 @@ void ConnectionTracker::OnEvent(const capture::Event& event, uint64_t wall_ns) {
       break;
     }
     case TAP_EV_CONN_END: {
+      if (!local_.empty()) local_.erase({h.tgid, h.conn});
       auto it = conns_.find({h.tgid, h.conn});
       if (it == conns_.end()) break;
       Connection& c = *it->second;
@@ -218,7 +220,15 @@ ConnectionTracker::Connection* ConnectionTracker::Open(const ConnKey& key, const
   c->facts.conn_id = next_conn_id_++;
   c->fd = data.hdr.fd;
   ++stats_.connections_opened;
-  bool accepted_live = LearnSocket(c, data.hdr.fd);
+  bool accepted_live = false;
+  if (auto local = local_.find(key); local != local_.end()) {
+    // The kernel sent the socket's facts first; the stream may predate the auditor, so the
+    // parser synchronises on the first message start.
+    c->side_known = true;
+    c->facts.source = local->second;
+  } else {
+    accepted_live = LearnSocket(c, data.hdr.fd);
+  }
   if (!c->audited) return conns_.emplace(key, std::move(conn)).first->second.get();
   // Facts are read when an exchange is reported, so a peer learnt later still appears.
   // Streams seen from their first byte need no resynchronisation scan.
@@ -286,7 +296,17 @@ void ConnectionTracker::Close(std::map<ConnKey, std::unique_ptr<Connection>>::it
   }
 }
 
+void ConnectionTracker::OnLocalSocket(uint32_t tgid, uint64_t conn, const std::string& path) {
+  local_[{tgid, conn}] = path;
+  if (auto it = conns_.find({tgid, conn}); it != conns_.end()) {
+    it->second->side_known = true;
+    it->second->facts.source = path;
+  }
+}
+
 void ConnectionTracker::OnProcessExit(uint32_t tgid, uint64_t wall_ns) {
+  for (auto it = local_.lower_bound({tgid, 0}); it != local_.end() && it->first.first == tgid;)
+    it = local_.erase(it);
   for (auto it = conns_.lower_bound({tgid, 0}); it != conns_.end() && it->first.first == tgid;)
     Close(it++, wall_ns);
   for (auto it = socks_.lower_bound({tgid, INT32_MIN});

@@ -53,6 +53,12 @@ class ConnectionTracker {
   // True when a data record refers to a socket whose side and peer are not known yet, so the
   // caller may look them up (in /proc) and feed a TAP_EV_SOCK record first.
   bool NeedsSocketFacts(const capture::Event& event) const;
+  // A local (AF_UNIX) connection the target accepted, keyed like its data records (tgid, the
+  // socket's cookie): its side is known (server) and its source is the socket's path. Kept
+  // until its TAP_EV_CONN_END or its process's exit (an idle close keeps it: more data may come).
+  void OnLocalSocket(uint32_t tgid, uint64_t conn, const std::string& path);
+  void ForgetLocalSocket(uint32_t tgid, uint64_t conn) { local_.erase({tgid, conn}); }
+  bool IsLocal(uint32_t tgid, uint64_t conn) const { return local_.count({tgid, conn}) != 0; }
   // Ends every connection of a process that is gone.
   void OnProcessExit(uint32_t tgid, uint64_t wall_ns);
   // Ends connections without traffic since `idle_before_wall_ns`.
@@ -90,6 +96,7 @@ class ConnectionTracker {
   Sink sink_;
   std::map<ConnKey, std::unique_ptr<Connection>> conns_;
   std::map<SockKey, SockInfo> socks_;
+  std::map<ConnKey, std::string> local_;  // local connections: their socket path
   TrackerStats stats_;
   http::Http1Stats closed_http_stats_;
   http::Http2Stats closed_http2_stats_;

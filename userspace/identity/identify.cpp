@@ -67,6 +67,8 @@ std::string_view MethodName(Method method) {
       return "anonymous";
     case Method::kNoCredentialSeen:
       return "no-credential-seen";
+    case Method::kUnixPeerCredentials:
+      return "unix-peer-credentials";
   }
   return "no-credential-seen";
 }

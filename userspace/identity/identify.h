@@ -19,6 +19,8 @@
 //  5. Else nothing was seen and the capture cannot say more: "no-credential-seen", written as
 //     "unidentified" (the capture does not supply client certificates yet, so a client bundle's
 //     request lands here).
+// Calls on dockerd's local (Unix) socket are not resolved here: the kernel's peer credentials
+// name the caller (identity/local_peer.h, pipeline's SetLocalUser): "unix-peer-credentials".
 // The name found is looked up in the user map ("cn:" for certificates, "login:" for the rest):
 // with an entry, uid = username = its account id and extra.username = [its name]; without one,
 // an account id the login response gave (eNZi) or a JWT's "sub" fills uid and username, and
@@ -51,9 +53,11 @@ enum class Method {
   kUnresolved,                   // a credential that names nobody known
   kAnonymous,                    // no credential at all, known for sure
   kNoCredentialSeen,             // no credential seen, and certificates not known
+  kUnixPeerCredentials,          // a local socket's peer: the uid the kernel recorded at connect
 };
 // "session-token", "jwt-unverified", "basic", "client-certificate",
-// "client-certificate-unverified", "unresolved", "anonymous", "no-credential-seen".
+// "client-certificate-unverified", "unresolved", "anonymous", "no-credential-seen",
+// "unix-peer-credentials".
 std::string_view MethodName(Method method);
 
 // The Kubernetes impersonation headers, as the client sent them (whether the server allowed

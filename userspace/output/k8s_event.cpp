@@ -129,7 +129,8 @@ void WriteK8sEvent(std::string& out, const audit::AuditRecord& record, const Use
   put_string(R"("username":")", user.username);
   put_string(R"("uid":")", user.uid);
   put_groups(user.groups);
-  if (!user.license_key.empty() || !user.login.empty()) {
+  if (!user.license_key.empty() || !user.login.empty() || !user.peer_pid.empty() ||
+      !user.peer_comm.empty() || !user.peer_container.empty()) {
     if (separator != 0) out.push_back(separator);
     separator = ',';
     AppendLiteral(out, R"("extra":)");
@@ -142,7 +143,10 @@ void WriteK8sEvent(std::string& out, const audit::AuditRecord& record, const Use
       AppendEscaped(out, value);
       AppendLiteral(out, R"("])");
     };
+    put_extra(R"("comm":[")", user.peer_comm);
+    put_extra(R"("container":[")", user.peer_container);
     put_extra(R"("licenseKey":[")", user.license_key);
+    put_extra(R"("pid":[")", user.peer_pid);
     put_extra(R"("username":[")", user.login);
     out.push_back('}');
   }

@@ -440,6 +440,32 @@ namespace {
 // mostly have the same user (a keep-alive connection's requests), so the encoded object of the
 // last one is kept (per thread) and reused while its four strings are unchanged.
 void AppendUser(std::string& out, const UserFacts& user) {
+  if (!user.peer_pid.empty() || !user.peer_comm.empty() || !user.peer_container.empty()) {
+    // A local socket's peer: extra keys in byte-wise order, each value a one-string list.
+    char separator = '{';
+    auto put = [&](std::string_view key, std::string_view value) {
+      if (value.empty() && key != "licenseKey" && key != "username") return;
+      out.push_back(separator);
+      separator = ',';
+      out.push_back('"');
+      out.append(key);
+      AppendLiteral(out, R"(":[")");
+      AppendEscaped(out, value);
+      AppendLiteral(out, R"("])");
+    };
+    AppendLiteral(out, R"({"extra":)");
+    put("comm", user.peer_comm);
+    put("container", user.peer_container);
+    put("licenseKey", user.license_key);
+    put("pid", user.peer_pid);
+    put("username", user.login);
+    AppendLiteral(out, R"(},"uid":")");
+    AppendEscaped(out, user.uid);
+    AppendLiteral(out, R"(","username":")");
+    AppendEscaped(out, user.username);
+    AppendLiteral(out, R"("})");
+    return;
+  }
   struct Last {
     std::string license_key, login, uid, username, encoded;
     bool valid = false;

@@ -33,6 +33,8 @@ struct UserFacts {
   std::string license_key;
   std::vector<std::string> groups;  // k8s Event lines only: MKE's line has no groups
   std::optional<ImpersonatedUserFacts> impersonated;  // k8s Event lines only
+  // A local socket's peer (extra.pid, extra.comm, extra.container); empty: not written.
+  std::string peer_pid, peer_comm, peer_container;
 };
 
 // A random RFC 4122 version-4 UUID, from OpenSSL's RAND_bytes.

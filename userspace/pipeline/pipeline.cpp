@@ -65,6 +65,10 @@ void Pipeline::OnRecord(const void* bytes, size_t size) {
     }
   }
   if (recorder_) recorder_->Append(bytes, static_cast<uint32_t>(size));
+  if (event.type == TAP_EV_LOCAL_SOCK) {
+    OnLocalSock(*event.local);
+    return;
+  }
   if (event.type == TAP_EV_FULL_HANDSHAKE) {
     // A full handshake: no certificate unless a TAP_EV_PEER_CERT for it follows.
     identity_.OnNoClientCertificate({event.hdr->tgid, event.hdr->conn});
@@ -77,7 +81,54 @@ void Pipeline::OnRecord(const void* bytes, size_t size) {
   }
   tracker_.OnEvent(event, wall);
   // After the tracker, which writes the connection's last lines with its certificate.
-  if (event.type == TAP_EV_CONN_END) identity_.OnConnectionEnd({event.hdr->tgid, event.hdr->conn});
+  if (event.type == TAP_EV_CONN_END) {
+    identity_.OnConnectionEnd({event.hdr->tgid, event.hdr->conn});
+    if (!local_peers_.empty()) local_peers_.erase({event.hdr->tgid, event.hdr->conn});
+  }
+}
+
+void Pipeline::OnLocalSock(const tap_local_sock& record) {
+  identity::LocalPeer peer = identity::LocalPeerFromRecord(record);
+  if (resolvers_.local_peer) {
+    resolvers_.local_peer(&peer);
+  } else {
+    static identity::LocalPeerLookup names;  // replay: the uid's name on this host only
+    peer.user = names.UserName(peer.uid);
+  }
+  if (peer.exited) ++stats_.local_peer_exited;
+  if (const std::string* entry = identity::MatchLocalIgnore(peer, config_.local_socket_ignore)) {
+    peer.ignored = true;
+    peer.ignored_by = *entry;
+  }
+  ++stats_.local_connections;
+  spdlog::debug("pid {}: local connection {} from pid {} ({}) uid {} container {}{}",
+                record.hdr.tgid, peer.path, peer.pid, peer.comm, peer.uid,
+                peer.container_id.empty() ? "-" : peer.container_id,
+                peer.ignored ? " (ignored: " + peer.ignored_by + ")" : "");
+  // Bounded like the kernel's table: a connection whose end was never seen (its close lost)
+  // goes first; cookies grow, so within a process the lowest is the oldest.
+  if (local_peers_.size() >= TAP_MAX_CONNS) {
+    tracker_.ForgetLocalSocket(local_peers_.begin()->first.first,
+                               local_peers_.begin()->first.second);
+    local_peers_.erase(local_peers_.begin());
+  }
+  tracker_.OnLocalSocket(record.hdr.tgid, record.hdr.conn, peer.path);
+  local_peers_[{record.hdr.tgid, record.hdr.conn}] = std::move(peer);
+}
+
+const identity::LocalPeer* Pipeline::LocalPeerOf(const conn::ConnFacts& facts) const {
+  if (local_peers_.empty()) return nullptr;
+  auto it = local_peers_.find({facts.tgid, facts.tls_conn});
+  return it == local_peers_.end() ? nullptr : &it->second;
+}
+
+void Pipeline::SetLocalSocketIgnore(std::vector<std::string> ignore) {
+  config_.local_socket_ignore = std::move(ignore);
+  for (auto& [key, peer] : local_peers_) {
+    const std::string* entry = identity::MatchLocalIgnore(peer, config_.local_socket_ignore);
+    peer.ignored = entry != nullptr;
+    peer.ignored_by = entry ? *entry : std::string();
+  }
 }
 
 void Pipeline::Feed(const void* bytes, size_t size, uint64_t wall_ns) {
@@ -169,6 +220,11 @@ void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why
 
 void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint64_t stage_ns,
                     const conn::ConnFacts& facts, const std::string& audit_id) {
+  const identity::LocalPeer* local = LocalPeerOf(facts);
+  if (local != nullptr && local->ignored) {
+    ++stats_.local_ignored_calls;
+    return;
+  }
   context_.source.assign(facts.source);
   context_.stage_time_ns = stage_ns;
   audit::AuditRecord& record = record_;
@@ -176,7 +232,10 @@ void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint
     ++stats_.not_audited;
     return;
   }
-  SetUser(exchange.request, facts, record);
+  if (local != nullptr)
+    SetLocalUser(*local, record);
+  else
+    SetUser(exchange.request, facts, record);
   if (config_.format == OutputFormat::kK8s) {
     sink_->Write(output::FormatK8sEvent(record, user_, audit_id, config_.line));
   } else {
@@ -191,8 +250,36 @@ void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint
   }
 }
 
+void Pipeline::SetLocalUser(const identity::LocalPeer& peer, audit::AuditRecord& record) {
+  // The kernel's word on who connected: the uid's host name, mapped like a login name.
+  const identity::MappedUser* mapped = identity_.users().FindByLogin(peer.user);
+  user_.uid = mapped ? mapped->id : peer.user;
+  user_.username = user_.uid;
+  user_.login = mapped ? mapped->name : peer.user;
+  user_.groups = mapped ? mapped->groups : std::vector<std::string>{};
+  user_.impersonated.reset();
+  user_.peer_pid = peer.pid != 0 ? std::to_string(peer.pid) : std::string();
+  user_.peer_comm = peer.comm.empty() ? std::string("unknown") : peer.comm;
+  if (peer.exited)
+    user_.peer_container = "unknown: the process exited";
+  else if (!peer.container_name.empty())
+    user_.peer_container = peer.container_name + " (" + peer.container_id.substr(0, 12) + ")";
+  else
+    user_.peer_container = peer.container_id;
+  const std::string_view method = identity::MethodName(identity::Method::kUnixPeerCredentials);
+  if (identified_by_node_.empty()) {
+    record.annotations[kUserIdentifiedByAnnotation] = method;
+  } else {
+    identified_by_node_.mapped().assign(method);
+    record.annotations.insert(std::move(identified_by_node_));
+  }
+}
+
 void Pipeline::SetUser(const http::HttpRequest& request, const conn::ConnFacts& facts,
                        audit::AuditRecord& record) {
+  user_.peer_pid.clear();
+  user_.peer_comm.clear();
+  user_.peer_container.clear();
   uint64_t time = request.headers_done_ns != 0 ? request.headers_done_ns : request.first_byte_ns;
   // Copied into user_, which is reused line after line, so its strings keep their storage.
   const identity::Identity& who = identity_.ResolveShared(request, {facts.tgid, facts.tls_conn},

@@ -14,6 +14,7 @@
 #include "capture/recorder.h"
 #include "conn/connection_tracker.h"
 #include "identity/identify.h"
+#include "identity/local_peer.h"
 #include "output/line_sink.h"
 #include "output/mke_line.h"
 
@@ -36,6 +37,8 @@ struct PipelineConfig {
   output::LineOptions line;  // the line size cap (default 16383 bytes)
   // Who made each request: token cache, user map (see identity/identify.h).
   identity::IdentityOptions identity;
+  // Local socket peers whose calls are counted, not written (--local-socket-ignore).
+  std::vector<std::string> local_socket_ignore;
 };
 
 // The annotation that says how a line's user was found: identity::MethodName().
@@ -52,6 +55,9 @@ struct PipelineStats {
   // lines by the level they were written at (audit::Level) and kind (0: docker-swarm,
   // 1: kubernetes)
   uint64_t lines_by[3][2] = {};
+  uint64_t local_connections = 0;    // local socket connections seen (TAP_EV_LOCAL_SOCK)
+  uint64_t local_ignored_calls = 0;  // their calls not written: --local-socket-ignore
+  uint64_t local_peer_exited = 0;    // local peers gone before their facts could be read
 };
 
 // Finds the side and peer of a socket the tap did not see being set up (live mode: /proc).
@@ -61,9 +67,13 @@ using SocketResolver = std::function<std::optional<tap_sock>(uint32_t tgid, int3
 // local port): true when the port is a listening one, i.e. the target accepted it.
 using SideResolver = std::function<bool(uint32_t tgid, uint16_t local_port)>;
 
+// Completes a local socket's peer from the live system (/proc: comm, container).
+using LocalPeerResolver = std::function<void(identity::LocalPeer* peer)>;
+
 struct Resolvers {
   SocketResolver socket;  // live mode only; replays use what the recording says
   SideResolver side;
+  LocalPeerResolver local_peer;  // live mode only; replays name the uid only
 };
 
 class Pipeline {
@@ -79,6 +89,9 @@ class Pipeline {
   void OnProcessExit(uint32_t tgid, uint64_t wall_ns) {
     tracker_.OnProcessExit(tgid, wall_ns);
     identity_.OnProcessExit(tgid);
+    for (auto it = local_peers_.lower_bound({tgid, 0});
+         it != local_peers_.end() && it->first.first == tgid;)
+      it = local_peers_.erase(it);
   }
   // The client certificate (DER, or a DER chain) of the TLS connection `tls_conn` (the SSL*
   // of the records) of process `tgid`, or the fact that its handshake presented none; to be
@@ -104,6 +117,10 @@ class Pipeline {
     config_.policy = std::move(policy);
     policy_ = audit::AuditPolicy(config_.policy);
   }
+  void SetLocalSocketIgnore(std::vector<std::string> ignore);
+  const std::vector<std::string>& local_socket_ignore() const {
+    return config_.local_socket_ignore;
+  }
   audit::Level level() const { return config_.policy.level; }
   const audit::PolicyConfig& policy() const { return config_.policy; }
 
@@ -116,6 +133,8 @@ class Pipeline {
   void Feed(const void* bytes, size_t size, uint64_t wall_ns);
   void OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why,
                   const conn::ConnFacts& facts);
+  // Fills user_ and the identity annotation for a call on a local socket from `peer`.
+  void SetLocalUser(const identity::LocalPeer& peer, audit::AuditRecord& record);
   // Fills user_ (and the identity annotations of `record`) for `request`.
   void SetUser(const http::HttpRequest& request, const conn::ConnFacts& facts,
                audit::AuditRecord& record);
@@ -132,6 +151,10 @@ class Pipeline {
     bool final = false;
   };
   std::map<std::pair<uint64_t, uint64_t>, Written> written_;
+  // Local socket connections by (tgid, socket cookie): who is on the other end.
+  void OnLocalSock(const tap_local_sock& record);
+  const identity::LocalPeer* LocalPeerOf(const conn::ConnFacts& facts) const;
+  std::map<std::pair<uint32_t, uint64_t>, identity::LocalPeer> local_peers_;
 
   PipelineConfig config_;
   capture::ClockMap clock_;

@@ -23,7 +23,7 @@ const char* CounterName(int index) {
       "data_calls",      "data_bytes",         "truncated_calls",  "truncated_bytes",
       "ringbuf_drops",   "ringbuf_drop_bytes", "user_read_faults", "conn_map_full",
       "untracked_calls", "cipher_calls",       "cipher_bytes",     "cipher_uncovered_calls",
-      "secrets",         "secret_read_faults",
+      "secrets",         "secret_read_faults", "local_calls",      "local_bytes",
   };
   return index >= 0 && index < TAP_CNT_MAX ? kNames[index] : "?";
 }
@@ -184,6 +184,7 @@ BpfTap::~BpfTap() {
   }
   for (bpf_link* link : syscall_links_) bpf_link__destroy(link);
   for (bpf_link* link : sock_links_) bpf_link__destroy(link);
+  if (local_close_link_) bpf_link__destroy(local_close_link_);
   if (ring_) ring_buffer__free(ring_);
   if (skel_) tap_bpf__destroy(skel_);
 }
@@ -440,6 +441,7 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
     undo();
     return 0;
   }
+  entry.local = options.local_socket;
   targets_[target.pid] = std::move(entry);
   const uint8_t bits = (plain ? TAP_TARGET_PLAIN : 0) | (keys ? TAP_TARGET_CIPHER : 0);
   // The syscall tracepoints first: a plaintext target's accept must be seen from its start.
@@ -463,8 +465,34 @@ bool BpfTap::AddSocketOnlyTarget(const TargetProcess& target, std::string* error
   return true;
 }
 
+bool BpfTap::AddLocalOnlyTarget(const TargetProcess& target, std::string* error) {
+  RemoveTarget(target.pid);
+  Target entry;
+  entry.start_time = target.start_time;
+  entry.mode = CaptureMode::kKeys;  // no per-call probe, no syscall tracepoint
+  entry.local = true;
+  targets_[target.pid] = std::move(entry);
+  if (!SetTargetMode(target.pid, 0, error)) {
+    RemoveTarget(target.pid);
+    return false;
+  }
+  return true;
+}
+
 bool BpfTap::SetTargetMode(pid_t pid, uint8_t bits, std::string* error) {
   uint32_t tgid = static_cast<uint32_t>(pid);
+  if (auto it = targets_.find(pid); it != targets_.end() && it->second.local) {
+    bits |= TAP_TARGET_LOCAL;
+    // The close of a local connection's fd ends it: attached with the first such target.
+    if (local_close_link_ == nullptr) {
+      EnsureTracefs();
+      local_close_link_ = bpf_program__attach(skel_->progs.tp_local_close);
+      if (local_close_link_ == nullptr) {
+        *error = std::string("cannot attach tracepoint tp_local_close: ") + std::strerror(errno);
+        return false;
+      }
+    }
+  }
   if (bpf_map__update_elem(skel_->maps.targets, &tgid, sizeof(tgid), &bits, sizeof(bits),
                            BPF_ANY)) {
     *error = std::string("targets map full: ") + std::strerror(errno);

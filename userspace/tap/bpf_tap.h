@@ -55,6 +55,10 @@ struct TargetOptions {
   // when the layout applies to every libssl the process maps (the usual single one).
   std::optional<tap_ssl_layout> ssl_layout;
   std::string ssl_layout_library;
+  // Also the bytes of the AF_UNIX stream connections the process accepts (dockerd's local API):
+  // TAP_EV_LOCAL_SOCK, TAP_EV_DATA and TAP_EV_CONN_END records keyed by the socket's cookie,
+  // from the socket tracepoints that are attached anyway: no probe per call in any mode.
+  bool local_socket = false;
 };
 
 struct TapOptions {
@@ -97,6 +101,10 @@ class BpfTap {
   // Keys capture of pid's socket bytes only: the targets map entry, no uprobe (for tests, and
   // for a process whose secrets come from elsewhere). false with *error when the map is full.
   bool AddSocketOnlyTarget(const TargetProcess& target, std::string* error);
+  // Only the local (AF_UNIX) connections the process accepts (see TargetOptions::local_socket):
+  // a dockerd whose TLS could not be probed, or that serves no TLS. false with *error when the
+  // map is full.
+  bool AddLocalOnlyTarget(const TargetProcess& target, std::string* error);
   // A kBoth target becomes kKeys: its per-call probes are detached (and the syscall tracepoints,
   // once no target is left in plaintext capture). Nothing for other targets.
   void DropPlaintextProbes(pid_t pid);
@@ -107,7 +115,9 @@ class BpfTap {
   // Uprobes attached for pid (0 when it is no target), and tracepoints attached for all (the
   // socket BTF tracepoints always; the syscall ones while a target is in plaintext capture).
   size_t ProbeCount(pid_t pid) const;
-  size_t TracepointCount() const { return sock_links_.size() + syscall_links_.size(); }
+  size_t TracepointCount() const {
+    return sock_links_.size() + syscall_links_.size() + (local_close_link_ ? 1 : 0);
+  }
   // Why this kernel cannot copy socket bytes, so no process can have the keys capture (the
   // sock_send_length/sock_recv_length tracepoints came with Linux 6.3); empty when it can.
   const std::string& keys_unavailable() const { return keys_unavailable_; }
@@ -125,6 +135,7 @@ class BpfTap {
     CaptureMode mode = CaptureMode::kPlaintext;
     std::vector<bpf_link*> links;           // handshake, certificate, connection end, secrets
     std::vector<bpf_link*> per_call_links;  // SSL_read/SSL_write, Go Read/Write
+    bool local = false;                     // TAP_TARGET_LOCAL too
   };
   struct AttachSpec {
     bpf_program* program = nullptr;
@@ -159,7 +170,8 @@ class BpfTap {
   tap_bpf* skel_ = nullptr;
   ring_buffer* ring_ = nullptr;
   RecordHandler handler_;
-  std::vector<bpf_link*> sock_links_;  // tp_btf: socket bytes and TCP_CLOSE, always
+  bpf_link* local_close_link_ = nullptr;  // sys_enter_close, once a target has local capture
+  std::vector<bpf_link*> sock_links_;     // tp_btf: socket bytes and TCP_CLOSE, always
   std::string keys_unavailable_;
   std::vector<bpf_link*> syscall_links_;  // syscall tracepoints, while plaintext targets exist
   std::map<pid_t, Target> targets_;
