@@ -131,6 +131,8 @@ struct files_struct {
 struct task_struct {
 	unsigned int flags;
 	struct files_struct *files;
+	int pid;
+	int tgid;
 } __attribute__((preserve_access_index));
 
 #define PF_IO_WORKER 0x00000010 /* io_uring worker thread: no syscall of its own */
