@@ -720,6 +720,7 @@ class LiveAuditor {
         spdlog::info("pid {} ({}) not audited: {}", target.pid, target.comm, error);
     }
     tap_->PruneKernelTargets();
+    tap_->SettleTracepoints();
     for (pid_t pid : tap_->TargetPids()) {
       auto it = present.find(pid);
       if (it == present.end() || !tap_->HasTarget(pid, it->second)) {

@@ -615,21 +615,21 @@ void BpfTap::Reap(std::vector<bpf_link*> links) {
       std::unique_lock<std::mutex> lock(reap_mutex_);
       for (;;) {
         reap_cv_.wait(lock, [this] { return reaper_stop_ || !doomed_.empty(); });
-        // Detaching a uprobe holds the kernel's trace event lock through a grace period, which
-        // attaching one needs too: links are detached once attaching has been quiet for a
-        // while, not while a restarted server's processes are being probed.
-        while (!reaper_stop_) {
-          uint64_t quiet_since = last_attach_ns_.load();
-          uint64_t now = MonoNs();
-          if (now >= quiet_since + kReapQuietNs) break;
+        if (doomed_.empty()) return;  // stopping, nothing left
+        // Detaching a uprobe holds the kernel's trace event lock through a grace period (tens
+        // of ms), which attaching one needs too: one link at a time, each once attaching has
+        // been quiet for a while, so a restarted server's probes wait for one detach at most.
+        uint64_t quiet_since = last_attach_ns_.load();
+        uint64_t now = MonoNs();
+        if (!reaper_stop_ && now < quiet_since + kReapQuietNs) {
           reap_cv_.wait_for(lock, std::chrono::nanoseconds(quiet_since + kReapQuietNs - now));
+          continue;
         }
-        std::vector<bpf_link*> batch;
-        batch.swap(doomed_);
+        bpf_link* link = doomed_.back();
+        doomed_.pop_back();
         lock.unlock();
-        for (bpf_link* link : batch) bpf_link__destroy(link);
+        bpf_link__destroy(link);
         lock.lock();
-        if (reaper_stop_ && doomed_.empty()) return;
       }
     });
   }
@@ -649,6 +649,12 @@ void BpfTap::RetireTarget(pid_t pid) {
   it->second.per_call_links.clear();
   targets_.erase(it);
   Reap(std::move(links));
+  // The syscall tracepoints, if no plaintext target is left, go later (SettleTracepoints): a
+  // restarted server's processes would need them again at once.
+}
+
+void BpfTap::SettleTracepoints() {
+  if (MonoNs() < last_attach_ns_.load() + kReapQuietNs) return;
   std::string error;
   UpdateSyscallTracepoints(&error);  // detaching cannot fail
 }

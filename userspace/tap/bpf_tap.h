@@ -105,6 +105,9 @@ class BpfTap {
   // thread of their own, since each costs the kernel a grace period (tens of ms) and a restart
   // of a server must not keep the processes that replace it waiting.
   void RetireTarget(pid_t pid);
+  // Detaches the syscall tracepoints once no target is in plaintext capture and attaching has
+  // been quiet for a while (called from the rescan).
+  void SettleTracepoints();
   bool HasTarget(pid_t pid, uint64_t start_time) const;
   std::vector<pid_t> TargetPids() const;
   // Uprobes attached for pid (0 when it is no target), and tracepoints attached for all (the
