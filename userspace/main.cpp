@@ -813,9 +813,12 @@ class LiveAuditor {
     if (ms < kPendingMs && !mat::tap::FindSslLibraries(pid).empty() &&
         mat::tap::FindCryptoLibraries(pid).empty())
       return;
+    uint64_t t0 = MonoNowNs();
     int libraries = TryAttach(p.target, &error, /*fresh=*/true);
     if (libraries > 0) {
       double total = static_cast<double>(MonoNowNs() - p.since_ns) / 1e6;
+      spdlog::debug("pid {}: probes attached in {:.1f} ms", pid,
+                    static_cast<double>(MonoNowNs() - t0) / 1e6);
       spdlog::info("attached pid {} ({}) {:.1f} ms after {}", pid, p.target.comm, total, how);
       pending_.erase(it);
       return;

@@ -196,7 +196,7 @@ class BpfTap {
   std::vector<bpf_link*> doomed_;
   bool reaper_stop_ = false;
   std::atomic<uint64_t> last_attach_ns_{0};  // CLOCK_MONOTONIC of the latest uprobe attach
-  static constexpr uint64_t kReapQuietNs = 2000000000ull;
+  static constexpr uint64_t kReapQuietNs = 10000000000ull;
   uint64_t consume_deadline_ns_ = 0;  // 0: no budget
   uint32_t consumed_ = 0;
   std::vector<tap_proc> proc_events_;
