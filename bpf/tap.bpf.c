@@ -1603,3 +1603,92 @@ int tp_local_close(struct syscall_enter_ctx *ctx)
 		count(TAP_CNT_RINGBUF_DROPS, 1);
 	return 0;
 }
+
+/*
+ * Attach at exec (issue 13). A process whose comm is one of --comm's (target_comms, filled by
+ * userspace) runs exec, or a watched process (a target, a --pid, their descendants: `watched`)
+ * forks or execs: it is reported on proc_events, which wakes userspace at once, so its probes
+ * are attached before it serves. A forked child of a target inherits the parent's `targets` and
+ * `ssl_layouts` entries here, so its socket bytes and accepts are captured from its first
+ * instruction; userspace then attaches its uprobes or removes the entries.
+ * Cost to other processes: one map lookup per fork and per exec.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TAP_MAX_WATCH_COMMS);
+	__type(key, char[TAP_COMM_LEN]);
+	__type(value, __u8);
+} target_comms SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4 * TAP_MAX_TARGETS);
+	__type(key, __u32); /* tgid */
+	__type(value, __u8);
+} watched SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 << 10);
+} proc_events SEC(".maps");
+
+static __always_inline void emit_proc(__u32 tgid, __u32 kind, __u32 parent)
+{
+	struct tap_proc ev = {};
+
+	ev.hdr.type = TAP_EV_PROC;
+	ev.hdr.tgid = tgid;
+	ev.hdr.tid = tgid;
+	ev.hdr.fd = -1;
+	ev.hdr.ts_ns = bpf_ktime_get_ns();
+	ev.kind = kind;
+	ev.parent = parent;
+	bpf_get_current_comm(ev.comm, sizeof(ev.comm));
+	/* Every event wakes the reader. Lost ones are found by the rescan (the safety net). */
+	bpf_ringbuf_output(&proc_events, &ev, sizeof(ev), BPF_RB_FORCE_WAKEUP);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = (__u32)parent->tgid;
+	__u32 ctgid = (__u32)child->tgid;
+	struct tap_ssl_layout *layout;
+	__u8 one = 1;
+	__u8 *mode;
+
+	if (child->pid != child->tgid || ptgid == ctgid)
+		return 0; /* a thread */
+	if (!bpf_map_lookup_elem(&watched, &ptgid))
+		return 0;
+	bpf_map_update_elem(&watched, &ctgid, &one, BPF_ANY);
+	mode = bpf_map_lookup_elem(&targets, &ptgid);
+	if (mode) {
+		__u8 bits = *mode;
+
+		layout = bpf_map_lookup_elem(&ssl_layouts, &ptgid);
+		if (layout)
+			bpf_map_update_elem(&ssl_layouts, &ctgid, layout, BPF_ANY);
+		bpf_map_update_elem(&targets, &ctgid, &bits, BPF_ANY);
+	}
+	emit_proc(ctgid, TAP_PROC_FORK, ptgid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(proc_exec, struct task_struct *p, int old_pid, void *bprm)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	char comm[TAP_COMM_LEN] = {};
+	__u8 one = 1;
+
+	bpf_get_current_comm(comm, sizeof(comm));
+	if (!bpf_map_lookup_elem(&watched, &tgid)) {
+		if (!bpf_map_lookup_elem(&target_comms, comm))
+			return 0;
+		/* Its children (nginx's workers) are reported even before it is probed. */
+		bpf_map_update_elem(&watched, &tgid, &one, BPF_ANY);
+	}
+	emit_proc(tgid, TAP_PROC_EXEC, 0);
+	return 0;
+}

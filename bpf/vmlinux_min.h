@@ -177,6 +177,8 @@ struct files_struct {
 struct task_struct {
 	unsigned int flags;
 	struct files_struct *files;
+	int pid;
+	int tgid;
 	struct hlist_node pid_links[4];
 	char comm[16];
 } __attribute__((preserve_access_index));

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -273,6 +274,8 @@ class LiveAuditor {
                      local_lookup_.Complete(peer, MonoNowNs());
                    }}),
         ring_(io_),
+        proc_ring_(io_),
+        pending_timer_(io_),
         poll_timer_(io_),
         rescan_timer_(io_),
         sweep_timer_(io_),
@@ -377,6 +380,16 @@ class LiveAuditor {
       return error;
     }
     failed_.clear();
+    // Targets are found at their exec or fork; the rescan stays as a safety net.
+    std::string watch_error;
+    if (tap_->WatchProcesses(spec_.comms, &watch_error)) {
+      proc_ring_.assign(::dup(tap_->proc_epoll_fd()));
+      WaitProc();
+    } else {
+      spdlog::warn("targets are found by the rescan only (every {} ms): {}", options_.rescan_ms,
+                   watch_error);
+    }
+    WarmLayouts();
     Rescan();
     ring_.assign(::dup(tap_->epoll_fd()));
     WaitRing();
@@ -391,6 +404,13 @@ class LiveAuditor {
     boost::system::error_code ec;
     ring_.cancel(ec);
     ring_.close(ec);
+    if (proc_ring_.is_open()) {
+      proc_ring_.cancel(ec);
+      proc_ring_.close(ec);
+    }
+    pending_.clear();
+    pending_timer_.cancel();
+    signatures_.clear();
     auto counters = tap_->ReadCounters();
     for (int i = 0; i < TAP_CNT_MAX; ++i) counters_before_[i] += counters[i];
     uint64_t now = WallNowNs();
@@ -709,7 +729,8 @@ class LiveAuditor {
     poll_timer_.expires_after(std::chrono::milliseconds(options_.poll_ms));
     poll_timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
-      Drain();  // nothing while detached
+      Drain();                       // nothing while detached
+      if (tap_) HandleProcEvents();  // a wake-up that came between two waits
       if (out_->fatal_error() != 0) return OutputGone();
       SchedulePoll();
     });
@@ -718,7 +739,16 @@ class LiveAuditor {
   // Hands every record in the ring to the pipeline, then writes the lines they completed.
   void Drain() {
     if (!tap_) return;
-    int n = tap_->Consume();
+    // In slices of 5 ms: a process reported at its exec or fork is probed between two.
+    int n;
+    while ((n = tap_->Consume(5000000)) == -EAGAIN) {
+      out_->Flush();
+      if (!draining_) {
+        draining_ = true;
+        HandleProcEvents();
+        draining_ = false;
+      }
+    }
     if (n < 0) spdlog::warn("ring buffer: {}", std::strerror(-n));
     out_->Flush();
   }
@@ -727,33 +757,45 @@ class LiveAuditor {
     std::map<pid_t, uint64_t> present;
     for (const auto& target : mat::tap::ScanTargets(spec_)) {
       present[target.pid] = target.start_time;
-      if (tap_->HasTarget(target.pid, target.start_time)) continue;
+      tap_->Watch(target.pid);                   // its forks and execs are reported at once
+      if (pending_.count(target.pid)) continue;  // being probed since its exec
       auto key = std::make_pair(target.pid, target.start_time);
-      if (failed_.count(key)) continue;
-      std::string error;
-      int libraries = AddOne(target, &error);
-      if (libraries > 0) {
-        comms_[target.pid] = target.comm;
-      } else {
-        failed_.insert(key);
-        spdlog::info("pid {} ({}) not audited: {}", target.pid, target.comm, error);
+      if (tap_->HasTarget(target.pid, target.start_time)) {
+        // A TLS library loaded since (dlopen) or replaced: probed again.
+        auto sig = signatures_.find(target.pid);
+        std::string now = mat::tap::TlsLibrarySignature(target.pid);
+        // Nothing mapped: exiting (or a zombie); the process is not probed again for that.
+        if (sig == signatures_.end() || sig->second == now || now.empty()) continue;
+        spdlog::info("pid {} ({}): its TLS libraries changed, probing it again", target.pid,
+                     target.comm);
+      } else if (auto f = failed_.find(key); f != failed_.end()) {
+        // Not audited so far: tried again once it maps other TLS libraries (dlopen).
+        if (f->second == mat::tap::TlsLibrarySignature(target.pid)) continue;
       }
+      std::string error;
+      TryAttach(target, &error);
+      if (!tap_->HasTarget(target.pid, target.start_time))
+        spdlog::info("pid {} ({}) not audited: {}", target.pid, target.comm, error);
     }
+    tap_->PruneKernelTargets();
+    tap_->SettleTracepoints();
     for (pid_t pid : tap_->TargetPids()) {
       auto it = present.find(pid);
       if (it == present.end() || !tap_->HasTarget(pid, it->second)) {
         Drain();  // records of the process before its connections are ended
-        tap_->RemoveTarget(pid);
+        tap_->RetireTarget(pid);
         pipeline_.OnProcessExit(static_cast<uint32_t>(pid), WallNowNs());
         listening_.Forget(pid);
         comms_.erase(pid);
         bridges_.erase(pid);
+        signatures_.erase(pid);
         spdlog::info("pid {} is gone", pid);
       }
     }
     for (auto it = failed_.begin(); it != failed_.end();) {
-      auto p = present.find(it->first);
-      it = (p == present.end() || p->second != it->second) ? failed_.erase(it) : std::next(it);
+      auto p = present.find(it->first.first);
+      it =
+          (p == present.end() || p->second != it->first.second) ? failed_.erase(it) : std::next(it);
     }
     EndBridges();
   }
@@ -877,12 +919,116 @@ class LiveAuditor {
     return out_->fatal_error() == 0 && out_->lines_unwritten() == 0;
   }
 
+  // Probes target (AddOne), and remembers its TLS libraries, so that a change is seen; a
+  // failure is remembered with them too. Returns AddOne's count.
+  int TryAttach(const mat::tap::TargetProcess& target, std::string* error, bool fresh = false) {
+    auto key = std::make_pair(target.pid, target.start_time);
+    std::string signature = mat::tap::TlsLibrarySignature(target.pid);
+    int libraries = AddOne(target, error, fresh);
+    if (libraries > 0) {
+      comms_[target.pid] = target.comm;
+      signatures_[target.pid] = std::move(signature);
+      failed_.erase(key);
+    } else {
+      tap_->ForgetKernelTarget(target.pid);
+      failed_[key] = std::move(signature);
+    }
+    return libraries;
+  }
+
+  // ---- attach at exec: processes reported by the kernel as they fork or exec --------------------
+  void WaitProc() {
+    proc_ring_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                          [this](const boost::system::error_code& ec) {
+                            if (ec || !tap_) return;
+                            HandleProcEvents();
+                            WaitProc();
+                          });
+  }
+
+  void HandleProcEvents() {
+    for (const tap_proc& ev : tap_->TakeProcEvents()) {
+      pid_t pid = static_cast<pid_t>(ev.hdr.tgid);
+      spdlog::debug("process event: pid {} {} ({:.16s}), {:.1f} ms ago", pid,
+                    ev.kind == TAP_PROC_EXEC ? "exec" : "fork",
+                    reinterpret_cast<const char*>(ev.comm),
+                    static_cast<double>(MonoNowNs() - ev.hdr.ts_ns) / 1e6);
+      auto target = mat::tap::ReadTarget(pid, spec_);
+      if (!target) {
+        // Gone already, or no longer selected (a target that ran another program).
+        tap_->Unwatch(pid);
+        if (comms_.count(pid)) {
+          if (!draining_) Drain();
+          tap_->RetireTarget(pid);
+          pipeline_.OnProcessExit(static_cast<uint32_t>(pid), WallNowNs());
+          listening_.Forget(pid);
+          comms_.erase(pid);
+          bridges_.erase(pid);
+          signatures_.erase(pid);
+        }
+        tap_->ForgetKernelTarget(pid);
+        continue;
+      }
+      // A fork of a probed process is probed once; an exec runs a new program: probed anew.
+      if (ev.kind == TAP_PROC_FORK && tap_->HasTarget(pid, target->start_time)) continue;
+      pending_[pid] = {ev.hdr.ts_ns, ev.kind, *target};
+      TryPending(pid);
+    }
+    SchedulePending();
+  }
+
+  // A process reported at its exec may not map its TLS library yet (the dynamic loader maps it
+  // right after): it is tried again every 2 ms for a while, then left to the rescan.
+  void TryPending(pid_t pid) {
+    auto it = pending_.find(pid);
+    if (it == pending_.end()) return;
+    Pending& p = it->second;
+    const char* how = p.kind == TAP_PROC_EXEC ? "exec" : "fork";
+    double ms = static_cast<double>(MonoNowNs() - p.since_ns) / 1e6;
+    std::string error;
+    // The dynamic loader maps libssl, then libcrypto: both, or wait.
+    if (ms < kPendingMs && !mat::tap::FindSslLibraries(pid).empty() &&
+        mat::tap::FindCryptoLibraries(pid).empty())
+      return;
+    uint64_t t0 = MonoNowNs();
+    int libraries = TryAttach(p.target, &error, /*fresh=*/true);
+    if (libraries > 0) {
+      double total = static_cast<double>(MonoNowNs() - p.since_ns) / 1e6;
+      spdlog::debug("pid {}: probes attached in {:.1f} ms", pid,
+                    static_cast<double>(MonoNowNs() - t0) / 1e6);
+      spdlog::info("attached pid {} ({}) {:.1f} ms after {}", pid, p.target.comm, total, how);
+      pending_.erase(it);
+      return;
+    }
+    if (ms >= kPendingMs || ::kill(pid, 0) != 0) {
+      spdlog::info("pid {} ({}) not audited {:.0f} ms after its {}: {}", pid, p.target.comm, ms,
+                   how, error);
+      pending_.erase(it);
+    }
+  }
+
+  void SchedulePending() {
+    if (pending_.empty() || pending_armed_) return;
+    pending_armed_ = true;
+    pending_timer_.expires_after(std::chrono::milliseconds(2));
+    pending_timer_.async_wait([this](const boost::system::error_code& ec) {
+      pending_armed_ = false;
+      if (ec || !tap_) return;
+      std::vector<pid_t> pids;
+      for (const auto& [pid, p] : pending_) pids.push_back(pid);
+      for (pid_t pid : pids) TryPending(pid);
+      SchedulePending();
+    });
+  }
+
   // ---- keys capture: how each target is captured ---------------------------------------------
   // Probes one target in the configured capture. auto: keys where the process allows it (its
   // libssl calibrated, or Go's writeKeyLog found), else the per-call probes, with one line why.
   // Connections the process has open now predate the auditor (no handshake to take secrets
   // from): the per-call probes stay for them, within the bridge window.
-  int AddOne(const mat::tap::TargetProcess& target, std::string* error) {
+  // fresh: a process found at its fork or exec: any connection it has was inherited from a
+  // probed parent or kept across exec, never bridged (and its start is not slowed by a look).
+  int AddOne(const mat::tap::TargetProcess& target, std::string* error, bool fresh = false) {
     using mat::tap::CaptureMode;
     auto libraries = [](int n) { return n == 1 ? "y" : "ies"; };
     // dockerd's local API (its Unix sockets): from the socket tracepoints, in any mode.
@@ -919,7 +1065,7 @@ class LiveAuditor {
       }
     }
     std::set<unsigned long> open;
-    if (options_.bridge_window_s > 0) open = mat::conn::OpenTcpConnections(target.pid);
+    if (options_.bridge_window_s > 0 && !fresh) open = mat::conn::OpenTcpConnections(target.pid);
     keys.mode = open.empty() ? CaptureMode::kKeys : CaptureMode::kBoth;
     std::string keys_error;
     int n = why.empty() ? tap_->AddTarget(target, keys, &keys_error) : 0;
@@ -973,6 +1119,39 @@ class LiveAuditor {
     local_lookup_.AddDataRoot(mat::identity::DataRootFromCmdline(cmdline));
   }
 
+  // The system's libssl calibrated before any target maps it, so that a server started later is
+  // probed without the calibration's delay (tens of ms) between its exec and its first handshake.
+  void WarmLayouts() {
+    if (spec_.empty()) return;
+    for (const char* dir : {"/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64",
+                            "/usr/lib/aarch64-linux-gnu", "/usr/lib"}) {
+      for (const char* version : {"3", "1.1"}) {
+        std::string ssl = std::string(dir) + "/libssl.so." + version;
+        std::string crypto = std::string(dir) + "/libcrypto.so." + version;
+        struct stat st {
+        }, cst{};
+        if (::stat(ssl.c_str(), &st) != 0 || ::stat(crypto.c_str(), &cst) != 0) continue;
+        tap_->WarmPlans(ssl, crypto);
+        mat::tap::FileKey key{st.st_dev, st.st_ino};
+        if (options_.capture == "plaintext" || !tap_->keys_unavailable().empty() ||
+            layouts_.Find(key))
+          continue;
+        LayoutResult result;
+        auto t0 = std::chrono::steady_clock::now();
+        result.layout = mat::tap::CalibrateSslLayout(ssl, crypto, &result.why);
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - t0)
+                      .count();
+        if (result.layout)
+          spdlog::info("{}: OpenSSL layout calibrated in {} ms, ahead of the targets that load it",
+                       ssl, ms);
+        else
+          spdlog::warn("{}: OpenSSL layout calibration failed: {}", ssl, result.why);
+        layouts_.Insert(key, std::move(result));
+      }
+    }
+  }
+
   struct LayoutResult {
     std::optional<tap_ssl_layout> layout;
     std::string why;
@@ -988,7 +1167,9 @@ class LiveAuditor {
     LayoutResult result;
     auto crypto = mat::tap::FindCryptoLibraries(pid);
     if (crypto.empty()) {
-      result.why = "no libcrypto mapped beside it";
+      // Not the file's fault (a process still being loaded): not cached.
+      uncached_layout_ = LayoutResult{std::nullopt, "no libcrypto mapped beside it"};
+      return uncached_layout_;
     } else {
       auto t0 = std::chrono::steady_clock::now();
       result.layout = mat::tap::CalibrateSslLayout(ssl.path, crypto.front().path, &result.why);
@@ -1150,7 +1331,18 @@ class LiveAuditor {
   mat::pipeline::Pipeline pipeline_;
   mat::tap::TargetSpec spec_;
   std::unique_ptr<mat::tap::BpfTap> tap_;
-  std::set<std::pair<pid_t, uint64_t>> failed_;
+  // Processes not audited, with their TLS libraries then (tried again when these change).
+  std::map<std::pair<pid_t, uint64_t>, std::string> failed_;
+  std::map<pid_t, std::string> signatures_;  // TLS libraries of each target when probed
+  struct Pending {
+    uint64_t since_ns = 0;  // the exec or fork (CLOCK_MONOTONIC)
+    uint32_t kind = 0;      // enum tap_proc_kind
+    mat::tap::TargetProcess target;
+  };
+  static constexpr double kPendingMs = 500;
+  std::map<pid_t, Pending> pending_;  // found at exec or fork, not probed yet
+  bool pending_armed_ = false;
+  bool draining_ = false;                          // process events handled from inside Drain
   std::map<pid_t, std::string> comms_;             // command name of each target probed
   mat::identity::LocalPeerLookup local_lookup_;    // local socket peers: /proc, names
   std::unique_ptr<mat::tls::DecryptStage> stage_;  // keys capture: decrypts the socket bytes
@@ -1171,6 +1363,8 @@ class LiveAuditor {
   std::optional<std::chrono::steady_clock::time_point> stop_at_;  // SIGINT/SIGTERM came
   boost::asio::io_context io_;
   boost::asio::posix::stream_descriptor ring_;
+  boost::asio::posix::stream_descriptor proc_ring_;  // process events (attach at exec)
+  boost::asio::steady_timer pending_timer_;
   boost::asio::steady_timer poll_timer_;
   boost::asio::steady_timer rescan_timer_;
   boost::asio::steady_timer sweep_timer_;

@@ -506,7 +506,8 @@ Capture:
   --max-body-bytes N             request/response body bytes kept per message (default 65536)
   --poll-ms N                    how often the kernel ring buffer is drained, ms (default 20;
                                  it is drained at once when an eighth of it is full)
-  --rescan-ms N                  how often to look for new target processes (default 1000)
+  --rescan-ms N                  how often to look for new target processes (default 1000;
+                                 a safety net: targets are found at their exec or fork)
   --idle-timeout S               end connections idle this long, seconds (default 900)
 
 Output (stdout; a writer thread, so a slow reader never stalls the capture):

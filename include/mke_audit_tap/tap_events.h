@@ -45,6 +45,15 @@ enum tap_event_type {
                                 socket's cookie; its bytes follow as TAP_EV_DATA records with that
                                 conn (plaintext: no TLS on a local socket), and its end as a
                                 TAP_EV_CONN_END with that conn when the target closes its fd */
+  TAP_EV_PROC = 11,          /* a process that may be a target was made (fork) or runs a new
+                                program (exec): struct tap_proc, on its own ring buffer
+                                (proc_events), never in the data ring or a recording */
+};
+
+/* What a TAP_EV_PROC reports. */
+enum tap_proc_kind {
+  TAP_PROC_EXEC = 1, /* a process whose comm is a --comm, or that is watched, ran exec */
+  TAP_PROC_FORK = 2, /* a watched process made a new process (not a thread) */
 };
 
 /* What a target's `targets` map value asks the kernel to capture (bits). */
@@ -188,6 +197,19 @@ struct tap_ssl_layout {
   __u32 session;           /* SSL: the SSL_SESSION pointer */
   __u32 master_key;        /* SSL_SESSION: the TLS 1.2 master secret, 48 bytes */
   __u32 pad[2];
+};
+
+/*
+ * Attach at exec: a process is reported as it forks or execs, so userspace probes it before it
+ * serves. hdr.tgid is the process, hdr.ts_ns the time of the fork or exec, hdr.fd -1.
+ */
+#define TAP_COMM_LEN 16u        /* the kernel's TASK_COMM_LEN */
+#define TAP_MAX_WATCH_COMMS 64u /* --comm names matched at exec */
+struct tap_proc {
+  struct tap_hdr hdr;
+  __u32 kind;   /* enum tap_proc_kind */
+  __u32 parent; /* fork: the parent's tgid; exec: 0 */
+  __u8 comm[TAP_COMM_LEN];
 };
 
 #define TAP_SECRET_MAX 64u /* bytes of a secret carried, at most (EVP_MAX_MD_SIZE) */

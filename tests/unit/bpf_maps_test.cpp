@@ -2,7 +2,9 @@
 // Every hash map the BPF programs fill must be LRU: an entry whose thread or process dies
 // mid-call (killed in accept or inside an SSL call) is never deleted by the program that made
 // it, and in a plain hash map such entries would pile up until the map refuses every new
-// call. Only `targets` and `ssl_layouts` are plain: userspace adds and removes their entries.
+// call. Only `targets`, `ssl_layouts` and `target_comms` are plain: userspace adds and removes
+// their entries (a forked child of a target inherits its parent's `targets` and `ssl_layouts`
+// entries in the kernel; userspace adopts or deletes them, and prunes those of processes gone).
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
 
@@ -23,7 +25,7 @@ TEST(BpfMaps, HashMapsFilledByTheKernelAreLru) {
     const bpf_map_type type = bpf_map__type(map);
     if (type != BPF_MAP_TYPE_HASH && type != BPF_MAP_TYPE_LRU_HASH) continue;
     ++hash_maps;
-    if (name == "targets" || name == "ssl_layouts")
+    if (name == "targets" || name == "ssl_layouts" || name == "target_comms")
       EXPECT_EQ(type, BPF_MAP_TYPE_HASH) << name;
     else
       EXPECT_EQ(type, BPF_MAP_TYPE_LRU_HASH) << name << " is filled per thread or connection";

@@ -7,6 +7,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -178,6 +179,14 @@ std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler 
 }
 
 BpfTap::~BpfTap() {
+  if (reaper_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(reap_mutex_);
+      reaper_stop_ = true;
+    }
+    reap_cv_.notify_one();
+    reaper_.join();
+  }
   for (auto& [pid, target] : targets_) {
     for (bpf_link* link : target.links) bpf_link__destroy(link);
     for (bpf_link* link : target.per_call_links) bpf_link__destroy(link);
@@ -185,13 +194,119 @@ BpfTap::~BpfTap() {
   for (bpf_link* link : syscall_links_) bpf_link__destroy(link);
   for (bpf_link* link : sock_links_) bpf_link__destroy(link);
   if (local_close_link_) bpf_link__destroy(local_close_link_);
+  for (bpf_link* link : proc_links_) bpf_link__destroy(link);
   if (ring_) ring_buffer__free(ring_);
+  if (proc_ring_) ring_buffer__free(proc_ring_);
   if (skel_) tap_bpf__destroy(skel_);
 }
 
+namespace {
+uint64_t MonoNs() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return uint64_t(t.tv_sec) * 1000000000ull + uint64_t(t.tv_nsec);
+}
+}  // namespace
+
 int BpfTap::OnRecord(void* ctx, void* data, size_t size) {
-  static_cast<BpfTap*>(ctx)->handler_(data, size);
+  auto* tap = static_cast<BpfTap*>(ctx);
+  tap->handler_(data, size);
+  // This record is consumed either way; a negative return stops the consume here.
+  if (tap->consume_deadline_ns_ != 0 && ++tap->consumed_ % 32 == 0 &&
+      MonoNs() >= tap->consume_deadline_ns_)
+    return -EAGAIN;
   return 0;
+}
+
+int BpfTap::OnProcRecord(void* ctx, void* data, size_t size) {
+  if (size < sizeof(tap_proc)) return 0;
+  tap_proc ev{};
+  std::memcpy(&ev, data, sizeof(ev));
+  if (ev.hdr.type == TAP_EV_PROC) static_cast<BpfTap*>(ctx)->proc_events_.push_back(ev);
+  return 0;
+}
+
+bool BpfTap::WatchProcesses(const std::vector<std::string>& comms, std::string* error) {
+  if (proc_ring_ != nullptr) return true;
+  if (comms.size() > TAP_MAX_WATCH_COMMS) {
+    *error = "more than " + std::to_string(TAP_MAX_WATCH_COMMS) + " --comm names";
+    return false;
+  }
+  for (const std::string& comm : comms) {
+    char key[TAP_COMM_LEN] = {};
+    // The kernel keeps the first 15 bytes of a program's name.
+    std::memcpy(key, comm.data(), std::min<size_t>(comm.size(), TAP_COMM_LEN - 1));
+    uint8_t one = 1;
+    if (bpf_map__update_elem(skel_->maps.target_comms, key, sizeof(key), &one, sizeof(one),
+                             BPF_ANY)) {
+      *error = std::string("target_comms map: ") + std::strerror(errno);
+      return false;
+    }
+  }
+  proc_ring_ =
+      ring_buffer__new(bpf_map__fd(skel_->maps.proc_events), &BpfTap::OnProcRecord, this, nullptr);
+  if (proc_ring_ == nullptr) {
+    *error = std::string("cannot open the process event ring buffer: ") + std::strerror(errno);
+    return false;
+  }
+  for (bpf_program* prog : {skel_->progs.proc_fork, skel_->progs.proc_exec}) {
+    bpf_link* link = bpf_program__attach(prog);
+    if (link == nullptr) {
+      *error = std::string("cannot attach BTF tracepoint ") + bpf_program__name(prog) + ": " +
+               std::strerror(errno);
+      return false;
+    }
+    proc_links_.push_back(link);
+  }
+  return true;
+}
+
+void BpfTap::WarmPlans(const std::string& libssl, const std::string& libcrypto) {
+  std::string error;
+  PlanFor({libssl, libssl}, &error);
+  CertPlanFor({libcrypto, libcrypto}, &error);
+}
+
+void BpfTap::Watch(pid_t pid) {
+  uint32_t tgid = static_cast<uint32_t>(pid);
+  uint8_t one = 1;
+  bpf_map__update_elem(skel_->maps.watched, &tgid, sizeof(tgid), &one, sizeof(one), BPF_ANY);
+}
+
+void BpfTap::Unwatch(pid_t pid) {
+  uint32_t tgid = static_cast<uint32_t>(pid);
+  bpf_map__delete_elem(skel_->maps.watched, &tgid, sizeof(tgid), 0);
+}
+
+int BpfTap::proc_epoll_fd() const { return proc_ring_ ? ring_buffer__epoll_fd(proc_ring_) : -1; }
+
+std::vector<tap_proc> BpfTap::TakeProcEvents() {
+  if (proc_ring_) ring_buffer__consume(proc_ring_);
+  std::vector<tap_proc> out;
+  out.swap(proc_events_);
+  return out;
+}
+
+void BpfTap::ForgetKernelTarget(pid_t pid) {
+  if (targets_.count(pid)) return;
+  uint32_t tgid = static_cast<uint32_t>(pid);
+  bpf_map__delete_elem(skel_->maps.targets, &tgid, sizeof(tgid), 0);
+  bpf_map__delete_elem(skel_->maps.ssl_layouts, &tgid, sizeof(tgid), 0);
+}
+
+void BpfTap::PruneKernelTargets() {
+  std::vector<pid_t> gone;
+  uint32_t key = 0, next = 0;
+  const uint32_t* prev = nullptr;
+  while (bpf_map__get_next_key(skel_->maps.targets, prev, &next, sizeof(next)) == 0) {
+    key = next;
+    prev = &key;
+    pid_t pid = static_cast<pid_t>(key);
+    struct stat st {};
+    if (!targets_.count(pid) && ::stat(("/proc/" + std::to_string(pid)).c_str(), &st) != 0)
+      gone.push_back(pid);
+  }
+  for (pid_t pid : gone) ForgetKernelTarget(pid);
 }
 
 namespace {
@@ -282,11 +397,12 @@ bool BpfTap::AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const 
   std::vector<bpf_link*> made;
   for (const AttachSpec& site : sites) {
     LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = site.cookie, .retprobe = site.retprobe);
+    last_attach_ns_ = MonoNs();
     bpf_link* link =
         bpf_program__attach_uprobe_opts(site.program, pid, path.c_str(), site.offset, &opts);
     if (link == nullptr) {
       *error = "cannot attach to " + site.function + " in " + what + ": " + std::strerror(errno);
-      for (bpf_link* l : made) bpf_link__destroy(l);
+      Reap(std::move(made));  // a process gone meanwhile: nothing waits for these
       return false;
     }
     made.push_back(link);
@@ -352,7 +468,7 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
       continue;
     if (!AttachSites(SpecsOf(plan->sites, false, secrets_here), target.pid, library.path,
                      library.name, &entry.links, &ssl_error)) {
-      for (bpf_link* link : per_call) bpf_link__destroy(link);
+      Reap(std::move(per_call));
       continue;
     }
     entry.per_call_links.insert(entry.per_call_links.end(), per_call.begin(), per_call.end());
@@ -414,14 +530,14 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
           entry.per_call_links.insert(entry.per_call_links.end(), per_call.begin(), per_call.end());
           ++probed;
         } else {
-          for (bpf_link* link : per_call) bpf_link__destroy(link);
+          Reap(std::move(per_call));
         }
       }
     }
   }
-  auto undo = [&entry] {
-    for (bpf_link* link : entry.links) bpf_link__destroy(link);
-    for (bpf_link* link : entry.per_call_links) bpf_link__destroy(link);
+  auto undo = [this, &entry] {
+    Reap(std::move(entry.links));
+    Reap(std::move(entry.per_call_links));
   };
   if (probed == 0) {
     if (!ssl_error.empty())
@@ -553,6 +669,61 @@ std::optional<CaptureMode> BpfTap::ModeOf(pid_t pid) const {
   return it->second.mode;
 }
 
+void BpfTap::Reap(std::vector<bpf_link*> links) {
+  if (links.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(reap_mutex_);
+    doomed_.insert(doomed_.end(), links.begin(), links.end());
+  }
+  if (!reaper_.joinable()) {
+    reaper_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(reap_mutex_);
+      for (;;) {
+        reap_cv_.wait(lock, [this] { return reaper_stop_ || !doomed_.empty(); });
+        if (doomed_.empty()) return;  // stopping, nothing left
+        // Detaching a uprobe holds the kernel's trace event lock through a grace period (tens
+        // of ms), which attaching one needs too: one link at a time, each once attaching has
+        // been quiet for a while, so a restarted server's probes wait for one detach at most.
+        uint64_t quiet_since = last_attach_ns_.load();
+        uint64_t now = MonoNs();
+        if (!reaper_stop_ && now < quiet_since + kReapQuietNs) {
+          reap_cv_.wait_for(lock, std::chrono::nanoseconds(quiet_since + kReapQuietNs - now));
+          continue;
+        }
+        bpf_link* link = doomed_.back();
+        doomed_.pop_back();
+        lock.unlock();
+        bpf_link__destroy(link);
+        lock.lock();
+      }
+    });
+  }
+  reap_cv_.notify_one();
+}
+
+void BpfTap::RetireTarget(pid_t pid) {
+  auto it = targets_.find(pid);
+  if (it == targets_.end()) return;
+  // The kernel stops capturing the process first; its probes go on the reaper thread.
+  uint32_t tgid = static_cast<uint32_t>(pid);
+  bpf_map__delete_elem(skel_->maps.targets, &tgid, sizeof(tgid), 0);
+  bpf_map__delete_elem(skel_->maps.ssl_layouts, &tgid, sizeof(tgid), 0);
+  std::vector<bpf_link*> links = std::move(it->second.links);
+  links.insert(links.end(), it->second.per_call_links.begin(), it->second.per_call_links.end());
+  it->second.links.clear();
+  it->second.per_call_links.clear();
+  targets_.erase(it);
+  Reap(std::move(links));
+  // The syscall tracepoints, if no plaintext target is left, go later (SettleTracepoints): a
+  // restarted server's processes would need them again at once.
+}
+
+void BpfTap::SettleTracepoints() {
+  if (MonoNs() < last_attach_ns_.load() + kReapQuietNs) return;
+  std::string error;
+  UpdateSyscallTracepoints(&error);  // detaching cannot fail
+}
+
 void BpfTap::RemoveTarget(pid_t pid) {
   auto it = targets_.find(pid);
   if (it == targets_.end()) return;
@@ -584,7 +755,12 @@ size_t BpfTap::ProbeCount(pid_t pid) const {
 
 int BpfTap::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }
 
-int BpfTap::Consume() { return ring_buffer__consume(ring_); }
+int BpfTap::Consume(uint64_t budget_ns) {
+  consume_deadline_ns_ = budget_ns ? MonoNs() + budget_ns : 0;
+  int n = ring_buffer__consume(ring_);
+  consume_deadline_ns_ = 0;
+  return n;
+}
 
 Counters BpfTap::ReadCounters() const {
   Counters totals{};

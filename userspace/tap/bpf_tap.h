@@ -6,12 +6,17 @@
 #include <sys/types.h>
 
 #include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tap/file_cache.h"
@@ -110,6 +115,13 @@ class BpfTap {
   void DropPlaintextProbes(pid_t pid);
   std::optional<CaptureMode> ModeOf(pid_t pid) const;
   void RemoveTarget(pid_t pid);
+  // The same for a process that is gone (or no target any more): its probes are detached on a
+  // thread of their own, since each costs the kernel a grace period (tens of ms) and a restart
+  // of a server must not keep the processes that replace it waiting.
+  void RetireTarget(pid_t pid);
+  // Detaches the syscall tracepoints once no target is in plaintext capture and attaching has
+  // been quiet for a while (called from the rescan).
+  void SettleTracepoints();
   bool HasTarget(pid_t pid, uint64_t start_time) const;
   std::vector<pid_t> TargetPids() const;
   // Uprobes attached for pid (0 when it is no target), and tracepoints attached for all (the
@@ -124,9 +136,31 @@ class BpfTap {
   size_t SyscallTracepointCount() const { return syscall_links_.size(); }
 
   int epoll_fd() const;
-  // Consumes the available records without blocking; returns how many, or -errno.
-  int Consume();
+  // Consumes the available records without blocking; returns how many, or -errno. With a
+  // budget, stops after about budget_ns of work and returns -EAGAIN when records may be left
+  // (so that process events are not kept waiting behind a long drain).
+  int Consume(uint64_t budget_ns = 0);
   Counters ReadCounters() const;
+
+  // ---- attach at exec (bpf/tap.bpf.c proc_fork, proc_exec) ----------------------------------
+  // The kernel reports (TAP_EV_PROC, on a ring of its own that wakes the reader at once) an
+  // exec whose comm is one of comms, and a fork or exec of a watched process; a forked child of
+  // a target inherits its parent's capture in the kernel until AdoptOrForget. false with *error
+  // when the tracepoints cannot be attached.
+  bool WatchProcesses(const std::vector<std::string>& comms, std::string* error);
+  // Makes the probe plans of a TLS library pair (a file path each) ahead of the first process
+  // that maps them.
+  void WarmPlans(const std::string& libssl, const std::string& libcrypto);
+  void Watch(pid_t pid);
+  void Unwatch(pid_t pid);
+  int proc_epoll_fd() const;
+  // The process events waiting, oldest first (consumed).
+  std::vector<tap_proc> TakeProcEvents();
+  // Removes the kernel's capture entries of pid when it is no target here (a child that
+  // inherited them at fork and that is not audited after all).
+  void ForgetKernelTarget(pid_t pid);
+  // Forgets the inherited entries of processes that are gone (a lost event, an early exit).
+  void PruneKernelTargets();
 
  private:
   BpfTap() = default;
@@ -151,6 +185,7 @@ class BpfTap {
     std::string why;  // when !plan
   };
   static int OnRecord(void* ctx, void* data, size_t size);
+  static int OnProcRecord(void* ctx, void* data, size_t size);
   const SslProbePlan* PlanFor(const SslLibrary& library, std::string* error);
   const std::vector<ProbeSite>* CertPlanFor(const SslLibrary& library, std::string* error);
   const GoBinaryInfo* GoPlanFor(pid_t pid, std::string* error);
@@ -163,9 +198,8 @@ class BpfTap {
   bool UpdateSyscallTracepoints(std::string* error);
   bool SetTargetMode(pid_t pid, uint8_t bits, std::string* error);
   // Attaches all of sites or none.
-  static bool AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const std::string& path,
-                          const std::string& what, std::vector<bpf_link*>* links,
-                          std::string* error);
+  bool AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const std::string& path,
+                   const std::string& what, std::vector<bpf_link*>* links, std::string* error);
 
   tap_bpf* skel_ = nullptr;
   ring_buffer* ring_ = nullptr;
@@ -174,6 +208,20 @@ class BpfTap {
   std::vector<bpf_link*> sock_links_;     // tp_btf: socket bytes and TCP_CLOSE, always
   std::string keys_unavailable_;
   std::vector<bpf_link*> syscall_links_;  // syscall tracepoints, while plaintext targets exist
+  std::vector<bpf_link*> proc_links_;     // sched_process_fork/exec
+  ring_buffer* proc_ring_ = nullptr;
+  // Links detached off the event loop (RetireTarget).
+  void Reap(std::vector<bpf_link*> links);
+  std::thread reaper_;
+  std::mutex reap_mutex_;
+  std::condition_variable reap_cv_;
+  std::vector<bpf_link*> doomed_;
+  bool reaper_stop_ = false;
+  std::atomic<uint64_t> last_attach_ns_{0};  // CLOCK_MONOTONIC of the latest uprobe attach
+  static constexpr uint64_t kReapQuietNs = 10000000000ull;
+  uint64_t consume_deadline_ns_ = 0;  // 0: no budget
+  uint32_t consumed_ = 0;
+  std::vector<tap_proc> proc_events_;
   std::map<pid_t, Target> targets_;
   // Plans per file, bounded (file_cache.h); a pointer returned by the *PlanFor functions is
   // used before the next one is made.

@@ -1,6 +1,7 @@
 #include "tap/targets.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <sstream>
 
 #include "tap/elf_file.h"
+#include "tap/file_cache.h"
 
 namespace mat::tap {
 namespace {
@@ -66,14 +68,65 @@ std::vector<SslLibrary> FindMappedLibraries(pid_t pid, const std::string& proc_r
   return found;
 }
 
+// Whether the program file exports SSL_read, read once per file (device, inode): a process
+// found at its fork or exec is probed without parsing its program again.
+bool ExportsSslRead(const std::string& exe) {
+  static FileCache<bool> cache(128);
+  struct stat st {};
+  if (::stat(exe.c_str(), &st) != 0) return false;
+  FileKey key{st.st_dev, st.st_ino};
+  if (bool* known = cache.Find(key)) return *known;
+  std::string error;
+  auto elf = ElfFile::Load(exe, &error);
+  return cache.Insert(key, elf && elf->FindFunction("SSL_read"));
+}
+
 }  // namespace
+
+std::optional<TargetProcess> ReadTarget(pid_t pid, const TargetSpec& spec,
+                                        const std::string& proc_root) {
+  ProcStat stat;
+  if (!ReadStat(proc_root, pid, &stat)) return std::nullopt;
+  bool selected = false;
+  for (const auto& comm : spec.comms) selected |= stat.comm == comm.substr(0, 15);
+  pid_t cur = pid;
+  ProcStat up = stat;
+  for (int depth = 0; !selected && depth < 64 && cur > 0; ++depth) {
+    for (pid_t wanted : spec.pids) selected |= cur == wanted;
+    cur = up.ppid;
+    if (cur <= 0 || !ReadStat(proc_root, cur, &up)) break;
+  }
+  if (!selected) return std::nullopt;
+  TargetProcess t;
+  t.pid = pid;
+  t.comm = stat.comm;
+  t.start_time = stat.start_time;
+  return t;
+}
+
+std::string TlsLibrarySignature(pid_t pid, const std::string& proc_root) {
+  std::ifstream maps(proc_root + "/" + std::to_string(pid) + "/maps");
+  std::set<std::string> files;
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find("/libssl.so") == std::string::npos &&
+        line.find("/libcrypto.so") == std::string::npos)
+      continue;
+    std::istringstream fields(line);
+    std::string range, perms, offset, dev, inode;
+    if (fields >> range >> perms >> offset >> dev >> inode) files.insert(dev + " " + inode);
+  }
+  std::string out;
+  for (const auto& f : files) out += f + ";";
+  return out;
+}
 
 std::vector<SslLibrary> FindSslLibraries(pid_t pid, const std::string& proc_root) {
   std::vector<SslLibrary> found = FindMappedLibraries(pid, proc_root, "libssl.so");
   std::string base = proc_root + "/" + std::to_string(pid);
   // OpenSSL linked into the program itself.
-  std::string exe = base + "/exe", error;
-  if (auto elf = ElfFile::Load(exe, &error); elf && elf->FindFunction("SSL_read")) {
+  std::string exe = base + "/exe";
+  if (ExportsSslRead(exe)) {
     char target[4096] = "";
     ssize_t n = ::readlink(exe.c_str(), target, sizeof(target) - 1);
     found.push_back({exe, n > 0 ? std::string(target, static_cast<size_t>(n)) : exe});

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -26,6 +27,15 @@ struct TargetProcess {
 // Scans proc_root for the processes matching spec.
 std::vector<TargetProcess> ScanTargets(const TargetSpec& spec,
                                        const std::string& proc_root = "/proc");
+
+// pid when spec selects it now (its comm, or a --pid among its ancestors), read from proc_root:
+// the check made for a process reported at its fork or exec.
+std::optional<TargetProcess> ReadTarget(pid_t pid, const TargetSpec& spec,
+                                        const std::string& proc_root = "/proc");
+
+// The TLS library files pid maps now (libssl.so*, libcrypto.so*), as "device inode" pairs: what
+// tells that a process loaded one (the dynamic loader after an exec, a dlopen) or an upgrade.
+std::string TlsLibrarySignature(pid_t pid, const std::string& proc_root = "/proc");
 
 // The TLS libraries of pid, as paths that open exactly the mapped files whatever mount namespace
 // or root the process has (a container): /proc/PID/map_files/RANGE for each distinct mapped
