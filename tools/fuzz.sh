@@ -58,7 +58,7 @@ for f in $fuzzers; do
     rm -rf "$work"
     exit 1
   fi
-  grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$findings/log" | tr '\n' ' '
+  grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$findings/log" | tr '\n' ' ' || true
   echo
   rm -rf "$work"
 done
