@@ -656,6 +656,28 @@ TEST(TlsStage, SecretsClosedBeforeTheyCame) {
   ExpectDecrypted(run, c);
 }
 
+// The secrets come when the server's handshake completes, i.e. when the client's Finished
+// arrives: under a connect storm (10,000 clients, tests/e2e/test_soak.py) that is tens of
+// seconds after the ClientHello. With the default wait the connection is still decrypted.
+TEST(TlsStage, SecretsOfASlowHandshakeStillMatch) {
+  Contexts ctx(V13("TLS_AES_128_GCM_SHA256"));
+  Capture cap;
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  cap.ts += 30'000'000'000;  // the client finished its handshake 30 s later
+  cap.Secrets(c.keylog);
+  Exchange(c);
+  c.Shutdown();
+  cap.SockClose();
+  StageRun run;
+  for (const Record& r : cap.records) {
+    run.stage->OnRecord(r.data(), r.size());
+    run.stage->Tick(reinterpret_cast<const tap_hdr*>(r.data())->ts_ns);  // a live auditor's Tick
+  }
+  ExpectDecrypted(run, c);
+  EXPECT_EQ(run.stage->stats().no_secrets, 0u);
+}
+
 TEST(TlsStage, NoSecretsExpire) {
   Contexts ctx(V12("ECDHE-RSA-AES128-GCM-SHA256"));
   Capture cap;
