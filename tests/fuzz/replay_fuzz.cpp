@@ -8,19 +8,18 @@
 // connections, pending ciphertext) and every RequestReceived line.
 // Checks: every line is one JSON object with an auditID; ASan/UBSan check the rest.
 
+#include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstddef>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <spdlog/spdlog.h>
 
 #include "capture/recorder.h"
 #include "pipeline/pipeline.h"
@@ -79,7 +78,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     mat::pipeline::PipelineConfig pc;
     pc.license_key = "FUZZ";
     pc.policy.level = (config & 1) ? mat::audit::Level::kRequest : mat::audit::Level::kMetadata;
-    pc.format = (config & 2) ? mat::pipeline::OutputFormat::kK8s : mat::pipeline::OutputFormat::kMke;
+    pc.format =
+        (config & 2) ? mat::pipeline::OutputFormat::kK8s : mat::pipeline::OutputFormat::kMke;
     mat::tls::StageOptions so;
     so.close_grace_ns = 0;
     if (config & 4) {

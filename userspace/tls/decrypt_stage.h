@@ -15,8 +15,8 @@
 namespace mat::tls {
 
 struct StageOptions {
-  size_t max_connections = 65536;           // streams tracked; beyond: counted, dropped
-  size_t max_pending_bytes = 256 * 1024;    // ciphertext held per connection awaiting its secrets
+  size_t max_connections = 65536;         // streams tracked; beyond: counted, dropped
+  size_t max_pending_bytes = 256 * 1024;  // ciphertext held per connection awaiting its secrets
   // Unmatched secrets / pending ciphertext kept this long. The secrets come when the server's
   // handshake completes (the client's Finished): under a connect storm that is tens of seconds
   // after the ClientHello (10,000 clients: up to 31 s measured); the held ciphertext is bounded
