@@ -3,8 +3,8 @@ level request (issue 13). Checks, against nginx's own access log:
 
 - every request nginx served is accounted for: audited (a line with its auditID) or
   counted as lost by the auditor. Counted: the loss notices on stdout (JSON lines with no
-  auditID; their "counts" values named for requests) and, at exit, the "memory caps hit"
-  requests and the summary; with no loss counted, audited == sent exactly;
+  auditID; their "counts" values whose names say "request"); with no loss counted,
+  audited == sent exactly (a memory cap hit is no loss: its requests are audited, incomplete);
 - the auditor's memory (VmHWM, its peak resident set) stays under SOAK_RSS_BOUND_MIB, the bound
   the README documents for this load.
 
@@ -162,15 +162,14 @@ def test_soak_10k_tls_connections(auditor_binary, tls_material, tmp_path):
             elif event.get("requestURI") == "/soak/x":
                 audit_ids.add(event["auditID"])
     audited = len(audit_ids)
-    caps = re.search(r"memory caps hit: (.*)", stderr)
+    caps = re.search(r"memory caps hit: (.*)", stderr)  # requests still audited, incomplete
     print(f"soak: {CONNECTIONS} connections, {SOAK_SECONDS}s: nginx served {served}, h2load "
           f"succeeded {succeeded}, audited {audited}, lost per notices {noticed_lost}; auditor "
-          f"peak RSS {peak_kib // 1024} MiB")
+          f"peak RSS {peak_kib // 1024} MiB; caps hit: {caps[1] if caps else 'none'}")
     print("auditor stderr (tail):\n" + tail(stderr, 20))
     assert served >= succeeded
     assert peak_kib > 0 and peak_kib < SOAK_RSS_BOUND_MIB * 1024, (
         f"auditor peak RSS {peak_kib // 1024} MiB over the {SOAK_RSS_BOUND_MIB} MiB bound")
-    assert caps is None or noticed_lost > 0, f"caps hit but no notice counted them: {caps[0]}"
     assert audited + noticed_lost == served, (
         f"nginx served {served}, auditor audited {audited} and counted {noticed_lost} lost\n"
         + tail(stderr, 40))
