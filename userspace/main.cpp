@@ -151,6 +151,13 @@ mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
       config.policy.redaction.redacted_calls.push_back({parsed->first, parsed->second});
   }
   config.tracker.http.max_body_bytes = o.max_body_bytes;
+  config.tracker.http.max_header_bytes = o.max_header_bytes;
+  config.tracker.http.max_pending_requests = o.max_pending_requests;
+  config.tracker.http.max_connection_bytes = o.max_connection_bytes;
+  config.tracker.http2.max_header_list_bytes = o.max_header_bytes;
+  config.tracker.http2.max_streams = o.max_pending_requests;
+  config.tracker.http2.max_connection_bytes = o.max_connection_bytes;
+  config.tracker.max_connections = o.max_connections;
   config.license_key = o.license_key;
   config.format =
       o.format == "k8s" ? mat::pipeline::OutputFormat::kK8s : mat::pipeline::OutputFormat::kMke;
@@ -186,6 +193,10 @@ void LogPipelineSummary(const mat::pipeline::Pipeline& pipeline) {
         "local socket: {} connections ({} peers gone before they could be looked up), {} calls "
         "of ignored peers not written",
         p.local_connections, p.local_peer_exited, p.local_ignored_calls);
+  std::string caps;
+  for (const auto& [reason, value] : pipeline.CapsHit())
+    if (value != 0) caps += fmt::format("{}{} {}", caps.empty() ? "" : ", ", value, reason);
+  if (!caps.empty()) spdlog::warn("memory caps hit: {}", caps);
 }
 
 void LogSummary(const mat::pipeline::Pipeline& pipeline, const mat::output::FileLineSink& out) {
@@ -229,7 +240,11 @@ int RunReplay(const mat::Options& o, mat::output::FileLineSink& out) {
     spdlog::error("{}", start_error);
     return 1;
   }
-  if (stats.bad_records) spdlog::warn("{}: truncated or corrupt tail ignored", o.replay_file);
+  if (stats.bad_records)
+    spdlog::warn(
+        "{}: torn or corrupt record at byte {} (after {} good records): the rest of the "
+        "file is ignored",
+        o.replay_file, stats.bad_offset, stats.records);
   pipeline->Finish(clock.ToWall(last_ts));
   LogSummary(*pipeline, out);
   return out.lines_lost() == 0 ? 0 : 1;
@@ -363,8 +378,10 @@ class LiveAuditor {
     tap_options.wakeup_bytes = options_.ringbuf_bytes / 8;
     if (options_.capture != "plaintext") {
       // Ciphertext and secrets become plaintext records here; nothing else changes downstream.
+      mat::tls::StageOptions stage_options;
+      stage_options.max_connections = options_.max_connections;
       stage_ = std::make_unique<mat::tls::DecryptStage>(
-          [this](const void* data, size_t size) { pipeline_.OnRecord(data, size); });
+          [this](const void* data, size_t size) { pipeline_.OnRecord(data, size); }, stage_options);
     }
     tap_ = mat::tap::BpfTap::Create(
         tap_options,
@@ -589,6 +606,11 @@ class LiveAuditor {
                   TAP_CNT_CONN_MAP_FULL, TAP_CNT_UNTRACKED_CALLS})
       m += fmt::format("mke_audit_tap_losses_total{{reason=\"{}\"}} {}\n", mat::tap::CounterName(i),
                        counters[i]);
+    metric("caps_hit_total", "counter",
+           "Memory caps hit in userspace, by cap: requests audited early or incomplete, header "
+           "lists or bodies cut, connections ended early, session tokens forgotten.");
+    for (const auto& [reason, value] : pipeline_.CapsHit())
+      m += fmt::format("mke_audit_tap_caps_hit_total{{reason=\"{}\"}} {}\n", reason, value);
     if (stage_) {
       metric("tls_stage_total", "counter",
              "The TLS stage (keys capture): what it decrypted and what it could not.");
@@ -848,6 +870,9 @@ class LiveAuditor {
              {"http2_hpack_errors", h2.hpack_errors},
              {"http2_fatal_errors", h2.fatal_errors}})
       v.emplace_back(name, value);
+    // Memory caps: the requests they touch are still audited (incomplete), or counted above.
+    for (const auto& [reason, value] : pipeline_.CapsHit())
+      v.emplace_back("cap_" + std::string(reason), value);
     return v;
   }
 

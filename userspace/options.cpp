@@ -16,6 +16,7 @@
 
 #include "config/toml_reader.h"
 #include "util/ascii.h"
+#include "util/read_file.h"
 
 namespace mat {
 namespace {
@@ -209,6 +210,14 @@ const OptionSpec kOptions[] = {
      SetRingbufBytes},
     {"--max-body-bytes", "max_body_bytes", K::kNumber, false, 0, 16u << 20, nullptr,
      SetNumber<&O::max_body_bytes>},
+    {"--max-header-bytes", "max_header_bytes", K::kNumber, false, 1024, 16u << 20, nullptr,
+     SetNumber<&O::max_header_bytes>},
+    {"--max-pending-requests", "max_pending_requests", K::kNumber, false, 1, 65536, nullptr,
+     SetNumber<&O::max_pending_requests>},
+    {"--max-connection-bytes", "max_connection_bytes", K::kNumber, false, 65536, 1u << 30,
+     nullptr, SetNumber<&O::max_connection_bytes>},
+    {"--max-connections", "max_connections", K::kNumber, false, 16, 4194304, nullptr,
+     SetNumber<&O::max_connections>},
     {"--poll-ms", "poll_ms", K::kNumber, false, 1, 1000, nullptr, SetNumber<&O::poll_ms>},
     {"--rescan-ms", "rescan_ms", K::kNumber, false, 50, 3600000, nullptr,
      SetNumber<&O::rescan_ms>},
@@ -290,20 +299,20 @@ std::string ReadLicenseKeyFile(const std::string& path, std::string* key) {
   return "";
 }
 
+// A configuration file larger than this is refused (MKE's whole file is a few KiB).
+constexpr size_t kMaxConfigBytes = 4u << 20;
+
 // Reads the configuration file into o. Command-line flags are applied afterwards and win.
 // *key_file_where is set to "FILE: line N: license_key_file" when the file names a key file.
 bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_where,
                      std::string* error) {
-  std::ifstream in(path);
-  if (!in) {
-    *error = "--config: cannot read " + path;
+  std::string text;
+  if (std::string why = ReadSmallFile(path, kMaxConfigBytes, &text); !why.empty()) {
+    *error = "--config " + path + ": " + why;
     return false;
   }
-  std::stringstream text;
-  text << in.rdbuf();
   std::string parse_error;
-  auto doc =
-      config::ParseToml(text.str(), &parse_error, {"audit_log_configuration", "mke_audit_tap"});
+  auto doc = config::ParseToml(text, &parse_error, {"audit_log_configuration", "mke_audit_tap"});
   if (!doc) {
     *error = path + ": " + parse_error;
     return false;
@@ -504,6 +513,16 @@ Capture:
                                  4096..1048576); the rest is counted as truncated
   --ringbuf-bytes N              kernel ring buffer size, a power of two (default 8388608)
   --max-body-bytes N             request/response body bytes kept per message (default 65536)
+  --max-header-bytes N           header bytes kept per message (default 81920): a larger
+                                 HTTP/1.1 header block is audited by its request line only,
+                                 a larger HTTP/2 header list is cut; both marked incomplete
+  --max-pending-requests N       requests per connection waiting for their responses, HTTP/2
+                                 streams followed per connection (default 256)
+  --max-connection-bytes N       header and body bytes kept per connection (default 8388608)
+  --max-connections N            connections followed at once (default 65536); beyond, the one
+                                 idle longest is ended first
+  Beyond each, the oldest requests are audited at once, incomplete; every cap hit is counted
+  (summary, /metrics)
   --poll-ms N                    how often the kernel ring buffer is drained, ms (default 20;
                                  it is drained at once when an eighth of it is full)
   --rescan-ms N                  how often to look for new target processes (default 1000;
@@ -738,6 +757,10 @@ std::string EffectiveConfigToml(const Options& o) {
       {"cap_bytes", n(o.cap_bytes)},
       {"ringbuf_bytes", n(o.ringbuf_bytes)},
       {"max_body_bytes", n(o.max_body_bytes)},
+      {"max_header_bytes", n(o.max_header_bytes)},
+      {"max_pending_requests", n(o.max_pending_requests)},
+      {"max_connection_bytes", n(o.max_connection_bytes)},
+      {"max_connections", n(o.max_connections)},
       {"poll_ms", n(o.poll_ms)},
       {"rescan_ms", n(o.rescan_ms)},
       {"idle_timeout", n(o.idle_timeout_s)},

@@ -71,6 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     checker.opt.max_body_bytes = 16;
     checker.opt.max_header_list_bytes = 512;
     checker.opt.max_streams = 4;
+    checker.opt.max_connection_bytes = 1024;
     checker.opt.report_started = [](const mat::http::HttpRequest&) { return true; };
     checker.opt.report_received = true;
   }

@@ -165,6 +165,9 @@ TEST(Config, BrokenFilesAreClearErrors) {
   std::string error;
   EXPECT_FALSE(Parse({"--config", "/nonexistent/mat.toml"}, &error).has_value());
   EXPECT_NE(error.find("cannot read"), std::string::npos) << error;
+  // A device is refused at once (read whole, /dev/zero would fill the memory).
+  EXPECT_FALSE(Parse({"--config", "/dev/zero", "--pid", "1"}, &error).has_value());
+  EXPECT_EQ(error, "--config /dev/zero: not a regular file");
 }
 
 TEST(Options, FlagsAreValidated) {

@@ -213,3 +213,42 @@ TEST(ProcNet, FindsOwnListeningSocket) {
 
 }  // namespace
 }  // namespace mat::conn
+
+namespace mat::conn {
+namespace {
+
+// At max_connections, a new connection first ends the one idle longest: its waiting request
+// is reported (kNoResponse), never dropped silently, and the eviction is counted.
+TEST(TrackerCap, NewConnectionEndsTheOneIdleLongest) {
+  std::vector<Seen> seen;
+  TrackerOptions o;
+  o.max_connections = 2;
+  ConnectionTracker tracker(
+      o, [&](http::HttpExchange&& e, http::ExchangeEvent why, const ConnFacts& facts) {
+        seen.push_back({std::move(e), why, facts});
+      });
+  auto feed = [&](const Record& r) {
+    capture::Event event;
+    ASSERT_EQ(capture::DecodeEvent(r.data(), r.size(), &event), capture::DecodeStatus::kOk);
+    tracker.OnEvent(event, event.hdr->ts_ns);
+  };
+  const std::string get_b = "GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+  feed(DataRecord(10, 0x1, 5, TAP_DIR_READ, 0, kGet, 1000));  // idle longest
+  feed(DataRecord(10, 0x2, 6, TAP_DIR_READ, 0, get_b, 2000));
+  EXPECT_TRUE(seen.empty());
+  feed(DataRecord(10, 0x3, 7, TAP_DIR_READ, 0, kGet, 3000));
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].why, http::ExchangeEvent::kNoResponse);
+  EXPECT_EQ(seen[0].exchange.request.target, "/a");
+  EXPECT_EQ(seen[0].facts.tls_conn, 0x1u);
+  EXPECT_EQ(tracker.stats().connections_evicted, 1u);
+  EXPECT_EQ(tracker.open_connections(), 2u);
+  // The others go on as usual.
+  feed(DataRecord(10, 0x2, 6, TAP_DIR_WRITE, 0, kOk, 4000));
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[1].why, http::ExchangeEvent::kResponseComplete);
+  EXPECT_EQ(seen[1].exchange.request.target, "/b");
+}
+
+}  // namespace
+}  // namespace mat::conn

@@ -885,8 +885,13 @@ TEST(Http1Test, HeaderBlockLimitIsExact) {
     Harness h(o);
     h.Req("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     h.Close();
-    EXPECT_EQ(h.got.size(), limit == 10 ? 1u : 0u) << limit;
+    // Over the limit, the request is still reported, by its start line only, incomplete.
+    ASSERT_EQ(h.got.size(), 1u) << limit;
+    EXPECT_EQ(h.got[0].ex.request.target, "/");
+    EXPECT_EQ(h.got[0].ex.incomplete, limit != 10) << limit;
+    EXPECT_EQ(h.got[0].ex.request.headers.empty(), limit != 10) << limit;
     EXPECT_EQ(h.stats().parse_errors, limit == 10 ? 0u : 1u) << limit;
+    EXPECT_EQ(h.stats().headers_too_large, limit == 10 ? 0u : 1u) << limit;
   }
 }
 
@@ -900,12 +905,45 @@ TEST(Http1Test, HeaderBlockOverLimit) {
   for (size_t i = 0; i < big.size(); i += 7) h.Req(big.substr(i, 7));
   h.Req(Get("/good"));
   h.Resp("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n" + Ok("g"));
-  ASSERT_EQ(h.got.size(), 1u);
-  EXPECT_EQ(h.got[0].ex.request.target, "/good");
-  EXPECT_EQ(h.got[0].ex.response->body, "g");
+  // The oversized request is audited by its start line, incomplete, with the server's answer.
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[0].ex.request.method, "GET");
+  EXPECT_EQ(h.got[0].ex.request.target, "/big");
+  EXPECT_TRUE(h.got[0].ex.request.headers.empty());
+  EXPECT_TRUE(h.got[0].ex.incomplete);
+  ASSERT_TRUE(h.got[0].ex.response.has_value());
+  EXPECT_EQ(h.got[0].ex.response->status, 431);
+  EXPECT_EQ(h.got[1].ex.request.target, "/good");
+  EXPECT_FALSE(h.got[1].ex.incomplete);
+  EXPECT_EQ(h.got[1].ex.response->body, "g");
   EXPECT_EQ(h.stats().parse_errors, 1u);
-  EXPECT_EQ(h.stats().requests, 1u);
-  EXPECT_EQ(h.stats().orphan_responses, 1u);
+  EXPECT_EQ(h.stats().headers_too_large, 1u);
+  EXPECT_EQ(h.stats().requests, 2u);
+  EXPECT_EQ(h.stats().orphan_responses, 0u);
+}
+
+// A header block far over the limit (beyond what the parser buffers), in one call or many: the
+// request is named by its start line, and the next request is audited as usual.
+TEST(Http1Test, HugeHeaderBlockIsNamedAndTheNextRequestAudited) {
+  for (size_t piece : {size_t{1} << 20, size_t{4096}}) {
+    Http1Options o;
+    o.max_header_bytes = 1024;
+    Harness h(o);
+    const std::string huge =
+        "POST /api/v1/namespaces/default/configmaps?x=1 HTTP/1.1\r\nHost: a\r\n" +
+        std::string(64 * 1024, 'h') + ": v\r\nContent-Length: 0\r\n\r\n";
+    const std::string all = huge + Get("/after");
+    for (size_t i = 0; i < all.size(); i += piece) h.Req(all.substr(i, piece));
+    h.Resp("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n" + Ok("a"));
+    ASSERT_EQ(h.got.size(), 2u) << piece;
+    EXPECT_EQ(h.got[0].ex.request.method, "POST");
+    EXPECT_EQ(h.got[0].ex.request.target, "/api/v1/namespaces/default/configmaps?x=1");
+    EXPECT_TRUE(h.got[0].ex.incomplete);
+    ASSERT_TRUE(h.got[0].ex.response.has_value());
+    EXPECT_EQ(h.got[0].ex.response->status, 431);
+    EXPECT_EQ(h.got[1].ex.request.target, "/after");
+    EXPECT_EQ(h.stats().headers_too_large, 1u);
+  }
 }
 
 // The gap is exactly the rest of a Content-Length body: the request completes at the gap,
@@ -1441,6 +1479,38 @@ TEST(Http1Test, RandomHolesInsideBodiesKeepEveryExchange) {
     EXPECT_EQ(h.stats().parse_errors, 0u) << round;
     EXPECT_EQ(h.stats().orphan_responses, 0u) << round;
   }
+}
+
+// The connection's budget: pipelined requests waiting for responses hold at most
+// max_connection_bytes (headers and bodies); the oldest are reported (incomplete) to make room,
+// and a body is kept only within what is left.
+TEST(Http1Test, ConnectionBudgetDropsTheOldestWaitingRequests) {
+  Http1Options o;
+  o.max_connection_bytes = 3000;
+  Harness h(o);
+  const std::string pad(900, 'p');
+  std::string reqs;
+  for (int i = 0; i < 6; ++i)
+    reqs += "GET /r" + std::to_string(i) + " HTTP/1.1\r\nHost: a\r\nX-Pad: " + pad + "\r\n\r\n";
+  h.Req(reqs);
+  // ~915 counted bytes each: three fit, so the first three are reported to make room.
+  ASSERT_EQ(h.got.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(h.got[i].event, ExchangeEvent::kNoResponse);
+    EXPECT_TRUE(h.got[i].ex.incomplete);
+    EXPECT_EQ(h.got[i].ex.request.target, "/r" + std::to_string(i));
+  }
+  EXPECT_EQ(h.stats().budget_drops, 3u);
+  EXPECT_EQ(h.stats().dropped_requests, 3u);
+  // A body on top: only what the budget has left is kept.
+  h.Req("POST /body HTTP/1.1\r\nContent-Length: 2000\r\n\r\n" + std::string(2000, 'b'));
+  EXPECT_GT(h.stats().budget_bodies_cut, 0u);
+  h.Close();
+  const auto& last = h.got.back().ex.request;
+  EXPECT_EQ(last.target, "/body");
+  EXPECT_EQ(last.body_size, 2000u);
+  EXPECT_TRUE(last.body_truncated);
+  EXPECT_LT(last.body.size(), 2000u);
 }
 
 TEST(Http1Test, MaxPendingRequestsOverflow) {

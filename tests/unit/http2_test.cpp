@@ -1161,6 +1161,46 @@ TEST(Http2Test, StreamFloodDropsTheOldest) {
   EXPECT_FALSE(h.got[9].ex.incomplete);
 }
 
+// The connection's budget: streams with large header lists (each within max_header_list_bytes
+// and max_streams) end the oldest ones once their sum is over max_connection_bytes; each is still
+// reported, with its method and path, incomplete; a body over what is left is cut, counted.
+TEST(Http2Test, ConnectionBudgetEndsTheOldestStreams) {
+  Encoder creq, cresp;
+  Http2Options o;
+  o.max_connection_bytes = 64 * 1024;
+  Harness h(o);
+  h.Req(ClientStart());
+  const std::string big(20000, 'x');  // ~20 KiB a header list: three fit in the budget
+  for (uint32_t i = 0; i < 10; ++i) {
+    Fields f = GetFields("/p" + std::to_string(i));
+    f.push_back({"x-big", big});
+    h.Req(HeadersFrame(1 + 2 * i, creq.Block(f), true));
+  }
+  ASSERT_EQ(h.got.size(), 7u);
+  for (size_t i = 0; i < 7; ++i) {
+    EXPECT_EQ(h.got[i].event, ExchangeEvent::kNoResponse);
+    EXPECT_TRUE(h.got[i].ex.incomplete);
+    EXPECT_EQ(h.got[i].ex.request.method, "GET");
+    EXPECT_EQ(h.got[i].ex.request.target, "/p" + std::to_string(i));
+  }
+  EXPECT_EQ(h.stats().budget_evictions, 7u);
+  EXPECT_EQ(h.stats().dropped_streams, 0u);
+  // The newest stream's response body: only what the budget has left is kept.
+  h.Resp(ServerStart() + HeadersFrame(19, cresp.Block(Resp200()), false) +
+         Data(19, std::string(16000, 'b'), false) + Data(19, std::string(16000, 'c'), true));
+  ASSERT_EQ(h.got.size(), 8u);
+  const auto& last = h.got[7].ex;
+  EXPECT_EQ(last.request.target, "/p9");
+  ASSERT_TRUE(last.response.has_value());
+  EXPECT_EQ(last.response->body_size, 32000u);
+  EXPECT_TRUE(last.response->body_truncated);
+  EXPECT_LT(last.response->body.size(), 32000u);
+  EXPECT_GT(h.stats().budget_bodies_cut, 0u);
+  EXPECT_EQ(h.stats().budget_evictions, 7u);  // a body never ends another stream
+  h.Close();
+  EXPECT_EQ(h.got.size(), 10u);
+}
+
 TEST(Http2Test, InvalidFrameFromTheStartIsFatalAndReportsOpenStreams) {
   Encoder creq;
   Harness h;

@@ -7,6 +7,7 @@
 #include <openssl/x509.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -543,6 +544,27 @@ TEST(UserMapTest, AMissingFileAtOpenIsAnError) {
   EXPECT_NE(map.Open("/nonexistent/user-map.json", kSecond, 0), "");
   EXPECT_EQ(map.size(), 0u);
   EXPECT_EQ(map.FindByLogin("x"), nullptr);
+}
+
+// A device or a FIFO named as the map is refused at once with a clear error: /dev/zero would
+// fill the auditor's memory, a FIFO block it.
+TEST(UserMapTest, OnlyARegularFileIsRead) {
+  const std::string fifo =
+      ::testing::TempDir() + "/mat-user-map-fifo-" + std::to_string(::getpid());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& path : {std::string("/dev/zero"), fifo}) {
+    UserMap map;
+    EXPECT_EQ(map.Open(path, kSecond, 0), "not a regular file") << path;
+    EXPECT_EQ(map.size(), 0u);
+  }
+  ::unlink(fifo.c_str());
+}
+
+TEST(IdentityResolverTest, AClientCaThatIsNotARegularFileIsAClearError) {
+  IdentityOptions o;
+  o.client_ca_path = "/dev/zero";
+  IdentityResolver resolver(o);
+  EXPECT_EQ(resolver.Start(0), "--client-ca /dev/zero: not a regular file");
 }
 
 // ---- Identify. ----

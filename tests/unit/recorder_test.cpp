@@ -166,12 +166,24 @@ TEST_F(RecorderTest, ReadsRecordsAcrossBlocksAlignedAndStopsAtATornTail) {
   stats = {};
   EXPECT_TRUE(read(&stats) == written);
   EXPECT_EQ(stats.bad_records, 1u);
+  EXPECT_EQ(stats.bad_offset, total + 16);  // where the torn size starts, after the header
   fs::resize_file(path, fs::file_size(path) - 2 - 10);
   stats = {};
   std::vector<std::string> records = read(&stats);
   ASSERT_EQ(records.size(), written.size() - 1);
   EXPECT_TRUE(std::equal(records.begin(), records.end(), written.begin()));
   EXPECT_EQ(stats.bad_records, 1u);
+  EXPECT_EQ(stats.bad_offset, total + 16 - 4 - written.back().size());
+  // A corrupt length (over the largest record) stops the replay there, at its offset.
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(16);
+    f.write("\xff\xff\xff\x7f", 4);
+  }
+  stats = {};
+  EXPECT_TRUE(read(&stats).empty());
+  EXPECT_EQ(stats.bad_records, 1u);
+  EXPECT_EQ(stats.bad_offset, 16u);
 }
 
 }  // namespace

@@ -13,7 +13,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "capture/event_decoder.h"
+#include "capture/recorder.h"
 #include "tap_records.h"
 #include "test_support.h"
 #include "tls/decrypt_stage.h"
@@ -272,7 +275,9 @@ class Conn {
   // Moves the bytes each side wrote to the other, through the capture.
   void Pump() {
     for (bool moved = true; moved;) {
-      moved = Move(c_, s_, TAP_DIR_READ) | Move(s_, c_, TAP_DIR_WRITE);
+      const bool sent = Move(c_, s_, TAP_DIR_READ);  // both ways every round
+      const bool answered = Move(s_, c_, TAP_DIR_WRITE);
+      moved = sent || answered;
     }
   }
 
@@ -640,6 +645,28 @@ TEST(TlsStage, SecretsClosedBeforeTheyCame) {
   StageRun run;
   run.Feed(cap.records);
   ExpectDecrypted(run, c);
+}
+
+// The secrets come when the server's handshake completes, i.e. when the client's Finished
+// arrives: under a connect storm (10,000 clients, tests/e2e/test_soak.py) that is tens of
+// seconds after the ClientHello. With the default wait the connection is still decrypted.
+TEST(TlsStage, SecretsOfASlowHandshakeStillMatch) {
+  Contexts ctx(V13("TLS_AES_128_GCM_SHA256"));
+  Capture cap;
+  Conn c(ctx, &cap);
+  ASSERT_TRUE(c.Handshake());
+  cap.ts += 30'000'000'000;  // the client finished its handshake 30 s later
+  cap.Secrets(c.keylog);
+  Exchange(c);
+  c.Shutdown();
+  cap.SockClose();
+  StageRun run;
+  for (const Record& r : cap.records) {
+    run.stage->OnRecord(r.data(), r.size());
+    run.stage->Tick(reinterpret_cast<const tap_hdr*>(r.data())->ts_ns);  // a live auditor's Tick
+  }
+  ExpectDecrypted(run, c);
+  EXPECT_EQ(run.stage->stats().no_secrets, 0u);
 }
 
 TEST(TlsStage, NoSecretsExpire) {
@@ -1317,6 +1344,79 @@ TEST(TlsStage, DISABLED_Throughput) {
                 SSL_CIPHER_get_name(SSL_get_current_cipher(c.server())), cap.records.size(),
                 bytes / 1048576.0, s, bytes / 1048576.0 / s, s * 1e6 / cap.records.size());
     EXPECT_EQ(stage.stats().decrypt_failures, 0u);
+  }
+}
+
+}  // namespace
+}  // namespace mat::tls
+
+namespace mat::tls {
+namespace {
+
+// Recordings of whole TLS sessions (socket, handshake, secrets, HTTP/1.1 exchanges, close) as
+// --record writes them read back through the stage: the seeds of tests/fuzz/replay_fuzz. With
+// MAT_FUZZ_SEED_DIR set, they are also written there (tests/fuzz/corpus/replay holds them; the
+// secrets are those of a throwaway in-process handshake). The clock offset's low bits choose
+// the fuzzer's configuration (see replay_fuzz.cpp): each seed a different one.
+TEST(TlsStage, RecordedSessionsReplayThroughTheStage) {
+  struct Seed {
+    const char* name;
+    Config config;
+  };
+  const Seed seeds[] = {{"tls13-aes128gcm", V13("TLS_AES_128_GCM_SHA256")},
+                        {"tls13-chacha20", V13("TLS_CHACHA20_POLY1305_SHA256")},
+                        {"tls12-aes256gcm", V12("ECDHE-RSA-AES256-GCM-SHA384")},
+                        {"tls12-aes128cbc", V12("ECDHE-RSA-AES128-SHA")}};
+  const char* seed_dir = std::getenv("MAT_FUZZ_SEED_DIR");
+  int index = 0;
+  for (const Seed& seed : seeds) {
+    SCOPED_TRACE(seed.name);
+    Contexts ctx(seed.config);
+    Capture cap;
+    cap.records.push_back(
+        mat::testing::SockRecord(kTgid, kFd, TAP_ROLE_SERVER, "10.0.0.2", 40000, cap.ts, kTgid));
+    Conn c(ctx, &cap);
+    ASSERT_TRUE(c.Handshake());
+    cap.Secrets(c.keylog);
+    c.Send(TAP_DIR_READ,
+           "GET /api/v1/namespaces/default/pods?limit=5 HTTP/1.1\r\nHost: x\r\n"
+           "Authorization: Basic ZnV6ejpub3QtYS1zZWNyZXQ=\r\nUser-Agent: kubectl/v1.30\r\n\r\n");
+    c.Send(TAP_DIR_WRITE,
+           "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n"
+           "{\"kind\":\"List\"}\r\n");
+    c.Send(TAP_DIR_READ,
+           "POST /v1.41/containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           "Transfer-Encoding: chunked\r\n\r\n7\r\n{\"a\":1}\r\n0\r\n\r\n");
+    c.Send(TAP_DIR_WRITE, "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}");
+    c.Shutdown();
+    cap.SockClose();
+
+    const std::string path = ::testing::TempDir() + "/" + seed.name + ".rec";
+    capture::ClockMap clock;
+    clock.mono_to_wall_ns = 1'700'000'000'000'000'000 + index++;
+    {
+      capture::Recorder recorder;
+      ASSERT_EQ(recorder.Open(path, clock), "");
+      for (const Record& r : cap.records)
+        recorder.Append(r.data(), static_cast<uint32_t>(r.size()));
+    }
+    StageRun run;
+    capture::ReplayStats stats;
+    capture::ClockMap read_clock;
+    ASSERT_EQ(capture::ReadRecording(
+                  path, &read_clock, [&](const void* p, uint32_t n) { run.stage->OnRecord(p, n); },
+                  &stats),
+              "");
+    EXPECT_EQ(read_clock.mono_to_wall_ns, clock.mono_to_wall_ns);
+    EXPECT_EQ(stats.records, cap.records.size());
+    EXPECT_EQ(stats.bad_records, 0u);
+    EXPECT_TRUE(Same(run.out.Plain(kSsl, TAP_DIR_READ), c.sent[TAP_DIR_READ]));
+    EXPECT_TRUE(Same(run.out.Plain(kSsl, TAP_DIR_WRITE), c.sent[TAP_DIR_WRITE]));
+    EXPECT_EQ(run.stage->stats().connections_decrypted, 1u);
+    if (seed_dir != nullptr)
+      std::filesystem::copy_file(path, std::string(seed_dir) + "/" + seed.name + ".rec",
+                                 std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::remove(path);
   }
 }
 

@@ -131,23 +131,29 @@ std::string ReadRecording(const std::string& path, ClockMap* clock,
     return have - at >= need;
   };
   std::vector<uint64_t> aligned((kMaxRecord + 7) / 8);
+  uint64_t offset = sizeof(kMagic) + sizeof(clock->mono_to_wall_ns);  // of the next record
+  auto bad = [&] {
+    ++stats->bad_records;
+    stats->bad_offset = offset;
+  };
   for (;;) {
     if (!fill(sizeof(uint32_t))) {
-      if (have != at) ++stats->bad_records;  // a torn size
+      if (have != at) bad();  // a torn size
       break;
     }
     uint32_t size = 0;
     std::memcpy(&size, block.data() + at, sizeof(size));
     if (size > kMaxRecord) {
-      ++stats->bad_records;  // corrupt length: nothing after it can be trusted
+      bad();  // corrupt length: nothing after it can be trusted
       break;
     }
     if (!fill(sizeof(size) + size)) {
-      ++stats->bad_records;
+      bad();
       break;
     }
     std::memcpy(aligned.data(), block.data() + at + sizeof(size), size);
     at += sizeof(size) + size;
+    offset += sizeof(size) + size;
     ++stats->records;
     on_record(aligned.data(), size);
   }

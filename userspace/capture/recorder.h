@@ -37,6 +37,7 @@ class Recorder {
 struct ReplayStats {
   uint64_t records = 0;
   uint64_t bad_records = 0;
+  uint64_t bad_offset = 0;  // with bad_records: the file offset of the torn or corrupt record
 };
 
 // Reads a recording and calls `on_record` for each record in order. Returns an error text for

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -15,8 +16,9 @@ namespace mat::conn {
 class ConnectionTracker::HttpProtocol {
  public:
   using Sink = http::Http1Connection::Sink;
-  HttpProtocol(const http::Http1Options& options, Sink sink, bool from_start)
-      : options_(options), sink_(std::move(sink)), from_start_(from_start) {}
+  HttpProtocol(const http::Http1Options& options, const http::Http2Options& h2options, Sink sink,
+               bool from_start)
+      : options_(options), h2options_(h2options), sink_(std::move(sink)), from_start_(from_start) {}
 
   void OnData(http::Direction dir, std::string_view bytes, uint64_t ts) {
     if (h1_) return h1_->OnData(dir, bytes, ts);
@@ -68,7 +70,7 @@ class ConnectionTracker::HttpProtocol {
       mid_stream = h2;
     }
     if (h2) {
-      http::Http2Options o;
+      http::Http2Options o = h2options_;  // its limits; the rest as for HTTP/1.1
       o.max_body_bytes = options_.max_body_bytes;
       o.report_started = options_.report_started;
       o.report_received = options_.report_received;
@@ -88,6 +90,7 @@ class ConnectionTracker::HttpProtocol {
   }
 
   http::Http1Options options_;
+  const http::Http2Options& h2options_;  // the tracker's, which outlives this
   Sink sink_;
   bool from_start_;
   std::unique_ptr<http::Http1Connection> h1_;
@@ -212,7 +215,16 @@ bool ConnectionTracker::LearnSocket(Connection* c, int32_t fd) {
   return sock->second.accepted_live;
 }
 
-ConnectionTracker::Connection* ConnectionTracker::Open(const ConnKey& key, const tap_data& data) {
+ConnectionTracker::Connection* ConnectionTracker::Open(const ConnKey& key, const tap_data& data,
+                                                       uint64_t wall_ns) {
+  if (conns_.size() >= std::max<size_t>(options_.max_connections, 1)) {
+    // Full: end the connection idle longest (a scan, only ever at the cap).
+    auto oldest = conns_.begin();
+    for (auto it = conns_.begin(); it != conns_.end(); ++it)
+      if (it->second->last_wall_ns < oldest->second->last_wall_ns) oldest = it;
+    ++stats_.connections_evicted;
+    Close(oldest, wall_ns);
+  }
   auto conn = std::make_unique<Connection>();
   Connection* c = conn.get();
   c->facts.tgid = key.first;
@@ -233,7 +245,7 @@ ConnectionTracker::Connection* ConnectionTracker::Open(const ConnKey& key, const
   // Facts are read when an exchange is reported, so a peer learnt later still appears.
   // Streams seen from their first byte need no resynchronisation scan.
   c->http = std::make_unique<HttpProtocol>(
-      options_.http,
+      options_.http, options_.http2,
       [this, c](http::HttpExchange&& exchange, http::ExchangeEvent why) {
         sink_(std::move(exchange), why, c->facts);
       },
@@ -255,7 +267,7 @@ void ConnectionTracker::OnData(const capture::Event& event, uint64_t wall_ns) {
     it = conns_.end();
     if (options_.on_restart) options_.on_restart(key.first, key.second);
   }
-  Connection* c = it != conns_.end() ? it->second.get() : Open(key, d);
+  Connection* c = it != conns_.end() ? it->second.get() : Open(key, d, wall_ns);
   c->last_wall_ns = wall_ns;
   if (d.hdr.fd >= 0) {
     c->fd = d.hdr.fd;

@@ -18,6 +18,12 @@ namespace mat::conn {
 
 struct TrackerOptions {
   http::Http1Options http;
+  // HTTP/2 connections: its limits (max_header_list_bytes, max_streams, max_hpack_table_bytes,
+  // max_connection_bytes); bodies and reports as `http` says.
+  http::Http2Options http2;
+  // Connections followed at most: opening one more first ends the one idle longest (its
+  // exchanges are reported, incomplete where they were cut), counted in connections_evicted.
+  size_t max_connections = 65536;
   // Called when a connection identity (tgid, SSL*) is reused without its end being seen, after
   // the old connection was ended (its last exchanges reported).
   std::function<void(uint32_t tgid, uint64_t tls_conn)> on_restart;
@@ -30,7 +36,8 @@ struct TrackerStats {
   uint64_t unknown_side = 0;         // sockets whose side could not be found (audited as server)
   uint64_t gaps = 0;                 // holes in a byte stream (lost or truncated records)
   uint64_t gap_bytes = 0;
-  uint64_t restarts = 0;  // a connection identity reused without its end being seen
+  uint64_t restarts = 0;             // a connection identity reused without its end being seen
+  uint64_t connections_evicted = 0;  // ended early to stay within max_connections
 };
 
 // Facts about the connection an exchange came from.
@@ -86,7 +93,7 @@ class ConnectionTracker {
   using SockKey = std::pair<uint32_t, int32_t>;   // (tgid, fd)
 
   void OnData(const capture::Event& event, uint64_t wall_ns);
-  Connection* Open(const ConnKey& key, const tap_data& data);
+  Connection* Open(const ConnKey& key, const tap_data& data, uint64_t wall_ns);
   // Takes the side and peer of fd, when known, into c. Returns whether the socket's
   // accept/connect was seen live.
   bool LearnSocket(Connection* c, int32_t fd);

@@ -165,6 +165,8 @@ void H1Parser::Reset() {
   state_ = State::kStart;
   upgrade_ = chunked_ = has_length_ = has_te_ = false;
   connection_upgrade_ = upgrade_header_ = connect_ = false;
+  too_large_ = false;
+  too_large_line_.clear();
   length_ = remaining_ = 0;
   buf_.clear();
   scanned_ = 0;
@@ -291,7 +293,10 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
     head_.fields.emplace_back(name, value);
     p = lf + 1;
   }
-  if (head_.counted_bytes > max_head_) return false;
+  if (head_.counted_bytes > max_head_) {
+    too_large_ = true;
+    return false;
+  }
   // Framing headers. A bad Content-Length is an error only once it is known to count: a
   // request's Transfer-Encoding discards every Content-Length unread, as Go's net/http does.
   bool seen_length = false;
@@ -415,16 +420,17 @@ size_t H1Parser::Execute(H1Listener& listener, const char* p, size_t n) {
         if (buf_.empty()) {
           const size_t end = FindBlockEnd(p + pos, n - pos, 0);
           if (end == 0) {
-            if (n - pos > cap) return Fail(pos);
+            if (n - pos > cap) return FailTooLarge(pos, std::string_view(p + pos, n - pos));
             buf_.assign(p + pos, n - pos);
             scanned_ = buf_.size();
             return n;
           }
           // The same bound as for a block that comes in pieces (at most cap + 1 bytes held).
-          if (end > cap + 1) return Fail(pos);
+          if (end > cap + 1) return FailTooLarge(pos, std::string_view(p + pos, end));
           const size_t start = pos;
           pos += end;
-          if (!ParseHead(listener, std::string_view(p + start, end))) return Fail(start);
+          if (!ParseHead(listener, std::string_view(p + start, end)))
+            return too_large_ ? FailTooLarge(start, std::string_view(p + start, end)) : Fail(start);
           break;
         }
         // The block began in an earlier call: search on where the last search stopped (less
@@ -434,7 +440,7 @@ size_t H1Parser::Execute(H1Listener& listener, const char* p, size_t n) {
         buf_.append(p + pos, take);
         const size_t end = FindBlockEnd(buf_.data(), buf_.size(), scanned_ > 2 ? scanned_ - 2 : 0);
         if (end == 0) {
-          if (buf_.size() > cap) return Fail(pos);
+          if (buf_.size() > cap) return FailTooLarge(pos, buf_);
           scanned_ = buf_.size();
           return n;
         }
@@ -442,7 +448,8 @@ size_t H1Parser::Execute(H1Listener& listener, const char* p, size_t n) {
         const size_t used = end - old;
         const size_t start = pos;
         pos += used;
-        if (!ParseHead(listener, std::string_view(buf_.data(), end))) return Fail(start);
+        if (!ParseHead(listener, std::string_view(buf_.data(), end)))
+          return too_large_ ? FailTooLarge(start, buf_) : Fail(start);
         // A head that came in pieces leaves no buffer behind on an idle connection.
         if (buf_.capacity() > 1024)
           std::string().swap(buf_);

@@ -21,6 +21,7 @@
 // values may hold any byte but NUL and CR.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -80,6 +81,11 @@ class H1Parser {
   void Finish(H1Listener& listener);
 
   bool failed() const { return state_ == State::kError; }
+  // The error was a header block over max_head_bytes (a request's may still be named): its
+  // start line as far as it was seen (at most kMaxTooLargeLine bytes, without the line end).
+  bool head_too_large() const { return state_ == State::kError && too_large_; }
+  std::string_view too_large_start_line() const { return too_large_line_; }
+  static constexpr size_t kMaxTooLargeLine = 8 * 1024;
   bool message_done() const { return state_ == State::kDone; }
   // The message asked to leave HTTP/1.1 (CONNECT, or Upgrade with Connection: upgrade).
   bool upgrade() const { return upgrade_; }
@@ -115,6 +121,13 @@ class H1Parser {
     state_ = State::kError;
     return at;
   }
+  size_t FailTooLarge(size_t at, std::string_view head) {
+    too_large_ = true;
+    head = head.substr(0, std::min(head.find('\n'), kMaxTooLargeLine));
+    while (!head.empty() && head.back() == '\r') head.remove_suffix(1);
+    too_large_line_.assign(head);
+    return Fail(at);
+  }
 
   Kind kind_;
   size_t max_head_;
@@ -126,6 +139,8 @@ class H1Parser {
   bool connection_upgrade_ = false;
   bool upgrade_header_ = false;
   bool connect_ = false;
+  bool too_large_ = false;      // the header block is over max_head_ (set by ParseHead too)
+  std::string too_large_line_;  // its start line, when the error is that
   uint64_t length_ = 0;
   uint64_t remaining_ = 0;
   std::string buf_;     // a header block (or chunk/trailer line) that spans calls

@@ -143,6 +143,7 @@ struct Http1Connection::Impl {
     bool lost = false;  // placeholder for a request whose start a gap took: never reported
     bool timeout_reported = false;
     bool response_started = false;  // its response head arrived: it is not waiting any more
+    size_t held = 0;                // header and body bytes kept, counted in Impl::held
   };
 
   struct Ready {
@@ -200,6 +201,7 @@ struct Http1Connection::Impl {
   // A list, not a deque: libstdc++'s deque allocates a map and a node when it is made, ~600
   // bytes for every idle connection (one Pending fills a deque node anyway).
   std::list<Pending> pending;
+  size_t held = 0;  // every pending request's `held`: within opt.max_connection_bytes
   uint64_t next_seq = 1;
   uint64_t owed = 0;
   // Exchanges ready for the sink. Filled and emptied within one call (every public operation
@@ -259,6 +261,7 @@ struct Http1Connection::Impl {
     while (!pending.empty() && pending.front().has_verdict && pending.front().request_done) {
       Pending& f = pending.front();
       if (!f.lost) ready.push_back(Ready{std::move(f.ex), f.verdict});
+      held -= f.held;
       pending.pop_front();
     }
   }
@@ -294,9 +297,14 @@ struct Http1Connection::Impl {
     Resolved(seq);
   }
 
-  void DropOverflow() {
-    while (pending.size() >= opt.max_pending_requests) {
+  // Makes room for one more request of `incoming` header bytes: within max_pending_requests
+  // and max_connection_bytes, the oldest waiting requests are reported (incomplete) first.
+  void DropOverflow(size_t incoming = 0) {
+    while (pending.size() >= opt.max_pending_requests ||
+           (!pending.empty() && held + incoming > opt.max_connection_bytes)) {
+      const bool budget = pending.size() < opt.max_pending_requests;
       Pending& f = pending.front();
+      held -= f.held;
       const uint64_t seq = f.seq;
       const Stream& rs = Resp();
       const bool answer_in_flight = rs.in_message && rs.headers_done && rs.partner_seq == seq;
@@ -312,6 +320,7 @@ struct Http1Connection::Impl {
       ready.push_back(Ready{std::move(f.ex), ExchangeEvent::kNoResponse});
       pending.pop_front();
       ++stats.dropped_requests;
+      if (budget) ++stats.budget_drops;
       if (!answer_in_flight) BumpOwed();
       Resolved(seq);
     }
@@ -354,11 +363,13 @@ struct Http1Connection::Impl {
       r.headers_done_ns = s.ts;
       ++im.stats.requests;
       s.lost_head = false;
-      im.DropOverflow();
+      im.DropOverflow(head.counted_bytes);
       Pending& e = im.pending.emplace_back();
       e.seq = im.next_seq++;
       e.ex.sequence = e.seq;
       e.ex.request = std::move(r);
+      e.held = head.counted_bytes;
+      im.held += e.held;
       s.entry = &e;
       return H1HeadVerdict::kBody;
     }
@@ -397,11 +408,20 @@ struct Http1Connection::Impl {
 
   void Body(Stream& s, const char* at, size_t len) {
     // After a skipped gap, bytes are only counted: the kept body must not have a hole.
-    const size_t max = s.body_frozen ? 0 : opt.max_body_bytes;
+    size_t max = s.body_frozen ? 0 : opt.max_body_bytes;
     if (s.dir == Direction::kRequest) {
       if (s.entry == nullptr) return;
       HttpRequest& r = s.entry->ex.request;
+      // Within the connection's budget too: what the waiting requests hold.
+      const size_t left = opt.max_connection_bytes > held ? opt.max_connection_bytes - held : 0;
+      if (max > r.body.size() + left) {
+        max = r.body.size() + left;
+        if (r.body.size() + len > max) ++stats.budget_bodies_cut;
+      }
+      const size_t before = r.body.size();
       AppendBody(r.body, r.body_size, r.body_truncated, at, len, max);
+      s.entry->held += r.body.size() - before;
+      held += r.body.size() - before;
     } else {
       HttpResponse& r = s.resp;
       AppendBody(r.body, r.body_size, r.body_truncated, at, len, max);
@@ -551,6 +571,35 @@ struct Http1Connection::Impl {
     s.mode = Mode::kUnsynced;
   }
 
+  // A request whose header block is over max_header_bytes is not parsed, but it is not lost
+  // either: when its start line names a known method and a target, it is queued, incomplete,
+  // with those only (its response pairs with it as usual), and counted in headers_too_large.
+  void NameTooLargeRequest(Stream& s) {
+    if (s.dir != Direction::kRequest || s.entry != nullptr || s.lost_head) return;
+    ++stats.headers_too_large;
+    const std::string_view line = s.parser.too_large_start_line();
+    const size_t sp = line.find(' ');
+    if (sp == std::string_view::npos || !IsKnownMethod(line.substr(0, sp))) return;
+    const size_t t = line.find_first_not_of(' ', sp);
+    if (t == std::string_view::npos) return;
+    std::string_view target = line.substr(t);
+    target = target.substr(0, target.find(' '));
+    for (char c : target)
+      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return;
+    ++stats.requests;
+    DropOverflow();
+    Pending& e = pending.emplace_back();
+    e.seq = next_seq++;
+    e.ex.sequence = e.seq;
+    e.ex.incomplete = true;
+    HttpRequest& r = e.ex.request;
+    r.method.assign(line.substr(0, sp));
+    r.target.assign(target);
+    r.first_byte_ns = s.req.first_byte_ns != 0 ? s.req.first_byte_ns : s.ts;
+    r.headers_done_ns = s.ts;
+    s.entry = &e;  // Abandon ends it: request done, incomplete
+  }
+
   void GoDead() {
     go_dead = false;
     ++stats.upgrades;
@@ -611,6 +660,7 @@ struct Http1Connection::Impl {
             AfterMessage(s);
           } else if (s.parser.failed() || pos < n) {
             ++stats.parse_errors;
+            if (s.parser.head_too_large()) NameTooLargeRequest(s);
             Abandon(s, true);
             candidate = false;  // resynchronise strictly after the error point
           }
@@ -823,6 +873,7 @@ struct Http1Connection::Impl {
           Ready{std::move(e.ex), e.has_verdict ? e.verdict : ExchangeEvent::kNoResponse});
     }
     pending.clear();
+    held = 0;
     for (Stream& s : streams) {
       ResetParser(s);
       s.mode = Mode::kDead;

@@ -37,8 +37,14 @@ enum class Direction : uint8_t { kRequest = 0, kResponse = 1 };
 
 struct Http1Options {
   size_t max_body_bytes = 64 * 1024;    // body bytes kept per message (the rest is counted)
-  size_t max_header_bytes = 80 * 1024;  // larger header blocks are a parse error
+  size_t max_header_bytes = 80 * 1024;  // a larger header block is not parsed: its request is
+                                        // reported by its start line only, incomplete
   size_t max_pending_requests = 256;    // requests waiting for responses; beyond, oldest dropped
+  // The connection's budget: header and body bytes of the requests waiting for responses. A
+  // request that would take it over first reports the oldest waiting ones (kNoResponse,
+  // incomplete; counted in dropped_requests and budget_drops); a request body is kept only
+  // within what is left (the rest counted in budget_bodies_cut).
+  size_t max_connection_bytes = 8u << 20;
   // When set and true for a request, its exchange is also reported with kResponseStarted as
   // soon as the final response's header block is complete (response body empty): for
   // long-running requests (watches, logs, attach) whose response may never complete.
@@ -59,6 +65,10 @@ struct Http1Stats {
   uint64_t orphan_responses = 0;   // responses with no request to pair (joined mid-stream)
   uint64_t dropped_requests = 0;   // pending requests dropped over max_pending_requests
                                    // (each is still reported: kNoResponse, incomplete)
+  uint64_t budget_drops = 0;       // of dropped_requests, those dropped for max_connection_bytes
+  uint64_t budget_bodies_cut = 0;  // request body pieces not kept for max_connection_bytes
+  uint64_t headers_too_large = 0;  // request header blocks over max_header_bytes (still reported
+                                   // with method and target when the start line names them)
   uint64_t interim_responses = 0;  // 1xx responses other than 101 (not paired, not reported)
   uint64_t skipped_bytes = 0;      // bytes discarded while looking for a message start
   uint64_t upgrades = 0;           // 101 / CONNECT tunnel seen: the connection left HTTP/1.1
@@ -72,6 +82,9 @@ struct Http1Stats {
     resyncs += o.resyncs;
     orphan_responses += o.orphan_responses;
     dropped_requests += o.dropped_requests;
+    headers_too_large += o.headers_too_large;
+    budget_drops += o.budget_drops;
+    budget_bodies_cut += o.budget_bodies_cut;
     interim_responses += o.interim_responses;
     skipped_bytes += o.skipped_bytes;
     upgrades += o.upgrades;

@@ -284,6 +284,7 @@ struct Http2Connection::Impl {
     bool refused = false;  // above a server GOAWAY's last-stream-id: will not be answered
     bool req_frozen = false;
     bool resp_frozen = false;
+    size_t held = 0;  // header and body bytes kept, counted in Impl::held
   };
 
   struct Ready {
@@ -299,6 +300,7 @@ struct Http2Connection::Impl {
   uint32_t highest_sid = 0;            // highest client stream id whose request block was seen
   uint32_t goaway_last = 0x7fffffff;
   uint64_t next_seq = 1;
+  size_t held = 0;  // every tracked stream's `held`: within opt.max_connection_bytes
   std::vector<Ready> ready;
   std::vector<Ready> batch;
   bool dead = false;
@@ -347,8 +349,38 @@ struct Http2Connection::Impl {
   void Finish(std::map<uint32_t, Stream>::iterator it, ExchangeEvent ev) {
     Stream& st = it->second;
     if (ev != ExchangeEvent::kResponseComplete) st.ex.response.reset();
+    held -= st.held;
     Report(std::move(st.ex), ev);
     streams.erase(it);
+  }
+
+  // Counts `n` more bytes kept for `it`, then ends the oldest other streams while the
+  // connection is over its budget.
+  void Charge(std::map<uint32_t, Stream>::iterator it, size_t n) {
+    it->second.held += n;
+    held += n;
+    while (held > opt.max_connection_bytes && streams.size() > 1) {
+      auto victim = streams.begin() == it ? std::next(streams.begin()) : streams.begin();
+      ++stats.budget_evictions;
+      EndStream(victim, true);
+    }
+  }
+
+  // The body bytes a stream may still keep: its own cap and what the budget has left.
+  size_t BodyRoom(const std::string& body, bool frozen) {
+    if (frozen) return 0;
+    const size_t budget_left =
+        opt.max_connection_bytes > held ? opt.max_connection_bytes - held : 0;
+    return std::min(opt.max_body_bytes, body.size() + budget_left);
+  }
+
+  void KeepBody(std::map<uint32_t, Stream>::iterator it, std::string& body, uint64_t& size,
+                bool& truncated, const uint8_t* p, size_t n, bool frozen) {
+    const size_t before = body.size();
+    const size_t max = BodyRoom(body, frozen);
+    if (!frozen && max < opt.max_body_bytes && body.size() + n > max) ++stats.budget_bodies_cut;
+    AppendBody(body, size, truncated, p, n, max);
+    Charge(it, body.size() - before);
   }
 
   // A stream ends without END_STREAM on its response (reset, close, dropped, fatal).
@@ -550,7 +582,9 @@ struct Http2Connection::Impl {
     st.ex.incomplete = b.failed || b.truncated;
     st.refused = b.sid > goaway_last;
     ++stats.requests;
-    return streams.emplace(b.sid, std::move(st)).first;
+    auto it = streams.emplace(b.sid, std::move(st)).first;
+    Charge(it, std::min(b.bytes, opt.max_header_list_bytes));
+    return it;
   }
 
   // The block ended (END_HEADERS, or abandoned with `failed` set).
@@ -600,6 +634,7 @@ struct Http2Connection::Impl {
           r.first_byte_ns = b.first_ts;
           r.headers_done_ns = ts;
           st.ex.response = std::move(r);
+          Charge(it, std::min(b.bytes, opt.max_header_list_bytes));
           if (opt.report_started && opt.report_started(st.ex.request))
             Report(Copy(st, true), ExchangeEvent::kResponseStarted);
         }
@@ -689,12 +724,10 @@ struct Http2Connection::Impl {
         if (s.request) {
           if (st.req_done) break;
           HttpRequest& r = st.ex.request;
-          AppendBody(r.body, r.body_size, r.body_truncated, p, n,
-                     st.req_frozen ? 0 : opt.max_body_bytes);
+          KeepBody(it, r.body, r.body_size, r.body_truncated, p, n, st.req_frozen);
         } else if (st.final_seen) {
           HttpResponse& r = *st.ex.response;
-          AppendBody(r.body, r.body_size, r.body_truncated, p, n,
-                     st.resp_frozen ? 0 : opt.max_body_bytes);
+          KeepBody(it, r.body, r.body_size, r.body_truncated, p, n, st.resp_frozen);
         }
         break;
       }

@@ -48,8 +48,8 @@
 // unsynchronised, per stream the request/response headers (max_header_list_bytes each, the
 // rest counted and the exchange incomplete) and bodies (max_body_bytes each), at most
 // max_streams tracked streams (the oldest is reported kNoResponse, incomplete, when a new one
-// would exceed it), the HPACK tables (at most max_hpack_table_bytes each) and a header block
-// being gathered (at most 1 MiB a direction).
+// would exceed it), all of them within max_connection_bytes, the HPACK tables (at most
+// max_hpack_table_bytes each) and a header block being gathered (at most 1 MiB a direction).
 #pragma once
 
 #include <cstdint>
@@ -78,6 +78,11 @@ struct Http2Options {
   // whatever SETTINGS_HEADER_TABLE_SIZE said when (a passive observer cannot time SETTINGS
   // acknowledgements); a block resizing above it fails to decode (incomplete, never wrong).
   size_t max_hpack_table_bytes = 64 * 1024;
+  // The connection's budget: header and body bytes kept for all its tracked streams together.
+  // A stream that takes it over first ends the oldest other streams (reported kNoResponse or
+  // kResponseComplete, incomplete: counted in budget_evictions); a body that would take it
+  // over is cut (body_truncated, counted in budget_bodies_cut).
+  size_t max_connection_bytes = 8u << 20;
   // As in Http1Options: when set and true for a request, its exchange is also reported with
   // kResponseStarted as soon as the final response's header block is complete.
   std::function<bool(const HttpRequest&)> report_started;
@@ -103,6 +108,8 @@ struct Http2Stats {
   uint64_t hpack_errors = 0;            // header blocks that failed to decode (decoder reset)
   uint64_t header_lists_truncated = 0;  // header blocks over max_header_list_bytes
   uint64_t table_size_over_limit = 0;   // SETTINGS_HEADER_TABLE_SIZE > max_hpack_table_bytes
+  uint64_t budget_evictions = 0;        // streams ended early to stay within max_connection_bytes
+  uint64_t budget_bodies_cut = 0;       // body pieces not kept to stay within it
   uint64_t resyncs = 0;                 // times a direction lost its frame sync and rescanned
   uint64_t skipped_bytes = 0;           // bytes skipped while looking for a frame start
   uint64_t gaps_skipped_in_body = 0;    // gaps absorbed inside a DATA frame's payload
@@ -123,6 +130,8 @@ struct Http2Stats {
     hpack_errors += o.hpack_errors;
     header_lists_truncated += o.header_lists_truncated;
     table_size_over_limit += o.table_size_over_limit;
+    budget_evictions += o.budget_evictions;
+    budget_bodies_cut += o.budget_bodies_cut;
     resyncs += o.resyncs;
     skipped_bytes += o.skipped_bytes;
     gaps_skipped_in_body += o.gaps_skipped_in_body;

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "identity/credentials.h"
+#include "util/read_file.h"
 
 namespace mat::identity {
 
@@ -111,14 +112,10 @@ UserMap::Version UserMap::Stat(const std::string& path) {
 
 std::string UserMap::Load() {
   if (!version_.exists) return std::string("cannot read it: ") + std::strerror(version_.error);
-  if (static_cast<uint64_t>(version_.size) > kMaxUserMapBytes)
-    return "larger than " + std::to_string(kMaxUserMapBytes) + " bytes";
-  std::ifstream in(path_);
-  if (!in) return "cannot read it";
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string error;
-  auto table = ParseUserMap(text.str(), &error);
+  std::string text;
+  std::string error = ReadSmallFile(path_, kMaxUserMapBytes, &text);
+  if (!error.empty()) return error;
+  auto table = ParseUserMap(text, &error);
   if (!table) return error;
   table_ = std::move(*table);
   ++loads_;

@@ -162,6 +162,24 @@ conn::TrackerOptions Pipeline::WithRestartHook(conn::TrackerOptions options) {
   return options;
 }
 
+std::vector<std::pair<std::string_view, uint64_t>> Pipeline::CapsHit() const {
+  http::Http1Stats h1;
+  http::Http2Stats h2;
+  tracker_.AddHttpStats(&h1, &h2);
+  return {
+      {"connections_evicted", tracker_.stats().connections_evicted},
+      {"http1_pending_requests", h1.dropped_requests - h1.budget_drops},
+      {"http1_connection_bytes", h1.budget_drops},
+      {"http1_bodies_cut", h1.budget_bodies_cut},
+      {"http1_headers_too_large", h1.headers_too_large},
+      {"http2_streams", h2.dropped_streams},
+      {"http2_connection_bytes", h2.budget_evictions},
+      {"http2_bodies_cut", h2.budget_bodies_cut},
+      {"http2_header_lists_truncated", h2.header_lists_truncated},
+      {"tokens_evicted", identity_.tokens().stats().evicted},
+  };
+}
+
 void Pipeline::Tick(uint64_t now_wall_ns) {
   identity_.Tick(now_wall_ns);
   if (config_.response_timeout_ns != 0 && now_wall_ns > config_.response_timeout_ns)

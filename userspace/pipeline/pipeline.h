@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "audit/policy.h"
 #include "capture/event_decoder.h"
@@ -125,6 +127,10 @@ class Pipeline {
   const audit::PolicyConfig& policy() const { return config_.policy; }
 
   const PipelineStats& stats() const { return stats_; }
+  // The memory caps hit so far, by reason (each cap of issue 13, in a fixed order, zeros
+  // included): a request audited early or incomplete, a header list or body cut, a connection
+  // ended early, a session token forgotten. For /metrics, the summary and loss notices.
+  std::vector<std::pair<std::string_view, uint64_t>> CapsHit() const;
   const conn::ConnectionTracker& tracker() const { return tracker_; }
   const identity::IdentityResolver& identity() const { return identity_; }
 
