@@ -68,7 +68,7 @@ def test_support_dump_content_and_audit_line_filtering(admin, start_server, audi
 
         # support_dump_include_audit_logs = false (the file; the API says the same).
         files, said = dump(auditor_binary, admin, tmp_path, "without", [*common, "--bundle", bundle])
-        assert {"version.txt", "config.toml", "settings.json", "metrics.txt", "targets.txt",
+        assert {"version.txt", "config.toml", "settings.json", "metrics.txt", "doctor.txt",
                 "kernel.txt", "logs.txt", "README.txt"} <= set(files), files.keys()
         assert files["version.txt"].startswith("mke-audit-tap 0.1.0\n")
         config = files["config.toml"]
@@ -76,11 +76,14 @@ def test_support_dump_content_and_audit_line_filtering(admin, start_server, audi
         assert f'admin_key = "{admin.pki / "server.key"}"' in config, config
         assert '"supportDumpIncludeAuditLogs":false' in files["settings.json"]
         assert "mke_audit_tap_audit_lines_total" in files["metrics.txt"], files["metrics.txt"]
-        targets = files["targets.txt"]
+        # The doctor's report, capture mode decided as the auditor decides it (no longer a fixed
+        # "plaintext" whatever the mode).
+        doctor = files["doctor.txt"]
         for pid in nginx.ssl_pids():
-            assert f"pid {pid} (nginx)" in targets, targets
-        assert "openssl: " in targets and "libssl.so" in targets, targets
-        assert "capture mode: plaintext" in targets, targets
+            assert f"target pid {pid} (nginx)" in doctor, doctor
+        assert "TLS library OpenSSL " in doctor and "libssl.so" in doctor, doctor
+        assert "capture keys (" in doctor or "capture plaintext" in doctor, doctor
+        assert "probes attach: " in doctor and "\ndoctor: " in doctor, doctor
         kernel = files["kernel.txt"]
         assert "uname: Linux " in kernel and "btf (/sys/kernel/btf/vmlinux): " in kernel, kernel
         assert "kernel.unprivileged_bpf_disabled = " in kernel, kernel

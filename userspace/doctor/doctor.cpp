@@ -81,17 +81,24 @@ const char* kUsage =
     "attached and nothing in a target changes. Exit 0 when nothing failed, 1 otherwise.\n"
     "--verbose also shows the auditor's own log lines (stderr).\n";
 
+// The lines found so far; printed as they come when asked (the command shows progress, as
+// a calibration or an attach can take a moment).
 class Report {
  public:
+  explicit Report(bool print) : print_(print) {}
   void Add(Status status, std::string item, std::string text) {
     Line line{status, std::move(item), std::move(text)};
-    std::printf("%s\n", FormatLine(line).c_str());
-    std::fflush(stdout);
+    if (print_) {
+      std::printf("%s\n", FormatLine(line).c_str());
+      std::fflush(stdout);
+    }
     lines_.push_back(std::move(line));
   }
   const std::vector<Line>& lines() const { return lines_; }
+  std::vector<Line> take() { return std::move(lines_); }
 
  private:
+  bool print_;
   std::vector<Line> lines_;
 };
 
@@ -530,6 +537,66 @@ void CheckTarget(const Options& o, const tap::TargetProcess& t, tap::BpfTap* tap
 
 }  // namespace
 
+std::vector<Line> Diagnose(const Options& options, bool print) {
+  Report r(print);
+  bool bpf_allowed = CheckCaps(&r);
+  CheckKernelFiles(bpf_allowed, &r);
+  if (options.capture != "plaintext") {
+    std::string helper = tap::DefaultSslcalPath();
+    if (::access(helper.c_str(), X_OK) == 0)
+      r.Add(Status::kOk, "OpenSSL calibration helper", helper);
+    else
+      r.Add(Status::kWarn, "OpenSSL calibration helper",
+            helper + ": " + Errno(errno) +
+                "; OpenSSL targets cannot get keys capture (plaintext fallback)");
+  }
+  bool loaded = CheckBpfObject(options, &r);
+
+  tap::TargetSpec spec;
+  spec.comms = options.comms;
+  spec.pids = options.pids;
+  if (spec.empty()) {
+    r.Add(Status::kWarn, "targets",
+          "none given (--comm NAME, --pid PID or --config FILE): only the kernel and "
+          "capabilities were checked");
+  } else {
+    std::unique_ptr<tap::BpfTap> tap;
+    if (loaded) {
+      tap::TapOptions tap_options;
+      tap_options.cap_bytes = options.cap_bytes;
+      tap_options.ringbuf_bytes = options.ringbuf_bytes;
+      tap_options.wakeup_bytes = options.ringbuf_bytes / 8;
+      std::string why;
+      tap = tap::BpfTap::Create(
+          tap_options, [](const void*, size_t) {}, &why);
+      if (!tap) r.Add(Status::kFail, "kernel BPF tap", why);
+    }
+    auto targets = tap::ScanTargets(spec);
+    std::string asked;
+    for (const auto& c : spec.comms) asked += " --comm " + c;
+    for (pid_t p : spec.pids) asked += " --pid " + std::to_string(p);
+    if (targets.empty())
+      r.Add(Status::kWarn, "targets",
+            "no running process matches" + asked +
+                "; the auditor would probe them when they start (run doctor again then)");
+    else
+      r.Add(Status::kOk, "targets", std::to_string(targets.size()) + " process(es) match" + asked);
+    Layouts layouts;
+    for (const auto& t : targets) CheckTarget(options, t, tap.get(), &layouts, &r);
+  }
+  return r.take();
+}
+
+std::string Summary(const std::vector<Line>& lines) {
+  size_t ok = 0, warn = 0, fail = 0;
+  for (const Line& line : lines)
+    (line.status == Status::kOk ? ok : line.status == Status::kWarn ? warn : fail)++;
+  return "doctor: " + std::to_string(ok) + " ok, " + std::to_string(warn) + " warning(s), " +
+         std::to_string(fail) + " failure(s): " +
+         (fail ? "the auditor will not work fully here: see the FAIL lines"
+               : "the auditor can work here");
+}
+
 int RunDoctor(int argc, char** argv) {
   std::vector<char*> rest = {argv[0]};
   bool verbose = false;
@@ -557,59 +624,9 @@ int RunDoctor(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("mke-audit-tap-doctor"));
   spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::off);
 
-  Report r;
-  bool bpf_allowed = CheckCaps(&r);
-  CheckKernelFiles(bpf_allowed, &r);
-  if (options->capture != "plaintext") {
-    std::string helper = tap::DefaultSslcalPath();
-    if (::access(helper.c_str(), X_OK) == 0)
-      r.Add(Status::kOk, "OpenSSL calibration helper", helper);
-    else
-      r.Add(Status::kWarn, "OpenSSL calibration helper",
-            helper + ": " + Errno(errno) +
-                "; OpenSSL targets cannot get keys capture (plaintext fallback)");
-  }
-  bool loaded = CheckBpfObject(*options, &r);
-
-  tap::TargetSpec spec;
-  spec.comms = options->comms;
-  spec.pids = options->pids;
-  if (spec.empty()) {
-    r.Add(Status::kWarn, "targets",
-          "none given (--comm NAME, --pid PID or --config FILE): only the kernel and "
-          "capabilities were checked");
-  } else {
-    std::unique_ptr<tap::BpfTap> tap;
-    if (loaded) {
-      tap::TapOptions tap_options;
-      tap_options.cap_bytes = options->cap_bytes;
-      tap_options.ringbuf_bytes = options->ringbuf_bytes;
-      tap_options.wakeup_bytes = options->ringbuf_bytes / 8;
-      std::string why;
-      tap = tap::BpfTap::Create(
-          tap_options, [](const void*, size_t) {}, &why);
-      if (!tap) r.Add(Status::kFail, "kernel BPF tap", why);
-    }
-    auto targets = tap::ScanTargets(spec);
-    std::string asked;
-    for (const auto& c : spec.comms) asked += " --comm " + c;
-    for (pid_t p : spec.pids) asked += " --pid " + std::to_string(p);
-    if (targets.empty())
-      r.Add(Status::kWarn, "targets",
-            "no running process matches" + asked +
-                "; the auditor would probe them when they start (run doctor again then)");
-    else
-      r.Add(Status::kOk, "targets", std::to_string(targets.size()) + " process(es) match" + asked);
-    Layouts layouts;
-    for (const auto& t : targets) CheckTarget(*options, t, tap.get(), &layouts, &r);
-  }
-  size_t ok = 0, warn = 0, fail = 0;
-  for (const Line& line : r.lines())
-    (line.status == Status::kOk ? ok : line.status == Status::kWarn ? warn : fail)++;
-  std::printf("doctor: %zu ok, %zu warning(s), %zu failure(s): %s\n", ok, warn, fail,
-              fail ? "the auditor will not work fully here: see the FAIL lines"
-                   : "the auditor can work here");
-  return ExitCode(r.lines());
+  std::vector<Line> lines = Diagnose(*options, /*print=*/true);
+  std::printf("%s\n", Summary(lines).c_str());
+  return ExitCode(lines);
 }
 
 }  // namespace mat::doctor

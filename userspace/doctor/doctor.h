@@ -10,6 +10,10 @@
 #include <string_view>
 #include <vector>
 
+namespace mat {
+struct Options;  // options.h
+}  // namespace mat
+
 namespace mat::doctor {
 
 enum class Status { kOk, kWarn, kFail };
@@ -29,6 +33,13 @@ int ExitCode(const std::vector<Line>& lines);
 // The OpenSSL version text a libcrypto (or a static build) carries, e.g.
 // "OpenSSL 3.0.19 27 Jan 2026"; empty when there is none.
 std::string FindOpenSslVersion(std::string_view bytes);
+
+// Every check, in order, for these options' targets and capture mode. With `print`, each line is
+// also written to stdout as it is found. Used by the command and by the support dump.
+std::vector<Line> Diagnose(const Options& options, bool print);
+
+// "doctor: N ok, N warning(s), N failure(s): ..." for the end of the report.
+std::string Summary(const std::vector<Line>& lines);
 
 // `mke-audit-tap doctor ...`: argv[1] is "doctor". Returns the exit code.
 int RunDoctor(int argc, char** argv);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -24,9 +25,8 @@
 #include <optional>
 #include <sstream>
 
+#include "doctor/doctor.h"
 #include "options.h"
-#include "tap/go_binary.h"
-#include "tap/targets.h"
 
 extern char** environ;
 
@@ -297,38 +297,17 @@ std::string KernelFacts() {
   return out;
 }
 
-std::string TargetsText(const Options& o) {
-  tap::TargetSpec spec;
-  spec.comms = o.comms;
-  spec.pids = o.pids;
-  std::string out = "# the processes the auditor's scan finds (--comm/--pid), and what it probes\n";
-  if (spec.empty()) return out + "no targets configured\n";
-  if (::geteuid() != 0)
-    out +=
-        "# not run as root: the libraries of other users' processes cannot be read, so they "
-        "show none\n";
-  auto targets = tap::ScanTargets(spec);
-  if (targets.empty()) out += "no running process matches\n";
-  for (const auto& t : targets) {
-    out += "pid " + std::to_string(t.pid) + " (" + t.comm + ")\n";
-    int stacks = 0;
-    for (const auto& lib : tap::FindSslLibraries(t.pid)) {
-      out += "  openssl: " + lib.name + "\n";
-      ++stacks;
-    }
-    for (const auto& lib : tap::FindCryptoLibraries(t.pid))
-      out += "  libcrypto (client certificates): " + lib.name + "\n";
-    std::string why;
-    if (auto go = tap::InspectGoBinary("/proc/" + std::to_string(t.pid) + "/exe", &why)) {
-      out += "  go crypto/tls: " + go->Describe() + "\n";
-      ++stacks;
-    } else {
-      out += "  go crypto/tls: no (" + why + ")\n";
-    }
-    out += stacks ? "  capture mode: plaintext (uprobes on the TLS stack)\n"
-                  : "  capture mode: none (no TLS stack found: not audited)\n";
-  }
-  return out;
+// The doctor's report (doctor.h): kernel, capabilities, and per target its TLS library, probe
+// plan, the capture mode it gets and whether its probes attach (attached and detached at once),
+// decided exactly as the auditor decides it.
+std::string DoctorText(const Options& o) {
+  std::string out;
+  auto level = spdlog::get_level();  // the probes' own log lines are not the report
+  spdlog::set_level(spdlog::level::off);
+  auto lines = doctor::Diagnose(o, /*print=*/false);
+  spdlog::set_level(level);
+  for (const auto& line : lines) out += doctor::FormatLine(line) + "\n";
+  return out + doctor::Summary(lines) + "\n";
 }
 
 std::string UtcStamp(std::time_t now, const char* format) {
@@ -417,7 +396,7 @@ int RunSupportDump(int argc, char** argv) {
         "counters: not included (give --bundle DIR, a client bundle of the admin API, to "
         "include the running auditor's /metrics and settings)\n";
   }
-  files.emplace_back("targets.txt", TargetsText(*options));
+  files.emplace_back("doctor.txt", DoctorText(*options));
   files.emplace_back("kernel.txt", KernelFacts());
 
   // The auditor's recent logs.
@@ -449,7 +428,9 @@ int RunSupportDump(int argc, char** argv) {
       "config.toml   effective configuration (the license key masked; files named, not read)\n"
       "settings.json the running auditor's logging settings (admin API), when reached\n"
       "metrics.txt   the running auditor's counters (admin API /metrics), when reached\n"
-      "targets.txt   the target processes found and what would be probed\n"
+      "doctor.txt    `mke-audit-tap doctor`: kernel, capabilities, and per target its TLS "
+      "library,\n"
+      "              probes, capture mode and whether its probes attach\n"
       "kernel.txt    kernel release, BTF, BPF and perf sysctls\n"
       "logs.txt      the auditor's recent logs\n\nnotes:\n" +
       notes;
