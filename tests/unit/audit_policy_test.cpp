@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "audit/policy.h"
+#include "util/docker_version.h"
 
 namespace mat::audit {
 namespace {
@@ -460,3 +461,29 @@ TEST(DecideTest, RequestLevelPayloadAndRedaction) {
 
 }  // namespace
 }  // namespace mat::audit
+
+// The three readings of a Docker version segment, side by side (util/docker_version.h).
+TEST(DockerVersionTest, ThreeRulesEachErringSafe) {
+  using mat::IsDockerVersionSegment;
+  using mat::VersionRule;
+  struct Case {
+    const char* segment;
+    bool strict, router, any_case;
+  } cases[] = {
+      {"v1.41", true, true, true}, {"v1", false, true, true},       {"v.41", false, true, true},
+      {"v1.", false, true, true},  {"v1.2.3", false, true, true},   {"V1.41", false, false, true},
+      {"v", false, false, false},  {"v1.41x", false, false, false}, {"x1.41", false, false, false},
+      {"", false, false, false},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(IsDockerVersionSegment(c.segment, VersionRule::kStrict), c.strict) << c.segment;
+    EXPECT_EQ(IsDockerVersionSegment(c.segment, VersionRule::kRouter), c.router) << c.segment;
+    EXPECT_EQ(IsDockerVersionSegment(c.segment, VersionRule::kAnyCase), c.any_case) << c.segment;
+  }
+  EXPECT_EQ(mat::StripDockerVersion("/v1.41/_ping", VersionRule::kStrict), "/_ping");
+  EXPECT_EQ(mat::StripDockerVersion("/v1.41", VersionRule::kStrict), "/");
+  EXPECT_EQ(mat::StripDockerVersion("/v1.41x/_ping", VersionRule::kStrict), "/v1.41x/_ping");
+  EXPECT_EQ(mat::StripDockerVersion("/v1/_ping", VersionRule::kStrict), "/v1/_ping");
+  EXPECT_EQ(mat::StripDockerVersion("/v1/_ping", VersionRule::kRouter), "/_ping");
+  EXPECT_EQ(mat::StripDockerVersion("//v1.41/_ping", VersionRule::kStrict), "//v1.41/_ping");
+}

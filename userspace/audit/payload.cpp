@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "util/ascii.h"
+#include "util/docker_version.h"
 #include "util/url.h"
 
 // Principles (the tool sees secrets in plaintext; none may reach an output):
@@ -71,16 +72,6 @@ std::string_view PathOf(std::string_view target) {
   return target;
 }
 
-// True for a Docker API version segment: 'v' then one or more digits and dots (the Docker
-// router's "/v{version:[0-9.]+}"; wider than the "vN.NN" of the ignore list on purpose).
-bool IsVersionSegment(std::string_view segment) {
-  if (segment.size() < 2 || AsciiLower(segment[0]) != 'v') return false;
-  for (size_t i = 1; i < segment.size(); ++i) {
-    if (!((segment[i] >= '0' && segment[i] <= '9') || segment[i] == '.')) return false;
-  }
-  return true;
-}
-
 // The segments of `path` as a router sees them after cleaning: empty segments (from "//" and
 // trailing slashes) and "." dropped, ".." pops one, then a leading version segment dropped.
 // Views into `path`, appended to `segments` (which is cleared first).
@@ -99,7 +90,8 @@ void CleanSegmentsInto(std::string_view path, Segments& segments) {
     }
     start = end + 1;
   }
-  if (!segments.empty() && IsVersionSegment(segments.front())) segments.erase(segments.begin());
+  if (!segments.empty() && IsDockerVersionSegment(segments.front(), VersionRule::kAnyCase))
+    segments.erase(segments.begin());
 }
 
 std::vector<std::string> CleanSegments(std::string_view path) {

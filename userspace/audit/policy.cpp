@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "util/ascii.h"
+#include "util/docker_version.h"
 #include "util/url.h"
 
 namespace mat::audit {
@@ -11,23 +12,6 @@ namespace mat::audit {
 namespace {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-
-// Removes a Docker API version prefix "/v<digits>.<digits>" when it is followed by '/' or by the
-// end of the path. "/v1.41/_ping" -> "/_ping", "/v1.41" -> "/", "/v1.41x" stays.
-std::string_view StripDockerVersion(std::string_view path) {
-  if (path.size() < 5 || path[0] != '/' || path[1] != 'v') return path;
-  size_t i = 2;
-  const size_t major_start = i;
-  while (i < path.size() && IsDigit(path[i])) ++i;
-  if (i == major_start || i >= path.size() || path[i] != '.') return path;
-  ++i;
-  const size_t minor_start = i;
-  while (i < path.size() && IsDigit(path[i])) ++i;
-  if (i == minor_start) return path;
-  if (i == path.size()) return "/";
-  if (path[i] != '/') return path;
-  return path.substr(i);
-}
 
 bool MatchesEntry(std::string_view entry, std::string_view path) {
   if (entry.empty()) return false;
@@ -89,7 +73,7 @@ bool ObjectRef::empty() const {
 }
 
 bool IsIgnored(const std::vector<std::string>& ignore, std::string_view path) {
-  const std::string_view stripped = StripDockerVersion(path);
+  const std::string_view stripped = StripDockerVersion(path, VersionRule::kStrict);
   for (const std::string& entry : ignore) {
     if (MatchesEntry(entry, stripped)) return true;
   }
@@ -251,8 +235,7 @@ struct DockerSegments {
       if (j == std::string_view::npos) j = path.size();
       if (j > i) {
         std::string_view s = path.substr(i, j - i);
-        const bool version = first && s.size() > 1 && s[0] == 'v' &&
-                             s.find_first_not_of("0123456789.", 1) == std::string_view::npos;
+        const bool version = first && IsDockerVersionSegment(s, VersionRule::kRouter);
         first = false;
         if (!version) {
           if (n < kMax) part[n] = s;
