@@ -9,52 +9,12 @@
 #include <vector>
 
 #include "audit/k8s_request_info.h"
+#include "audit/policy_tables.h"
 #include "http/exchange.h"
 
 namespace mat::audit {
 
-// A call matched by method and path. The path pattern is matched against the path after an
-// optional Docker API version prefix (/vN.NN); "{id}" matches one non-empty path segment.
-// Matching is wider than any server's routing, on purpose (over-matching costs payload detail,
-// under-matching would leak): method and literal segments compare ASCII case-insensitively; the
-// request path is cleaned first (query and fragment cut, an absolute-form "http(s)://host"
-// dropped, empty segments from "//" and trailing slashes dropped, "." dropped, ".." resolved),
-// then a leading "/v[0-9.]+" segment is dropped; the path matches when either its text as sent
-// or its percent-decoded text matches. So "/secrets/create/", "/v1.41//secrets/./create" and
-// "/secrets/%63reate?x" all match "/secrets/create"; "/secretsx/create" and
-// "/secrets/a/update/extra" match nothing.
-struct CallPattern {
-  std::string method;  // upper case; "*" matches any
-  std::string path;    // e.g. "/secrets/{id}/update"
-};
-
-// The design's default redaction list: POST /secrets/create, POST /secrets/{id}/update,
-// POST /swarm/join, POST /swarm/update, POST /auth/login. Kubernetes secrets create, update
-// and patch are redacted by RedactK8sSecrets below.
-std::vector<CallPattern> DefaultRedactedCalls();
-
-// A JSON field of a call's body that must never be written; the rest of the body may be.
-struct SensitiveField {
-  CallPattern call;
-  std::vector<std::string> pointer;  // path of object keys from the root, e.g. {"UnlockKey"}
-};
-// /swarm/init signing keys (SigningCAKey, CAConfig.SigningCAKey and Spec.CAConfig.SigningCAKey,
-// where the Docker API puts it), /swarm/unlock UnlockKey, /configs/create and
-// /configs/{id}/update Data, POST /auth (Docker's registry login, in case it is not ignored)
-// password, auth, identitytoken, registrytoken. Keys match as Go's encoding/json matches struct
-// fields (case-insensitively), at every key spelling present. For Kubernetes any "stringData"
-// and the "data" of a Secret object are removed too (matched by RequestInfo and by the body's
-// "kind", see Redactor; not listed here).
-std::vector<SensitiveField> DefaultSensitiveFields();
-
-// Headers never written anywhere (case-insensitive): Authorization, Proxy-Authorization, Cookie,
-// Set-Cookie, X-Registry-Auth, X-Registry-Config (the registry credentials of POST /build).
-std::vector<std::string> DefaultSensitiveHeaders();
-
 bool MatchesCall(const CallPattern& pattern, std::string_view method, std::string_view path);
-
-// The marker written as requestObject for a redacted call at request level.
-inline constexpr std::string_view kRedactedMarker = "[REDACTED by mke-audit-tap]";
 
 struct RedactionConfig {
   std::vector<CallPattern> redacted_calls = DefaultRedactedCalls();

@@ -61,12 +61,6 @@ std::string_view StageName(Stage stage) {
   return "";
 }
 
-std::vector<std::string> DefaultIgnoreList() {
-  return {"/_ping", "/ca",       "/auth",  "/trustedregistryca", "/kubeauth", "/metrics",
-          "/info",  "/version*", "/debug", "/openid_keys",       "/apidocs",  "/kubernetesdocs",
-          "/manage"};
-}
-
 bool ObjectRef::empty() const {
   return resource.empty() && namespace_.empty() && api_group.empty() && api_version.empty() &&
          subresource.empty() && uid.empty();
@@ -184,14 +178,13 @@ bool AuditPolicy::Decide(const http::HttpExchange& exchange, Stage stage,
   }
   record.incomplete = exchange.incomplete;
   const K8sRequestInfo* info = k8s ? &*k8s : nullptr;
-  if (redactor_.IsRedacted(request, path, info))
-    record.annotations["mke-audit-tap/redacted"] = "true";
+  if (redactor_.IsRedacted(request, path, info)) record.annotations[kRedactedAnnotation] = "true";
   if (grpc && config_.level == Level::kRequest) {
-    record.annotations["mke-audit-tap/request-object"] = "grpc-omitted";
+    record.annotations[kRequestObjectAnnotation] = "grpc-omitted";
   } else if (config_.level == Level::kRequest) {
     RequestObject object = redactor_.BuildRequestObject(request, path, info);
     if (object.kind != RequestObject::Kind::kNone) {
-      if (object.truncated) record.annotations["mke-audit-tap/request-object"] = "truncated";
+      if (object.truncated) record.annotations[kRequestObjectAnnotation] = "truncated";
       record.request_object = std::move(object);
     }
   }

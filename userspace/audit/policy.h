@@ -22,10 +22,6 @@ std::string_view LevelName(Level level);  // "", "metadata", "request"
 enum class Stage { kRequestReceived, kResponseStarted, kResponseComplete };
 std::string_view StageName(Stage stage);  // "RequestReceived", ...
 
-// The MKE default ignore list (see ../shared/design.md): /_ping /ca /auth /trustedregistryca
-// /kubeauth /metrics /info /version* /debug /openid_keys /apidocs /kubernetesdocs /manage
-std::vector<std::string> DefaultIgnoreList();
-
 struct PolicyConfig {
   Level level = Level::kMetadata;
   std::vector<std::string> ignore = DefaultIgnoreList();

@@ -60,10 +60,11 @@ bool HasRequestObject(const audit::AuditRecord& record);
 void AppendRequestObject(std::string& out, const audit::RequestObject& object);
 
 // The annotations the writers add themselves, merged into (and overriding) record.annotations.
-inline constexpr std::string_view kFieldsKey = "mke-audit-tap/fields";
-inline constexpr std::string_view kIncompleteKey = "mke-audit-tap/incomplete";
-inline constexpr std::string_view kRequestObjectKey = "mke-audit-tap/request-object";
-inline constexpr std::string_view kRequestUriKey = "mke-audit-tap/request-uri";
+// (keys in audit/policy_tables.h)
+inline constexpr std::string_view kFieldsKey = audit::kFieldsAnnotation;
+inline constexpr std::string_view kIncompleteKey = audit::kIncompleteAnnotation;
+inline constexpr std::string_view kRequestObjectKey = audit::kRequestObjectAnnotation;
+inline constexpr std::string_view kRequestUriKey = audit::kRequestUriAnnotation;
 
 struct Annotation {
   std::string_view key, value;

@@ -43,11 +43,10 @@ struct PipelineConfig {
   std::vector<std::string> local_socket_ignore;
 };
 
-// The annotation that says how a line's user was found: identity::MethodName().
-inline constexpr char kUserIdentifiedByAnnotation[] = "mke-audit-tap/user-identified-by";
-// MKE lines (which have no impersonatedUser field): whom a Kubernetes client impersonated.
-inline constexpr char kImpersonatedUserAnnotation[] = "mke-audit-tap/impersonated-user";
-inline constexpr char kImpersonatedGroupsAnnotation[] = "mke-audit-tap/impersonated-groups";
+// The annotations the pipeline writes (keys in audit/policy_tables.h).
+using audit::kImpersonatedGroupsAnnotation;
+using audit::kImpersonatedUserAnnotation;
+using audit::kUserIdentifiedByAnnotation;
 
 struct PipelineStats {
   uint64_t records = 0;
