@@ -176,6 +176,7 @@ std::vector<std::pair<std::string_view, uint64_t>> Pipeline::CapsHit() const {
       {"http2_connection_bytes", h2.budget_evictions},
       {"http2_bodies_cut", h2.budget_bodies_cut},
       {"http2_header_lists_truncated", h2.header_lists_truncated},
+      {"http2_reset_streams", h2.reset_streams_dropped},
       {"tokens_evicted", identity_.tokens().stats().evicted},
   };
 }
@@ -202,7 +203,8 @@ void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why
     case ExchangeEvent::kRequestTimedOut: {
       if (it != written_.end()) return;  // already written at an earlier stage
       std::string id = output::NewAuditId();
-      Emit(exchange, audit::Stage::kRequestReceived, exchange.request.complete_ns, facts, id);
+      Emit(exchange, audit::Stage::kRequestReceived, exchange.request.complete_ns, facts, id,
+           why == ExchangeEvent::kRequestTimedOut ? "timeout" : std::string_view());
       written_[key] = Written{std::move(id), false};
       return;
     }
@@ -229,15 +231,20 @@ void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why
         id = output::NewAuditId();
       }
       const bool complete = why == ExchangeEvent::kResponseComplete && exchange.response;
+      // Without a response: never a status, and the annotation says none was seen (and why,
+      // when the HTTP layer knows).
+      std::string_view no_response;
+      if (!complete) no_response = exchange.no_response.empty() ? "not-seen" : exchange.no_response;
       Emit(exchange, complete ? audit::Stage::kResponseComplete : audit::Stage::kRequestReceived,
-           complete ? exchange.response->complete_ns : 0, facts, id);
+           complete ? exchange.response->complete_ns : 0, facts, id, no_response);
       return;
     }
   }
 }
 
 void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint64_t stage_ns,
-                    const conn::ConnFacts& facts, const std::string& audit_id) {
+                    const conn::ConnFacts& facts, const std::string& audit_id,
+                    std::string_view no_response) {
   const identity::LocalPeer* local = LocalPeerOf(facts);
   if (local != nullptr && local->ignored) {
     ++stats_.local_ignored_calls;
@@ -250,6 +257,7 @@ void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint
     ++stats_.not_audited;
     return;
   }
+  if (!no_response.empty()) record.annotations[kNoResponseAnnotation] = no_response;
   if (local != nullptr)
     SetLocalUser(*local, record);
   else
