@@ -606,10 +606,13 @@ struct Http2Connection::Impl {
   // `own_limit`: the block went over one of our limits, not against the protocol.
   void BlockFailed(Side& s, bool own_limit) {
     s.block.failed = true;
-    ++stats.hpack_errors;
     // From a client followed exactly, a malformed block is a connection error for the server
     // (COMPRESSION_ERROR): this request and later ones are reported only if it answers them.
-    if (s.request && s.hpack_exact && !own_limit) RequestError("malformed header block");
+    // Not a loss of ours (not in hpack_errors): counted in request_errors.
+    if (s.request && s.hpack_exact && !own_limit)
+      RequestError("malformed header block");
+    else
+      ++stats.hpack_errors;
     s.hpack_exact = false;  // a fresh table from here: misses are no longer the client's fault
     s.hpack.Reset(opt.max_hpack_table_bytes);
     s.hblock.clear();
@@ -674,6 +677,10 @@ struct Http2Connection::Impl {
         // still be a request: it is reported, incomplete, with what was decoded.
         if (!b.failed && !b.truncated && !b.has_method) {
           ++stats.untracked_header_blocks;
+          break;
+        }
+        if (b.sid > goaway_last) {  // a GOAWAY came while the block was gathered
+          ++stats.goaway_refused;
           break;
         }
         auto it = NewStream(b, ts);
@@ -1134,6 +1141,13 @@ struct Http2Connection::Impl {
     if (!dead) {
       for (Side& s : sides) {
         if (!s.block.active) continue;
+        if (s.request && s.block.kind == BlockKind::kRequest) {
+          // The server never read the whole block (a capture loss would have been a gap): it
+          // could not have processed the request. Not a line.
+          ++stats.untracked_header_blocks;
+          s.block = Block{};
+          continue;
+        }
         s.block.failed = true;  // the rest of the block never came
         FinishBlock(s, ts);
       }

@@ -127,9 +127,10 @@ struct Http2Stats {
   // Header blocks on client streams not tracked (opened before a join or a gap, or trailers
   // of a stream no longer tracked): decoded to keep the HPACK state, then ignored.
   uint64_t untracked_header_blocks = 0;
-  uint64_t push_promises = 0;           // PUSH_PROMISE frames (decoded for HPACK, ignored)
-  uint64_t unknown_frames = 0;          // frames of unknown type (ignored)
-  uint64_t hpack_errors = 0;            // header blocks that failed to decode (decoder reset)
+  uint64_t push_promises = 0;   // PUSH_PROMISE frames (decoded for HPACK, ignored)
+  uint64_t unknown_frames = 0;  // frames of unknown type (ignored)
+  uint64_t hpack_errors = 0;    // header blocks that failed to decode (decoder reset), except a
+                                // malformed one from a client followed exactly (request_errors)
   uint64_t header_lists_truncated = 0;  // header blocks over max_header_list_bytes
   uint64_t table_size_over_limit = 0;   // SETTINGS_HEADER_TABLE_SIZE > max_hpack_table_bytes
   uint64_t budget_evictions = 0;        // streams ended early to stay within max_connection_bytes
