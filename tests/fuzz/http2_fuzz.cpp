@@ -47,7 +47,7 @@ struct Checker {
         ev == ExchangeEvent::kResponseComplete || ev == ExchangeEvent::kResponseStarted;
     Check(ex.response.has_value() == with_response);
     // No status without a response; a line without one says why only when it ends.
-    if (ev != ExchangeEvent::kNoResponse) Check(ex.no_response.empty());
+    if (ev != ExchangeEvent::kNoResponse) Check(ex.note.empty());
     if (ex.response) {
       Check(ex.response->status >= 200 && ex.response->status <= 999);
       Check(ex.response->body.size() <= opt.max_body_bytes);

@@ -880,7 +880,7 @@ TEST(Http2Test, RstStreamBeforeAndAfterTheResponseHeaders) {
   EXPECT_EQ(h.got[1].ex.sequence, 2u);
   EXPECT_EQ(h.got[1].ex.request.target, "/api/v1/nodes");
   EXPECT_FALSE(h.got[1].ex.response.has_value());
-  EXPECT_EQ(h.got[1].ex.no_response, "client-reset");
+  EXPECT_EQ(h.got[1].ex.note, "none seen: the client reset the stream");
 }
 
 // Streams above a GOAWAY's last-stream-id were not processed (RFC 9113 section 6.8): no line.
@@ -1263,7 +1263,7 @@ TEST(Http2Test, InvalidServerFrameIsFatalAndReportsOpenStreams) {
   ASSERT_EQ(h.got.size(), 1u);
   EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
   EXPECT_TRUE(h.got[0].ex.incomplete);
-  EXPECT_EQ(h.got[0].ex.no_response, "connection-error");
+  EXPECT_EQ(h.got[0].ex.note, "none seen: the connection could not be parsed");
   h.Close();
   EXPECT_EQ(h.got.size(), 1u);
 }
@@ -1569,7 +1569,7 @@ TEST(Http2Hostile, RapidResetThreeThousandStreamsAsNginxAnswered) {
   EXPECT_EQ(h.got[256].event, ExchangeEvent::kNoResponse);
   EXPECT_EQ(h.got[256].ex.sequence, 386u);  // stream 771
   EXPECT_FALSE(h.got[256].ex.response.has_value());
-  EXPECT_EQ(h.got[256].ex.no_response, "client-reset");
+  EXPECT_EQ(h.got[256].ex.note, "none seen: the client reset the stream");
   EXPECT_EQ(h.stats().refused_streams, 129u);
   EXPECT_EQ(h.stats().goaway_refused, 3000u - 386u);
   EXPECT_EQ(h.stats().unreported_streams, 3000u - 257u);
@@ -1591,13 +1591,13 @@ TEST(Http2Hostile, RapidResetNeverAnsweredIsBoundedAndSaysSo) {
   for (const Got& g : h.got) {
     EXPECT_EQ(g.event, ExchangeEvent::kNoResponse);
     EXPECT_TRUE(g.ex.incomplete);
-    EXPECT_EQ(g.ex.no_response, "client-reset");
+    EXPECT_EQ(g.ex.note, "none seen: the client reset the stream");
   }
   EXPECT_EQ(h.stats().reset_streams_dropped, 4000u);
   h.Close();
   ASSERT_EQ(h.got.size(), 5000u);
   EXPECT_FALSE(h.got.back().ex.incomplete);
-  EXPECT_EQ(h.got.back().ex.no_response, "client-reset");
+  EXPECT_EQ(h.got.back().ex.note, "none seen: the client reset the stream");
 }
 
 // The same 3,000 against Go's net/http (tests/e2e/go_https_server): it answered five of the
@@ -1632,7 +1632,7 @@ TEST(Http2Hostile, RapidResetThreeThousandStreamsAsGoAnswered) {
       ++with_status;
       EXPECT_EQ(g.ex.response->status, 200);
     } else {
-      EXPECT_EQ(g.ex.no_response, "client-reset");
+      EXPECT_EQ(g.ex.note, "none seen: the client reset the stream");
       EXPECT_FALSE(g.ex.incomplete);
     }
   }
@@ -1649,7 +1649,7 @@ TEST(Http2Hostile, RequestThenInvalidFrameAsGoAnswered) {
   ASSERT_EQ(h.got.size(), 1u);
   EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
   EXPECT_FALSE(h.got[0].ex.response.has_value());
-  EXPECT_EQ(h.got[0].ex.no_response, "connection-error");
+  EXPECT_EQ(h.got[0].ex.note, "none seen: the server ended the connection with an error");
 }
 
 // nginx stops reading at its GOAWAY: the last request the auditor saw may be cut inside its
@@ -1675,7 +1675,7 @@ TEST(Http2Hostile, ServerResetRefusedIsNotALine) {
   ASSERT_EQ(h.got.size(), 1u);
   EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
   EXPECT_EQ(h.got[0].ex.request.target, "/b");
-  EXPECT_EQ(h.got[0].ex.no_response, "server-reset");
+  EXPECT_EQ(h.got[0].ex.note, "none seen: the server reset the stream");
   EXPECT_EQ(h.stats().refused_streams, 1u);
 }
 
@@ -1807,7 +1807,7 @@ TEST(Http2Hostile, NoResponseAtCloseHasNoStatus) {
   EXPECT_EQ(h.got[2].event, ExchangeEvent::kNoResponse);
   EXPECT_EQ(h.got[2].ex.request.target, "/a");
   EXPECT_FALSE(h.got[2].ex.response.has_value());
-  EXPECT_EQ(h.got[2].ex.no_response, "");  // the connection ended: nothing more is known
+  EXPECT_EQ(h.got[2].ex.note, "");  // the connection ended: nothing more is known
   EXPECT_EQ(h.got[3].event, ExchangeEvent::kResponseComplete);
   EXPECT_EQ(h.got[3].ex.response->status, 200);
   EXPECT_EQ(h.got[3].ex.response->complete_ns, 0u);

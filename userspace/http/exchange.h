@@ -61,9 +61,9 @@ struct HttpExchange {
   bool incomplete = false;
   // The request's number on its connection (1, 2, ...): the same in every report of it.
   uint64_t sequence = 0;
-  // Reported without a response (kNoResponse): why none was seen, when the layer knows more
-  // than that the connection ended (a static string, e.g. "client-reset"); empty otherwise.
-  std::string_view no_response;
+  // What the HTTP layer says about the answer, for the line's mke-audit-tap/response
+  // annotation (static text; empty: nothing to say). E.g. an HTTP/0.9 answer has no status.
+  std::string_view note;
 };
 
 }  // namespace mat::http

@@ -43,6 +43,16 @@ bool LooksLikeHttp2Preface(std::string_view first_bytes) {
 
 namespace {
 
+// Why a stream was reported without a response (HttpExchange::note, for the line's
+// mke-audit-tap/response annotation; the connection's end alone says nothing more).
+constexpr std::string_view kNoteClientReset = "none seen: the client reset the stream";
+constexpr std::string_view kNoteServerReset = "none seen: the server reset the stream";
+constexpr std::string_view kNoteServerError =
+    "none seen: the server ended the connection with an error";
+constexpr std::string_view kNoteUnreadable = "none seen: the response's headers did not decode";
+constexpr std::string_view kNoteUnparsable = "none seen: the connection could not be parsed";
+constexpr std::string_view kNoteCap = "none seen: a memory cap ended the wait";
+
 constexpr size_t kFrameHeaderLen = 9;
 constexpr uint8_t kData = 0x0;
 constexpr uint8_t kHeaders = 0x1;
@@ -383,9 +393,9 @@ struct Http2Connection::Impl {
         return;
       }
       st.ex.response.reset();
-      if (why.empty() && st.client_reset) why = "client-reset";
-      if (why.empty() && server_error) why = "connection-error";
-      st.ex.no_response = why;
+      if (why.empty() && st.client_reset) why = kNoteClientReset;
+      if (why.empty() && server_error) why = kNoteServerError;
+      st.ex.note = why;
     }
     Report(std::move(st.ex), ev);
     Erase(it);
@@ -399,7 +409,7 @@ struct Http2Connection::Impl {
     while (held > opt.max_connection_bytes && streams.size() > 1) {
       auto victim = streams.begin() == it ? std::next(streams.begin()) : streams.begin();
       ++stats.budget_evictions;
-      EndStream(victim, true, "auditor-limit");
+      EndStream(victim, true, kNoteCap);
     }
   }
 
@@ -442,7 +452,7 @@ struct Http2Connection::Impl {
     Stream& st = it->second;
     if (!st.final_seen) {  // its header block was lost or not decodable: no status
       st.ex.incomplete = true;
-      Finish(it, ExchangeEvent::kNoResponse, "response-unreadable");
+      Finish(it, ExchangeEvent::kNoResponse, kNoteUnreadable);
       return;
     }
     st.ex.response->complete_ns = ts;
@@ -456,7 +466,7 @@ struct Http2Connection::Impl {
     dead = true;
     ++stats.fatal_errors;
     stats.last_error = why;
-    while (!streams.empty()) EndStream(streams.begin(), true, "connection-error");
+    while (!streams.empty()) EndStream(streams.begin(), true, kNoteUnparsable);
     for (Side& s : sides) {
       s.hpack.Reset(opt.max_hpack_table_bytes);
       std::string().swap(s.hblock);
@@ -645,7 +655,7 @@ struct Http2Connection::Impl {
       while (oldest != streams.end() && oldest->second.client_reset) ++oldest;
       if (oldest == streams.end()) break;
       ++stats.dropped_streams;
-      EndStream(oldest, true, "auditor-limit");
+      EndStream(oldest, true, kNoteCap);
     }
     Stream st;
     st.seq = next_seq++;
@@ -812,7 +822,7 @@ struct Http2Connection::Impl {
         ++stats.refused_streams;
         Drop(it);
       } else {
-        Finish(it, ExchangeEvent::kNoResponse, "server-reset");
+        Finish(it, ExchangeEvent::kNoResponse, kNoteServerReset);
       }
       return;
     }
@@ -828,7 +838,7 @@ struct Http2Connection::Impl {
       auto oldest = streams.begin();
       while (!oldest->second.client_reset) ++oldest;  // there is one: reset_waiting > 0
       ++stats.reset_streams_dropped;
-      EndStream(oldest, true, "client-reset");
+      EndStream(oldest, true, kNoteClientReset);
     }
   }
 

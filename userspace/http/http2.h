@@ -9,13 +9,13 @@
 //   the request had ended; also when a stream whose final response header block was seen ends
 //   without END_STREAM (RST_STREAM, close, GOAWAY, dropped): then response->complete_ns is 0.
 // - kNoResponse when a stream ends with no final response header block: the server's
-//   RST_STREAM (other than REFUSED_STREAM), the connection's close, a cap; `no_response` says
+//   RST_STREAM (other than REFUSED_STREAM), the connection's close, a cap; `note` says
 //   why when more is known than that the connection ended. 1xx responses complete nothing
 //   (counted in interim_responses).
 // The server's frames decide what a stream was (issue 17). A client's RST_STREAM before the
 // final response does not end the stream: the server may still answer it (nginx sends what it
 // had queued), so it waits for the response (reported with its status), the server's reset, a
-// GOAWAY or the close (then kNoResponse, no_response "client-reset"); at most
+// GOAWAY or the close (then kNoResponse, note "none seen: the client reset the stream"); at most
 // max_reset_streams such streams wait. Streams the server provably did not process are never
 // reported (counted in unreported_streams): refused (REFUSED_STREAM before any response), above
 // the last-stream-id of a server GOAWAY, and those sent at or after a client protocol error

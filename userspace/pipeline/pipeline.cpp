@@ -7,6 +7,14 @@
 
 namespace mat::pipeline {
 
+namespace {
+// On a line written without a response status: why (no response was seen, or what was seen
+// instead, such as an HTTP/0.9 answer). (To join the annotation keys of audit/policy_tables.h.)
+constexpr char kResponseAnnotation[] = "mke-audit-tap/response";
+constexpr std::string_view kNoResponseNote = "none seen";
+constexpr std::string_view kNoResponseYetNote = "none seen before the response timeout";
+}  // namespace
+
 uint64_t WallNowNs() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -203,8 +211,9 @@ void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why
     case ExchangeEvent::kRequestTimedOut: {
       if (it != written_.end()) return;  // already written at an earlier stage
       std::string id = output::NewAuditId();
+      // A request still waiting at the timeout: no status, and the line says none was seen.
       Emit(exchange, audit::Stage::kRequestReceived, exchange.request.complete_ns, facts, id,
-           why == ExchangeEvent::kRequestTimedOut ? "timeout" : std::string_view());
+           why == ExchangeEvent::kRequestTimedOut ? kNoResponseYetNote : std::string_view());
       written_[key] = Written{std::move(id), false};
       return;
     }
@@ -231,12 +240,12 @@ void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why
         id = output::NewAuditId();
       }
       const bool complete = why == ExchangeEvent::kResponseComplete && exchange.response;
-      // Without a response: never a status, and the annotation says none was seen (and why,
-      // when the HTTP layer knows).
-      std::string_view no_response;
-      if (!complete) no_response = exchange.no_response.empty() ? "not-seen" : exchange.no_response;
+      // A request written without a response (the connection ended) never has a status; the
+      // line says that none was seen (or what the HTTP layer knows instead: exchange.note).
+      std::string_view note = exchange.note;
+      if (!complete && note.empty()) note = kNoResponseNote;
       Emit(exchange, complete ? audit::Stage::kResponseComplete : audit::Stage::kRequestReceived,
-           complete ? exchange.response->complete_ns : 0, facts, id, no_response);
+           complete ? exchange.response->complete_ns : 0, facts, id, note);
       return;
     }
   }
@@ -244,7 +253,7 @@ void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why
 
 void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint64_t stage_ns,
                     const conn::ConnFacts& facts, const std::string& audit_id,
-                    std::string_view no_response) {
+                    std::string_view response_note) {
   const identity::LocalPeer* local = LocalPeerOf(facts);
   if (local != nullptr && local->ignored) {
     ++stats_.local_ignored_calls;
@@ -257,7 +266,7 @@ void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint
     ++stats_.not_audited;
     return;
   }
-  if (!no_response.empty()) record.annotations[kNoResponseAnnotation] = no_response;
+  if (!response_note.empty()) record.annotations[kResponseAnnotation] = response_note;
   if (local != nullptr)
     SetLocalUser(*local, record);
   else

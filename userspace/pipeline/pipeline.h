@@ -45,9 +45,6 @@ struct PipelineConfig {
 
 // The annotation that says how a line's user was found: identity::MethodName().
 inline constexpr char kUserIdentifiedByAnnotation[] = "mke-audit-tap/user-identified-by";
-// On a line written without a response: why none was seen ("not-seen" when nothing more is
-// known, "timeout", "client-reset", ...).
-inline constexpr char kNoResponseAnnotation[] = "mke-audit-tap/no-response";
 // MKE lines (which have no impersonatedUser field): whom a Kubernetes client impersonated.
 inline constexpr char kImpersonatedUserAnnotation[] = "mke-audit-tap/impersonated-user";
 inline constexpr char kImpersonatedGroupsAnnotation[] = "mke-audit-tap/impersonated-groups";
@@ -147,11 +144,11 @@ class Pipeline {
   // Fills user_ (and the identity annotations of `record`) for `request`.
   void SetUser(const http::HttpRequest& request, const conn::ConnFacts& facts,
                audit::AuditRecord& record);
-  // `no_response`: the line is written without a response; the annotation
-  // mke-audit-tap/no-response says why (never empty then).
+  // `response_note`: the line's mke-audit-tap/response annotation (empty: none), e.g. that no
+  // response was seen for a request written without a status.
   void Emit(const http::HttpExchange& exchange, audit::Stage stage, uint64_t stage_ns,
             const conn::ConnFacts& facts, const std::string& audit_id,
-            std::string_view no_response = {});
+            std::string_view response_note = {});
   static conn::TrackerOptions WithStageHooks(conn::TrackerOptions options,
                                              const PipelineConfig& config);
   conn::TrackerOptions WithRestartHook(conn::TrackerOptions options);
