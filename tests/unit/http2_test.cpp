@@ -1744,12 +1744,13 @@ TEST(Http2Hostile, MalformedHeaderBlockThenRequestIsNotALine) {
 // SETTINGS_HEADER_TABLE_SIZE but over our own table limit fails the block only (our limit, not
 // the client's fault): the request is still a line, incomplete.
 TEST(Http2Hostile, SizeUpdateWithinTheServersSettingIsNotAnError) {
-  for (const uint32_t setting : {4096u, 65536u, 1u << 20}) {
+  for (const uint32_t setting : {0u, 4096u, 65536u, 1u << 20}) {
     SCOPED_TRACE(setting);
     Harness h;
     h.Req(ClientStart());
     if (setting != 4096) h.Resp(Settings({{0x1, setting}}));
-    const std::string update = setting == 4096
+    // (a decrease to 0: the client may still use the 4096 it had until it sees it)
+    const std::string update = setting <= 4096
                                    ? "\x3f\xe1\x1f"
                                    : (setting == 65536 ? "\x3f\xc1\xd4\x03" : "\x3f\xe1\xff\x3f");
     h.Req(HeadersFrame(1, update + RawGet("/x"), true));

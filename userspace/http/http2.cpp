@@ -315,10 +315,11 @@ struct Http2Connection::Impl {
   uint32_t highest_sid = 0;            // highest client stream id whose request block was seen
   uint32_t goaway_last = 0x7fffffff;
   uint64_t next_seq = 1;
-  size_t reset_waiting = 0;   // tracked streams with client_reset
-  bool req_error = false;     // the client broke the protocol: later streams are suspect
-  bool server_error = false;  // the server sent a GOAWAY with an error code
-  size_t held = 0;            // every tracked stream's `held`: within opt.max_connection_bytes
+  size_t reset_waiting = 0;            // tracked streams with client_reset
+  bool req_error = false;              // the client broke the protocol: later streams are suspect
+  bool server_error = false;           // the server sent a GOAWAY with an error code
+  uint32_t server_table_limit = 4096;  // largest SETTINGS_HEADER_TABLE_SIZE the server sent
+  size_t held = 0;  // every tracked stream's `held`: within opt.max_connection_bytes
   std::vector<Ready> ready;
   std::vector<Ready> batch;
   bool dead = false;
@@ -873,9 +874,14 @@ struct Http2Connection::Impl {
           if (id != kSettingsHeaderTableSize) continue;
           const uint32_t value = ReadU32(s.unit + 2);
           if (value > opt.max_hpack_table_bytes) ++stats.table_size_over_limit;
-          // The server's limit for the client's encoder (the response side stays lenient).
+          // The server's limit for the client's encoder (the response side stays lenient): the
+          // largest it ever allowed, since a client may still use a larger one it was allowed
+          // until it sees a decrease.
           Side& req = SideOf(Direction::kRequest);
-          if (!s.request && req.exact) req.hpack.SetProtocolLimit(value);
+          if (!s.request && req.exact && value > server_table_limit) {
+            server_table_limit = value;
+            req.hpack.SetProtocolLimit(value);
+          }
         }
         break;
       default:
