@@ -183,11 +183,12 @@ void LogPipelineSummary(const mat::pipeline::Pipeline& pipeline) {
       "summary: {} records ({} bad), {} audit lines, {} not audited; connections {} opened, "
       "{} client-side skipped, {} gaps ({} bytes, {} inside bodies kept in sync); http {} "
       "requests, {} responses, {} parse errors, {} orphan responses; http/2 {} requests, {} "
-      "responses, {} hpack errors, {} fatal; session tokens {} learned, {} hits, {} misses",
+      "responses, {} hpack errors, {} fatal, {} client protocol errors, {} streams the server did "
+      "not process (not audited); session tokens {} learned, {} hits, {} misses",
       p.records, p.bad_records, p.lines, p.not_audited, t.connections_opened, t.client_side_skipped,
       t.gaps, t.gap_bytes, h.gaps_skipped_in_body, h.requests, h.responses, h.parse_errors,
-      h.orphan_responses, h2.requests, h2.responses, h2.hpack_errors, h2.fatal_errors, k.learned,
-      k.hits, k.misses);
+      h.orphan_responses, h2.requests, h2.responses, h2.hpack_errors, h2.fatal_errors,
+      h2.request_errors, h2.unreported_streams, k.learned, k.hits, k.misses);
   if (p.local_connections != 0)
     spdlog::info(
         "local socket: {} connections ({} peers gone before they could be looked up), {} calls "

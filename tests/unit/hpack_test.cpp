@@ -163,6 +163,26 @@ TEST(HpackTest, TableSizeUpdateRules) {
   EXPECT_FALSE(decode(std::string("\x80", 1)));          // index 0
 }
 
+// A size update above the peer's SETTINGS_HEADER_TABLE_SIZE breaks the protocol (the server
+// answers COMPRESSION_ERROR); one within it but over our own limit is our limit only.
+TEST(HpackTest, SizeUpdateFailureSaysWhose) {
+  HpackDecoder decoder(8192);
+  decoder.SetProtocolLimit(65536);
+  auto failure = [&](std::string block) {
+    Ours(decoder, block);
+    return decoder.failure();
+  };
+  EXPECT_EQ(failure("\x3f\xe1\x1f"), HpackDecoder::Failure::kNone);           // 4096
+  EXPECT_EQ(failure("\x3f\xc1\xd4\x03"), HpackDecoder::Failure::kOverLimit);  // 60000
+  EXPECT_EQ(failure("\x3f\xe3\xff\x03"), HpackDecoder::Failure::kMalformed);  // 65538
+  EXPECT_EQ(failure("\x82\x3f\xe1\x1f"), HpackDecoder::Failure::kMalformed);  // after a field
+  EXPECT_EQ(failure("\xbe"), HpackDecoder::Failure::kMalformed);  // index 62 in an empty table
+  decoder.SetProtocolLimit(4096);                                 // kept across Reset
+  decoder.Reset(8192);
+  EXPECT_EQ(failure("\x3f\xc1\xd4\x03"), HpackDecoder::Failure::kMalformed);
+  EXPECT_EQ(failure("\x82"), HpackDecoder::Failure::kNone);
+}
+
 TEST(HpackTest, CorruptedBlocksNeverYieldWhatNghttp2Rejects) {
   std::mt19937 rng(11);
   nghttp2_hd_deflater* deflater = nullptr;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -515,14 +516,18 @@ TEST(Http2Test, PaddingInHeadersAndData) {
   EXPECT_EQ(g.ex.response->body_size, 2u);
 }
 
-TEST(Http2Test, PaddingLongerThanPayloadIsFatalFromTheStart) {
+TEST(Http2Test, PaddingLongerThanPayloadIsAnErrorFromTheStart) {
   Harness h;
   h.Req(ClientStart() + Frame(kData, kPadded, 1,
                               "\x05"
                               "abc"));
+  EXPECT_EQ(h.stats().request_errors, 1u);
+  EXPECT_STREQ(h.stats().last_error, "padding longer than the payload");
+  h.Resp(Frame(kData, kPadded, 1,
+               "\x05"
+               "abc"));
   EXPECT_TRUE(h.conn().failed());
   EXPECT_EQ(h.stats().fatal_errors, 1u);
-  EXPECT_STREQ(h.stats().last_error, "padding longer than the payload");
 }
 
 TEST(Http2Test, InterleavedStreamsAnsweredOutOfOrder) {
@@ -566,6 +571,7 @@ TEST(Http2Test, DynamicTableAcrossRequestsAndSizeUpdates) {
   Encoder creq(16384), cresp;
   Harness h;
   h.Req(ClientStart());
+  h.Resp(Settings({{0x1, 16384}}));  // the server allows the client's encoder 16 KiB
   const std::string b1 = creq.Block(GetFields("/api/v1/namespaces/default/pods"));
   const std::string b2 = creq.Block(GetFields("/api/v1/namespaces/default/pods"));
   // The second block references the first one's entries (:authority, user-agent, accept are
@@ -850,31 +856,34 @@ TEST(Http2Test, RstStreamBeforeAndAfterTheResponseHeaders) {
   h.Req(ClientStart());
   h.Req(HeadersFrame(1, creq.Block(GetFields("/api/v1/pods?watch=true")), true), 10);
   h.Req(HeadersFrame(3, creq.Block(GetFields("/api/v1/nodes")), true), 11);
-  h.Req(Rst(3, 8), 12);  // CANCEL before any response
-  ASSERT_EQ(h.got.size(), 1u);
-  EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
-  EXPECT_FALSE(h.got[0].ex.incomplete);
-  EXPECT_EQ(h.got[0].ex.sequence, 2u);
-  EXPECT_EQ(h.got[0].ex.request.target, "/api/v1/nodes");
-  EXPECT_FALSE(h.got[0].ex.response.has_value());
+  h.Req(Rst(3, 8), 12);  // CANCEL before any response: the server may still answer
+  EXPECT_TRUE(h.got.empty());
   h.Resp(HeadersFrame(1, cresp.Block(Resp200()), false) + Data(1, "{\"type\":\"ADDED\"}", false),
          20);
   h.Req(Rst(1, 8), 30);  // the watch is cancelled
-  ASSERT_EQ(h.got.size(), 2u);
-  EXPECT_EQ(h.got[1].event, ExchangeEvent::kResponseComplete);
-  EXPECT_FALSE(h.got[1].ex.incomplete);
-  EXPECT_EQ(h.got[1].ex.sequence, 1u);
-  EXPECT_EQ(h.got[1].ex.response->status, 200);
-  EXPECT_EQ(h.got[1].ex.response->body, "{\"type\":\"ADDED\"}");
-  EXPECT_EQ(h.got[1].ex.response->headers_done_ns, 20u);
-  EXPECT_EQ(h.got[1].ex.response->complete_ns, 0u);  // ended without END_STREAM
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);
+  EXPECT_FALSE(h.got[0].ex.incomplete);
+  EXPECT_EQ(h.got[0].ex.sequence, 1u);
+  EXPECT_EQ(h.got[0].ex.response->status, 200);
+  EXPECT_EQ(h.got[0].ex.response->body, "{\"type\":\"ADDED\"}");
+  EXPECT_EQ(h.got[0].ex.response->headers_done_ns, 20u);
+  EXPECT_EQ(h.got[0].ex.response->complete_ns, 0u);  // ended without END_STREAM
   EXPECT_EQ(h.stats().resets, 2u);
-  // Frames after the reset are ignored.
+  // Frames after the reset are ignored; the stream reset before any response is reported at
+  // the close, without a response, saying the client reset it.
   h.Resp(Data(1, "more", true) + Rst(1, 5));
   h.Close();
-  EXPECT_EQ(h.got.size(), 2u);
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[1].event, ExchangeEvent::kNoResponse);
+  EXPECT_FALSE(h.got[1].ex.incomplete);
+  EXPECT_EQ(h.got[1].ex.sequence, 2u);
+  EXPECT_EQ(h.got[1].ex.request.target, "/api/v1/nodes");
+  EXPECT_FALSE(h.got[1].ex.response.has_value());
+  EXPECT_EQ(h.got[1].ex.note, "none seen: the client reset the stream");
 }
 
+// Streams above a GOAWAY's last-stream-id were not processed (RFC 9113 section 6.8): no line.
 TEST(Http2Test, GoawayRefusesStreamsAboveLastStreamId) {
   Encoder creq, cresp;
   Harness h;
@@ -882,23 +891,19 @@ TEST(Http2Test, GoawayRefusesStreamsAboveLastStreamId) {
   for (uint32_t sid : {1u, 3u, 5u})
     h.Req(HeadersFrame(sid, creq.Block(GetFields("/s" + std::to_string(sid))), true), sid);
   h.Resp(Goaway(1, 0), 20);
-  ASSERT_EQ(h.got.size(), 2u);
-  EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
-  EXPECT_EQ(h.got[0].ex.request.target, "/s3");
-  EXPECT_EQ(h.got[0].ex.sequence, 2u);
-  EXPECT_FALSE(h.got[0].ex.incomplete);
-  EXPECT_EQ(h.got[1].ex.request.target, "/s5");
-  EXPECT_EQ(h.got[1].ex.sequence, 3u);
-  // A request sent after the GOAWAY crossed it: refused as soon as it is complete.
+  EXPECT_TRUE(h.got.empty());
+  // A request sent after the GOAWAY crossed it: not processed either.
   h.Req(HeadersFrame(7, creq.Block(GetFields("/s7")), true), 21);
-  ASSERT_EQ(h.got.size(), 3u);
-  EXPECT_EQ(h.got[2].event, ExchangeEvent::kNoResponse);
-  EXPECT_EQ(h.got[2].ex.request.target, "/s7");
+  EXPECT_TRUE(h.got.empty());
   h.Resp(HeadersFrame(1, cresp.Block(Resp200()), true), 22);
-  ASSERT_EQ(h.got.size(), 4u);
-  EXPECT_EQ(h.got[3].event, ExchangeEvent::kResponseComplete);
-  EXPECT_EQ(h.got[3].ex.request.target, "/s1");
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);
+  EXPECT_EQ(h.got[0].ex.request.target, "/s1");
+  h.Close();
+  EXPECT_EQ(h.got.size(), 1u);
   EXPECT_EQ(h.stats().goaway_refused, 3u);
+  EXPECT_EQ(h.stats().requests, 3u);
+  EXPECT_EQ(h.stats().unreported_streams, 2u);
 }
 
 TEST(Http2Test, PushPromiseKeepsTheResponseTableInSync) {
@@ -931,10 +936,11 @@ TEST(Http2Test, PushPromiseKeepsTheResponseTableInSync) {
   EXPECT_EQ(h.stats().requests, 1u);
 }
 
-TEST(Http2Test, PushPromiseFromTheClientIsFatal) {
+TEST(Http2Test, PushPromiseFromTheClientStopsTheRequestStream) {
   Harness h;
   h.Req(ClientStart() + Frame(kPushPromise, kEndHeaders, 1, U32(2)));
-  EXPECT_TRUE(h.conn().failed());
+  EXPECT_FALSE(h.conn().failed());
+  EXPECT_EQ(h.stats().request_errors, 1u);
   EXPECT_STREQ(h.stats().last_error, "PUSH_PROMISE from the client");
 }
 
@@ -1116,7 +1122,10 @@ TEST(Http2Test, LargeFieldIsDecoded) {
 }
 
 // A block that fails to decode (here: an index past the tables' end) fails its stream only.
-TEST(Http2Test, UndecodableBlockFailsTheBlockOnly) {
+// From a client followed from the start, a malformed block is a connection error for the
+// server (nginx and Go answer COMPRESSION_ERROR): it and the requests after it are reported only
+// when the server answers them.
+TEST(Http2Test, MalformedBlockReportsOnlyWhatTheServerAnswers) {
   Encoder creq, cresp;
   Harness h;
   h.Req(ClientStart());
@@ -1126,17 +1135,34 @@ TEST(Http2Test, UndecodableBlockFailsTheBlockOnly) {
   h.Req(HeadersFrame(3, creq.Block({{":method", "GET"}, {":path", "/y"}}), true));
   h.Resp(HeadersFrame(3, cresp.Block({{":status", "204"}}), true));
   h.Close();
-  ASSERT_EQ(h.got.size(), 2u);
+  ASSERT_EQ(h.got.size(), 1u);
   EXPECT_EQ(h.got[0].ex.sequence, 2u);
   EXPECT_EQ(h.got[0].ex.request.target, "/y");
   EXPECT_FALSE(h.got[0].ex.incomplete);
   EXPECT_EQ(h.got[0].ex.response->status, 204);
-  EXPECT_EQ(h.got[1].ex.sequence, 1u);
+  EXPECT_EQ(h.stats().hpack_errors, 0u);  // the client's error, not a loss
+  EXPECT_EQ(h.stats().request_errors, 1u);
+  EXPECT_EQ(h.stats().unanswered_after_error, 1u);
+  EXPECT_FALSE(h.conn().failed());
+}
+
+// Joined mid-stream, a block that fails may only miss entries from before the join: it fails
+// alone, and its request is still reported, incomplete.
+TEST(Http2Test, UndecodableBlockAfterAJoinFailsTheBlockOnly) {
+  Encoder creq, cresp;
+  Harness h({}, false);
+  h.Req(Settings({}) + HeadersFrame(1, kGet + Literal(kPathIndex, "/x") + Indexed(70), true));
+  h.Req(HeadersFrame(3, kGet + Literal(kPathIndex, "/y"), true));
+  h.Resp(Settings({}) + HeadersFrame(3, cresp.Block({{":status", "204"}}), true));
+  h.Close();
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[0].ex.request.target, "/y");
+  EXPECT_EQ(h.got[0].ex.response->status, 204);
   EXPECT_EQ(h.got[1].event, ExchangeEvent::kNoResponse);
   EXPECT_EQ(h.got[1].ex.request.target, "/x");
   EXPECT_TRUE(h.got[1].ex.incomplete);
   EXPECT_EQ(h.stats().hpack_errors, 1u);
-  EXPECT_FALSE(h.conn().failed());
+  EXPECT_EQ(h.stats().request_errors, 0u);
 }
 
 TEST(Http2Test, StreamFloodDropsTheOldest) {
@@ -1201,32 +1227,54 @@ TEST(Http2Test, ConnectionBudgetEndsTheOldestStreams) {
   EXPECT_EQ(h.got.size(), 10u);
 }
 
-TEST(Http2Test, InvalidFrameFromTheStartIsFatalAndReportsOpenStreams) {
-  Encoder creq;
+// A client frame invalid from the start is a connection error for the server: it reads no
+// further (nginx answers GOAWAY after what it already served). The request stream stops; the
+// streams opened before it still get their responses.
+TEST(Http2Test, InvalidClientFrameStopsTheRequestStreamOnly) {
+  Encoder creq, cresp;
   Harness h;
   h.Req(ClientStart() + HeadersFrame(1, creq.Block(GetFields("/a")), true));
   h.Req(Frame(kSettings, 0, 1, ""));  // SETTINGS on a stream
+  EXPECT_FALSE(h.conn().failed());
+  EXPECT_EQ(h.stats().request_errors, 1u);
+  EXPECT_STREQ(h.stats().last_error, "SETTINGS on a stream");
+  EXPECT_TRUE(h.got.empty());
+  // Everything after it on the request stream is ignored.
+  h.Req(HeadersFrame(3, creq.Block(GetFields("/b")), true));
+  h.Resp(ServerStart() + HeadersFrame(1, cresp.Block(Resp200()), false) + Data(1, "ok", true) +
+         Goaway(1, 1));
+  h.conn().Expire(1000);
+  h.Close();
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);
+  EXPECT_EQ(h.got[0].ex.request.target, "/a");
+  EXPECT_EQ(h.got[0].ex.response->status, 200);
+  EXPECT_EQ(h.stats().requests, 1u);
+}
+
+// A frame the server sent that breaks the protocol: nothing more of it can be trusted.
+TEST(Http2Test, InvalidServerFrameIsFatalAndReportsOpenStreams) {
+  Encoder creq;
+  Harness h;
+  h.Req(ClientStart() + HeadersFrame(1, creq.Block(GetFields("/a")), true));
+  h.Resp(Frame(kSettings, 0, 1, ""));
   EXPECT_TRUE(h.conn().failed());
   EXPECT_EQ(h.stats().fatal_errors, 1u);
-  EXPECT_STREQ(h.stats().last_error, "SETTINGS on a stream");
   ASSERT_EQ(h.got.size(), 1u);
   EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
   EXPECT_TRUE(h.got[0].ex.incomplete);
-  EXPECT_EQ(h.got[0].ex.request.target, "/a");
-  // Everything after is ignored.
-  h.Req(HeadersFrame(3, creq.Block(GetFields("/b")), true));
-  h.conn().OnGap(kResp, 10, 3);
-  h.conn().Expire(1000);
+  EXPECT_EQ(h.got[0].ex.note, "none seen: the connection could not be parsed");
   h.Close();
   EXPECT_EQ(h.got.size(), 1u);
 }
 
-TEST(Http2Test, BrokenContinuationSequenceIsFatal) {
+TEST(Http2Test, BrokenContinuationSequenceStopsTheRequestStream) {
   Encoder creq;
   Harness h;
   const std::string b = creq.Block(GetFields("/a"));
   h.Req(ClientStart() + Frame(kHeaders, kEndStream, 1, b.substr(0, 5)) + Ping());
-  EXPECT_TRUE(h.conn().failed());
+  EXPECT_FALSE(h.conn().failed());
+  EXPECT_EQ(h.stats().request_errors, 1u);
   EXPECT_STREQ(h.stats().last_error, "header block interrupted");
   // The block in progress was not a request yet: nothing to report.
   h.Close();
@@ -1251,10 +1299,11 @@ TEST(Http2Test, JoinedConnectionThatStartsWithThePrefaceIsFollowedFromItsStart) 
   EXPECT_EQ(h.got[0].ex.request.target, "/a");
   EXPECT_FALSE(h.got[0].ex.incomplete);
   EXPECT_EQ(h.stats().skipped_bytes, 0u);
-  // Protocol errors are fatal again on such a direction.
+  // Protocol errors are errors again on such a direction (not a resync).
   Harness h2({}, false);
   h2.Req(std::string(kHttp2Preface) + Frame(kPing, 0, 0, "short"));
-  EXPECT_TRUE(h2.conn().failed());
+  EXPECT_EQ(h2.stats().request_errors, 1u);
+  EXPECT_EQ(h2.stats().resyncs, 0u);
 }
 
 TEST(Http2Test, ResyncIgnoresStreamsOpenedBeforeTheJoin) {
@@ -1350,11 +1399,13 @@ TEST(Http2Test, GarbageNeverCrashesAndMemoryStaysBounded) {
   o.max_body_bytes = 4096;
   o.max_header_list_bytes = 16 * 1024;
   o.max_hpack_table_bytes = 4096;
+  o.max_reset_streams = 8;
   // Two resync buffers (~1 MiB each), per tracked stream two header lists and two bodies, two
   // HPACK tables, and room for the parser's fixed state and the allocator's slack.
-  const size_t bound = 2 * (1u << 20) +
-                       o.max_streams * 2 * (o.max_header_list_bytes + o.max_body_bytes) +
-                       2 * o.max_hpack_table_bytes + (512u << 10);
+  const size_t bound =
+      2 * (1u << 20) +
+      (o.max_streams + o.max_reset_streams) * 2 * (o.max_header_list_bytes + o.max_body_bytes) +
+      2 * o.max_hpack_table_bytes + (512u << 10);
   int rounds_with_exchanges = 0;
   size_t most_fed = 0;
   size_t peak_growth = 0;
@@ -1425,7 +1476,8 @@ TEST(Http2Test, GarbageNeverCrashesAndMemoryStaysBounded) {
           conn.OnData(dir, std::string_view(bytes).substr(i, n), 1);
           i += n;
           fed += std::min(n, bytes.size() - (i - n));
-          EXPECT_LE(conn.stats().requests - count.terminal, o.max_streams);
+          EXPECT_LE(conn.stats().requests - count.terminal - conn.stats().unreported_streams,
+                    o.max_streams + o.max_reset_streams);
           const size_t heap = HeapInUse();
           peak_growth = std::max(peak_growth, heap > heap_before ? heap - heap_before : 0);
         }
@@ -1434,8 +1486,10 @@ TEST(Http2Test, GarbageNeverCrashesAndMemoryStaysBounded) {
         }
       }
       conn.OnClose(99);
-      // Every tracked stream was reported, once, by the close: none is held any more.
-      EXPECT_EQ(conn.stats().requests, count.terminal) << "round " << round;
+      // Every tracked stream was reported, once, by the close (or counted as not reported:
+      // refused, or unanswered after a client error): none is held any more.
+      EXPECT_EQ(conn.stats().requests, count.terminal + conn.stats().unreported_streams)
+          << "round " << round;
       most_fed = std::max(most_fed, fed);
     }
     if (count.reports > 0) ++rounds_with_exchanges;
@@ -1445,6 +1499,382 @@ TEST(Http2Test, GarbageNeverCrashesAndMemoryStaysBounded) {
   // Fed more than its bound, the connection held less than it.
   EXPECT_GT(most_fed, 2 * bound);
   EXPECT_LT(peak_growth, bound);
+}
+
+// ---- hostile clients, answered as nginx 1.22 and Go's net/http answer them ----
+//
+// Each server answer below is what nginx 1.22.1 (Debian, `listen ... ssl http2`) sent on the
+// wire to the same client bytes (recorded with a raw-frame client, see the report of issue 17).
+
+// A request as a hand-built block: static :method GET, :scheme https, literal :authority and
+// :path (what the raw client sent).
+std::string RawGet(std::string_view path) {
+  return kGet + Indexed(7) + Literal(1, "localhost") + Literal(kPathIndex, path);
+}
+std::string Resp200Block() { return Indexed(8); }  // :status 200
+
+// "Rapid reset": HEADERS then RST_STREAM(CANCEL), 10 streams in one write. nginx served them
+// all: each is audited with its status, reset or not.
+TEST(Http2Hostile, RapidResetTenStreamsGetTheirStatus) {
+  Harness h;
+  std::string burst;
+  for (uint32_t i = 0; i < 10; ++i)
+    burst += HeadersFrame(1 + 2 * i, RawGet("/x"), true) + Rst(1 + 2 * i, 8);
+  h.Req(ClientStart() + burst);
+  EXPECT_TRUE(h.got.empty());  // the server may still answer
+  std::string answers = ServerStart();
+  for (uint32_t i = 0; i < 10; ++i)
+    answers += HeadersFrame(1 + 2 * i, Resp200Block(), false) + Data(1 + 2 * i, "hello\n", true);
+  h.Resp(answers);
+  h.Close();
+  ASSERT_EQ(h.got.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(h.got[i].event, ExchangeEvent::kResponseComplete);
+    EXPECT_EQ(h.got[i].ex.response->status, 200);
+    EXPECT_EQ(h.got[i].ex.request.target, "/x");
+    EXPECT_FALSE(h.got[i].ex.incomplete);
+  }
+}
+
+// 3,000 of them in one write, with the pipeline's stream cap (256). nginx answered the first
+// 256 (streams 1..511) with 200, refused 513..769 (RST_STREAM REFUSED_STREAM), then sent
+// GOAWAY(last 771, NO_ERROR) and closed. Lines: the 256 served, with 200; stream 771 (not
+// answered, not refused: the server may have acted on it) without status, saying the client
+// reset it; none for the 2,743 refused or above the GOAWAY (counted).
+TEST(Http2Hostile, RapidResetThreeThousandStreamsAsNginxAnswered) {
+  Http2Options o;
+  o.max_streams = 256;
+  Harness h(o);
+  std::string burst;
+  for (uint32_t i = 0; i < 3000; ++i)
+    burst += HeadersFrame(1 + 2 * i, RawGet("/x"), true) + Rst(1 + 2 * i, 8);
+  h.Req(ClientStart());
+  for (size_t i = 0; i < burst.size(); i += 16384) h.Req(burst.substr(i, 16384));  // SSL_reads
+  EXPECT_TRUE(h.got.empty());
+  std::string answers = ServerStart();
+  for (uint32_t sid = 1; sid <= 511; sid += 2)
+    answers += HeadersFrame(sid, Resp200Block(), false) + Data(sid, "hello\n", true);
+  for (uint32_t sid = 513; sid <= 769; sid += 2) answers += Rst(sid, 7);
+  answers += Goaway(771, 0);
+  h.Resp(answers);
+  h.Close();
+  ASSERT_EQ(h.got.size(), 257u);
+  for (size_t i = 0; i < 256; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(h.got[i].event, ExchangeEvent::kResponseComplete);
+    EXPECT_EQ(h.got[i].ex.response->status, 200);
+    EXPECT_EQ(h.got[i].ex.sequence, i + 1);
+  }
+  EXPECT_EQ(h.got[256].event, ExchangeEvent::kNoResponse);
+  EXPECT_EQ(h.got[256].ex.sequence, 386u);  // stream 771
+  EXPECT_FALSE(h.got[256].ex.response.has_value());
+  EXPECT_EQ(h.got[256].ex.note, "none seen: the client reset the stream");
+  EXPECT_EQ(h.stats().refused_streams, 129u);
+  EXPECT_EQ(h.stats().goaway_refused, 3000u - 386u);
+  EXPECT_EQ(h.stats().unreported_streams, 3000u - 257u);
+  EXPECT_EQ(h.stats().reset_streams_dropped, 0u);
+}
+
+// Go's server sends nothing for a stream the client reset (its handler may still have run):
+// each is audited without status, saying the client reset it. Beyond max_reset_streams the
+// oldest are reported at once (incomplete, counted): the streams held stay bounded.
+TEST(Http2Hostile, RapidResetNeverAnsweredIsBoundedAndSaysSo) {
+  Http2Options o;
+  o.max_streams = 256;
+  o.max_reset_streams = 1000;
+  Harness h(o);
+  h.Req(ClientStart());
+  for (uint32_t i = 0; i < 5000; ++i)
+    h.Req(HeadersFrame(1 + 2 * i, RawGet("/x"), true) + Rst(1 + 2 * i, 8));
+  ASSERT_EQ(h.got.size(), 4000u);
+  for (const Got& g : h.got) {
+    EXPECT_EQ(g.event, ExchangeEvent::kNoResponse);
+    EXPECT_TRUE(g.ex.incomplete);
+    EXPECT_EQ(g.ex.note, "none seen: the client reset the stream");
+  }
+  EXPECT_EQ(h.stats().reset_streams_dropped, 4000u);
+  h.Close();
+  ASSERT_EQ(h.got.size(), 5000u);
+  EXPECT_FALSE(h.got.back().ex.incomplete);
+  EXPECT_EQ(h.got.back().ex.note, "none seen: the client reset the stream");
+}
+
+// The same 3,000 against Go's net/http (tests/e2e/go_https_server): it answered five of the
+// reset streams (their handlers wrote before the reset was read; two ended with DATA, three
+// with HEADERS only) and sent nothing for the others. Five lines with 200, 2,995 without
+// status saying the client reset them.
+TEST(Http2Hostile, RapidResetThreeThousandStreamsAsGoAnswered) {
+  Http2Options o;
+  o.max_streams = 250;
+  Harness h(o);
+  std::string burst;
+  for (uint32_t i = 0; i < 3000; ++i)
+    burst += HeadersFrame(1 + 2 * i, RawGet("/x"), true) + Rst(1 + 2 * i, 8);
+  h.Req(ClientStart());
+  for (size_t i = 0; i < burst.size(); i += 16384) h.Req(burst.substr(i, 16384));
+  const uint32_t answered[] = {963, 2153, 3217, 4341, 4919};
+  std::string answers = ServerStart();
+  for (uint32_t sid : answered) {
+    answers += HeadersFrame(sid, Resp200Block(), false);
+    if (sid == 963 || sid == 4919) answers += Data(sid, "{}", true);
+  }
+  h.Resp(answers);
+  h.Close();
+  ASSERT_EQ(h.got.size(), 3000u);
+  size_t with_status = 0;
+  for (const Got& g : h.got) {
+    const uint32_t sid = static_cast<uint32_t>(2 * g.ex.sequence - 1);
+    const bool served =
+        std::find(std::begin(answered), std::end(answered), sid) != std::end(answered);
+    EXPECT_EQ(g.event, served ? ExchangeEvent::kResponseComplete : ExchangeEvent::kNoResponse);
+    if (served) {
+      ++with_status;
+      EXPECT_EQ(g.ex.response->status, 200);
+    } else {
+      EXPECT_EQ(g.ex.note, "none seen: the client reset the stream");
+      EXPECT_FALSE(g.ex.incomplete);
+    }
+  }
+  EXPECT_EQ(with_status, 5u);
+}
+
+// Go, for a request and an invalid frame in one write, sent GOAWAY(last 1, the error) and no
+// response: the request may have reached its handler, so it is written, without status.
+TEST(Http2Hostile, RequestThenInvalidFrameAsGoAnswered) {
+  Harness h;
+  h.Req(ClientStart() + HeadersFrame(1, RawGet("/x"), true) + Frame(kPing, 0, 0, "1234567"));
+  h.Resp(ServerStart() + Goaway(1, 6));
+  h.Close();
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
+  EXPECT_FALSE(h.got[0].ex.response.has_value());
+  EXPECT_EQ(h.got[0].ex.note, "none seen: the server ended the connection with an error");
+}
+
+// nginx stops reading at its GOAWAY: the last request the auditor saw may be cut inside its
+// header block. The server never had it whole, so it is not a line (live, this was the one
+// extra line with no verb and no URI).
+TEST(Http2Hostile, RequestCutInsideItsBlockAtTheCloseIsNotALine) {
+  Harness h;
+  const std::string cut = HeadersFrame(3, RawGet("/y"), true);
+  h.Req(ClientStart() + HeadersFrame(1, RawGet("/x"), true) + Rst(1, 8) +
+        cut.substr(0, cut.size() - 3));
+  h.Resp(ServerStart() + HeadersFrame(1, Resp200Block(), false) + Data(1, "hello\n", true));
+  h.Close();
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.response->status, 200);
+}
+
+// A server RST_STREAM: REFUSED_STREAM means not processed (no line); another code ends the
+// stream without a response (a line without status, saying the server reset it).
+TEST(Http2Hostile, ServerResetRefusedIsNotALine) {
+  Harness h;
+  h.Req(ClientStart() + HeadersFrame(1, RawGet("/a"), true) + HeadersFrame(3, RawGet("/b"), true));
+  h.Resp(ServerStart() + Rst(1, 7) + Rst(3, 2));
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kNoResponse);
+  EXPECT_EQ(h.got[0].ex.request.target, "/b");
+  EXPECT_EQ(h.got[0].ex.note, "none seen: the server reset the stream");
+  EXPECT_EQ(h.stats().refused_streams, 1u);
+}
+
+// A request and an invalid frame in one write. nginx served the request (200, then DATA), then
+// sent GOAWAY(last 1, the error) and closed: the line has the 200. The shapes are the ones tried
+// against nginx; each made it answer exactly that.
+TEST(Http2Hostile, RequestThenInvalidFrameInOneWriteKeepsTheStatus) {
+  const std::vector<std::pair<std::string, std::string>> shapes = {
+      {"PING of 7 bytes", Frame(kPing, 0, 0, "1234567")},
+      {"SETTINGS on a stream", Frame(kSettings, 0, 1, "")},
+      {"DATA on stream 0", Frame(kData, 0, 0, "abc")},
+      {"CONTINUATION without HEADERS", Frame(kContinuation, kEndHeaders, 3, "\x82")},
+      {"HEADERS on an even stream", HeadersFrame(2, RawGet("/x"), true)},
+      {"PUSH_PROMISE from the client", Frame(kPushPromise, kEndHeaders, 1, U32(2))},
+      {"padding longer than the frame", Frame(kData, kPadded, 1,
+                                              "\x09"
+                                              "ab")},
+  };
+  for (const auto& [name, invalid] : shapes) {
+    SCOPED_TRACE(name);
+    Http2Options o;
+    o.report_received = true;  // even at RequestReceived, nothing after the error is a line
+    Harness h(o);
+    h.Req(ClientStart() + HeadersFrame(1, RawGet("/x"), true) + invalid +
+          HeadersFrame(5, RawGet("/after"), true));
+    h.Resp(ServerStart() + HeadersFrame(1, Resp200Block(), false) + Data(1, "hello\n", true) +
+           Goaway(1, 1));
+    h.Close();
+    ASSERT_EQ(h.got.size(), 2u);
+    EXPECT_EQ(h.got[0].event, ExchangeEvent::kRequestReceived);
+    EXPECT_EQ(h.got[1].event, ExchangeEvent::kResponseComplete);
+    EXPECT_EQ(h.got[1].ex.request.target, "/x");
+    EXPECT_EQ(h.got[1].ex.response->status, 200);
+    EXPECT_EQ(h.stats().request_errors, 1u);
+    EXPECT_FALSE(h.conn().failed());
+  }
+}
+
+// A dynamic table size update of 60,000 (above the server's SETTINGS_HEADER_TABLE_SIZE, 4096
+// by default), or garbage, opening a request's block: nginx answered GOAWAY(last 1,
+// COMPRESSION_ERROR) and served nothing; Go's hpack decoder refuses the same. No line, even at
+// RequestReceived; nothing after it on the connection becomes a line.
+TEST(Http2Hostile, MalformedHeaderBlockThenRequestIsNotALine) {
+  const std::vector<std::pair<std::string, std::string>> shapes = {
+      {"size update 60000", "\x3f\xc1\xd4\x03" + RawGet("/x")},
+      {"garbage", std::string(6, '\xff')},
+      {"index 64 in an empty table", "\xc0" + RawGet("/x")},
+  };
+  for (const auto& [name, block] : shapes) {
+    SCOPED_TRACE(name);
+    Http2Options o;
+    o.report_received = true;
+    Harness h(o);
+    h.Req(ClientStart() + HeadersFrame(1, block, true) + HeadersFrame(3, RawGet("/later"), true));
+    h.conn().Expire(1000);
+    h.Resp(ServerStart() + Goaway(1, 9));
+    h.conn().Expire(1000);
+    h.Close();
+    EXPECT_TRUE(h.got.empty()) << Describe(h.got[0]);
+    EXPECT_EQ(h.stats().request_errors, 1u);
+    EXPECT_EQ(h.stats().hpack_errors, 0u);
+  }
+}
+
+// A size update within what the server allowed decodes; one within the server's
+// SETTINGS_HEADER_TABLE_SIZE but over our own table limit fails the block only (our limit, not
+// the client's fault): the request is still a line, incomplete.
+TEST(Http2Hostile, SizeUpdateWithinTheServersSettingIsNotAnError) {
+  for (const uint32_t setting : {0u, 4096u, 65536u, 1u << 20}) {
+    SCOPED_TRACE(setting);
+    Harness h;
+    h.Req(ClientStart());
+    if (setting != 4096) h.Resp(Settings({{0x1, setting}}));
+    // (a decrease to 0: the client may still use the 4096 it had until it sees it)
+    const std::string update = setting <= 4096
+                                   ? "\x3f\xe1\x1f"
+                                   : (setting == 65536 ? "\x3f\xc1\xd4\x03" : "\x3f\xe1\xff\x3f");
+    h.Req(HeadersFrame(1, update + RawGet("/x"), true));
+    h.Resp(HeadersFrame(1, Resp200Block(), true));
+    h.Close();
+    ASSERT_EQ(h.got.size(), 1u);
+    EXPECT_EQ(h.got[0].ex.response->status, 200);
+    EXPECT_EQ(h.stats().request_errors, 0u);
+    EXPECT_EQ(h.got[0].ex.incomplete, setting > 65536u);
+  }
+}
+
+// A size update after a field: nginx answered 400 (then GOAWAY PROTOCOL_ERROR). The server
+// answered, so the line is written, with its 400, incomplete (the block did not decode).
+TEST(Http2Hostile, MalformedBlockTheServerAnsweredIsALineWithItsStatus) {
+  Harness h;
+  h.Req(ClientStart() + HeadersFrame(1, kGet + "\x3f\xe1\x1f" + RawGet("/x"), true));
+  h.Resp(ServerStart() + HeadersFrame(1, Indexed(12), false) + Data(1, "bad", true) + Goaway(1, 1));
+  h.Close();
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);
+  EXPECT_EQ(h.got[0].ex.response->status, 400);
+  EXPECT_EQ(h.got[0].ex.request.method, "GET");
+  EXPECT_TRUE(h.got[0].ex.incomplete);
+  EXPECT_EQ(h.stats().request_errors, 1u);
+}
+
+// nginx, for stream 1 served, stream 3 garbage and stream 5 valid in one write: 200 for 1,
+// then GOAWAY(last 3, COMPRESSION_ERROR). One line: stream 1's, with its 200.
+TEST(Http2Hostile, RequestGarbageRequestAsNginxAnswered) {
+  Harness h;
+  h.Req(ClientStart() + HeadersFrame(1, RawGet("/x"), true) + HeadersFrame(3, "\xbf\xff", true) +
+        HeadersFrame(5, RawGet("/x"), true));
+  h.Resp(ServerStart() + HeadersFrame(1, Resp200Block(), false) + Data(1, "hello\n", true) +
+         Goaway(3, 9));
+  h.Close();
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].ex.sequence, 1u);
+  EXPECT_EQ(h.got[0].ex.response->status, 200);
+  EXPECT_EQ(h.stats().unreported_streams, 2u);
+}
+
+// A stream without a response when the connection ends (or times out) never has a status; a
+// stream whose response started has the status the server sent.
+TEST(Http2Hostile, NoResponseAtCloseHasNoStatus) {
+  Harness h;
+  h.Req(ClientStart() + HeadersFrame(1, RawGet("/a"), true) + HeadersFrame(3, RawGet("/b"), true));
+  h.conn().Expire(1000);
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[0].event, ExchangeEvent::kRequestTimedOut);
+  EXPECT_FALSE(h.got[0].ex.response.has_value());
+  h.Resp(ServerStart() + HeadersFrame(3, Resp200Block(), false) + Data(3, "partial", false));
+  h.Close();
+  ASSERT_EQ(h.got.size(), 4u);
+  EXPECT_EQ(h.got[2].event, ExchangeEvent::kNoResponse);
+  EXPECT_EQ(h.got[2].ex.request.target, "/a");
+  EXPECT_FALSE(h.got[2].ex.response.has_value());
+  EXPECT_EQ(h.got[2].ex.note, "");  // the connection ended: nothing more is known
+  EXPECT_EQ(h.got[3].event, ExchangeEvent::kResponseComplete);
+  EXPECT_EQ(h.got[3].ex.response->status, 200);
+  EXPECT_EQ(h.got[3].ex.response->complete_ns, 0u);
+}
+
+// Memory per connection, whatever the input: a CONTINUATION flood, a huge header block, many
+// open or reset streams. The heap the connection holds stays within its bounds.
+TEST(Http2Hostile, FloodsStayWithinTheConnectionsBounds) {
+  Http2Options o;
+  o.max_streams = 256;
+  o.max_reset_streams = 4096;
+  // Fixed buffers (a header block being gathered, 1 MiB a direction), the budget of kept
+  // header and body bytes, and per-stream bookkeeping (about 1 KiB a stream).
+  const size_t bound =
+      2 * (1u << 20) + o.max_connection_bytes + (o.max_streams + o.max_reset_streams) * 1024;
+  using Feed = std::function<void(Http2Connection&)>;
+  size_t before = 0, peak = 0;
+  auto feed_one = [&](Http2Connection& c, const std::string& bytes) {
+    c.OnData(kReq, bytes, 1);
+    const size_t now = HeapInUse();
+    peak = std::max(peak, now > before ? now - before : 0);
+  };
+  const std::string big(16384, 'a');
+  const std::vector<std::pair<const char*, Feed>> cases = {
+      {"CONTINUATION flood",
+       [&](Http2Connection& c) {
+         feed_one(c, Frame(kHeaders, kEndStream, 1, RawGet("/x")));
+         for (int i = 0; i < 4000; ++i) feed_one(c, Frame(kContinuation, 0, 1, Literal(1, big)));
+         feed_one(c, Frame(kContinuation, kEndHeaders, 1, ""));
+       }},
+      {"huge header blocks",
+       [&](Http2Connection& c) {
+         for (uint32_t sid = 1; sid < 400; sid += 2) {
+           std::string block = RawGet("/x");
+           for (int i = 0; i < 60; ++i) block += Literal(1, big);
+           feed_one(c, HeadersFrame(sid, block, false));
+         }
+       }},
+      {"many open streams",
+       [&](Http2Connection& c) {
+         for (uint32_t i = 0; i < 50000; ++i)
+           feed_one(
+               c, HeadersFrame(1 + 2 * i, RawGet("/x") + Literal(1, std::string(200, 'b')), false));
+       }},
+      {"many reset streams",
+       [&](Http2Connection& c) {
+         for (uint32_t i = 0; i < 50000; ++i)
+           feed_one(
+               c, HeadersFrame(1 + 2 * i, RawGet("/x") + Literal(1, std::string(200, 'b')), true) +
+                      Rst(1 + 2 * i, 8));
+       }},
+  };
+  for (const auto& [name, feed] : cases) {
+    SCOPED_TRACE(name);
+    before = HeapInUse();
+    peak = 0;
+    uint64_t reports = 0;
+    {
+      Http2Connection c(o, [&](HttpExchange&&, ExchangeEvent) { ++reports; });
+      feed_one(c, ClientStart());
+      feed(c);
+      c.OnClose(2);
+    }
+    EXPECT_LT(peak, bound) << peak;
+    EXPECT_GT(reports, 0u);
+  }
 }
 
 }  // namespace

@@ -297,6 +297,7 @@ void HpackDecoder::Insert(std::string_view name, std::string_view value) {
 }
 
 bool HpackDecoder::Decode(const uint8_t* p, size_t n, const FieldSink& sink) {
+  failure_ = Failure::kMalformed;  // unless it succeeds or goes over our own limit
   size_t i = 0;
   bool fields_seen = false;
   while (i < n) {
@@ -311,7 +312,11 @@ bool HpackDecoder::Decode(const uint8_t* p, size_t n, const FieldSink& sink) {
     }
     if ((b & 0xe0) == 0x20) {  // dynamic table size update: only before the first field
       size_t size = 0;
-      if (fields_seen || !ReadInt(p, n, &i, 5, &size) || size > limit_) return false;
+      if (fields_seen || !ReadInt(p, n, &i, 5, &size) || size > protocol_limit_) return false;
+      if (size > limit_) {
+        failure_ = Failure::kOverLimit;
+        return false;
+      }
       max_size_ = size;
       Evict(max_size_);
       continue;
@@ -335,6 +340,7 @@ bool HpackDecoder::Decode(const uint8_t* p, size_t n, const FieldSink& sink) {
     sink(name, value);
     fields_seen = true;
   }
+  failure_ = Failure::kNone;
   return true;
 }
 

@@ -35,6 +35,15 @@ class HpackDecoder {
   // Decodes one whole header block; `sink` gets every field in order. False on an error.
   bool Decode(const uint8_t* p, size_t n, const FieldSink& sink);
 
+  // Why the last Decode failed: the block broke the protocol (a peer decoder rejects it too),
+  // or it only went over this decoder's own limit.
+  enum class Failure : uint8_t { kNone, kMalformed, kOverLimit };
+  Failure failure() const { return failure_; }
+  // The largest table size the decoding side allowed (its SETTINGS_HEADER_TABLE_SIZE; no limit
+  // by default): a size update above it is malformed, one above `limit` but within it is over
+  // this decoder's limit. Kept across Reset.
+  void SetProtocolLimit(size_t n) { protocol_limit_ = n; }
+
   // Decodes a Huffman-coded string literal (appended to `out`). False when it is malformed.
   static bool HuffmanDecode(const uint8_t* p, size_t n, std::string& out);
 
@@ -50,6 +59,8 @@ class HpackDecoder {
   size_t size_ = 0;
   size_t max_size_ = 4096;  // the current maximum: the limit, or what a size update set
   size_t limit_ = 4096;
+  size_t protocol_limit_ = SIZE_MAX;
+  Failure failure_ = Failure::kNone;
   std::string name_buf_, value_buf_;  // decoded literals of the field in progress
 };
 

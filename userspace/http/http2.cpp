@@ -43,6 +43,16 @@ bool LooksLikeHttp2Preface(std::string_view first_bytes) {
 
 namespace {
 
+// Why a stream was reported without a response (HttpExchange::note, for the line's
+// mke-audit-tap/response annotation; the connection's end alone says nothing more).
+constexpr std::string_view kNoteClientReset = "none seen: the client reset the stream";
+constexpr std::string_view kNoteServerReset = "none seen: the server reset the stream";
+constexpr std::string_view kNoteServerError =
+    "none seen: the server ended the connection with an error";
+constexpr std::string_view kNoteUnreadable = "none seen: the response's headers did not decode";
+constexpr std::string_view kNoteUnparsable = "none seen: the connection could not be parsed";
+constexpr std::string_view kNoteCap = "none seen: a memory cap ended the wait";
+
 constexpr size_t kFrameHeaderLen = 9;
 constexpr uint8_t kData = 0x0;
 constexpr uint8_t kHeaders = 0x1;
@@ -226,6 +236,7 @@ struct Http2Connection::Impl {
     kMaybePreface,  // request stream, joined mid-stream: the preface may still be there
     kSynced,
     kUnsynced,
+    kStopped,  // request stream after a client protocol error: the server reads no further
   };
   enum class Phase : uint8_t { kHeader, kPrefix, kContent, kPadding };
   enum class BlockKind : uint8_t { kRequest, kResponse, kTrailers, kIgnore };
@@ -250,7 +261,8 @@ struct Http2Connection::Impl {
     Direction dir = Direction::kRequest;
     bool request = true;
     Mode mode = Mode::kSynced;
-    bool exact = false;  // followed from the connection's start, never lost since
+    bool exact = false;        // followed from the connection's start, never lost since
+    bool hpack_exact = false;  // exact, and the decoder's table is the encoder's (no failure)
     size_t preface_have = 0;
 
     Phase phase = Phase::kHeader;
@@ -281,7 +293,10 @@ struct Http2Connection::Impl {
     bool req_done = false;    // the request's END_STREAM was seen
     bool final_seen = false;  // ex.response holds the final response's header block
     bool timeout_reported = false;
-    bool refused = false;  // above a server GOAWAY's last-stream-id: will not be answered
+    bool client_reset = false;  // RST_STREAM from the client before the final response
+    // Opened at or after a client protocol error: the server may not have read it, so it is
+    // reported only if the server answers it.
+    bool suspect = false;
     bool req_frozen = false;
     bool resp_frozen = false;
     size_t held = 0;  // header and body bytes kept, counted in Impl::held
@@ -300,6 +315,10 @@ struct Http2Connection::Impl {
   uint32_t highest_sid = 0;            // highest client stream id whose request block was seen
   uint32_t goaway_last = 0x7fffffff;
   uint64_t next_seq = 1;
+  size_t reset_waiting = 0;            // tracked streams with client_reset
+  bool req_error = false;              // the client broke the protocol: later streams are suspect
+  bool server_error = false;           // the server sent a GOAWAY with an error code
+  uint32_t server_table_limit = 4096;  // largest SETTINGS_HEADER_TABLE_SIZE the server sent
   size_t held = 0;  // every tracked stream's `held`: within opt.max_connection_bytes
   std::vector<Ready> ready;
   std::vector<Ready> batch;
@@ -315,11 +334,16 @@ struct Http2Connection::Impl {
       if (at_start) {
         sd.mode = sd.request ? Mode::kPreface : Mode::kSynced;
         sd.exact = true;
+        sd.hpack_exact = true;
       } else {
         sd.mode = sd.request ? Mode::kMaybePreface : Mode::kUnsynced;
         sd.exact = false;
       }
       sd.hpack.Reset(opt.max_hpack_table_bytes);
+      // The server's decoder accepts size updates up to its SETTINGS_HEADER_TABLE_SIZE (4096
+      // until it says otherwise); the client's limit is not enforced: whatever the server
+      // sent is decoded if it can be.
+      if (sd.request && at_start) sd.hpack.SetProtocolLimit(4096);
     }
   }
 
@@ -345,13 +369,37 @@ struct Http2Connection::Impl {
     return ex;
   }
 
-  // Reports a stream and forgets it.
-  void Finish(std::map<uint32_t, Stream>::iterator it, ExchangeEvent ev) {
-    Stream& st = it->second;
-    if (ev != ExchangeEvent::kResponseComplete) st.ex.response.reset();
-    held -= st.held;
-    Report(std::move(st.ex), ev);
+  // Forgets a stream without reporting it (counted).
+  void Drop(std::map<uint32_t, Stream>::iterator it) {
+    ++stats.unreported_streams;
+    Erase(it);
+  }
+
+  // Forgets a stream.
+  void Erase(std::map<uint32_t, Stream>::iterator it) {
+    held -= it->second.held;
+    if (it->second.client_reset) --reset_waiting;
     streams.erase(it);
+  }
+
+  // Reports a stream and forgets it. kNoResponse: `why` none was seen (empty: the connection
+  // ended). A suspect stream without a response is not reported (counted).
+  void Finish(std::map<uint32_t, Stream>::iterator it, ExchangeEvent ev,
+              std::string_view why = {}) {
+    Stream& st = it->second;
+    if (ev != ExchangeEvent::kResponseComplete) {
+      if (st.suspect) {
+        ++stats.unanswered_after_error;
+        Drop(it);
+        return;
+      }
+      st.ex.response.reset();
+      if (why.empty() && st.client_reset) why = kNoteClientReset;
+      if (why.empty() && server_error) why = kNoteServerError;
+      st.ex.note = why;
+    }
+    Report(std::move(st.ex), ev);
+    Erase(it);
   }
 
   // Counts `n` more bytes kept for `it`, then ends the oldest other streams while the
@@ -362,7 +410,7 @@ struct Http2Connection::Impl {
     while (held > opt.max_connection_bytes && streams.size() > 1) {
       auto victim = streams.begin() == it ? std::next(streams.begin()) : streams.begin();
       ++stats.budget_evictions;
-      EndStream(victim, true);
+      EndStream(victim, true, kNoteCap);
     }
   }
 
@@ -384,10 +432,12 @@ struct Http2Connection::Impl {
   }
 
   // A stream ends without END_STREAM on its response (reset, close, dropped, fatal).
-  void EndStream(std::map<uint32_t, Stream>::iterator it, bool incomplete) {
+  void EndStream(std::map<uint32_t, Stream>::iterator it, bool incomplete,
+                 std::string_view why = {}) {
     if (incomplete) it->second.ex.incomplete = true;
     Finish(it,
-           it->second.final_seen ? ExchangeEvent::kResponseComplete : ExchangeEvent::kNoResponse);
+           it->second.final_seen ? ExchangeEvent::kResponseComplete : ExchangeEvent::kNoResponse,
+           why);
   }
 
   void RequestDone(std::map<uint32_t, Stream>::iterator it, uint64_t ts) {
@@ -395,18 +445,15 @@ struct Http2Connection::Impl {
     if (st.req_done) return;
     st.req_done = true;
     st.ex.request.complete_ns = ts;
-    if (opt.report_received) Report(Copy(st, false), ExchangeEvent::kRequestReceived);
-    if (st.refused && !st.final_seen) {
-      ++stats.goaway_refused;
-      Finish(it, ExchangeEvent::kNoResponse);
-    }
+    if (opt.report_received && !st.suspect)
+      Report(Copy(st, false), ExchangeEvent::kRequestReceived);
   }
 
   void ResponseDone(std::map<uint32_t, Stream>::iterator it, uint64_t ts) {
     Stream& st = it->second;
     if (!st.final_seen) {  // its header block was lost or not decodable: no status
       st.ex.incomplete = true;
-      Finish(it, ExchangeEvent::kNoResponse);
+      Finish(it, ExchangeEvent::kNoResponse, kNoteUnreadable);
       return;
     }
     st.ex.response->complete_ns = ts;
@@ -420,7 +467,7 @@ struct Http2Connection::Impl {
     dead = true;
     ++stats.fatal_errors;
     stats.last_error = why;
-    while (!streams.empty()) EndStream(streams.begin(), true);
+    while (!streams.empty()) EndStream(streams.begin(), true, kNoteUnparsable);
     for (Side& s : sides) {
       s.hpack.Reset(opt.max_hpack_table_bytes);
       std::string().swap(s.hblock);
@@ -434,12 +481,35 @@ struct Http2Connection::Impl {
   // rescans from `replay` (bytes already consumed that may hold the next frame's start).
   void ProtocolError(Side& s, const char* why, uint64_t ts, const uint8_t* replay = nullptr,
                      size_t replay_len = 0) {
+    if (s.exact && s.request) {
+      StopRequests(s, why);
+      return;
+    }
     if (s.exact) {
       Fatal(why);
       return;
     }
     Desync(s, ts);
     if (replay_len > 0) s.hold.append(reinterpret_cast<const char*>(replay), replay_len);
+  }
+
+  // The client broke the protocol (a connection error for the server, which reads no further):
+  // nothing after it on the request stream is parsed. Streams opened before it stay, paired
+  // with what the server still answers.
+  void StopRequests(Side& s, const char* why) {
+    RequestError(why);
+    s.mode = Mode::kStopped;
+    s.block = Block{};
+    std::string().swap(s.hblock);
+    std::string().swap(s.hold);
+    std::string().swap(s.scratch);
+  }
+
+  void RequestError(const char* why) {
+    if (req_error) return;
+    req_error = true;
+    ++stats.request_errors;
+    stats.last_error = why;
   }
 
   // The frame sync of `s` is lost: what was in progress is abandoned and the direction
@@ -459,9 +529,11 @@ struct Http2Connection::Impl {
         st.resp_frozen = true;
     }
     s.hpack.Reset(opt.max_hpack_table_bytes);
+    s.hpack.SetProtocolLimit(SIZE_MAX);
     std::string().swap(s.hblock);
     s.mode = Mode::kUnsynced;
     s.exact = false;
+    s.hpack_exact = false;
     s.phase = Phase::kHeader;
     s.hdr_have = 0;
     s.hold.clear();
@@ -485,7 +557,12 @@ struct Http2Connection::Impl {
     auto it = streams.find(b.sid);
     if (s.request) {
       if (it != streams.end()) {
-        b.kind = it->second.req_done ? BlockKind::kIgnore : BlockKind::kTrailers;
+        b.kind = it->second.req_done || it->second.client_reset ? BlockKind::kIgnore
+                                                                : BlockKind::kTrailers;
+      } else if (b.sid > goaway_last) {  // the server said it will not process it
+        b.kind = BlockKind::kIgnore;
+        ++stats.goaway_refused;
+        highest_sid = std::max(highest_sid, b.sid);
       } else if (b.sid > highest_sid) {
         b.kind = BlockKind::kRequest;
         highest_sid = b.sid;
@@ -537,9 +614,17 @@ struct Http2Connection::Impl {
     }
   }
 
-  void BlockFailed(Side& s) {
+  // `own_limit`: the block went over one of our limits, not against the protocol.
+  void BlockFailed(Side& s, bool own_limit) {
     s.block.failed = true;
-    ++stats.hpack_errors;
+    // From a client followed exactly, a malformed block is a connection error for the server
+    // (COMPRESSION_ERROR): this request and later ones are reported only if it answers them.
+    // Not a loss of ours (not in hpack_errors): counted in request_errors.
+    if (s.request && s.hpack_exact && !own_limit)
+      RequestError("malformed header block");
+    else
+      ++stats.hpack_errors;
+    s.hpack_exact = false;  // a fresh table from here: misses are no longer the client's fault
     s.hpack.Reset(opt.max_hpack_table_bytes);
     s.hblock.clear();
   }
@@ -550,7 +635,7 @@ struct Http2Connection::Impl {
     if (b.failed || dead) return;
     if (n > kMaxHeaderBlock - std::min(kMaxHeaderBlock, s.hblock.size())) {
       s.hblock.clear();
-      BlockFailed(s);  // the rest of the block is skipped
+      BlockFailed(s, true);  // the rest of the block is skipped
       return;
     }
     s.hblock.append(reinterpret_cast<const char*>(in), n);
@@ -562,13 +647,16 @@ struct Http2Connection::Impl {
       std::string().swap(s.hblock);  // a large block leaves no large buffer behind
     else
       s.hblock.clear();
-    if (!ok) BlockFailed(s);
+    if (!ok) BlockFailed(s, s.hpack.failure() == HpackDecoder::Failure::kOverLimit);
   }
 
   std::map<uint32_t, Stream>::iterator NewStream(Block& b, uint64_t ts) {
-    while (streams.size() >= opt.max_streams) {
+    while (streams.size() - reset_waiting >= opt.max_streams) {
+      auto oldest = streams.begin();  // the oldest stream not reset by the client
+      while (oldest != streams.end() && oldest->second.client_reset) ++oldest;
+      if (oldest == streams.end()) break;
       ++stats.dropped_streams;
-      EndStream(streams.begin(), true);
+      EndStream(oldest, true, kNoteCap);
     }
     Stream st;
     st.seq = next_seq++;
@@ -580,7 +668,7 @@ struct Http2Connection::Impl {
     r.first_byte_ns = b.first_ts;
     r.headers_done_ns = ts;
     st.ex.incomplete = b.failed || b.truncated;
-    st.refused = b.sid > goaway_last;
+    st.suspect = req_error;
     ++stats.requests;
     auto it = streams.emplace(b.sid, std::move(st)).first;
     Charge(it, std::min(b.bytes, opt.max_header_list_bytes));
@@ -600,6 +688,10 @@ struct Http2Connection::Impl {
         // still be a request: it is reported, incomplete, with what was decoded.
         if (!b.failed && !b.truncated && !b.has_method) {
           ++stats.untracked_header_blocks;
+          break;
+        }
+        if (b.sid > goaway_last) {  // a GOAWAY came while the block was gathered
+          ++stats.goaway_refused;
           break;
         }
         auto it = NewStream(b, ts);
@@ -689,28 +781,65 @@ struct Http2Connection::Impl {
       case kPushPromise:
         StartBlock(s);
         break;
-      case kRstStream: {
-        auto it = streams.find(h.sid);
-        if (it != streams.end()) {
-          ++stats.resets;
-          EndStream(it, false);
-        }
+      case kRstStream:
+        Reset(s, h.sid, ReadU32(s.prefix));
         break;
-      }
       case kGoaway: {
         if (s.request) break;  // the client's GOAWAY concerns pushed streams only
         const uint32_t last = ReadU32(s.prefix) & 0x7fffffffu;
+        if (ReadU32(s.prefix + 4) != 0) server_error = true;
         goaway_last = std::min(goaway_last, last);
+        // Streams above it were not processed and never will be: no line (counted).
         for (auto it = streams.upper_bound(last); it != streams.end();) {
           auto next = std::next(it);
           ++stats.goaway_refused;
-          EndStream(it, false);
+          if (it->second.final_seen)
+            EndStream(it, false);
+          else
+            Drop(it);
           it = next;
         }
         break;
       }
       default:
         break;
+    }
+  }
+
+  // RST_STREAM. From the server: REFUSED_STREAM before any response means the request was not
+  // processed (RFC 9113 section 8.7): no line (counted); any other code ends the stream. From
+  // the client before the final response: the server may have acted on the request and may
+  // still answer it (nginx sends what it had queued): the stream waits for its word.
+  void Reset(Side& s, uint32_t sid, uint32_t code) {
+    constexpr uint32_t kRefusedStream = 0x7;
+    auto it = streams.find(sid);
+    if (it == streams.end()) return;
+    Stream& st = it->second;
+    ++stats.resets;
+    if (!s.request) {
+      if (st.final_seen) {
+        EndStream(it, false);
+      } else if (code == kRefusedStream) {
+        ++stats.refused_streams;
+        Drop(it);
+      } else {
+        Finish(it, ExchangeEvent::kNoResponse, kNoteServerReset);
+      }
+      return;
+    }
+    if (st.final_seen) {  // e.g. a watch cancelled: the response is what it is
+      EndStream(it, false);
+      return;
+    }
+    if (st.client_reset) return;
+    st.client_reset = true;
+    st.req_frozen = true;
+    ++reset_waiting;
+    while (reset_waiting > opt.max_reset_streams) {
+      auto oldest = streams.begin();
+      while (!oldest->second.client_reset) ++oldest;  // there is one: reset_waiting > 0
+      ++stats.reset_streams_dropped;
+      EndStream(oldest, true, kNoteClientReset);
     }
   }
 
@@ -742,8 +871,17 @@ struct Http2Connection::Impl {
           if (s.unit_have < sizeof s.unit) continue;
           s.unit_have = 0;
           const uint16_t id = static_cast<uint16_t>((s.unit[0] << 8) | s.unit[1]);
-          if (id == kSettingsHeaderTableSize && ReadU32(s.unit + 2) > opt.max_hpack_table_bytes)
-            ++stats.table_size_over_limit;
+          if (id != kSettingsHeaderTableSize) continue;
+          const uint32_t value = ReadU32(s.unit + 2);
+          if (value > opt.max_hpack_table_bytes) ++stats.table_size_over_limit;
+          // The server's limit for the client's encoder (the response side stays lenient): the
+          // largest it ever allowed, since a client may still use a larger one it was allowed
+          // until it sees a decrease.
+          Side& req = SideOf(Direction::kRequest);
+          if (!s.request && req.exact && value > server_table_limit) {
+            server_table_limit = value;
+            req.hpack.SetProtocolLimit(value);
+          }
         }
         break;
       default:
@@ -917,7 +1055,9 @@ struct Http2Connection::Impl {
           }
           if (s.preface_have == kHttp2Preface.size()) {
             s.mode = Mode::kSynced;
+            if (!s.exact) s.hpack.SetProtocolLimit(4096);
             s.exact = true;
+            s.hpack_exact = true;
           } else if (n > 0) {  // mismatch
             if (s.mode == Mode::kPreface) {
               Fatal("no client connection preface");
@@ -955,6 +1095,9 @@ struct Http2Connection::Impl {
           ScanAndFeed(s, ts, n == 0);
           break;
         }
+        case Mode::kStopped:
+          n = 0;
+          break;
       }
     }
     Flush();
@@ -1002,6 +1145,8 @@ struct Http2Connection::Impl {
         s.mode = Mode::kSynced;  // (for Desync's bookkeeping)
         Desync(s, ts);
         break;
+      case Mode::kStopped:
+        break;
     }
     Flush();
   }
@@ -1012,6 +1157,13 @@ struct Http2Connection::Impl {
     if (!dead) {
       for (Side& s : sides) {
         if (!s.block.active) continue;
+        if (s.request && s.block.kind == BlockKind::kRequest) {
+          // The server never read the whole block (a capture loss would have been a gap): it
+          // could not have processed the request. Not a line.
+          ++stats.untracked_header_blocks;
+          s.block = Block{};
+          continue;
+        }
         s.block.failed = true;  // the rest of the block never came
         FinishBlock(s, ts);
       }
@@ -1029,7 +1181,7 @@ struct Http2Connection::Impl {
   void Expire(uint64_t complete_before_ns) {
     if (closed || dead) return;
     for (auto& [sid, st] : streams) {
-      if (!st.req_done || st.final_seen || st.timeout_reported) continue;
+      if (!st.req_done || st.final_seen || st.timeout_reported || st.suspect) continue;
       const uint64_t done = st.ex.request.complete_ns;
       if (done == 0 || done >= complete_before_ns) continue;
       st.timeout_reported = true;

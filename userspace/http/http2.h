@@ -8,9 +8,18 @@
 // - kResponseComplete when the response's END_STREAM is seen (DATA or trailers), whether or not
 //   the request had ended; also when a stream whose final response header block was seen ends
 //   without END_STREAM (RST_STREAM, close, GOAWAY, dropped): then response->complete_ns is 0.
-// - kNoResponse when a stream ends with no final response header block: RST_STREAM (a fact,
-//   `incomplete` stays false), GOAWAY from the server with a last-stream-id below it, the
-//   connection's close. 1xx responses complete nothing (counted in interim_responses).
+// - kNoResponse when a stream ends with no final response header block: the server's
+//   RST_STREAM (other than REFUSED_STREAM), the connection's close, a cap; `note` says
+//   why when more is known than that the connection ended. 1xx responses complete nothing
+//   (counted in interim_responses).
+// The server's frames decide what a stream was (issue 17). A client's RST_STREAM before the
+// final response does not end the stream: the server may still answer it (nginx sends what it
+// had queued), so it waits for the response (reported with its status), the server's reset, a
+// GOAWAY or the close (then kNoResponse, note "none seen: the client reset the stream"); at most
+// max_reset_streams such streams wait. Streams the server provably did not process are never
+// reported (counted in unreported_streams): refused (REFUSED_STREAM before any response), above
+// the last-stream-id of a server GOAWAY, and those sent at or after a client protocol error
+// (below) that the server never answered.
 // - kResponseStarted (report_started), kRequestReceived (report_received) and
 //   kRequestTimedOut (Expire) as in HTTP/1. Trailers end a message; their fields are not kept.
 // Request pseudo-headers: :method -> method, :path -> target, :authority is kept as a header
@@ -39,16 +48,25 @@
 // body_truncated, the kept body is what was seen before the gap); any other gap loses the frame
 // sync: every open stream's exchange is marked incomplete and the direction resynchronises.
 //
-// Errors: a protocol violation on a direction followed from the connection's start (missing
-// client preface, a frame invalid for its type, a broken CONTINUATION sequence) is fatal: the
-// connection stops parsing (failed(), stats.fatal_errors, stats.last_error) and reports every
-// open stream, incomplete. After a resync the same violation only resynchronises again. HPACK
-// errors are never fatal (they may come from our own limits). Bounded memory: a fixed-size
+// Errors: on the request stream followed from the connection's start, a frame invalid for its
+// type or a broken CONTINUATION sequence is a connection error for the server, which reads no
+// further: the request stream stops there (request_errors, last_error; nothing after it is
+// parsed), the response stream is still followed for the streams opened before. A malformed
+// header block from such a client (bad index, integer or string, a table size update above the
+// server's SETTINGS_HEADER_TABLE_SIZE, 4096 until it says otherwise) is one too, but the
+// frames after it are still parsed: that request and later ones are reported only if the server
+// answers them (nginx answers some with 400). On the response stream, or a missing client
+// preface, a violation is fatal: the connection stops parsing (failed(), fatal_errors,
+// last_error) and reports every open stream, incomplete. After a resync the same violations
+// only resynchronise again, and HPACK errors from our own limits (a table above
+// max_hpack_table_bytes, a block over 1 MiB) are never errors of the peer. Bounded memory: a
+// fixed-size
 // frame state per direction (no per-byte allocation), a resync buffer of at most ~1 MiB while
 // unsynchronised, per stream the request/response headers (max_header_list_bytes each, the
 // rest counted and the exchange incomplete) and bodies (max_body_bytes each), at most
 // max_streams tracked streams (the oldest is reported kNoResponse, incomplete, when a new one
-// would exceed it), all of them within max_connection_bytes, the HPACK tables (at most
+// would exceed it) and max_reset_streams client-reset ones waiting for the server's word, all
+// of them within max_connection_bytes, the HPACK tables (at most
 // max_hpack_table_bytes each) and a header block being gathered (at most 1 MiB a direction).
 #pragma once
 
@@ -83,6 +101,12 @@ struct Http2Options {
   // kResponseComplete, incomplete: counted in budget_evictions); a body that would take it
   // over is cut (body_truncated, counted in budget_bodies_cut).
   size_t max_connection_bytes = 8u << 20;
+  // Streams the client reset before any response, still waiting for the server's word (its
+  // response, a REFUSED_STREAM, a GOAWAY): the server may still answer them. Beyond this many,
+  // the oldest is reported kNoResponse, incomplete (counted in reset_streams_dropped). Not
+  // counted in max_streams: a server no longer counts them either (nginx serves up to twice its
+  // concurrent streams per read before refusing, Go queues up to five times its limit).
+  size_t max_reset_streams = 4096;
   // As in Http1Options: when set and true for a request, its exchange is also reported with
   // kResponseStarted as soon as the final response's header block is complete.
   std::function<bool(const HttpRequest&)> report_started;
@@ -103,9 +127,10 @@ struct Http2Stats {
   // Header blocks on client streams not tracked (opened before a join or a gap, or trailers
   // of a stream no longer tracked): decoded to keep the HPACK state, then ignored.
   uint64_t untracked_header_blocks = 0;
-  uint64_t push_promises = 0;           // PUSH_PROMISE frames (decoded for HPACK, ignored)
-  uint64_t unknown_frames = 0;          // frames of unknown type (ignored)
-  uint64_t hpack_errors = 0;            // header blocks that failed to decode (decoder reset)
+  uint64_t push_promises = 0;   // PUSH_PROMISE frames (decoded for HPACK, ignored)
+  uint64_t unknown_frames = 0;  // frames of unknown type (ignored)
+  uint64_t hpack_errors = 0;    // header blocks that failed to decode (decoder reset), except a
+                                // malformed one from a client followed exactly (request_errors)
   uint64_t header_lists_truncated = 0;  // header blocks over max_header_list_bytes
   uint64_t table_size_over_limit = 0;   // SETTINGS_HEADER_TABLE_SIZE > max_hpack_table_bytes
   uint64_t budget_evictions = 0;        // streams ended early to stay within max_connection_bytes
@@ -114,7 +139,15 @@ struct Http2Stats {
   uint64_t skipped_bytes = 0;           // bytes skipped while looking for a frame start
   uint64_t gaps_skipped_in_body = 0;    // gaps absorbed inside a DATA frame's payload
   uint64_t fatal_errors = 0;            // connections given up (see failed())
-  const char* last_error = nullptr;     // a static string: the last fatal error's reason
+  const char* last_error = nullptr;     // a static string: the last (fatal or request) error
+  uint64_t refused_streams = 0;         // tracked streams the server refused (REFUSED_STREAM)
+  uint64_t request_errors = 0;          // request streams stopped by a client protocol error
+  uint64_t unanswered_after_error = 0;  // streams of requests sent at or after a client protocol
+                                        // error that the server never answered (not reported)
+  uint64_t reset_streams_dropped = 0;   // client-reset streams dropped over max_reset_streams
+  // Tracked streams never reported (refused, above a GOAWAY, unanswered after a client error):
+  // with the reported ones they make `requests`.
+  uint64_t unreported_streams = 0;
 
   Http2Stats& operator+=(const Http2Stats& o) {
     frames += o.frames;
@@ -137,6 +170,11 @@ struct Http2Stats {
     gaps_skipped_in_body += o.gaps_skipped_in_body;
     fatal_errors += o.fatal_errors;
     if (o.last_error != nullptr) last_error = o.last_error;
+    refused_streams += o.refused_streams;
+    request_errors += o.request_errors;
+    unanswered_after_error += o.unanswered_after_error;
+    reset_streams_dropped += o.reset_streams_dropped;
+    unreported_streams += o.unreported_streams;
     return *this;
   }
 };

@@ -7,6 +7,14 @@
 
 namespace mat::pipeline {
 
+namespace {
+// On a line written without a response status: why (no response was seen, or what was seen
+// instead, such as an HTTP/0.9 answer). (To join the annotation keys of audit/policy_tables.h.)
+constexpr char kResponseAnnotation[] = "mke-audit-tap/response";
+constexpr std::string_view kNoResponseNote = "none seen";
+constexpr std::string_view kNoResponseYetNote = "none seen before the response timeout";
+}  // namespace
+
 uint64_t WallNowNs() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -176,6 +184,7 @@ std::vector<std::pair<std::string_view, uint64_t>> Pipeline::CapsHit() const {
       {"http2_connection_bytes", h2.budget_evictions},
       {"http2_bodies_cut", h2.budget_bodies_cut},
       {"http2_header_lists_truncated", h2.header_lists_truncated},
+      {"http2_reset_streams", h2.reset_streams_dropped},
       {"tokens_evicted", identity_.tokens().stats().evicted},
   };
 }
@@ -202,7 +211,9 @@ void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why
     case ExchangeEvent::kRequestTimedOut: {
       if (it != written_.end()) return;  // already written at an earlier stage
       std::string id = output::NewAuditId();
-      Emit(exchange, audit::Stage::kRequestReceived, exchange.request.complete_ns, facts, id);
+      // A request still waiting at the timeout: no status, and the line says none was seen.
+      Emit(exchange, audit::Stage::kRequestReceived, exchange.request.complete_ns, facts, id,
+           why == ExchangeEvent::kRequestTimedOut ? kNoResponseYetNote : std::string_view());
       written_[key] = Written{std::move(id), false};
       return;
     }
@@ -229,15 +240,20 @@ void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why
         id = output::NewAuditId();
       }
       const bool complete = why == ExchangeEvent::kResponseComplete && exchange.response;
+      // A request written without a response (the connection ended) never has a status; the
+      // line says that none was seen (or what the HTTP layer knows instead: exchange.note).
+      std::string_view note = exchange.note;
+      if (!complete && note.empty()) note = kNoResponseNote;
       Emit(exchange, complete ? audit::Stage::kResponseComplete : audit::Stage::kRequestReceived,
-           complete ? exchange.response->complete_ns : 0, facts, id);
+           complete ? exchange.response->complete_ns : 0, facts, id, note);
       return;
     }
   }
 }
 
 void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint64_t stage_ns,
-                    const conn::ConnFacts& facts, const std::string& audit_id) {
+                    const conn::ConnFacts& facts, const std::string& audit_id,
+                    std::string_view response_note) {
   const identity::LocalPeer* local = LocalPeerOf(facts);
   if (local != nullptr && local->ignored) {
     ++stats_.local_ignored_calls;
@@ -250,6 +266,7 @@ void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint
     ++stats_.not_audited;
     return;
   }
+  if (!response_note.empty()) record.annotations[kResponseAnnotation] = response_note;
   if (local != nullptr)
     SetLocalUser(*local, record);
   else

@@ -143,8 +143,11 @@ class Pipeline {
   // Fills user_ (and the identity annotations of `record`) for `request`.
   void SetUser(const http::HttpRequest& request, const conn::ConnFacts& facts,
                audit::AuditRecord& record);
+  // `response_note`: the line's mke-audit-tap/response annotation (empty: none), e.g. that no
+  // response was seen for a request written without a status.
   void Emit(const http::HttpExchange& exchange, audit::Stage stage, uint64_t stage_ns,
-            const conn::ConnFacts& facts, const std::string& audit_id);
+            const conn::ConnFacts& facts, const std::string& audit_id,
+            std::string_view response_note = {});
   static conn::TrackerOptions WithStageHooks(conn::TrackerOptions options,
                                              const PipelineConfig& config);
   conn::TrackerOptions WithRestartHook(conn::TrackerOptions options);
