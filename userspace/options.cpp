@@ -156,7 +156,7 @@ void Enable(Options& o) {
 }
 
 struct OptionSpec {
-  enum class Kind { kSwitch, kText, kNumber };
+  using Kind = OptionInfo::Kind;
   std::string_view flag;  // "--cap-bytes"
   std::string_view key;   // its key in [mke_audit_tap] ("cap_bytes"); empty: flag only
   Kind kind;
@@ -688,6 +688,14 @@ std::vector<std::string> OptionKeys() {
   for (const OptionSpec& spec : kOptions)
     if (!spec.key.empty()) keys.emplace_back(spec.key);
   return keys;
+}
+
+std::vector<OptionInfo> OptionTable() {
+  std::vector<OptionInfo> table;
+  for (const OptionSpec& spec : kOptions)
+    table.push_back(
+        {spec.flag, spec.key, spec.kind, spec.repeatable, spec.min, spec.max, spec.key_negates});
+  return table;
 }
 
 namespace {

@@ -92,6 +92,19 @@ std::string EffectiveConfigToml(const Options& o);
 // Every [mke_audit_tap] key of the options table (tests check EffectiveConfigToml names each).
 std::vector<std::string> OptionKeys();
 
+// One entry of the options table (options.cpp), as tests see it: each option is declared there
+// once, and the command line, the configuration file and --help are checked against it.
+struct OptionInfo {
+  enum class Kind { kSwitch, kText, kNumber };
+  std::string_view flag;  // "--cap-bytes"
+  std::string_view key;   // its key in [mke_audit_tap] ("cap_bytes"); empty: flag only
+  Kind kind;
+  bool repeatable;    // the flag may be repeated; in the file the value is an array
+  uint64_t min, max;  // kNumber: the range, the same for the flag and the key
+  bool key_negates;   // kSwitch: key = false means the flag (default_ignore = false)
+};
+std::vector<OptionInfo> OptionTable();
+
 // Splits "ADDR:PORT" ("[v6addr]:PORT") of --admin-listen; false when it is not one.
 bool SplitListenAddress(std::string_view text, std::string* host, uint16_t* port);
 
