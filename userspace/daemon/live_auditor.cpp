@@ -641,22 +641,9 @@ class LiveAuditor {
           TAP_CNT_UNTRACKED_CALLS, TAP_CNT_CIPHER_UNCOVERED, TAP_CNT_SECRET_FAULTS})
       v.emplace_back(mat::tap::CounterName(i), counters[i]);
     if (stage_) {
-      const auto& s = stage_->stats();
-      for (const auto& [name, value] : std::initializer_list<std::pair<const char*, uint64_t>>{
-               {"tls_bad_records", s.bad_records},
-               {"tls_gaps", s.gaps},
-               {"tls_no_secrets", s.no_secrets},
-               {"tls_pending_overflow", s.pending_overflow},
-               {"tls_undecryptable_suite", s.undecryptable_suite},
-               {"tls_wrong_keys", s.wrong_keys},
-               {"tls_decrypt_failures", s.decrypt_failures},
-               {"tls_malformed_records", s.malformed_records},
-               {"tls_resync_failures", s.resync_failures},
-               {"tls_handshake_lost", s.handshake_lost},
-               {"tls_streams_over_limit", s.streams_over_limit},
-               {"tls_secrets_dropped", s.secrets_dropped},
-               {"tls_rejected_records", s.rejected_records}})
-        v.emplace_back(name, value);
+      for (const auto& [name, value] :
+           mat::tls::StageCounterValues(stage_->stats(), mat::tls::kStageLoss))
+        v.emplace_back("tls_" + std::string(name), value);
     }
     const auto& p = pipeline_.stats();
     const auto& t = pipeline_.tracker().stats();
@@ -961,22 +948,8 @@ class LiveAuditor {
         }, cst{};
         if (::stat(ssl.c_str(), &st) != 0 || ::stat(crypto.c_str(), &cst) != 0) continue;
         tap_->WarmPlans(ssl, crypto);
-        mat::tap::FileKey key{st.st_dev, st.st_ino};
-        if (options_.capture == "plaintext" || !tap_->keys_unavailable().empty() ||
-            layouts_.Find(key))
-          continue;
-        LayoutResult result;
-        auto t0 = std::chrono::steady_clock::now();
-        result.layout = mat::tap::CalibrateSslLayout(ssl, crypto, &result.why);
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - t0)
-                      .count();
-        if (result.layout)
-          spdlog::info("{}: OpenSSL layout calibrated in {} ms, ahead of the targets that load it",
-                       ssl, ms);
-        else
-          spdlog::warn("{}: OpenSSL layout calibration failed: {}", ssl, result.why);
-        layouts_.Insert(key, std::move(result));
+        if (options_.capture == "plaintext" || !tap_->keys_unavailable().empty()) continue;
+        LayoutFor({st.st_dev, st.st_ino}, ssl, crypto, ssl, ", ahead of the targets that load it");
       }
     }
   }
@@ -993,23 +966,33 @@ class LiveAuditor {
     if (::stat(ssl.path.c_str(), &st) == 0) key = {st.st_dev, st.st_ino};
     if (key.second != 0)
       if (auto* found = layouts_.Find(key)) return *found;
-    LayoutResult result;
     auto crypto = mat::tap::FindCryptoLibraries(pid);
     if (crypto.empty()) {
       // Not the file's fault (a process still being loaded): not cached.
       uncached_layout_ = LayoutResult{std::nullopt, "no libcrypto mapped beside it"};
       return uncached_layout_;
-    } else {
-      auto t0 = std::chrono::steady_clock::now();
-      result.layout = mat::tap::CalibrateSslLayout(ssl.path, crypto.front().path, &result.why);
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::steady_clock::now() - t0)
-                    .count();
-      if (result.layout)
-        spdlog::info("{}: OpenSSL layout calibrated in {} ms", ssl.name, ms);
-      else
-        spdlog::warn("{}: OpenSSL layout calibration failed: {}", ssl.name, result.why);
     }
+    return LayoutFor(key, ssl.path, crypto.front().path, ssl.name, "");
+  }
+
+  // The layout of libssl file `key` at ssl_path (with libcrypto crypto_path): calibrated once,
+  // logged under `label` (with `note` after the time), and kept for the file (key {0, 0}: the
+  // file is unknown, the result is not kept).
+  const LayoutResult& LayoutFor(mat::tap::FileKey key, const std::string& ssl_path,
+                                const std::string& crypto_path, const std::string& label,
+                                const char* note) {
+    if (key.second != 0)
+      if (auto* found = layouts_.Find(key)) return *found;
+    LayoutResult result;
+    auto t0 = std::chrono::steady_clock::now();
+    result.layout = mat::tap::CalibrateSslLayout(ssl_path, crypto_path, &result.why);
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    if (result.layout)
+      spdlog::info("{}: OpenSSL layout calibrated in {} ms{}", label, ms, note);
+    else
+      spdlog::warn("{}: OpenSSL layout calibration failed: {}", label, result.why);
     if (key.second == 0) {
       uncached_layout_ = std::move(result);
       return uncached_layout_;
@@ -1090,38 +1073,18 @@ class LiveAuditor {
     spdlog::warn("TLS stage: {}", StageText(s));
   }
 
+  // The stage's own losses (tls/decrypt_stage.h kStageCounters): their growth is a warning.
   static uint64_t StageLosses(const mat::tls::StageStats& s) {
-    return s.no_secrets + s.pending_overflow + s.undecryptable_suite + s.wrong_keys +
-           s.decrypt_failures + s.resync_failures + s.handshake_lost + s.streams_over_limit +
-           s.secrets_dropped + s.rejected_records;
+    uint64_t sum = 0;
+    for (const auto& counter : mat::tls::StageCounterValues(s, mat::tls::kStageWarns))
+      sum += counter.second;
+    return sum;
   }
 
+  // What the log line and /metrics show.
   static std::vector<std::pair<const char*, uint64_t>> StageCounters(
       const mat::tls::StageStats& s) {
-    return {{"cipher_records", s.cipher_records},
-            {"cipher_bytes", s.cipher_bytes},
-            {"secrets", s.secrets_in},
-            {"connections_decrypted", s.connections_decrypted},
-            {"records_decrypted", s.records_decrypted},
-            {"plaintext_bytes", s.plaintext_bytes},
-            {"key_updates", s.key_updates},
-            {"no_handshake_seen", s.no_handshake_seen},
-            {"not_tls_streams", s.not_tls_streams},
-            {"no_secrets", s.no_secrets},
-            {"undecryptable_suite", s.undecryptable_suite},
-            {"wrong_keys", s.wrong_keys},
-            {"decrypt_failures", s.decrypt_failures},
-            {"handshake_lost", s.handshake_lost},
-            {"pending_overflow", s.pending_overflow},
-            {"gaps", s.gaps},
-            {"resyncs", s.resyncs},
-            {"resync_failures", s.resync_failures},
-            {"streams_over_limit", s.streams_over_limit},
-            {"secrets_expired", s.secrets_expired},
-            {"secrets_dropped", s.secrets_dropped},
-            {"plain_duplicates_dropped", s.plain_duplicates_dropped},
-            {"rejected_records", s.rejected_records},
-            {"socket_restarts", s.socket_restarts}};
+    return mat::tls::StageCounterValues(s, mat::tls::kStageShown);
   }
 
   static std::string StageText(const mat::tls::StageStats& s) {
