@@ -14,6 +14,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "config/config_writer.h"
 #include "config/toml_reader.h"
 #include "util/ascii.h"
 #include "util/read_file.h"
@@ -700,28 +701,13 @@ std::vector<OptionInfo> OptionTable() {
 
 namespace {
 
-std::string TomlText(std::string_view v) {
-  std::string out = "\"";
-  for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned char>(c));
-      out += buf;
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
-}
-
 template <typename T>
 std::string TomlList(const std::vector<T>& items) {
   std::string out = "[";
   for (size_t i = 0; i < items.size(); ++i) {
     if (i) out += ", ";
     if constexpr (std::is_same_v<T, std::string>)
-      out += TomlText(items[i]);
+      out += config::TomlString(items[i]);
     else
       out += std::to_string(items[i]);
   }
@@ -742,8 +728,8 @@ std::string EffectiveConfigToml(const Options& o) {
       // The file accepts one of the two: the other is written as a comment.
       {o.license_key_file.empty() ? "license_key" : "# license_key", key},
       {o.license_key_file.empty() ? "# license_key_file" : "license_key_file",
-       TomlText(o.license_key_file)},
-      {"format", TomlText(o.format)},
+       config::TomlString(o.license_key_file)},
+      {"format", config::TomlString(o.format)},
       {"comm", TomlList(o.comms)},
       {"pid", TomlList(o.pids)},
       {"ignore", TomlList(o.ignore)},
@@ -754,12 +740,12 @@ std::string EffectiveConfigToml(const Options& o) {
       {"response_timeout", n(o.response_timeout_s)},
       {"max_line_bytes", n(o.max_line_bytes)},
       {"every_request_received", b(o.every_request_received)},
-      {"client_ca", TomlText(o.client_ca)},
-      {"user_map", TomlText(o.user_map)},
+      {"client_ca", config::TomlString(o.client_ca)},
+      {"user_map", config::TomlString(o.user_map)},
       {"token_ttl", n(o.token_ttl_s)},
       {"token_cache_size", n(o.token_cache_size)},
-      {"capture", TomlText(o.capture)},
-      {"local_socket", TomlText(o.local_socket ? "on" : "off")},
+      {"capture", config::TomlString(o.capture)},
+      {"local_socket", config::TomlString(o.local_socket ? "on" : "off")},
       {"local_socket_ignore", TomlList(o.local_socket_ignore)},
       {"bridge_window", n(o.bridge_window_s)},
       {"cap_bytes", n(o.cap_bytes)},
@@ -774,17 +760,17 @@ std::string EffectiveConfigToml(const Options& o) {
       {"idle_timeout", n(o.idle_timeout_s)},
       {"output_buffer", n(o.output_buffer_bytes)},
       {"exit_timeout", n(o.exit_timeout_s)},
-      {"record", TomlText(o.record_file)},
-      {"log_level", TomlText(o.log_level)},
-      {"admin_listen", TomlText(o.admin_listen)},
-      {"admin_cert", TomlText(o.admin_cert)},
-      {"admin_key", TomlText(o.admin_key)},
-      {"admin_ca", TomlText(o.admin_ca)},
+      {"record", config::TomlString(o.record_file)},
+      {"log_level", config::TomlString(o.log_level)},
+      {"admin_listen", config::TomlString(o.admin_listen)},
+      {"admin_cert", config::TomlString(o.admin_cert)},
+      {"admin_key", config::TomlString(o.admin_key)},
+      {"admin_ca", config::TomlString(o.admin_ca)},
       {"admin_subject", TomlList(o.admin_subjects)},
   };
   std::string out = "# effective configuration (file, then flags; defaults included)\n";
   if (!o.config_file.empty()) out += "# configuration file: " + o.config_file + "\n";
-  out += "\n[audit_log_configuration]\nlevel = " + TomlText(level) +
+  out += "\n[audit_log_configuration]\nlevel = " + config::TomlString(level) +
          "\nsupport_dump_include_audit_logs = " + b(o.support_dump_include_audit_logs) +
          "\n\n[mke_audit_tap]\n";
   for (const auto& [name, value] : ours)  // unset (empty) names as comments: "" is no file name

@@ -608,13 +608,7 @@ class LiveAuditor {
     for (pid_t pid : tap_->TargetPids()) {
       auto it = present.find(pid);
       if (it == present.end() || !tap_->HasTarget(pid, it->second)) {
-        Drain();  // records of the process before its connections are ended
-        tap_->RetireTarget(pid);
-        pipeline_.OnProcessExit(static_cast<uint32_t>(pid), WallNowNs());
-        listening_.Forget(pid);
-        comms_.erase(pid);
-        bridges_.erase(pid);
-        signatures_.erase(pid);
+        ForgetTarget(pid);
         spdlog::info("pid {} is gone", pid);
       }
     }
@@ -624,6 +618,19 @@ class LiveAuditor {
           (p == present.end() || p->second != it->first.second) ? failed_.erase(it) : std::next(it);
     }
     EndBridges();
+  }
+
+  // A target gone (exited, or running a program no longer selected): its probes retired, its
+  // connections ended (their last exchanges written), what was kept about it forgotten. Its
+  // records still in the ring come first.
+  void ForgetTarget(pid_t pid) {
+    if (!draining_) Drain();
+    tap_->RetireTarget(pid);
+    pipeline_.OnProcessExit(static_cast<uint32_t>(pid), WallNowNs());
+    listening_.Forget(pid);
+    comms_.erase(pid);
+    bridges_.erase(pid);
+    signatures_.erase(pid);
   }
 
   // ---- stdout: losses announced in-band, a reader that is gone, the exit -----------------------
@@ -773,15 +780,7 @@ class LiveAuditor {
       if (!target) {
         // Gone already, or no longer selected (a target that ran another program).
         tap_->Unwatch(pid);
-        if (comms_.count(pid)) {
-          if (!draining_) Drain();
-          tap_->RetireTarget(pid);
-          pipeline_.OnProcessExit(static_cast<uint32_t>(pid), WallNowNs());
-          listening_.Forget(pid);
-          comms_.erase(pid);
-          bridges_.erase(pid);
-          signatures_.erase(pid);
-        }
+        if (comms_.count(pid)) ForgetTarget(pid);
         tap_->ForgetKernelTarget(pid);
         continue;
       }
