@@ -21,10 +21,9 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "support-dump") == 0)
     return mat::support::RunSupportDump(argc, argv);
   if (argc > 1 && std::strcmp(argv[1], "doctor") == 0) return mat::doctor::RunDoctor(argc, argv);
-  std::string error;
-  auto options = mat::ParseOptions(argc, argv, &error);
+  auto options = mat::ParseOptions(argc, argv);
   if (!options) {
-    std::fprintf(stderr, "mke-audit-tap: %s\n", error.c_str());
+    std::fprintf(stderr, "mke-audit-tap: %s\n", options.error().c_str());
     return 2;
   }
   if (options->help) {

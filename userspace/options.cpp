@@ -269,35 +269,15 @@ std::string NumberFromText(const OptionSpec& spec, Options& o, std::string_view 
 }
 
 // Reads the license key file: the key is its one line, without the line end.
-std::string ReadLicenseKeyFile(const std::string& path, std::string* key) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return "cannot read " + path + ": " + std::strerror(errno);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > 65536) {
-    ::close(fd);
-    return "cannot read " + path + ": not a regular file of at most 64 KiB";
-  }
-  std::string text(static_cast<size_t>(st.st_size), '\0');
-  size_t got = 0;
-  while (got < text.size()) {
-    ssize_t n = ::read(fd, text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      std::string why = std::strerror(errno);
-      ::close(fd);
-      return "cannot read " + path + ": " + why;
-    }
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  text.resize(got);
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  if (text.empty()) return path + " is empty";
-  if (text.find_first_of("\r\n") != std::string::npos)
-    return path + " holds more than one line (the key is the whole file)";
-  *key = std::move(text);
-  return "";
+Result<std::string> ReadLicenseKeyFile(const std::string& path) {
+  auto text = ReadSmallFile(path, 65536);
+  if (!text) return Error{"cannot read " + path + ": " + text.error()};
+  std::string key = std::move(*text);
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+  if (key.empty()) return Error{path + " is empty"};
+  if (key.find_first_of("\r\n") != std::string::npos)
+    return Error{path + " holds more than one line (the key is the whole file)"};
+  return key;
 }
 
 // A configuration file larger than this is refused (MKE's whole file is a few KiB).
@@ -307,15 +287,14 @@ constexpr size_t kMaxConfigBytes = 4u << 20;
 // *key_file_where is set to "FILE: line N: license_key_file" when the file names a key file.
 bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_where,
                      std::string* error) {
-  std::string text;
-  if (std::string why = ReadSmallFile(path, kMaxConfigBytes, &text); !why.empty()) {
-    *error = "--config " + path + ": " + why;
+  auto text = ReadSmallFile(path, kMaxConfigBytes);
+  if (!text) {
+    *error = "--config " + path + ": " + text.error();
     return false;
   }
-  std::string parse_error;
-  auto doc = config::ParseToml(text, &parse_error, {"audit_log_configuration", "mke_audit_tap"});
+  auto doc = config::ParseToml(*text, {"audit_log_configuration", "mke_audit_tap"});
   if (!doc) {
-    *error = path + ": " + parse_error;
+    *error = path + ": " + doc.error();
     return false;
   }
   auto fail = [&](const config::TomlValue& v, const std::string& key, const std::string& what) {
@@ -582,8 +561,7 @@ Other:
 )";
 }
 
-std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
-                                    bool require_targets) {
+Result<Options> ParseOptions(int argc, char** argv, bool require_targets) {
   Options o;
   std::string key_file_where;  // where the license key file was named, for its errors
   // The configuration file first, so that flags override it.
@@ -592,10 +570,12 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
     std::string path;
     if (arg == "--config" && i + 1 < argc) path = argv[i + 1];
     if (arg.rfind("--config=", 0) == 0) path = std::string(arg.substr(9));
-    if (!path.empty() && !ApplyConfigFile(path, &o, &key_file_where, error)) return std::nullopt;
+    std::string error;
+    if (!path.empty() && !ApplyConfigFile(path, &o, &key_file_where, &error)) return Error{error};
     if (!path.empty()) o.config_file = path;
   }
   bool flag_key = false, flag_key_file = false;
+  std::string need_error;  // a flag without its value
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     std::string_view value;
@@ -611,7 +591,7 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
         return true;
       }
       if (i + 1 >= argc) {
-        *error = std::string(arg) + " needs a value";
+        need_error = std::string(arg) + " needs a value";
         return false;
       }
       *out = argv[++i];
@@ -626,25 +606,23 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
       continue;
     }
     if (arg == "--config") {  // read above
-      if (!need(&value)) return std::nullopt;
+      if (!need(&value)) return Error{need_error};
       continue;
     }
     const OptionSpec* spec = FindFlag(arg);
     if (spec == nullptr) {
-      *error = "unknown option '" + std::string(arg) + "' (see --help)";
-      return std::nullopt;
+      return Error{"unknown option '" + std::string(arg) + "' (see --help)"};
     }
     std::string what;
     if (spec->kind == K::kSwitch) {
       if (inline_value) what = "takes no value";
       spec->on(o);
     } else {
-      if (!need(&value)) return std::nullopt;
+      if (!need(&value)) return Error{need_error};
       what = spec->kind == K::kText ? spec->text(o, value) : NumberFromText(*spec, o, value);
     }
     if (!what.empty()) {
-      *error = std::string(arg) + ": " + what;
-      return std::nullopt;
+      return Error{std::string(arg) + ": " + what};
     }
     o.level_flag |= arg == "--level";
     flag_key |= arg == "--license-key";
@@ -653,33 +631,26 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
   }
   if (o.help || o.version) return o;
   if (flag_key && flag_key_file) {
-    *error = "--license-key-file: give --license-key or --license-key-file, not both";
-    return std::nullopt;
+    return Error{"--license-key-file: give --license-key or --license-key-file, not both"};
   }
   if (!o.license_key_file.empty()) {
-    std::string what = ReadLicenseKeyFile(o.license_key_file, &o.license_key);
-    if (!what.empty()) {
-      *error = key_file_where + ": " + what;
-      return std::nullopt;
-    }
+    auto key = ReadLicenseKeyFile(o.license_key_file);
+    if (!key) return Error{key_file_where + ": " + key.error()};
+    o.license_key = std::move(*key);
   }
   if (!o.admin_listen.empty() &&
       (o.admin_cert.empty() || o.admin_key.empty() || o.admin_ca.empty())) {
-    *error = "--admin-listen needs --admin-cert, --admin-key and --admin-ca";
-    return std::nullopt;
+    return Error{"--admin-listen needs --admin-cert, --admin-key and --admin-ca"};
   }
   if (!o.admin_listen.empty() && !o.replay_file.empty()) {
-    *error = "--admin-listen and --replay cannot be combined";
-    return std::nullopt;
+    return Error{"--admin-listen and --replay cannot be combined"};
   }
   if (!o.record_file.empty() && !o.replay_file.empty()) {
-    *error = "--record and --replay cannot be combined";
-    return std::nullopt;
+    return Error{"--record and --replay cannot be combined"};
   }
   if (require_targets && o.replay_file.empty() && o.level != audit::Level::kNone &&
       o.comms.empty() && o.pids.empty()) {
-    *error = "no targets: give --comm NAME or --pid PID (or --replay FILE)";
-    return std::nullopt;
+    return Error{"no targets: give --comm NAME or --pid PID (or --replay FILE)"};
   }
   return o;
 }

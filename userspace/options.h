@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "audit/policy.h"
+#include "util/result.h"
 
 namespace mat {
 
@@ -77,12 +78,11 @@ struct Options {
 };
 
 // Parses argv, after the configuration file(s) that --config names, which take the same checks.
-// On a usage error returns nullopt and sets *error to a one-line message naming the flag, or the
-// file, line and key. A license key file is read here: unreadable or empty is an error.
+// The options, or on a usage error a one-line message naming the flag, or the file, line and
+// key. A license key file is read here: unreadable or empty is an error.
 // require_targets = false: a configuration without targets is no error (the support dump
 // reports the configuration as it is).
-std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
-                                    bool require_targets = true);
+Result<Options> ParseOptions(int argc, char** argv, bool require_targets = true);
 std::string UsageText();
 
 // The effective configuration as a TOML file that --config would read back: MKE's

@@ -188,9 +188,8 @@ TEST(ConfigWriteBack, RewritesTheOneLineKeepingCommentsAndSections) {
   want.replace(want.find("level = \"metadata\""), std::string("level = \"metadata\"").size(),
                "level = \"request\"");
   EXPECT_EQ(after, want);
-  std::string error;
-  auto doc = config::ParseToml(after, &error);
-  ASSERT_TRUE(doc) << error;
+  auto doc = config::ParseToml(after);
+  ASSERT_TRUE(doc) << doc.error();
   EXPECT_EQ(std::get<std::string>((*doc)["audit_log_configuration"]["level"].v), "request");
   EXPECT_EQ(std::get<std::string>((*doc)["scheduling_configuration"]["level"].v), "not this one");
 }
@@ -241,11 +240,10 @@ TEST(ConfigWriteBack, WritesTheFileInPlaceAndItLoads) {
             "# keep me\n[audit_log_configuration]\n  support_dump_include_audit_logs = true\n  "
             "level = \"request\"\n[mke_audit_tap]\n  comm = [\"nginx\"]\n");
   EXPECT_EQ(std::filesystem::status(path).permissions(), ino);
-  std::string error;
   std::string arg0 = "mke-audit-tap", arg1 = "--config", arg2 = path;
   char* argv[] = {arg0.data(), arg1.data(), arg2.data()};
-  auto o = ParseOptions(3, argv, &error);
-  ASSERT_TRUE(o) << error;
+  auto o = ParseOptions(3, argv);
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->level, audit::Level::kRequest);
   EXPECT_TRUE(o->support_dump_include_audit_logs);
   EXPECT_EQ(o->config_file, path);
@@ -261,7 +259,12 @@ std::optional<Options> Parse(std::vector<std::string> args, std::string* error) 
   static std::string name = "mke-audit-tap";
   argv.push_back(name.data());
   for (auto& a : args) argv.push_back(a.data());
-  return ParseOptions(static_cast<int>(argv.size()), argv.data(), error);
+  auto o = ParseOptions(static_cast<int>(argv.size()), argv.data());
+  if (!o) {
+    *error = o.error();
+    return std::nullopt;
+  }
+  return *std::move(o);
 }
 
 TEST(AdminOptions, FlagsAndChecks) {

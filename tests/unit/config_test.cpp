@@ -19,7 +19,12 @@ std::optional<Options> Parse(std::vector<std::string> args, std::string* error) 
   static std::string name = "mke-audit-tap";
   argv.push_back(name.data());
   for (auto& a : args) argv.push_back(a.data());
-  return ParseOptions(static_cast<int>(argv.size()), argv.data(), error);
+  auto o = ParseOptions(static_cast<int>(argv.size()), argv.data());
+  if (!o) {
+    *error = o.error();
+    return std::nullopt;
+  }
+  return *std::move(o);
 }
 
 std::string WriteConfig(const std::string& text) {
@@ -33,7 +38,6 @@ std::string WriteConfig(const std::string& text) {
 }
 
 TEST(Toml, ReadsTheValuesOptionsTake) {
-  std::string error;
   auto doc = config::ParseToml(R"(# comment
 top = 1
 [a]
@@ -45,9 +49,8 @@ arr = [ "one",
   "two", ]   
 [b-c]
 nested = [[1, 2], []]
-)",
-                               &error);
-  ASSERT_TRUE(doc.has_value()) << error;
+)");
+  ASSERT_TRUE(doc) << doc.error();
   EXPECT_EQ(std::get<int64_t>((*doc)[""]["top"].v), 1);
   EXPECT_EQ(std::get<std::string>((*doc)["a"]["s"].v), "x\"y\xc3\xa9");
   EXPECT_EQ(std::get<std::string>((*doc)["a"]["l"].v), "C:\\raw");
@@ -69,9 +72,9 @@ TEST(Toml, ErrorsNameTheLine) {
       {"\n\nx = \"\\q\"\n", "line 3: "},
   };
   for (const auto& [text, want] : cases) {
-    std::string error;
-    EXPECT_FALSE(config::ParseToml(text, &error).has_value()) << text;
-    EXPECT_NE(error.find(want), std::string::npos) << text << " -> " << error;
+    auto doc = config::ParseToml(text);
+    ASSERT_FALSE(doc) << text;
+    EXPECT_NE(doc.error().find(want), std::string::npos) << text << " -> " << doc.error();
   }
 }
 

@@ -444,19 +444,17 @@ TEST(LoginTest, OnlySuccessfulCompleteLoginsTeach) {
 // ---- The user map. ----
 
 TEST(UserMapTest, ParsesTheDocumentedFormat) {
-  std::string error;
   auto table = ParseUserMap(R"({"users":[
       {"match":"cn:alice","id":"4ec3c2fc-312b-4e66-bb4f-b64b8f0ee42a","name":"alice"},
       {"match":"login:bob","id":"id-bob","groups":["devs"]},
-      {"match":"cn:bob","id":"id-bob"}]})",
-                            &error);
-  ASSERT_TRUE(table) << error;
+      {"match":"cn:bob","id":"id-bob"}]})");
+  ASSERT_TRUE(table) << table.error();
   EXPECT_EQ(table->size(), 3u);
   EXPECT_EQ(table->by_common_name.at("alice").id, "4ec3c2fc-312b-4e66-bb4f-b64b8f0ee42a");
   EXPECT_EQ(table->by_login.at("bob").name, "bob");  // name defaults to the matched value
   EXPECT_EQ(table->by_login.at("bob").groups, std::vector<std::string>{"devs"});
   EXPECT_EQ(table->by_common_name.at("bob").id, "id-bob");
-  EXPECT_TRUE(ParseUserMap(R"({"users":[]})", &error));
+  EXPECT_TRUE(ParseUserMap(R"({"users":[]})"));
 }
 
 TEST(UserMapTest, ErrorsSayWhat) {
@@ -475,9 +473,9 @@ TEST(UserMapTest, ErrorsSayWhat) {
        "users[1]: \"cn:a\" is mapped twice"},
   };
   for (const auto& [text, expected] : cases) {
-    std::string error;
-    EXPECT_FALSE(ParseUserMap(text, &error)) << text;
-    EXPECT_NE(error.find(expected), std::string::npos) << text << " -> " << error;
+    auto table = ParseUserMap(text);
+    ASSERT_FALSE(table) << text;
+    EXPECT_NE(table.error().find(expected), std::string::npos) << text << " -> " << table.error();
   }
 }
 

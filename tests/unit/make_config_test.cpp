@@ -16,9 +16,8 @@ Options Parse(std::vector<std::string> args) {
   static std::string name = "mke-audit-tap";
   argv.push_back(name.data());
   for (auto& a : args) argv.push_back(a.data());
-  std::string error;
-  auto o = ParseOptions(static_cast<int>(argv.size()), argv.data(), &error);
-  EXPECT_TRUE(o) << error;
+  auto o = ParseOptions(static_cast<int>(argv.size()), argv.data());
+  EXPECT_TRUE(o) << o.error();
   return o ? *o : Options{};
 }
 

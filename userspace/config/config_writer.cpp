@@ -158,9 +158,8 @@ std::string SetTomlKey(std::string_view text, std::string_view section, std::str
   }
   // The edit must leave valid TOML that says what was meant (it would not, e.g., when the
   // section is also defined by dotted keys elsewhere).
-  std::string error;
-  auto doc = ParseToml(result, &error, {std::string(section)});
-  if (!doc) return "the edited file would not be valid TOML (" + error + "); edit it by hand";
+  auto doc = ParseToml(result, {std::string(section)});
+  if (!doc) return "the edited file would not be valid TOML (" + doc.error() + "); edit it by hand";
   *out = std::move(result);
   return "";
 }

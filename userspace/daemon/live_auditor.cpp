@@ -503,17 +503,16 @@ class LiveAuditor {
   // running: level, log level, support dump flag, ignore and redaction lists, targets. A broken
   // file changes nothing; the error names the file and line.
   void Reload(const std::string& why) {
-    std::string error;
-    auto next = mat::ParseOptions(argc_, argv_, &error);
+    auto next = mat::ParseOptions(argc_, argv_);
     if (!next) {
-      spdlog::error("reload ({}): keeping the running configuration: {}", why, error);
+      spdlog::error("reload ({}): keeping the running configuration: {}", why, next.error());
       return;
     }
     mat::audit::PolicyConfig policy = MakeConfig(*next).policy;
     mat::tap::TargetSpec old_spec = spec_;
     spec_.comms = next->comms;  // before SetPolicy, which may attach and scan for them
     spec_.pids = next->pids;
-    error = SetPolicy(std::move(policy));
+    std::string error = SetPolicy(std::move(policy));
     if (!error.empty()) {
       spec_ = old_spec;
       spdlog::error("reload ({}): keeping the running configuration: {}", why, error);

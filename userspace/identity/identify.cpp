@@ -180,9 +180,9 @@ IdentityResolver::IdentityResolver(IdentityOptions options)
 
 std::string IdentityResolver::Start(uint64_t now_ns) {
   if (!options_.client_ca_path.empty()) {
-    std::string text;  // a regular file of a sane size (not a FIFO, not /dev/zero) first
-    if (std::string why = ReadSmallFile(options_.client_ca_path, 16u << 20, &text); !why.empty())
-      return "--client-ca " + options_.client_ca_path + ": " + why;
+    // A regular file of a sane size (not a FIFO, not /dev/zero) first.
+    if (auto text = ReadSmallFile(options_.client_ca_path, 16u << 20); !text)
+      return "--client-ca " + options_.client_ca_path + ": " + text.error();
     X509_STORE* store = X509_STORE_new();
     if (store == nullptr || X509_STORE_load_file(store, options_.client_ca_path.c_str()) != 1) {
       X509_STORE_free(store);

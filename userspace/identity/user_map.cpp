@@ -20,7 +20,7 @@ bool ValidName(const std::string& s) { return !s.empty() && s.size() <= kMaxName
 
 }  // namespace
 
-std::optional<UserTable> ParseUserMap(std::string_view text, std::string* error) {
+Result<UserTable> ParseUserMap(std::string_view text) {
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(text);
@@ -29,13 +29,9 @@ std::optional<UserTable> ParseUserMap(std::string_view text, std::string* error)
     std::string_view what = e.what();
     if (what.starts_with('[') && what.find("] ") != std::string_view::npos)
       what.remove_prefix(what.find("] ") + 2);
-    *error = "not JSON: " + std::string(what);
-    return std::nullopt;
+    return Error{"not JSON: " + std::string(what)};
   }
-  auto fail = [&](const std::string& what) {
-    *error = what;
-    return std::nullopt;
-  };
+  auto fail = [&](const std::string& what) { return Error{what}; };
   if (!doc.is_object()) return fail("expected an object {\"users\": [...]}");
   for (const auto& [key, value] : doc.items()) {
     if (key != "users") return fail("unknown key \"" + key + "\" (expected \"users\")");
@@ -112,11 +108,10 @@ UserMap::Version UserMap::Stat(const std::string& path) {
 
 std::string UserMap::Load() {
   if (!version_.exists) return std::string("cannot read it: ") + std::strerror(version_.error);
-  std::string text;
-  std::string error = ReadSmallFile(path_, kMaxUserMapBytes, &text);
-  if (!error.empty()) return error;
-  auto table = ParseUserMap(text, &error);
-  if (!table) return error;
+  auto text = ReadSmallFile(path_, kMaxUserMapBytes);
+  if (!text) return text.error();
+  auto table = ParseUserMap(*text);
+  if (!table) return table.error();
   table_ = std::move(*table);
   ++loads_;
   return "";

@@ -27,6 +27,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/result.h"
+
 namespace mat::identity {
 
 struct MappedUser {
@@ -44,9 +46,9 @@ struct UserTable {
 // A map file larger than this is refused.
 inline constexpr size_t kMaxUserMapBytes = 16u << 20;
 
-// Parses the text of a user map. On error returns nullopt and sets *error (with the JSON
-// parser's line and column, or the index of the bad entry).
-std::optional<UserTable> ParseUserMap(std::string_view text, std::string* error);
+// Parses the text of a user map: the table, or the error (with the JSON parser's line and
+// column, or the index of the bad entry).
+Result<UserTable> ParseUserMap(std::string_view text);
 
 class UserMap {
  public:

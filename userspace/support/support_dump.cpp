@@ -376,11 +376,10 @@ int RunSupportDump(int argc, char** argv) {
     }
     if (!target) rest.push_back(argv[i]);
   }
-  std::string error;
-  auto options = ParseOptions(static_cast<int>(rest.size()), rest.data(), &error,
-                              /*require_targets=*/false);
+  auto options =
+      ParseOptions(static_cast<int>(rest.size()), rest.data(), /*require_targets=*/false);
   if (!options) {
-    std::fprintf(stderr, "mke-audit-tap support-dump: %s\n", error.c_str());
+    std::fprintf(stderr, "mke-audit-tap support-dump: %s\n", options.error().c_str());
     return 2;
   }
   std::time_t now = std::time(nullptr);
@@ -456,7 +455,7 @@ int RunSupportDump(int argc, char** argv) {
   files.emplace_back("README.txt", readme);
 
   TarGzWriter tar;
-  error = tar.Open(output);
+  std::string error = tar.Open(output);
   for (const auto& [name, content] : files) {
     if (!error.empty()) break;
     error = tar.Add(dir + "/" + name, MaskSecrets(content, secrets), static_cast<uint64_t>(now));
