@@ -8,6 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "output/async_writer.h"
+#include "tap/bpf_tap.h"
+#include "tls/decrypt_stage.h"
+
 namespace mat::daemon {
 namespace {
 
@@ -75,6 +79,7 @@ TEST(MakeConfig, EveryOptionReachesItsField) {
   EXPECT_EQ(c.tracker.http2.max_streams, 33u);
   EXPECT_EQ(c.tracker.http2.max_connection_bytes, 400004u);
   EXPECT_EQ(c.tracker.max_connections, 505u);
+  EXPECT_EQ(c.identity.max_connections, 505u);  // a client certificate per connection
   EXPECT_EQ(c.license_key, "K-1");
   EXPECT_EQ(c.format, pipeline::OutputFormat::kK8s);
   EXPECT_TRUE(c.every_request_received);
@@ -131,6 +136,15 @@ TEST(MakeConfig, DefaultsAreTheComponentsDefaults) {
   EXPECT_EQ(c.identity.tokens.ttl_ns, component.identity.tokens.ttl_ns);
   EXPECT_EQ(c.identity.tokens.max_entries, component.identity.tokens.max_entries);
   EXPECT_EQ(c.identity.max_connections, component.identity.max_connections);
+}
+
+// The options the live auditor hands to the tap, the TLS stage and the output writer itself.
+TEST(MakeConfig, LiveDefaultsAreTheComponentsDefaults) {
+  const Options o;
+  EXPECT_EQ(o.cap_bytes, tap::TapOptions{}.cap_bytes);
+  EXPECT_EQ(o.ringbuf_bytes, tap::TapOptions{}.ringbuf_bytes);
+  EXPECT_EQ(o.max_connections, tls::StageOptions{}.max_connections);
+  EXPECT_EQ(o.output_buffer_bytes, output::AsyncWriterOptions{}.buffer_bytes);
 }
 
 }  // namespace

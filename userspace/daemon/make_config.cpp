@@ -21,6 +21,7 @@ mat::pipeline::PipelineConfig MakeConfig(const mat::Options& o) {
   config.tracker.http2.max_streams = o.max_pending_requests;
   config.tracker.http2.max_connection_bytes = o.max_connection_bytes;
   config.tracker.max_connections = o.max_connections;
+  config.identity.max_connections = o.max_connections;  // client certificates kept, one each
   config.license_key = o.license_key;
   config.format =
       o.format == "k8s" ? mat::pipeline::OutputFormat::kK8s : mat::pipeline::OutputFormat::kMke;
