@@ -163,10 +163,9 @@ TEST(AdminRoutes, MetricsPageAndUnknown) {
 
 std::string Set(const std::string& text, const std::string& section, const std::string& key,
                 const std::string& literal) {
-  std::string out;
-  std::string error = config::SetTomlKey(text, section, key, literal, &out);
-  EXPECT_EQ(error, "") << text;
-  return out;
+  auto out = config::SetTomlKey(text, section, key, literal);
+  EXPECT_TRUE(out) << text << " -> " << out.error();
+  return out ? *out : std::string();
 }
 
 TEST(ConfigWriteBack, RewritesTheOneLineKeepingCommentsAndSections) {
@@ -209,15 +208,16 @@ TEST(ConfigWriteBack, AddsAMissingKeyUnderItsSectionOrAMissingSection) {
 }
 
 TEST(ConfigWriteBack, RefusesWhatItCannotEditSafely) {
-  std::string out = "unchanged";
   // The section also given by a dotted key elsewhere: adding the header would be invalid TOML.
-  EXPECT_NE(config::SetTomlKey("audit_log_configuration.level = \"metadata\"\n",
-                               "audit_log_configuration", "level", "\"request\"", &out),
-            "");
-  EXPECT_NE(config::SetTomlKey("[audit_log_configuration]\nlevel = \"\"\"\nmetadata\"\"\"\n",
-                               "audit_log_configuration", "level", "\"request\"", &out),
-            "");
-  EXPECT_EQ(out, "unchanged");
+  auto dotted = config::SetTomlKey("audit_log_configuration.level = \"metadata\"\n",
+                                   "audit_log_configuration", "level", "\"request\"");
+  ASSERT_FALSE(dotted);
+  EXPECT_NE(dotted.error().find("would not be valid TOML"), std::string::npos) << dotted.error();
+  auto multiline = config::SetTomlKey("[audit_log_configuration]\nlevel = \"\"\"\nmetadata\"\"\"\n",
+                                      "audit_log_configuration", "level", "\"request\"");
+  ASSERT_FALSE(multiline);
+  EXPECT_NE(multiline.error().find("line 2: level is not a one-line value"), std::string::npos)
+      << multiline.error();
   EXPECT_EQ(config::TomlString("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
 }
 
@@ -230,10 +230,10 @@ TEST(ConfigWriteBack, WritesTheFileInPlaceAndItLoads) {
   std::filesystem::permissions(
       path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   auto ino = std::filesystem::status(path).permissions();
-  EXPECT_EQ(config::WriteTomlKeys(
-                path, "audit_log_configuration",
-                {{"level", "\"request\""}, {"support_dump_include_audit_logs", "true"}}),
-            "");
+  auto written = config::WriteTomlKeys(
+      path, "audit_log_configuration",
+      {{"level", "\"request\""}, {"support_dump_include_audit_logs", "true"}});
+  EXPECT_TRUE(written) << written.error();
   std::stringstream text;
   text << std::ifstream(path).rdbuf();
   EXPECT_EQ(text.str(),
@@ -247,8 +247,8 @@ TEST(ConfigWriteBack, WritesTheFileInPlaceAndItLoads) {
   EXPECT_EQ(o->level, audit::Level::kRequest);
   EXPECT_TRUE(o->support_dump_include_audit_logs);
   EXPECT_EQ(o->config_file, path);
-  EXPECT_NE(
-      config::WriteTomlKeys(path + ".missing", "audit_log_configuration", {{"level", "\"\""}}), "");
+  EXPECT_FALSE(
+      config::WriteTomlKeys(path + ".missing", "audit_log_configuration", {{"level", "\"\""}}));
   std::filesystem::remove(path);
 }
 

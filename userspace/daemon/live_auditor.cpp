@@ -327,15 +327,16 @@ class LiveAuditor {
                               next.support_dump_include_audit_logs ? "true" : "false");
     if (next.log_level != before.log_level)
       our_keys.emplace_back("log_level", mat::config::TomlString(next.log_level));
-    std::string error;
+    mat::Status saved;
     if (!audit_keys.empty())
-      error =
+      saved =
           mat::config::WriteTomlKeys(options_.config_file, "audit_log_configuration", audit_keys);
-    if (error.empty() && !our_keys.empty())
-      error = mat::config::WriteTomlKeys(options_.config_file, "mke_audit_tap", our_keys);
+    if (saved && !our_keys.empty())
+      saved = mat::config::WriteTomlKeys(options_.config_file, "mke_audit_tap", our_keys);
     config_stamp_ = StampOf(options_.config_file);  // our own write is no change to reload
-    if (!error.empty())
-      spdlog::warn("admin API: applied but not saved (a restart will not keep it): {}", error);
+    if (!saved)
+      spdlog::warn("admin API: applied but not saved (a restart will not keep it): {}",
+                   saved.error());
     else if (options_.level_flag && next.audit_level != before.audit_level)
       spdlog::warn(
           "admin API: saved to {}, but the --level flag wins over it at a reload or "
