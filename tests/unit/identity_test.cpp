@@ -502,7 +502,7 @@ TEST(UserMapTest, ReloadsOnChangeKeepsThePreviousMapWhenBroken) {
   TempFile file("user-map");
   file.Write(R"({"users":[{"match":"cn:alice","id":"id-1"}]})");
   UserMap map;
-  ASSERT_EQ(map.Open(file.path(), 5 * kSecond, 100 * kSecond), "");
+  ASSERT_TRUE(map.Open(file.path(), 5 * kSecond, 100 * kSecond));
   ASSERT_NE(map.FindByCommonName("alice"), nullptr);
   EXPECT_EQ(map.FindByCommonName("alice")->id, "id-1");
   EXPECT_EQ(map.FindByLogin("alice"), nullptr);
@@ -539,7 +539,7 @@ TEST(UserMapTest, ReloadsOnChangeKeepsThePreviousMapWhenBroken) {
 
 TEST(UserMapTest, AMissingFileAtOpenIsAnError) {
   UserMap map;
-  EXPECT_NE(map.Open("/nonexistent/user-map.json", kSecond, 0), "");
+  EXPECT_FALSE(map.Open("/nonexistent/user-map.json", kSecond, 0));
   EXPECT_EQ(map.size(), 0u);
   EXPECT_EQ(map.FindByLogin("x"), nullptr);
 }
@@ -552,7 +552,7 @@ TEST(UserMapTest, OnlyARegularFileIsRead) {
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   for (const std::string& path : {std::string("/dev/zero"), fifo}) {
     UserMap map;
-    EXPECT_EQ(map.Open(path, kSecond, 0), "not a regular file") << path;
+    EXPECT_EQ(map.Open(path, kSecond, 0).error(), "not a regular file") << path;
     EXPECT_EQ(map.size(), 0u);
   }
   ::unlink(fifo.c_str());
@@ -581,7 +581,7 @@ ClientCertState CertOf(const std::string& cn) {
 UserMap MapOf(const std::string& text, const TempFile& file) {
   std::ofstream(file.path()) << text;
   UserMap map;
-  EXPECT_EQ(map.Open(file.path(), kSecond, 0), "");
+  EXPECT_TRUE(map.Open(file.path(), kSecond, 0));
   return map;
 }
 

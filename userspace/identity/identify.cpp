@@ -192,12 +192,11 @@ std::string IdentityResolver::Start(uint64_t now_ns) {
     ca_store_.reset(store, [](void* p) { X509_STORE_free(static_cast<X509_STORE*>(p)); });
   }
   if (options_.user_map_path.empty()) return "";
-  std::string error = users_.Open(options_.user_map_path, options_.user_map_check_ns, now_ns);
-  if (error.empty()) {
-    spdlog::info("user map {}: {} entr{}", options_.user_map_path, users_.size(),
-                 users_.size() == 1 ? "y" : "ies");
-  }
-  return error;
+  Status opened = users_.Open(options_.user_map_path, options_.user_map_check_ns, now_ns);
+  if (!opened) return opened.error();
+  spdlog::info("user map {}: {} entr{}", options_.user_map_path, users_.size(),
+               users_.size() == 1 ? "y" : "ies");
+  return "";
 }
 
 void IdentityResolver::Tick(uint64_t now_ns) {

@@ -54,9 +54,9 @@ class UserMap {
  public:
   UserMap() = default;  // no file: maps nobody
 
-  // Reads `path` now. Returns "" on success, else the error (and the map stays empty, but the
-  // file is still watched). Looks for changes at most every `check_interval_ns`.
-  std::string Open(std::string path, uint64_t check_interval_ns, uint64_t now_ns);
+  // Reads `path` now. On an error the map stays empty, but the file is still watched. Looks for
+  // changes at most every `check_interval_ns`.
+  Status Open(std::string path, uint64_t check_interval_ns, uint64_t now_ns);
   // Rereads the file when its inode, size or modification time changed, looking at most every
   // check interval. A file that cannot be read or parsed leaves the previous map in place and
   // is reported by one error log line per version of the file.
@@ -81,8 +81,8 @@ class UserMap {
     bool operator==(const Version& o) const;
   };
   static Version Stat(const std::string& path);
-  // Reads and parses the file; "" or the error.
-  std::string Load();
+  // Reads and parses the file.
+  Status Load();
 
   std::string path_;
   uint64_t check_interval_ns_ = 0;
