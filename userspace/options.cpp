@@ -285,24 +285,18 @@ constexpr size_t kMaxConfigBytes = 4u << 20;
 
 // Reads the configuration file into o. Command-line flags are applied afterwards and win.
 // *key_file_where is set to "FILE: line N: license_key_file" when the file names a key file.
-bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_where,
-                     std::string* error) {
+Status ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_where) {
   auto text = ReadSmallFile(path, kMaxConfigBytes);
-  if (!text) {
-    *error = "--config " + path + ": " + text.error();
-    return false;
-  }
+  if (!text) return Error{"--config " + path + ": " + text.error()};
   auto doc = config::ParseToml(*text, {"audit_log_configuration", "mke_audit_tap"});
-  if (!doc) {
-    *error = path + ": " + doc.error();
-    return false;
-  }
-  auto fail = [&](const config::TomlValue& v, const std::string& key, const std::string& what) {
-    *error = path + ": line " + std::to_string(v.line) + ": " + key + ": " + what;
-    return false;
+  if (!doc) return Error{path + ": " + doc.error()};
+  auto fail = [&](const config::TomlValue& v, const std::string& key,
+                  const std::string& what) -> Status {
+    return Error{path + ": line " + std::to_string(v.line) + ": " + key + ": " + what};
   };
   // One value of `spec` from the file, through the same check as the flag's.
-  auto apply = [&](const OptionSpec& spec, const std::string& key, const config::TomlValue& v) {
+  auto apply = [&](const OptionSpec& spec, const std::string& key,
+                   const config::TomlValue& v) -> Status {
     std::string what;
     if (spec.kind == K::kText) {
       const auto* s = std::get_if<std::string>(&v.v);
@@ -315,11 +309,12 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_
         return fail(v, key, RangeError(spec, std::to_string(*n)));
       what = spec.number(*o, static_cast<uint64_t>(*n));
     }
-    return what.empty() || fail(v, key, what);
+    if (!what.empty()) return fail(v, key, what);
+    return {};
   };
   for (const auto& [key, v] : (*doc)["audit_log_configuration"]) {
     if (key == "level") {
-      if (!apply(*FindFlag("--level"), key, v)) return false;
+      if (Status applied = apply(*FindFlag("--level"), key, v); !applied) return applied;
     } else if (key == "support_dump_include_audit_logs") {
       // MKE's setting for its support dump: kept (the admin API reports and changes it).
       const bool* b = std::get_if<bool>(&v.v);
@@ -343,7 +338,7 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_
       continue;
     }
     if (!spec->repeatable) {
-      if (!apply(*spec, key, v)) return false;
+      if (Status applied = apply(*spec, key, v); !applied) return applied;
       if (key == "license_key_file")
         *key_file_where = path + ": line " + std::to_string(v.line) + ": " + key;
       continue;
@@ -354,9 +349,9 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_
                   spec->kind == K::kNumber ? "expected an array of integers"
                                            : "expected an array of strings");
     for (const auto& item : *items)
-      if (!apply(*spec, key, item)) return false;
+      if (Status applied = apply(*spec, key, item); !applied) return applied;
   }
-  return true;
+  return {};
 }
 
 }  // namespace
@@ -570,9 +565,10 @@ Result<Options> ParseOptions(int argc, char** argv, bool require_targets) {
     std::string path;
     if (arg == "--config" && i + 1 < argc) path = argv[i + 1];
     if (arg.rfind("--config=", 0) == 0) path = std::string(arg.substr(9));
-    std::string error;
-    if (!path.empty() && !ApplyConfigFile(path, &o, &key_file_where, &error)) return Error{error};
-    if (!path.empty()) o.config_file = path;
+    if (path.empty()) continue;
+    if (Status applied = ApplyConfigFile(path, &o, &key_file_where); !applied)
+      return Error{applied.error()};
+    o.config_file = path;
   }
   bool flag_key = false, flag_key_file = false;
   std::string need_error;  // a flag without its value
