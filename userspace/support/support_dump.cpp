@@ -135,7 +135,9 @@ std::string TarGzWriter::Close() {
 
 namespace {
 
-std::string ReadSmallFile(const std::string& path) {
+// A sysctl or kernel fact file without its trailing white space, "" when unreadable (the dump
+// says what it could not read).
+std::string ReadTrimmed(const std::string& path) {
   std::ifstream in(path);
   if (!in) return "";
   std::stringstream s;
@@ -285,13 +287,13 @@ std::string KernelFacts() {
        {"kernel/unprivileged_bpf_disabled", "net/core/bpf_jit_enable", "net/core/bpf_jit_harden",
         "kernel/perf_event_paranoid", "kernel/perf_event_max_stack", "kernel/kptr_restrict",
         "kernel/yama/ptrace_scope"}) {
-    std::string value = ReadSmallFile(std::string("/proc/sys/") + name);
+    std::string value = ReadTrimmed(std::string("/proc/sys/") + name);
     std::string key = name;
     for (char& c : key)
       if (c == '/') c = '.';
     out += key + " = " + (value.empty() ? "(unreadable)" : value) + "\n";
   }
-  std::string lockdown = ReadSmallFile("/sys/kernel/security/lockdown");
+  std::string lockdown = ReadTrimmed("/sys/kernel/security/lockdown");
   out += "lockdown: " + (lockdown.empty() ? std::string("(unreadable)") : lockdown) + "\n";
   out += "euid: " + std::to_string(::geteuid()) + "\n";
   return out;
