@@ -562,7 +562,7 @@ TEST(IdentityResolverTest, AClientCaThatIsNotARegularFileIsAClearError) {
   IdentityOptions o;
   o.client_ca_path = "/dev/zero";
   IdentityResolver resolver(o);
-  EXPECT_EQ(resolver.Start(0), "--client-ca /dev/zero: not a regular file");
+  EXPECT_EQ(resolver.Start(0).error(), "--client-ca /dev/zero: not a regular file");
 }
 
 // ---- Identify. ----
@@ -775,7 +775,7 @@ TEST(IdentityResolverTest, CertificatesPerConnection) {
   IdentityOptions options;
   options.max_connections = 2;
   IdentityResolver resolver(options);
-  ASSERT_EQ(resolver.Start(0), "");
+  ASSERT_TRUE(resolver.Start(0));
   http::HttpRequest request;
   resolver.OnClientCertificate({1, 0xA}, MakeCertificate({{"CN", "ivan"}}));
   resolver.OnNoClientCertificate({1, 0xB});
@@ -808,7 +808,7 @@ TEST(IdentityResolverTest, ResolveSharedAnswersAsResolveDoes) {
   options.user_map_path = file.path();
   options.user_map_check_ns = 0;
   IdentityResolver resolver(options);
-  ASSERT_EQ(resolver.Start(0), "");
+  ASSERT_TRUE(resolver.Start(0));
   const std::string certs[] = {MakeCertificate({{"CN", "ivan"}}), MakeCertificate({{"CN", "judy"}}),
                                "garbage"};
   const std::vector<std::pair<std::string, std::string>> headers[] = {
@@ -872,7 +872,7 @@ TEST(IdentityResolverTest, ABrokenUserMapAtStartIsReported) {
   IdentityOptions options;
   options.user_map_path = file.path();
   IdentityResolver resolver(options);
-  EXPECT_NE(resolver.Start(0).find("not JSON"), std::string::npos);
+  EXPECT_NE(resolver.Start(0).error().find("not JSON"), std::string::npos);
 }
 
 // ---- The pipeline: login learning, the user field, annotations, and no secret anywhere. ----
@@ -1095,6 +1095,15 @@ TEST(PipelineIdentityTest, ABrokenUserMapIsAStartError) {
   EXPECT_NE(p.start_error().find("user map " + file.path() + ": users[0]: \"id\" must be"),
             std::string::npos)
       << p.start_error();
+}
+
+// A client CA that cannot be read is named as such, not as a user map (it was "user map : ...").
+TEST(PipelineIdentityTest, ABrokenClientCaIsAStartErrorNamingIt) {
+  pipeline::PipelineConfig config;
+  config.identity.client_ca_path = "/dev/zero";
+  output::VectorLineSink sink;
+  pipeline::Pipeline p(config, capture::ClockMap{}, &sink, nullptr, {});
+  EXPECT_EQ(p.start_error(), "--client-ca /dev/zero: not a regular file");
 }
 
 }  // namespace
