@@ -14,6 +14,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "config/config_writer.h"
 #include "config/toml_reader.h"
 #include "util/ascii.h"
 #include "util/read_file.h"
@@ -156,7 +157,7 @@ void Enable(Options& o) {
 }
 
 struct OptionSpec {
-  enum class Kind { kSwitch, kText, kNumber };
+  using Kind = OptionInfo::Kind;
   std::string_view flag;  // "--cap-bytes"
   std::string_view key;   // its key in [mke_audit_tap] ("cap_bytes"); empty: flag only
   Kind kind;
@@ -268,35 +269,15 @@ std::string NumberFromText(const OptionSpec& spec, Options& o, std::string_view 
 }
 
 // Reads the license key file: the key is its one line, without the line end.
-std::string ReadLicenseKeyFile(const std::string& path, std::string* key) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return "cannot read " + path + ": " + std::strerror(errno);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > 65536) {
-    ::close(fd);
-    return "cannot read " + path + ": not a regular file of at most 64 KiB";
-  }
-  std::string text(static_cast<size_t>(st.st_size), '\0');
-  size_t got = 0;
-  while (got < text.size()) {
-    ssize_t n = ::read(fd, text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      std::string why = std::strerror(errno);
-      ::close(fd);
-      return "cannot read " + path + ": " + why;
-    }
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  text.resize(got);
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  if (text.empty()) return path + " is empty";
-  if (text.find_first_of("\r\n") != std::string::npos)
-    return path + " holds more than one line (the key is the whole file)";
-  *key = std::move(text);
-  return "";
+Result<std::string> ReadLicenseKeyFile(const std::string& path) {
+  auto text = ReadSmallFile(path, 65536);
+  if (!text) return Error{"cannot read " + path + ": " + text.error()};
+  std::string key = std::move(*text);
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+  if (key.empty()) return Error{path + " is empty"};
+  if (key.find_first_of("\r\n") != std::string::npos)
+    return Error{path + " holds more than one line (the key is the whole file)"};
+  return key;
 }
 
 // A configuration file larger than this is refused (MKE's whole file is a few KiB).
@@ -304,25 +285,18 @@ constexpr size_t kMaxConfigBytes = 4u << 20;
 
 // Reads the configuration file into o. Command-line flags are applied afterwards and win.
 // *key_file_where is set to "FILE: line N: license_key_file" when the file names a key file.
-bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_where,
-                     std::string* error) {
-  std::string text;
-  if (std::string why = ReadSmallFile(path, kMaxConfigBytes, &text); !why.empty()) {
-    *error = "--config " + path + ": " + why;
-    return false;
-  }
-  std::string parse_error;
-  auto doc = config::ParseToml(text, &parse_error, {"audit_log_configuration", "mke_audit_tap"});
-  if (!doc) {
-    *error = path + ": " + parse_error;
-    return false;
-  }
-  auto fail = [&](const config::TomlValue& v, const std::string& key, const std::string& what) {
-    *error = path + ": line " + std::to_string(v.line) + ": " + key + ": " + what;
-    return false;
+Status ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_where) {
+  auto text = ReadSmallFile(path, kMaxConfigBytes);
+  if (!text) return Error{"--config " + path + ": " + text.error()};
+  auto doc = config::ParseToml(*text, {"audit_log_configuration", "mke_audit_tap"});
+  if (!doc) return Error{path + ": " + doc.error()};
+  auto fail = [&](const config::TomlValue& v, const std::string& key,
+                  const std::string& what) -> Status {
+    return Error{path + ": line " + std::to_string(v.line) + ": " + key + ": " + what};
   };
   // One value of `spec` from the file, through the same check as the flag's.
-  auto apply = [&](const OptionSpec& spec, const std::string& key, const config::TomlValue& v) {
+  auto apply = [&](const OptionSpec& spec, const std::string& key,
+                   const config::TomlValue& v) -> Status {
     std::string what;
     if (spec.kind == K::kText) {
       const auto* s = std::get_if<std::string>(&v.v);
@@ -335,11 +309,12 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_
         return fail(v, key, RangeError(spec, std::to_string(*n)));
       what = spec.number(*o, static_cast<uint64_t>(*n));
     }
-    return what.empty() || fail(v, key, what);
+    if (!what.empty()) return fail(v, key, what);
+    return {};
   };
   for (const auto& [key, v] : (*doc)["audit_log_configuration"]) {
     if (key == "level") {
-      if (!apply(*FindFlag("--level"), key, v)) return false;
+      if (Status applied = apply(*FindFlag("--level"), key, v); !applied) return applied;
     } else if (key == "support_dump_include_audit_logs") {
       // MKE's setting for its support dump: kept (the admin API reports and changes it).
       const bool* b = std::get_if<bool>(&v.v);
@@ -363,7 +338,7 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_
       continue;
     }
     if (!spec->repeatable) {
-      if (!apply(*spec, key, v)) return false;
+      if (Status applied = apply(*spec, key, v); !applied) return applied;
       if (key == "license_key_file")
         *key_file_where = path + ": line " + std::to_string(v.line) + ": " + key;
       continue;
@@ -374,9 +349,9 @@ bool ApplyConfigFile(const std::string& path, Options* o, std::string* key_file_
                   spec->kind == K::kNumber ? "expected an array of integers"
                                            : "expected an array of strings");
     for (const auto& item : *items)
-      if (!apply(*spec, key, item)) return false;
+      if (Status applied = apply(*spec, key, item); !applied) return applied;
   }
-  return true;
+  return {};
 }
 
 }  // namespace
@@ -581,8 +556,7 @@ Other:
 )";
 }
 
-std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
-                                    bool require_targets) {
+Result<Options> ParseOptions(int argc, char** argv, bool require_targets) {
   Options o;
   std::string key_file_where;  // where the license key file was named, for its errors
   // The configuration file first, so that flags override it.
@@ -591,10 +565,13 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
     std::string path;
     if (arg == "--config" && i + 1 < argc) path = argv[i + 1];
     if (arg.rfind("--config=", 0) == 0) path = std::string(arg.substr(9));
-    if (!path.empty() && !ApplyConfigFile(path, &o, &key_file_where, error)) return std::nullopt;
-    if (!path.empty()) o.config_file = path;
+    if (path.empty()) continue;
+    if (Status applied = ApplyConfigFile(path, &o, &key_file_where); !applied)
+      return Error{applied.error()};
+    o.config_file = path;
   }
   bool flag_key = false, flag_key_file = false;
+  std::string need_error;  // a flag without its value
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     std::string_view value;
@@ -610,7 +587,7 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
         return true;
       }
       if (i + 1 >= argc) {
-        *error = std::string(arg) + " needs a value";
+        need_error = std::string(arg) + " needs a value";
         return false;
       }
       *out = argv[++i];
@@ -625,25 +602,23 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
       continue;
     }
     if (arg == "--config") {  // read above
-      if (!need(&value)) return std::nullopt;
+      if (!need(&value)) return Error{need_error};
       continue;
     }
     const OptionSpec* spec = FindFlag(arg);
     if (spec == nullptr) {
-      *error = "unknown option '" + std::string(arg) + "' (see --help)";
-      return std::nullopt;
+      return Error{"unknown option '" + std::string(arg) + "' (see --help)"};
     }
     std::string what;
     if (spec->kind == K::kSwitch) {
       if (inline_value) what = "takes no value";
       spec->on(o);
     } else {
-      if (!need(&value)) return std::nullopt;
+      if (!need(&value)) return Error{need_error};
       what = spec->kind == K::kText ? spec->text(o, value) : NumberFromText(*spec, o, value);
     }
     if (!what.empty()) {
-      *error = std::string(arg) + ": " + what;
-      return std::nullopt;
+      return Error{std::string(arg) + ": " + what};
     }
     o.level_flag |= arg == "--level";
     flag_key |= arg == "--license-key";
@@ -652,33 +627,26 @@ std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
   }
   if (o.help || o.version) return o;
   if (flag_key && flag_key_file) {
-    *error = "--license-key-file: give --license-key or --license-key-file, not both";
-    return std::nullopt;
+    return Error{"--license-key-file: give --license-key or --license-key-file, not both"};
   }
   if (!o.license_key_file.empty()) {
-    std::string what = ReadLicenseKeyFile(o.license_key_file, &o.license_key);
-    if (!what.empty()) {
-      *error = key_file_where + ": " + what;
-      return std::nullopt;
-    }
+    auto key = ReadLicenseKeyFile(o.license_key_file);
+    if (!key) return Error{key_file_where + ": " + key.error()};
+    o.license_key = std::move(*key);
   }
   if (!o.admin_listen.empty() &&
       (o.admin_cert.empty() || o.admin_key.empty() || o.admin_ca.empty())) {
-    *error = "--admin-listen needs --admin-cert, --admin-key and --admin-ca";
-    return std::nullopt;
+    return Error{"--admin-listen needs --admin-cert, --admin-key and --admin-ca"};
   }
   if (!o.admin_listen.empty() && !o.replay_file.empty()) {
-    *error = "--admin-listen and --replay cannot be combined";
-    return std::nullopt;
+    return Error{"--admin-listen and --replay cannot be combined"};
   }
   if (!o.record_file.empty() && !o.replay_file.empty()) {
-    *error = "--record and --replay cannot be combined";
-    return std::nullopt;
+    return Error{"--record and --replay cannot be combined"};
   }
   if (require_targets && o.replay_file.empty() && o.level != audit::Level::kNone &&
       o.comms.empty() && o.pids.empty()) {
-    *error = "no targets: give --comm NAME or --pid PID (or --replay FILE)";
-    return std::nullopt;
+    return Error{"no targets: give --comm NAME or --pid PID (or --replay FILE)"};
   }
   return o;
 }
@@ -690,22 +658,15 @@ std::vector<std::string> OptionKeys() {
   return keys;
 }
 
-namespace {
-
-std::string TomlText(std::string_view v) {
-  std::string out = "\"";
-  for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned char>(c));
-      out += buf;
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
+std::vector<OptionInfo> OptionTable() {
+  std::vector<OptionInfo> table;
+  for (const OptionSpec& spec : kOptions)
+    table.push_back(
+        {spec.flag, spec.key, spec.kind, spec.repeatable, spec.min, spec.max, spec.key_negates});
+  return table;
 }
+
+namespace {
 
 template <typename T>
 std::string TomlList(const std::vector<T>& items) {
@@ -713,7 +674,7 @@ std::string TomlList(const std::vector<T>& items) {
   for (size_t i = 0; i < items.size(); ++i) {
     if (i) out += ", ";
     if constexpr (std::is_same_v<T, std::string>)
-      out += TomlText(items[i]);
+      out += config::TomlString(items[i]);
     else
       out += std::to_string(items[i]);
   }
@@ -734,8 +695,8 @@ std::string EffectiveConfigToml(const Options& o) {
       // The file accepts one of the two: the other is written as a comment.
       {o.license_key_file.empty() ? "license_key" : "# license_key", key},
       {o.license_key_file.empty() ? "# license_key_file" : "license_key_file",
-       TomlText(o.license_key_file)},
-      {"format", TomlText(o.format)},
+       config::TomlString(o.license_key_file)},
+      {"format", config::TomlString(o.format)},
       {"comm", TomlList(o.comms)},
       {"pid", TomlList(o.pids)},
       {"ignore", TomlList(o.ignore)},
@@ -746,12 +707,12 @@ std::string EffectiveConfigToml(const Options& o) {
       {"response_timeout", n(o.response_timeout_s)},
       {"max_line_bytes", n(o.max_line_bytes)},
       {"every_request_received", b(o.every_request_received)},
-      {"client_ca", TomlText(o.client_ca)},
-      {"user_map", TomlText(o.user_map)},
+      {"client_ca", config::TomlString(o.client_ca)},
+      {"user_map", config::TomlString(o.user_map)},
       {"token_ttl", n(o.token_ttl_s)},
       {"token_cache_size", n(o.token_cache_size)},
-      {"capture", TomlText(o.capture)},
-      {"local_socket", TomlText(o.local_socket ? "on" : "off")},
+      {"capture", config::TomlString(o.capture)},
+      {"local_socket", config::TomlString(o.local_socket ? "on" : "off")},
       {"local_socket_ignore", TomlList(o.local_socket_ignore)},
       {"bridge_window", n(o.bridge_window_s)},
       {"cap_bytes", n(o.cap_bytes)},
@@ -766,17 +727,17 @@ std::string EffectiveConfigToml(const Options& o) {
       {"idle_timeout", n(o.idle_timeout_s)},
       {"output_buffer", n(o.output_buffer_bytes)},
       {"exit_timeout", n(o.exit_timeout_s)},
-      {"record", TomlText(o.record_file)},
-      {"log_level", TomlText(o.log_level)},
-      {"admin_listen", TomlText(o.admin_listen)},
-      {"admin_cert", TomlText(o.admin_cert)},
-      {"admin_key", TomlText(o.admin_key)},
-      {"admin_ca", TomlText(o.admin_ca)},
+      {"record", config::TomlString(o.record_file)},
+      {"log_level", config::TomlString(o.log_level)},
+      {"admin_listen", config::TomlString(o.admin_listen)},
+      {"admin_cert", config::TomlString(o.admin_cert)},
+      {"admin_key", config::TomlString(o.admin_key)},
+      {"admin_ca", config::TomlString(o.admin_ca)},
       {"admin_subject", TomlList(o.admin_subjects)},
   };
   std::string out = "# effective configuration (file, then flags; defaults included)\n";
   if (!o.config_file.empty()) out += "# configuration file: " + o.config_file + "\n";
-  out += "\n[audit_log_configuration]\nlevel = " + TomlText(level) +
+  out += "\n[audit_log_configuration]\nlevel = " + config::TomlString(level) +
          "\nsupport_dump_include_audit_logs = " + b(o.support_dump_include_audit_logs) +
          "\n\n[mke_audit_tap]\n";
   for (const auto& [name, value] : ours)  // unset (empty) names as comments: "" is no file name

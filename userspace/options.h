@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "audit/policy.h"
+#include "util/result.h"
 
 namespace mat {
 
@@ -77,12 +78,11 @@ struct Options {
 };
 
 // Parses argv, after the configuration file(s) that --config names, which take the same checks.
-// On a usage error returns nullopt and sets *error to a one-line message naming the flag, or the
-// file, line and key. A license key file is read here: unreadable or empty is an error.
+// The options, or on a usage error a one-line message naming the flag, or the file, line and
+// key. A license key file is read here: unreadable or empty is an error.
 // require_targets = false: a configuration without targets is no error (the support dump
 // reports the configuration as it is).
-std::optional<Options> ParseOptions(int argc, char** argv, std::string* error,
-                                    bool require_targets = true);
+Result<Options> ParseOptions(int argc, char** argv, bool require_targets = true);
 std::string UsageText();
 
 // The effective configuration as a TOML file that --config would read back: MKE's
@@ -91,6 +91,19 @@ std::string UsageText();
 std::string EffectiveConfigToml(const Options& o);
 // Every [mke_audit_tap] key of the options table (tests check EffectiveConfigToml names each).
 std::vector<std::string> OptionKeys();
+
+// One entry of the options table (options.cpp), as tests see it: each option is declared there
+// once, and the command line, the configuration file and --help are checked against it.
+struct OptionInfo {
+  enum class Kind { kSwitch, kText, kNumber };
+  std::string_view flag;  // "--cap-bytes"
+  std::string_view key;   // its key in [mke_audit_tap] ("cap_bytes"); empty: flag only
+  Kind kind;
+  bool repeatable;    // the flag may be repeated; in the file the value is an array
+  uint64_t min, max;  // kNumber: the range, the same for the flag and the key
+  bool key_negates;   // kSwitch: key = false means the flag (default_ignore = false)
+};
+std::vector<OptionInfo> OptionTable();
 
 // Splits "ADDR:PORT" ("[v6addr]:PORT") of --admin-listen; false when it is not one.
 bool SplitListenAddress(std::string_view text, std::string* host, uint16_t* port);

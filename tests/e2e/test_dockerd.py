@@ -70,7 +70,9 @@ class Dockerd:
         self.log_path = workdir / "dockerd.log"
         self.proc = None
 
-    def start(self):
+    def start(self, sock=None, extra_args=()):
+        """Starts dockerd on its TCP port and the Unix socket `sock` (default: docker.sock in
+        its directory), with `extra_args` added to its command line."""
         d = self.dir
         pki = d / "pki"
         # A short exec-root: containerd's socket path lives under it and must fit sun_path.
@@ -79,7 +81,8 @@ class Dockerd:
         self.proc = subprocess.Popen(
             [DOCKERD, "--debug", "--tlsverify", f"--tlscacert={pki / 'ca.pem'}",
              f"--tlscert={pki / 'server.pem'}", f"--tlskey={pki / 'server.key'}",
-             "-H", f"tcp://127.0.0.1:{self.port}", "-H", f"unix://{d / 'docker.sock'}",
+             "-H", f"tcp://127.0.0.1:{self.port}", "-H", f"unix://{sock or d / 'docker.sock'}",
+             *extra_args,
              "--data-root", str(d / "data"), "--exec-root", str(self.exec_root),
              "--pidfile", str(d / "docker.pid"), "--iptables=false", "--ip6tables=false",
              "--bridge=none", "--ip-forward=false", "--ip-masq=false",

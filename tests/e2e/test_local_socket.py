@@ -41,26 +41,7 @@ class LocalDockerd(Dockerd):
         self.sock = self.sock_dir / "docker.sock"
 
     def start(self):
-        d = self.dir
-        pki = d / "pki"
-        self.exec_root = Path(f"/tmp/mat-dx-{os.getpid()}-{self.port}")
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [DOCKERD, "--debug", "--tlsverify", f"--tlscacert={pki / 'ca.pem'}",
-             f"--tlscert={pki / 'server.pem'}", f"--tlskey={pki / 'server.key'}",
-             "-H", f"tcp://127.0.0.1:{self.port}", "-H", f"unix://{self.sock}",
-             "--group", self.group,
-             "--data-root", str(d / "data"), "--exec-root", str(self.exec_root),
-             "--pidfile", str(d / "docker.pid"), "--iptables=false", "--ip6tables=false",
-             "--bridge=none", "--ip-forward=false", "--ip-masq=false",
-             "--userland-proxy=false"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-        from conftest import wait_until
-        ok = wait_until(lambda: self.proc.poll() is not None
-                        or b"API listen on 127.0.0.1" in self.log_path.read_bytes(), 60)
-        assert ok and self.proc.poll() is None, f"dockerd did not start:\n{self.logs()}"
-        return self
+        return super().start(sock=self.sock, extra_args=("--group", self.group))
 
     def stop(self):
         super().stop()

@@ -30,9 +30,8 @@ int MemFile() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
-  std::string error;
-  auto doc = mat::config::ParseToml(text, &error);
-  if (!doc) Check(error.rfind("line ", 0) == 0);
+  auto doc = mat::config::ParseToml(text);
+  if (!doc) Check(doc.error().rfind("line ", 0) == 0);
 
   const int fd = MemFile();
   Check(ftruncate(fd, 0) == 0);
@@ -41,8 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string config = "--config=" + path;
   char arg0[] = "mke-audit-tap";
   char* argv[] = {arg0, config.data(), nullptr};
-  error.clear();
-  auto options = mat::ParseOptions(2, argv, &error, /*require_targets=*/false);
-  if (!options) Check(!error.empty());
+  auto options = mat::ParseOptions(2, argv, /*require_targets=*/false);
+  if (!options) Check(!options.error().empty());
   return 0;
 }

@@ -18,10 +18,9 @@ void Check(bool ok) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace mat::identity;
-  std::string error;
-  auto table = ParseUserMap(std::string_view(reinterpret_cast<const char*>(data), size), &error);
+  auto table = ParseUserMap(std::string_view(reinterpret_cast<const char*>(data), size));
   if (!table) {
-    Check(!error.empty());
+    Check(!table.error().empty());
     return 0;
   }
   for (const auto* m : {&table->by_common_name, &table->by_login})

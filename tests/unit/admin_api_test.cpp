@@ -163,10 +163,9 @@ TEST(AdminRoutes, MetricsPageAndUnknown) {
 
 std::string Set(const std::string& text, const std::string& section, const std::string& key,
                 const std::string& literal) {
-  std::string out;
-  std::string error = config::SetTomlKey(text, section, key, literal, &out);
-  EXPECT_EQ(error, "") << text;
-  return out;
+  auto out = config::SetTomlKey(text, section, key, literal);
+  EXPECT_TRUE(out) << text << " -> " << out.error();
+  return out ? *out : std::string();
 }
 
 TEST(ConfigWriteBack, RewritesTheOneLineKeepingCommentsAndSections) {
@@ -188,9 +187,8 @@ TEST(ConfigWriteBack, RewritesTheOneLineKeepingCommentsAndSections) {
   want.replace(want.find("level = \"metadata\""), std::string("level = \"metadata\"").size(),
                "level = \"request\"");
   EXPECT_EQ(after, want);
-  std::string error;
-  auto doc = config::ParseToml(after, &error);
-  ASSERT_TRUE(doc) << error;
+  auto doc = config::ParseToml(after);
+  ASSERT_TRUE(doc) << doc.error();
   EXPECT_EQ(std::get<std::string>((*doc)["audit_log_configuration"]["level"].v), "request");
   EXPECT_EQ(std::get<std::string>((*doc)["scheduling_configuration"]["level"].v), "not this one");
 }
@@ -210,15 +208,16 @@ TEST(ConfigWriteBack, AddsAMissingKeyUnderItsSectionOrAMissingSection) {
 }
 
 TEST(ConfigWriteBack, RefusesWhatItCannotEditSafely) {
-  std::string out = "unchanged";
   // The section also given by a dotted key elsewhere: adding the header would be invalid TOML.
-  EXPECT_NE(config::SetTomlKey("audit_log_configuration.level = \"metadata\"\n",
-                               "audit_log_configuration", "level", "\"request\"", &out),
-            "");
-  EXPECT_NE(config::SetTomlKey("[audit_log_configuration]\nlevel = \"\"\"\nmetadata\"\"\"\n",
-                               "audit_log_configuration", "level", "\"request\"", &out),
-            "");
-  EXPECT_EQ(out, "unchanged");
+  auto dotted = config::SetTomlKey("audit_log_configuration.level = \"metadata\"\n",
+                                   "audit_log_configuration", "level", "\"request\"");
+  ASSERT_FALSE(dotted);
+  EXPECT_NE(dotted.error().find("would not be valid TOML"), std::string::npos) << dotted.error();
+  auto multiline = config::SetTomlKey("[audit_log_configuration]\nlevel = \"\"\"\nmetadata\"\"\"\n",
+                                      "audit_log_configuration", "level", "\"request\"");
+  ASSERT_FALSE(multiline);
+  EXPECT_NE(multiline.error().find("line 2: level is not a one-line value"), std::string::npos)
+      << multiline.error();
   EXPECT_EQ(config::TomlString("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
 }
 
@@ -231,26 +230,25 @@ TEST(ConfigWriteBack, WritesTheFileInPlaceAndItLoads) {
   std::filesystem::permissions(
       path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   auto ino = std::filesystem::status(path).permissions();
-  EXPECT_EQ(config::WriteTomlKeys(
-                path, "audit_log_configuration",
-                {{"level", "\"request\""}, {"support_dump_include_audit_logs", "true"}}),
-            "");
+  auto written = config::WriteTomlKeys(
+      path, "audit_log_configuration",
+      {{"level", "\"request\""}, {"support_dump_include_audit_logs", "true"}});
+  EXPECT_TRUE(written) << written.error();
   std::stringstream text;
   text << std::ifstream(path).rdbuf();
   EXPECT_EQ(text.str(),
             "# keep me\n[audit_log_configuration]\n  support_dump_include_audit_logs = true\n  "
             "level = \"request\"\n[mke_audit_tap]\n  comm = [\"nginx\"]\n");
   EXPECT_EQ(std::filesystem::status(path).permissions(), ino);
-  std::string error;
   std::string arg0 = "mke-audit-tap", arg1 = "--config", arg2 = path;
   char* argv[] = {arg0.data(), arg1.data(), arg2.data()};
-  auto o = ParseOptions(3, argv, &error);
-  ASSERT_TRUE(o) << error;
+  auto o = ParseOptions(3, argv);
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->level, audit::Level::kRequest);
   EXPECT_TRUE(o->support_dump_include_audit_logs);
   EXPECT_EQ(o->config_file, path);
-  EXPECT_NE(
-      config::WriteTomlKeys(path + ".missing", "audit_log_configuration", {{"level", "\"\""}}), "");
+  EXPECT_FALSE(
+      config::WriteTomlKeys(path + ".missing", "audit_log_configuration", {{"level", "\"\""}}));
   std::filesystem::remove(path);
 }
 
@@ -261,7 +259,12 @@ std::optional<Options> Parse(std::vector<std::string> args, std::string* error) 
   static std::string name = "mke-audit-tap";
   argv.push_back(name.data());
   for (auto& a : args) argv.push_back(a.data());
-  return ParseOptions(static_cast<int>(argv.size()), argv.data(), error);
+  auto o = ParseOptions(static_cast<int>(argv.size()), argv.data());
+  if (!o) {
+    *error = o.error();
+    return std::nullopt;
+  }
+  return *std::move(o);
 }
 
 TEST(AdminOptions, FlagsAndChecks) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 
@@ -17,7 +19,12 @@ std::optional<Options> Parse(std::vector<std::string> args, std::string* error) 
   static std::string name = "mke-audit-tap";
   argv.push_back(name.data());
   for (auto& a : args) argv.push_back(a.data());
-  return ParseOptions(static_cast<int>(argv.size()), argv.data(), error);
+  auto o = ParseOptions(static_cast<int>(argv.size()), argv.data());
+  if (!o) {
+    *error = o.error();
+    return std::nullopt;
+  }
+  return *std::move(o);
 }
 
 std::string WriteConfig(const std::string& text) {
@@ -31,7 +38,6 @@ std::string WriteConfig(const std::string& text) {
 }
 
 TEST(Toml, ReadsTheValuesOptionsTake) {
-  std::string error;
   auto doc = config::ParseToml(R"(# comment
 top = 1
 [a]
@@ -43,9 +49,8 @@ arr = [ "one",
   "two", ]   
 [b-c]
 nested = [[1, 2], []]
-)",
-                               &error);
-  ASSERT_TRUE(doc.has_value()) << error;
+)");
+  ASSERT_TRUE(doc) << doc.error();
   EXPECT_EQ(std::get<int64_t>((*doc)[""]["top"].v), 1);
   EXPECT_EQ(std::get<std::string>((*doc)["a"]["s"].v), "x\"y\xc3\xa9");
   EXPECT_EQ(std::get<std::string>((*doc)["a"]["l"].v), "C:\\raw");
@@ -67,9 +72,9 @@ TEST(Toml, ErrorsNameTheLine) {
       {"\n\nx = \"\\q\"\n", "line 3: "},
   };
   for (const auto& [text, want] : cases) {
-    std::string error;
-    EXPECT_FALSE(config::ParseToml(text, &error).has_value()) << text;
-    EXPECT_NE(error.find(want), std::string::npos) << text << " -> " << error;
+    auto doc = config::ParseToml(text);
+    ASSERT_FALSE(doc) << text;
+    EXPECT_NE(doc.error().find(want), std::string::npos) << text << " -> " << doc.error();
   }
 }
 
@@ -496,6 +501,122 @@ TEST(Config, EffectiveConfigNamesEveryKeyAndMasksTheLicenseKey) {
   EXPECT_EQ(back->admin_subjects, o->admin_subjects);
   EXPECT_TRUE(back->no_default_ignore);
   std::filesystem::remove(path);
+}
+
+// ---- the options table: each option declared once ------------------------------------------
+// Every option of the table is in --help, and a default --help states is the one in force.
+TEST(OptionTable, EveryOptionIsInHelpWithItsDefault) {
+  const std::string help = UsageText();
+  const std::string effective = EffectiveConfigToml(Options{});
+  int defaults_checked = 0;
+  for (const OptionInfo& opt : OptionTable()) {
+    std::string flag(opt.flag);
+    size_t at = help.find("\n  " + flag + " ");
+    if (at == std::string::npos) at = help.find("\n  " + flag + "\n");
+    ASSERT_NE(at, std::string::npos) << flag << " is not in --help";
+    if (opt.key.empty() || opt.kind == OptionInfo::Kind::kSwitch) continue;
+    // Its paragraph: up to the next option or blank line, white space folded.
+    size_t end = std::min(help.find("\n  --", at + 1), help.find("\n\n", at + 1));
+    std::string text;
+    for (char c : help.substr(at, end - at)) {
+      if (c == '\n' || c == ' ') {
+        if (!text.empty() && text.back() != ' ') text += ' ';
+      } else {
+        text += c;
+      }
+    }
+    size_t d = text.find("(default ");
+    if (d == std::string::npos) d = text.find(" default ");
+    if (d == std::string::npos) continue;
+    d = text.find("default ", d) + 8;
+    size_t e = d;
+    while (e < text.size() && std::isalnum(static_cast<unsigned char>(text[e]))) ++e;
+    std::string stated = text.substr(d, e - d);
+    // The value in force: the key's line of the effective configuration of no options at all.
+    std::string line_start = "\n" + std::string(opt.key) + " = ";
+    size_t v = effective.find(line_start);
+    ASSERT_NE(v, std::string::npos) << opt.key;
+    v += line_start.size();
+    std::string value = effective.substr(v, effective.find('\n', v) - v);
+    if (value.size() >= 2 && value.front() == '"') value = value.substr(1, value.size() - 2);
+    EXPECT_EQ(stated, value) << flag << ": --help says default " << stated << ", in force " << value
+                             << "\n"
+                             << text;
+    ++defaults_checked;
+  }
+  EXPECT_GE(defaults_checked, 20);
+}
+
+// Every key of the table takes, in the file, what its flag takes, with the same checks: a value
+// accepted by one is accepted by the other with the same effect; rejected by one, by both.
+TEST(OptionTable, FileAndFlagAcceptTheSameValues) {
+  const std::vector<std::string> texts = {"",
+                                          "x",
+                                          "/x",
+                                          "x y",
+                                          "GET /x",
+                                          "get /x y",
+                                          "on",
+                                          "off",
+                                          "auto",
+                                          "keys",
+                                          "k8s",
+                                          "mke",
+                                          "INFO",
+                                          "warning",
+                                          "verbose",
+                                          "127.0.0.1:8443",
+                                          "[::1]:1",
+                                          "1.2.3.4",
+                                          "abcdefghijklmnop"};
+  auto effective = [](const Options& o) {
+    std::string text = EffectiveConfigToml(o);
+    size_t at = text.find("# configuration file: ");
+    if (at != std::string::npos) text.erase(at, text.find('\n', at) + 1 - at);
+    return text;
+  };
+  int compared = 0;
+  for (const OptionInfo& opt : OptionTable()) {
+    if (opt.key.empty()) continue;
+    std::string flag(opt.flag), key(opt.key);
+    std::vector<std::pair<std::vector<std::string>, std::string>> cases;  // flag args, TOML value
+    if (opt.kind == OptionInfo::Kind::kSwitch) {
+      cases.push_back({{flag}, opt.key_negates ? "false" : "true"});
+    } else if (opt.kind == OptionInfo::Kind::kNumber) {
+      std::vector<uint64_t> numbers = {opt.min, opt.max, opt.max + 1, opt.min + 1, 1024, 65536};
+      if (opt.min > 0) numbers.push_back(opt.min - 1);
+      for (uint64_t n : numbers) {
+        std::string v = std::to_string(n);
+        cases.push_back({{flag, v}, opt.repeatable ? "[" + v + "]" : v});
+      }
+    } else {
+      for (const std::string& t : texts)
+        cases.push_back({{flag, t}, opt.repeatable ? "[\"" + t + "\"]" : "\"" + t + "\""});
+    }
+    // A target from a flag, of another option (the file's list would come before the flag's).
+    const std::vector<std::string> target = flag == "--pid"
+                                                ? std::vector<std::string>{"--comm", "t"}
+                                                : std::vector<std::string>{"--pid", "1"};
+    for (const auto& [args, toml] : cases) {
+      std::vector<std::string> cli = target;
+      cli.insert(cli.end(), args.begin(), args.end());
+      std::vector<std::string> by_config = target;
+      std::string path = WriteConfig("[mke_audit_tap]\n" + key + " = " + toml + "\n");
+      by_config.insert(by_config.end(), {"--config", path});
+      std::string cli_error, file_error;
+      auto by_flag = Parse(cli, &cli_error);
+      auto by_file = Parse(by_config, &file_error);
+      std::filesystem::remove(path);
+      EXPECT_EQ(by_flag.has_value(), by_file.has_value())
+          << key << " = " << toml << ": flag: " << (by_flag ? "accepted" : cli_error)
+          << "; file: " << (by_file ? "accepted" : file_error);
+      if (by_flag && by_file) {
+        EXPECT_EQ(effective(*by_flag), effective(*by_file)) << key << " = " << toml;
+        ++compared;
+      }
+    }
+  }
+  EXPECT_GE(compared, 100);
 }
 
 }  // namespace

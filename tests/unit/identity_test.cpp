@@ -444,19 +444,17 @@ TEST(LoginTest, OnlySuccessfulCompleteLoginsTeach) {
 // ---- The user map. ----
 
 TEST(UserMapTest, ParsesTheDocumentedFormat) {
-  std::string error;
   auto table = ParseUserMap(R"({"users":[
       {"match":"cn:alice","id":"4ec3c2fc-312b-4e66-bb4f-b64b8f0ee42a","name":"alice"},
       {"match":"login:bob","id":"id-bob","groups":["devs"]},
-      {"match":"cn:bob","id":"id-bob"}]})",
-                            &error);
-  ASSERT_TRUE(table) << error;
+      {"match":"cn:bob","id":"id-bob"}]})");
+  ASSERT_TRUE(table) << table.error();
   EXPECT_EQ(table->size(), 3u);
   EXPECT_EQ(table->by_common_name.at("alice").id, "4ec3c2fc-312b-4e66-bb4f-b64b8f0ee42a");
   EXPECT_EQ(table->by_login.at("bob").name, "bob");  // name defaults to the matched value
   EXPECT_EQ(table->by_login.at("bob").groups, std::vector<std::string>{"devs"});
   EXPECT_EQ(table->by_common_name.at("bob").id, "id-bob");
-  EXPECT_TRUE(ParseUserMap(R"({"users":[]})", &error));
+  EXPECT_TRUE(ParseUserMap(R"({"users":[]})"));
 }
 
 TEST(UserMapTest, ErrorsSayWhat) {
@@ -475,9 +473,9 @@ TEST(UserMapTest, ErrorsSayWhat) {
        "users[1]: \"cn:a\" is mapped twice"},
   };
   for (const auto& [text, expected] : cases) {
-    std::string error;
-    EXPECT_FALSE(ParseUserMap(text, &error)) << text;
-    EXPECT_NE(error.find(expected), std::string::npos) << text << " -> " << error;
+    auto table = ParseUserMap(text);
+    ASSERT_FALSE(table) << text;
+    EXPECT_NE(table.error().find(expected), std::string::npos) << text << " -> " << table.error();
   }
 }
 
@@ -504,7 +502,7 @@ TEST(UserMapTest, ReloadsOnChangeKeepsThePreviousMapWhenBroken) {
   TempFile file("user-map");
   file.Write(R"({"users":[{"match":"cn:alice","id":"id-1"}]})");
   UserMap map;
-  ASSERT_EQ(map.Open(file.path(), 5 * kSecond, 100 * kSecond), "");
+  ASSERT_TRUE(map.Open(file.path(), 5 * kSecond, 100 * kSecond));
   ASSERT_NE(map.FindByCommonName("alice"), nullptr);
   EXPECT_EQ(map.FindByCommonName("alice")->id, "id-1");
   EXPECT_EQ(map.FindByLogin("alice"), nullptr);
@@ -541,7 +539,7 @@ TEST(UserMapTest, ReloadsOnChangeKeepsThePreviousMapWhenBroken) {
 
 TEST(UserMapTest, AMissingFileAtOpenIsAnError) {
   UserMap map;
-  EXPECT_NE(map.Open("/nonexistent/user-map.json", kSecond, 0), "");
+  EXPECT_FALSE(map.Open("/nonexistent/user-map.json", kSecond, 0));
   EXPECT_EQ(map.size(), 0u);
   EXPECT_EQ(map.FindByLogin("x"), nullptr);
 }
@@ -554,7 +552,7 @@ TEST(UserMapTest, OnlyARegularFileIsRead) {
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   for (const std::string& path : {std::string("/dev/zero"), fifo}) {
     UserMap map;
-    EXPECT_EQ(map.Open(path, kSecond, 0), "not a regular file") << path;
+    EXPECT_EQ(map.Open(path, kSecond, 0).error(), "not a regular file") << path;
     EXPECT_EQ(map.size(), 0u);
   }
   ::unlink(fifo.c_str());
@@ -564,7 +562,7 @@ TEST(IdentityResolverTest, AClientCaThatIsNotARegularFileIsAClearError) {
   IdentityOptions o;
   o.client_ca_path = "/dev/zero";
   IdentityResolver resolver(o);
-  EXPECT_EQ(resolver.Start(0), "--client-ca /dev/zero: not a regular file");
+  EXPECT_EQ(resolver.Start(0).error(), "--client-ca /dev/zero: not a regular file");
 }
 
 // ---- Identify. ----
@@ -583,7 +581,7 @@ ClientCertState CertOf(const std::string& cn) {
 UserMap MapOf(const std::string& text, const TempFile& file) {
   std::ofstream(file.path()) << text;
   UserMap map;
-  EXPECT_EQ(map.Open(file.path(), kSecond, 0), "");
+  EXPECT_TRUE(map.Open(file.path(), kSecond, 0));
   return map;
 }
 
@@ -777,7 +775,7 @@ TEST(IdentityResolverTest, CertificatesPerConnection) {
   IdentityOptions options;
   options.max_connections = 2;
   IdentityResolver resolver(options);
-  ASSERT_EQ(resolver.Start(0), "");
+  ASSERT_TRUE(resolver.Start(0));
   http::HttpRequest request;
   resolver.OnClientCertificate({1, 0xA}, MakeCertificate({{"CN", "ivan"}}));
   resolver.OnNoClientCertificate({1, 0xB});
@@ -810,7 +808,7 @@ TEST(IdentityResolverTest, ResolveSharedAnswersAsResolveDoes) {
   options.user_map_path = file.path();
   options.user_map_check_ns = 0;
   IdentityResolver resolver(options);
-  ASSERT_EQ(resolver.Start(0), "");
+  ASSERT_TRUE(resolver.Start(0));
   const std::string certs[] = {MakeCertificate({{"CN", "ivan"}}), MakeCertificate({{"CN", "judy"}}),
                                "garbage"};
   const std::vector<std::pair<std::string, std::string>> headers[] = {
@@ -874,7 +872,7 @@ TEST(IdentityResolverTest, ABrokenUserMapAtStartIsReported) {
   IdentityOptions options;
   options.user_map_path = file.path();
   IdentityResolver resolver(options);
-  EXPECT_NE(resolver.Start(0).find("not JSON"), std::string::npos);
+  EXPECT_NE(resolver.Start(0).error().find("not JSON"), std::string::npos);
 }
 
 // ---- The pipeline: login learning, the user field, annotations, and no secret anywhere. ----
@@ -1097,6 +1095,15 @@ TEST(PipelineIdentityTest, ABrokenUserMapIsAStartError) {
   EXPECT_NE(p.start_error().find("user map " + file.path() + ": users[0]: \"id\" must be"),
             std::string::npos)
       << p.start_error();
+}
+
+// A client CA that cannot be read is named as such, not as a user map (it was "user map : ...").
+TEST(PipelineIdentityTest, ABrokenClientCaIsAStartErrorNamingIt) {
+  pipeline::PipelineConfig config;
+  config.identity.client_ca_path = "/dev/zero";
+  output::VectorLineSink sink;
+  pipeline::Pipeline p(config, capture::ClockMap{}, &sink, nullptr, {});
+  EXPECT_EQ(p.start_error(), "--client-ca /dev/zero: not a regular file");
 }
 
 }  // namespace

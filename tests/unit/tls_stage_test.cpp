@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -1418,6 +1419,37 @@ TEST(TlsStage, RecordedSessionsReplayThroughTheStage) {
                                  std::filesystem::copy_options::overwrite_existing);
     std::filesystem::remove(path);
   }
+}
+
+// The one table of the stage's counters (kStageCounters): each name once, each member once, each
+// warning counter a loss; the log line, /metrics and the loss notices read it.
+TEST(StageCounters, EachCounterOnceAndEveryWarningALoss) {
+  std::set<std::string> names;
+  std::vector<uint64_t StageStats::*> members;  // (member pointers have no order)
+  StageStats s;
+  uint64_t n = 0;
+  for (const StageCounter& c : kStageCounters) {
+    EXPECT_TRUE(names.insert(c.name).second) << c.name;
+    EXPECT_EQ(std::find(members.begin(), members.end(), c.member), members.end()) << c.name;
+    members.push_back(c.member);
+    EXPECT_NE(c.flags & (kStageShown | kStageLoss), 0u) << c.name;
+    if (c.flags & kStageWarns) {
+      EXPECT_NE(c.flags & kStageLoss, 0u) << c.name;
+    }
+    s.*c.member = ++n;
+  }
+  n = 0;
+  size_t shown = 0;
+  for (const auto& [name, value] : StageCounterValues(s, kStageShown)) {
+    while (!(kStageCounters[n].flags & kStageShown)) ++n;
+    EXPECT_STREQ(name, kStageCounters[n].name);
+    EXPECT_EQ(value, ++n);
+    ++shown;
+  }
+  EXPECT_EQ(shown, 24u);
+  EXPECT_EQ(StageCounterValues(s, kStageLoss).size(), 13u);
+  EXPECT_EQ(StageCounterValues(s, kStageWarns).size(), 10u);
+  EXPECT_EQ(StageCounterValues(s, kStageLoss).front().first, std::string("no_secrets"));
 }
 
 }  // namespace

@@ -481,8 +481,8 @@ enum class Credential { kNone, kJwt, kSessionToken };
 
 void BM_IdentityResolve(benchmark::State& state, Credential credential, bool shared) {
   mat::identity::IdentityResolver resolver{mat::identity::IdentityOptions{}};
-  if (std::string error = resolver.Start(kSecondNs); !error.empty()) {
-    state.SkipWithError(error.c_str());
+  if (mat::Status started = resolver.Start(kSecondNs); !started) {
+    state.SkipWithError(started.error().c_str());
     return;
   }
   // The login that teaches the resolver the session token (MKE's /auth/login).

@@ -86,8 +86,8 @@ std::string TomlString(std::string_view value) {
   return out + "\"";
 }
 
-std::string SetTomlKey(std::string_view text, std::string_view section, std::string_view key,
-                       std::string_view value_literal, std::string* out) {
+Result<std::string> SetTomlKey(std::string_view text, std::string_view section,
+                               std::string_view key, std::string_view value_literal) {
   // Lines, each with its end.
   std::vector<std::string_view> lines;
   for (size_t at = 0; at < text.size();) {
@@ -123,8 +123,8 @@ std::string SetTomlKey(std::string_view text, std::string_view section, std::str
         eq + 1, comment == std::string_view::npos ? std::string_view::npos : comment - eq - 1));
     if (value_text.empty() || value_text.front() == '[' || value_text.front() == '{' ||
         value_text.substr(0, 3) == "\"\"\"" || value_text.substr(0, 3) == "'''")
-      return "line " + std::to_string(key_line + 1) + ": " + std::string(key) +
-             " is not a one-line value; edit it by hand";
+      return Error{"line " + std::to_string(key_line + 1) + ": " + std::string(key) +
+                   " is not a one-line value; edit it by hand"};
     std::string rewritten = std::string(line.substr(0, indent)) + assignment;
     if (comment != std::string_view::npos) {
       // Keep the spacing before the comment, and the comment.
@@ -158,23 +158,22 @@ std::string SetTomlKey(std::string_view text, std::string_view section, std::str
   }
   // The edit must leave valid TOML that says what was meant (it would not, e.g., when the
   // section is also defined by dotted keys elsewhere).
-  std::string error;
-  auto doc = ParseToml(result, &error, {std::string(section)});
-  if (!doc) return "the edited file would not be valid TOML (" + error + "); edit it by hand";
-  *out = std::move(result);
-  return "";
+  auto doc = ParseToml(result, {std::string(section)});
+  if (!doc)
+    return Error{"the edited file would not be valid TOML (" + doc.error() + "); edit it by hand"};
+  return result;
 }
 
-std::string WriteTomlKeys(const std::string& path, std::string_view section,
-                          const std::vector<std::pair<std::string, std::string>>& settings) {
+Status WriteTomlKeys(const std::string& path, std::string_view section,
+                     const std::vector<std::pair<std::string, std::string>>& settings) {
   // In place (not a new file renamed over it): the file keeps its inode, mode and owner, and a
   // symbolic link to it stays one.
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return "cannot open " + path + " for writing: " + std::strerror(errno);
+  if (fd < 0) return Error{"cannot open " + path + " for writing: " + std::strerror(errno)};
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (4 << 20)) {
     ::close(fd);
-    return path + " is not a regular file of at most 4 MiB";
+    return Error{path + " is not a regular file of at most 4 MiB"};
   }
   std::string text(static_cast<size_t>(st.st_size), '\0');
   size_t got = 0;
@@ -187,13 +186,12 @@ std::string WriteTomlKeys(const std::string& path, std::string_view section,
   text.resize(got);
   std::string edited = text;
   for (const auto& [key, literal] : settings) {
-    std::string next;
-    std::string why = SetTomlKey(edited, section, key, literal, &next);
-    if (!why.empty()) {
+    auto next = SetTomlKey(edited, section, key, literal);
+    if (!next) {
       ::close(fd);
-      return path + ": " + why;
+      return Error{path + ": " + next.error()};
     }
-    edited = std::move(next);
+    edited = std::move(*next);
   }
   std::string error;
   if (edited != text) {
@@ -213,7 +211,8 @@ std::string WriteTomlKeys(const std::string& path, std::string_view section,
       error = "cannot write " + path + ": " + std::strerror(errno);
   }
   ::close(fd);
-  return error;
+  if (!error.empty()) return Error{error};
+  return {};
 }
 
 }  // namespace mat::config

@@ -57,14 +57,13 @@ TomlValue Convert(const toml::node& node) {
 
 }  // namespace
 
-std::optional<TomlDocument> ParseToml(const std::string& text, std::string* error,
-                                      const std::vector<std::string>& only) {
+Result<TomlDocument> ParseToml(const std::string& text, const std::vector<std::string>& only) {
   toml::table root;
   try {
     root = toml::parse(text);
   } catch (const toml::parse_error& e) {
-    *error = "line " + std::to_string(e.source().begin.line) + ": " + std::string(e.description());
-    return std::nullopt;
+    return Error{"line " + std::to_string(e.source().begin.line) + ": " +
+                 std::string(e.description())};
   }
   auto wanted = [&](std::string_view name) {
     return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
@@ -78,8 +77,7 @@ std::optional<TomlDocument> ParseToml(const std::string& text, std::string* erro
       auto& out = doc[name];
       for (const auto& [k, v] : *section) out[std::string(k.str())] = Convert(v);
     } else if (!only.empty() && wanted(name)) {
-      *error = "line " + std::to_string(LineOf(node)) + ": " + name + " must be a [table]";
-      return std::nullopt;
+      return Error{"line " + std::to_string(LineOf(node)) + ": " + name + " must be a [table]"};
     } else if (wanted("")) {
       doc[""][name] = Convert(node);
     }

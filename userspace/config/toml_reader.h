@@ -12,6 +12,8 @@
 #include <variant>
 #include <vector>
 
+#include "util/result.h"
+
 namespace mat::config {
 
 // A value of a type the options never take (a float, a date or time, a table): its TOML type
@@ -31,9 +33,8 @@ struct TomlValue {
 // top level of the document; a table nested in it is a value of type TomlOther.
 using TomlDocument = std::map<std::string, std::map<std::string, TomlValue>>;
 
-// Parses text; on error returns nullopt and sets *error to "line N: what". When `only` is not
-// empty, only the sections named in it are converted (the others are still checked as TOML).
-std::optional<TomlDocument> ParseToml(const std::string& text, std::string* error,
-                                      const std::vector<std::string>& only = {});
+// Parses text: the document, or the error "line N: what". When `only` is not empty, only the
+// sections named in it are converted (the others are still checked as TOML).
+Result<TomlDocument> ParseToml(const std::string& text, const std::vector<std::string>& only = {});
 
 }  // namespace mat::config

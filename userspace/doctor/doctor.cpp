@@ -612,11 +612,10 @@ int RunDoctor(int argc, char** argv) {
     }
     rest.push_back(argv[i]);
   }
-  std::string error;
-  auto options = ParseOptions(static_cast<int>(rest.size()), rest.data(), &error,
-                              /*require_targets=*/false);
+  auto options =
+      ParseOptions(static_cast<int>(rest.size()), rest.data(), /*require_targets=*/false);
   if (!options) {
-    std::fprintf(stderr, "mke-audit-tap doctor: %s\n%s", error.c_str(), kUsage);
+    std::fprintf(stderr, "mke-audit-tap doctor: %s\n%s", options.error().c_str(), kUsage);
     return 2;
   }
   // The auditor's own log lines (probe plans, libbpf) only with --verbose: the report is the

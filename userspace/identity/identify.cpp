@@ -178,26 +178,26 @@ Identity Identify(const http::Headers& headers, const ClientCertState& cert, Tok
 IdentityResolver::IdentityResolver(IdentityOptions options)
     : options_(std::move(options)), tokens_(options_.tokens) {}
 
-std::string IdentityResolver::Start(uint64_t now_ns) {
+Status IdentityResolver::Start(uint64_t now_ns) {
   if (!options_.client_ca_path.empty()) {
-    std::string text;  // a regular file of a sane size (not a FIFO, not /dev/zero) first
-    if (std::string why = ReadSmallFile(options_.client_ca_path, 16u << 20, &text); !why.empty())
-      return "--client-ca " + options_.client_ca_path + ": " + why;
+    // A regular file of a sane size (not a FIFO, not /dev/zero) first.
+    if (auto text = ReadSmallFile(options_.client_ca_path, 16u << 20); !text)
+      return Error{"--client-ca " + options_.client_ca_path + ": " + text.error()};
     X509_STORE* store = X509_STORE_new();
     if (store == nullptr || X509_STORE_load_file(store, options_.client_ca_path.c_str()) != 1) {
       X509_STORE_free(store);
       ERR_clear_error();
-      return "--client-ca " + options_.client_ca_path + ": no PEM certificate could be loaded";
+      return Error{"--client-ca " + options_.client_ca_path +
+                   ": no PEM certificate could be loaded"};
     }
     ca_store_.reset(store, [](void* p) { X509_STORE_free(static_cast<X509_STORE*>(p)); });
   }
-  if (options_.user_map_path.empty()) return "";
-  std::string error = users_.Open(options_.user_map_path, options_.user_map_check_ns, now_ns);
-  if (error.empty()) {
-    spdlog::info("user map {}: {} entr{}", options_.user_map_path, users_.size(),
-                 users_.size() == 1 ? "y" : "ies");
-  }
-  return error;
+  if (options_.user_map_path.empty()) return {};
+  Status opened = users_.Open(options_.user_map_path, options_.user_map_check_ns, now_ns);
+  if (!opened) return Error{"user map " + options_.user_map_path + ": " + opened.error()};
+  spdlog::info("user map {}: {} entr{}", options_.user_map_path, users_.size(),
+               users_.size() == 1 ? "y" : "ies");
+  return {};
 }
 
 void IdentityResolver::Tick(uint64_t now_ns) {

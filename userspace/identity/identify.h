@@ -41,6 +41,7 @@
 #include "identity/client_cert.h"
 #include "identity/token_cache.h"
 #include "identity/user_map.h"
+#include "util/result.h"
 
 namespace mat::identity {
 
@@ -125,9 +126,10 @@ class IdentityResolver {
   using ConnKey = std::pair<uint32_t, uint64_t>;  // (tgid, SSL*)
 
   explicit IdentityResolver(IdentityOptions options);
-  // Reads the user map. "" on success, else the error (the resolver still works, mapping nobody
-  // until the file is fixed).
-  std::string Start(uint64_t now_ns);
+  // Reads the client CA bundle and the user map. Fails with the error, naming the file
+  // ("--client-ca PATH: ...", "user map PATH: ..."); the resolver still works, mapping nobody
+  // until the file is fixed.
+  Status Start(uint64_t now_ns);
   // Rereads the user map when it changed (at most every user_map_check_ns).
   void Tick(uint64_t now_ns);
 

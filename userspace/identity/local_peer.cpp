@@ -17,7 +17,9 @@ constexpr size_t kMaxCached = 4096;
 
 bool IsHex(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
 
-std::string ReadSmallFile(const std::string& path, size_t max_bytes) {
+// The first max_bytes of a /proc or container file, "" when unreadable (a peer that is gone). Not
+// util/read_file.h's ReadSmallFile: a longer file is cut here, not refused.
+std::string ReadPrefix(const std::string& path, size_t max_bytes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return {};
   std::string text(max_bytes, '\0');
@@ -148,19 +150,19 @@ void LocalPeerLookup::Complete(LocalPeer* peer, uint64_t now_ns) {
     ProcFacts facts;
     facts.at_ns = now_ns;
     const std::string dir = proc_root_ + "/" + std::to_string(peer->pid);
-    std::string comm = ReadSmallFile(dir + "/comm", 64);
+    std::string comm = ReadPrefix(dir + "/comm", 64);
     if (comm.empty()) {
       facts.exited = true;
     } else {
       while (!comm.empty() && comm.back() == '\n') comm.pop_back();
       facts.comm = comm;
-      facts.container_id = ContainerIdFromCgroup(ReadSmallFile(dir + "/cgroup", 8192));
+      facts.container_id = ContainerIdFromCgroup(ReadPrefix(dir + "/cgroup", 8192));
       if (!facts.container_id.empty()) {
         auto name = names_.find(facts.container_id);
         if (name == names_.end()) {
           std::string found;
           for (const std::string& root : data_roots_) {
-            found = ContainerNameFromConfig(ReadSmallFile(
+            found = ContainerNameFromConfig(ReadPrefix(
                 root + "/containers/" + facts.container_id + "/config.v2.json", 1u << 20));
             if (!found.empty()) break;
           }

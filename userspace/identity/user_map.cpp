@@ -20,7 +20,7 @@ bool ValidName(const std::string& s) { return !s.empty() && s.size() <= kMaxName
 
 }  // namespace
 
-std::optional<UserTable> ParseUserMap(std::string_view text, std::string* error) {
+Result<UserTable> ParseUserMap(std::string_view text) {
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(text);
@@ -29,13 +29,9 @@ std::optional<UserTable> ParseUserMap(std::string_view text, std::string* error)
     std::string_view what = e.what();
     if (what.starts_with('[') && what.find("] ") != std::string_view::npos)
       what.remove_prefix(what.find("] ") + 2);
-    *error = "not JSON: " + std::string(what);
-    return std::nullopt;
+    return Error{"not JSON: " + std::string(what)};
   }
-  auto fail = [&](const std::string& what) {
-    *error = what;
-    return std::nullopt;
-  };
+  auto fail = [&](const std::string& what) { return Error{what}; };
   if (!doc.is_object()) return fail("expected an object {\"users\": [...]}");
   for (const auto& [key, value] : doc.items()) {
     if (key != "users") return fail("unknown key \"" + key + "\" (expected \"users\")");
@@ -110,27 +106,27 @@ UserMap::Version UserMap::Stat(const std::string& path) {
   return v;
 }
 
-std::string UserMap::Load() {
-  if (!version_.exists) return std::string("cannot read it: ") + std::strerror(version_.error);
-  std::string text;
-  std::string error = ReadSmallFile(path_, kMaxUserMapBytes, &text);
-  if (!error.empty()) return error;
-  auto table = ParseUserMap(text, &error);
-  if (!table) return error;
+Status UserMap::Load() {
+  if (!version_.exists)
+    return Error{std::string("cannot read it: ") + std::strerror(version_.error)};
+  auto text = ReadSmallFile(path_, kMaxUserMapBytes);
+  if (!text) return Error{text.error()};
+  auto table = ParseUserMap(*text);
+  if (!table) return Error{table.error()};
   table_ = std::move(*table);
   ++loads_;
-  return "";
+  return {};
 }
 
-std::string UserMap::Open(std::string path, uint64_t check_interval_ns, uint64_t now_ns) {
+Status UserMap::Open(std::string path, uint64_t check_interval_ns, uint64_t now_ns) {
   path_ = std::move(path);
   check_interval_ns_ = check_interval_ns;
   next_check_ns_ = now_ns + check_interval_ns;
   table_ = {};
   version_ = Stat(path_);
-  std::string error = Load();
-  if (!error.empty()) ++errors_;
-  return error;
+  Status loaded = Load();
+  if (!loaded) ++errors_;
+  return loaded;
 }
 
 void UserMap::MaybeReload(uint64_t now_ns) {
@@ -139,13 +135,13 @@ void UserMap::MaybeReload(uint64_t now_ns) {
   const Version now = Stat(path_);
   if (now == version_) return;
   version_ = now;
-  const std::string error = Load();
-  if (error.empty()) {
+  const Status loaded = Load();
+  if (loaded) {
     spdlog::info("user map {}: {} entr{}", path_, table_.size(), table_.size() == 1 ? "y" : "ies");
     return;
   }
   ++errors_;
-  spdlog::error("user map {}: {}; keeping the previous map ({} entr{})", path_, error,
+  spdlog::error("user map {}: {}; keeping the previous map ({} entr{})", path_, loaded.error(),
                 table_.size(), table_.size() == 1 ? "y" : "ies");
 }
 

@@ -27,6 +27,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/result.h"
+
 namespace mat::identity {
 
 struct MappedUser {
@@ -44,17 +46,17 @@ struct UserTable {
 // A map file larger than this is refused.
 inline constexpr size_t kMaxUserMapBytes = 16u << 20;
 
-// Parses the text of a user map. On error returns nullopt and sets *error (with the JSON
-// parser's line and column, or the index of the bad entry).
-std::optional<UserTable> ParseUserMap(std::string_view text, std::string* error);
+// Parses the text of a user map: the table, or the error (with the JSON parser's line and
+// column, or the index of the bad entry).
+Result<UserTable> ParseUserMap(std::string_view text);
 
 class UserMap {
  public:
   UserMap() = default;  // no file: maps nobody
 
-  // Reads `path` now. Returns "" on success, else the error (and the map stays empty, but the
-  // file is still watched). Looks for changes at most every `check_interval_ns`.
-  std::string Open(std::string path, uint64_t check_interval_ns, uint64_t now_ns);
+  // Reads `path` now. On an error the map stays empty, but the file is still watched. Looks for
+  // changes at most every `check_interval_ns`.
+  Status Open(std::string path, uint64_t check_interval_ns, uint64_t now_ns);
   // Rereads the file when its inode, size or modification time changed, looking at most every
   // check interval. A file that cannot be read or parsed leaves the previous map in place and
   // is reported by one error log line per version of the file.
@@ -79,8 +81,8 @@ class UserMap {
     bool operator==(const Version& o) const;
   };
   static Version Stat(const std::string& path);
-  // Reads and parses the file; "" or the error.
-  std::string Load();
+  // Reads and parses the file.
+  Status Load();
 
   std::string path_;
   uint64_t check_interval_ns_ = 0;

@@ -30,13 +30,11 @@ Pipeline::Pipeline(PipelineConfig config, capture::ClockMap clock, output::LineS
       resolvers_(std::move(resolvers)),
       policy_(config_.policy),
       identity_(config_.identity),
-      start_error_(identity_.Start(WallNowNs())),
+      start_error_(identity_.Start(WallNowNs()).error()),
       tracker_(
           WithRestartHook(WithStageHooks(config_.tracker, config_)),
           [this](http::HttpExchange&& exchange, http::ExchangeEvent why,
                  const conn::ConnFacts& facts) { OnExchange(std::move(exchange), why, facts); }) {
-  if (!start_error_.empty())
-    start_error_ = "user map " + config_.identity.user_map_path + ": " + start_error_;
   user_.license_key = config_.license_key;
 }
 

@@ -135,7 +135,9 @@ std::string TarGzWriter::Close() {
 
 namespace {
 
-std::string ReadSmallFile(const std::string& path) {
+// A sysctl or kernel fact file without its trailing white space, "" when unreadable (the dump
+// says what it could not read).
+std::string ReadTrimmed(const std::string& path) {
   std::ifstream in(path);
   if (!in) return "";
   std::stringstream s;
@@ -285,13 +287,13 @@ std::string KernelFacts() {
        {"kernel/unprivileged_bpf_disabled", "net/core/bpf_jit_enable", "net/core/bpf_jit_harden",
         "kernel/perf_event_paranoid", "kernel/perf_event_max_stack", "kernel/kptr_restrict",
         "kernel/yama/ptrace_scope"}) {
-    std::string value = ReadSmallFile(std::string("/proc/sys/") + name);
+    std::string value = ReadTrimmed(std::string("/proc/sys/") + name);
     std::string key = name;
     for (char& c : key)
       if (c == '/') c = '.';
     out += key + " = " + (value.empty() ? "(unreadable)" : value) + "\n";
   }
-  std::string lockdown = ReadSmallFile("/sys/kernel/security/lockdown");
+  std::string lockdown = ReadTrimmed("/sys/kernel/security/lockdown");
   out += "lockdown: " + (lockdown.empty() ? std::string("(unreadable)") : lockdown) + "\n";
   out += "euid: " + std::to_string(::geteuid()) + "\n";
   return out;
@@ -355,11 +357,10 @@ int RunSupportDump(int argc, char** argv) {
     }
     if (!target) rest.push_back(argv[i]);
   }
-  std::string error;
-  auto options = ParseOptions(static_cast<int>(rest.size()), rest.data(), &error,
-                              /*require_targets=*/false);
+  auto options =
+      ParseOptions(static_cast<int>(rest.size()), rest.data(), /*require_targets=*/false);
   if (!options) {
-    std::fprintf(stderr, "mke-audit-tap support-dump: %s\n", error.c_str());
+    std::fprintf(stderr, "mke-audit-tap support-dump: %s\n", options.error().c_str());
     return 2;
   }
   std::time_t now = std::time(nullptr);
@@ -437,7 +438,7 @@ int RunSupportDump(int argc, char** argv) {
   files.emplace_back("README.txt", readme);
 
   TarGzWriter tar;
-  error = tar.Open(output);
+  std::string error = tar.Open(output);
   for (const auto& [name, content] : files) {
     if (!error.empty()) break;
     error = tar.Add(dir + "/" + name, MaskSecrets(content, secrets), static_cast<uint64_t>(now));

@@ -11,6 +11,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace mat::tls {
 
@@ -68,6 +70,57 @@ struct StageStats {
   uint64_t plain_duplicates_dropped = 0;  // per-call TAP_EV_DATA of a decrypted connection
   uint64_t conn_ends = 0;                 // TAP_EV_CONN_END emitted
 };
+
+// Every StageStats counter that is reported, declared once, in the order the log line and
+// /metrics show them. Each is shown (the "TLS stage: name=N ..." log line, /metrics'
+// tls_stage_total{counter="name"}), a loss (a loss notice reason "tls_" + name: something not
+// audited), or both; a warning counter is a loss of the stage's own making, and its growth is
+// logged as a warning (a gap is the kernel's loss, already counted there).
+inline constexpr unsigned kStageShown = 1, kStageLoss = 2, kStageWarns = 4;
+struct StageCounter {
+  const char* name;
+  uint64_t StageStats::*member;
+  unsigned flags;
+};
+
+inline constexpr StageCounter kStageCounters[] = {
+    {"cipher_records", &StageStats::cipher_records, kStageShown},
+    {"cipher_bytes", &StageStats::cipher_bytes, kStageShown},
+    {"secrets", &StageStats::secrets_in, kStageShown},
+    {"connections_decrypted", &StageStats::connections_decrypted, kStageShown},
+    {"records_decrypted", &StageStats::records_decrypted, kStageShown},
+    {"plaintext_bytes", &StageStats::plaintext_bytes, kStageShown},
+    {"key_updates", &StageStats::key_updates, kStageShown},
+    {"no_handshake_seen", &StageStats::no_handshake_seen, kStageShown},
+    {"not_tls_streams", &StageStats::not_tls_streams, kStageShown},
+    {"no_secrets", &StageStats::no_secrets, kStageShown | kStageLoss | kStageWarns},
+    {"undecryptable_suite", &StageStats::undecryptable_suite,
+     kStageShown | kStageLoss | kStageWarns},
+    {"wrong_keys", &StageStats::wrong_keys, kStageShown | kStageLoss | kStageWarns},
+    {"decrypt_failures", &StageStats::decrypt_failures, kStageShown | kStageLoss | kStageWarns},
+    {"handshake_lost", &StageStats::handshake_lost, kStageShown | kStageLoss | kStageWarns},
+    {"pending_overflow", &StageStats::pending_overflow, kStageShown | kStageLoss | kStageWarns},
+    {"gaps", &StageStats::gaps, kStageShown | kStageLoss},
+    {"resyncs", &StageStats::resyncs, kStageShown},
+    {"resync_failures", &StageStats::resync_failures, kStageShown | kStageLoss | kStageWarns},
+    {"streams_over_limit", &StageStats::streams_over_limit, kStageShown | kStageLoss | kStageWarns},
+    {"secrets_expired", &StageStats::secrets_expired, kStageShown},
+    {"secrets_dropped", &StageStats::secrets_dropped, kStageShown | kStageLoss | kStageWarns},
+    {"plain_duplicates_dropped", &StageStats::plain_duplicates_dropped, kStageShown},
+    {"rejected_records", &StageStats::rejected_records, kStageShown | kStageLoss | kStageWarns},
+    {"socket_restarts", &StageStats::socket_restarts, kStageShown},
+    {"bad_records", &StageStats::bad_records, kStageLoss},
+    {"malformed_records", &StageStats::malformed_records, kStageLoss},
+};
+
+// The counters with `flag`, as (name, value), in the table's order.
+inline std::vector<std::pair<const char*, uint64_t>> StageCounterValues(const StageStats& s,
+                                                                        unsigned flag) {
+  std::vector<std::pair<const char*, uint64_t>> v;
+  for (const StageCounter& c : kStageCounters)
+    if (c.flags & flag) v.emplace_back(c.name, s.*c.member);
+  return v;
+}
 
 class DecryptStage {
  public:
