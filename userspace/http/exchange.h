@@ -61,6 +61,9 @@ struct HttpExchange {
   bool incomplete = false;
   // The request's number on its connection (1, 2, ...): the same in every report of it.
   uint64_t sequence = 0;
+  // What the HTTP layer says about the answer, for the line's mke-audit-tap/response
+  // annotation (static text; empty: nothing to say). E.g. an HTTP/0.9 answer has no status.
+  std::string_view note;
 };
 
 }  // namespace mat::http

@@ -44,6 +44,7 @@ constexpr size_t kMaxStartLine = 8 * 1024;  // longest start line found while un
 constexpr size_t kMaxMethodLen = 20;
 constexpr size_t kMaxHeld = 64 * 1024;  // request bytes held while an upgrade is undecided
 constexpr size_t kNpos = static_cast<size_t>(-1);
+constexpr std::string_view kHttp09Note = "HTTP/0.9 answer: no status line";
 
 enum class Match : uint8_t { kNo, kYes, kNeedMore };
 
@@ -132,7 +133,11 @@ struct Http1Connection::Impl {
   struct Ready;
   static std::vector<Ready>& SharedReady(int which);
 
-  enum class Mode : uint8_t { kUnsynced, kSynced, kUpgradeWait, kDead };
+  // kAfterClose: the server closes after a message (its own, or the request that asked for
+  // it): what follows in this direction was never read by it, only counted. kCut: over the
+  // connection's budget, the request stream is no longer parsed (counted). kRaw09: a response
+  // to an HTTP/0.9 request, the body alone until the connection's end.
+  enum class Mode : uint8_t { kUnsynced, kSynced, kUpgradeWait, kDead, kAfterClose, kCut, kRaw09 };
 
   struct Pending {
     uint64_t seq = 0;
@@ -142,6 +147,10 @@ struct Http1Connection::Impl {
     ExchangeEvent verdict = ExchangeEvent::kNoResponse;
     bool lost = false;  // placeholder for a request whose start a gap took: never reported
     bool timeout_reported = false;
+    // Queued after a request the parser rejected (`after` is its seq), which the server has
+    // not answered yet: if its answer closes the connection (nginx and Go close after a 400),
+    // or never comes, the server never read this one, and it is never reported.
+    uint64_t after = 0;
     bool response_started = false;  // its response head arrived: it is not waiting any more
     size_t held = 0;                // header and body bytes kept, counted in Impl::held
   };
@@ -172,6 +181,7 @@ struct Http1Connection::Impl {
     uint64_t held_ts = 0;
     bool held_lost = false;
     uint64_t upgrade_seq = 0;
+    bool completed_closes = false;  // the message just completed asked for the close
 
     // Message in progress.
     bool in_message = false;
@@ -204,6 +214,7 @@ struct Http1Connection::Impl {
   size_t held = 0;  // every pending request's `held`: within opt.max_connection_bytes
   uint64_t next_seq = 1;
   uint64_t owed = 0;
+  uint64_t rejected_seq = 0;  // the last request the parser rejected, while it waits
   // Exchanges ready for the sink. Filled and emptied within one call (every public operation
   // ends with Flush), and the sink never calls back in, so all connections of a thread share
   // these two vectors instead of each keeping their capacity while idle.
@@ -289,41 +300,108 @@ struct Http1Connection::Impl {
     if (r.mode == Mode::kUpgradeWait && r.upgrade_seq == seq) resume_requests = true;
   }
 
+  // The seq of the rejected request a request queued now depends on (0: none).
+  uint64_t Tentative() {
+    if (rejected_seq == 0) return 0;
+    const Pending* x = FindBySeq(rejected_seq);
+    if (x == nullptr || x->has_verdict) rejected_seq = 0;
+    return rejected_seq;
+  }
+
   void SetVerdict(Pending& e, ExchangeEvent ev) {
     e.has_verdict = true;
     e.verdict = ev;
     const uint64_t seq = e.seq;
+    // Answered without closing (a closing answer discarded them first): the server read on.
+    for (Pending& w : pending)
+      if (w.after != 0 && w.after <= seq) w.after = 0;
     Drain();
     Resolved(seq);
   }
 
-  // Makes room for one more request of `incoming` header bytes: within max_pending_requests
-  // and max_connection_bytes, the oldest waiting requests are reported (incomplete) first.
-  void DropOverflow(size_t incoming = 0) {
-    while (pending.size() >= opt.max_pending_requests ||
-           (!pending.empty() && held + incoming > opt.max_connection_bytes)) {
-      const bool budget = pending.size() < opt.max_pending_requests;
-      Pending& f = pending.front();
-      held -= f.held;
-      const uint64_t seq = f.seq;
-      const Stream& rs = Resp();
-      const bool answer_in_flight = rs.in_message && rs.headers_done && rs.partner_seq == seq;
-      if (f.lost) {  // not a request we can report: its response just stays an orphan
-        pending.pop_front();
-        if (!answer_in_flight) BumpOwed();
-        Resolved(seq);
-        continue;
-      }
-      if (Req().entry == &f) Req().entry = nullptr;  // (cannot happen: it is the newest)
-      f.ex.incomplete = true;
-      f.ex.response.reset();
-      ready.push_back(Ready{std::move(f.ex), ExchangeEvent::kNoResponse});
-      pending.pop_front();
-      ++stats.dropped_requests;
-      if (budget) ++stats.budget_drops;
-      if (!answer_in_flight) BumpOwed();
-      Resolved(seq);
+  // Room for one more request of `incoming` header bytes, within max_pending_requests and
+  // max_connection_bytes? The bodies kept for the waiting requests are given up first (oldest
+  // first, counted in budget_bodies_cut). Never reports a request early: a waiting request
+  // has no status until the server answers, and may never be read by it (a response that
+  // closes the connection). When there is no room the request stream is cut (see Cut).
+  bool Admit(size_t incoming = 0) {
+    if (Req().mode == Mode::kCut) return false;
+    auto fits = [&] {
+      return pending.size() < opt.max_pending_requests &&
+             held + incoming <= opt.max_connection_bytes;
+    };
+    if (fits()) return true;
+    for (Pending& e : pending) {
+      if (held + incoming <= opt.max_connection_bytes) break;
+      std::string& body = e.ex.request.body;
+      if (body.empty()) continue;
+      const size_t b = body.size();
+      std::string().swap(body);
+      e.ex.request.body_truncated = true;
+      e.held -= b;
+      held -= b;
+      ++stats.budget_bodies_cut;
     }
+    if (fits()) return true;
+    Cut(pending.size() < opt.max_pending_requests);
+    return false;
+  }
+
+  // The connection is over its budget: the request stream is no longer parsed (its bytes are
+  // counted in cut_bytes). The requests already waiting still pair with their responses; the
+  // responses to requests not parsed are orphans.
+  void Cut(bool budget) {
+    Stream& r = Req();
+    if (r.mode == Mode::kCut) return;
+    ++stats.connections_cut;
+    ++stats.dropped_requests;
+    if (budget) ++stats.budget_drops;
+    if (r.entry != nullptr) r.entry->request_done = true;
+    r.entry = nullptr;
+    // Not ResetParser: this may run inside the request parser's OnHead. Its message ends as it
+    // would (nothing queued); from then on the stream's bytes are only counted.
+    r.tail.clear();
+    stats.cut_bytes += r.held.size();
+    std::string().swap(r.held);
+    r.mode = Mode::kCut;
+    Drain();
+  }
+
+  // A placeholder in the queue's order for a request whose bytes could not be read (a gap
+  // took its head, or the parser rejected it before its start line was known): its response
+  // is dropped as an orphan (pairing does not shift) and it is never reported. 0 when over
+  // the budget (the stream is then cut).
+  uint64_t QueuePlaceholder() {
+    if (!Admit()) return 0;
+    Pending& e = pending.emplace_back();
+    e.seq = next_seq++;
+    e.ex.sequence = e.seq;
+    e.lost = true;
+    e.request_done = true;
+    return e.seq;
+  }
+
+  // The server closes the connection after its answer to `seq` (0: to a request before every
+  // waiting one): the requests after it were never read. They are never reported (counted in
+  // requests_after_close), and the request stream's later bytes are only counted.
+  void CloseAfter(uint64_t seq) {
+    Stream& r = Req();
+    for (Pending& e : pending) {
+      if (e.has_verdict || (seq != 0 && e.seq <= seq)) continue;
+      if (!e.lost) ++stats.requests_after_close;
+      e.lost = true;
+      e.has_verdict = true;
+      e.verdict = ExchangeEvent::kNoResponse;
+      e.request_done = true;
+    }
+    if (r.entry != nullptr) r.entry->request_done = true;  // its body is not read further
+    if (r.mode == Mode::kUpgradeWait) stats.bytes_after_close += r.held.size();
+    std::string().swap(r.held);
+    ResetParser(r);
+    r.tail.clear();
+    if (r.mode != Mode::kDead && r.mode != Mode::kCut) r.mode = Mode::kAfterClose;
+    if (r.mode == Mode::kAfterClose) resume_requests = false;
+    Drain();
   }
 
   // ---- parser events ----
@@ -361,13 +439,21 @@ struct Http1Connection::Impl {
       r.version_minor = head.version_minor;
       CopyHeaders(head, r.headers);
       r.headers_done_ns = s.ts;
-      ++im.stats.requests;
+      if (s.lost_head && !IsKnownMethod(head.method)) {
+        // The remains of the request whose start a gap took ("ET /x ..." is a token method
+        // too): its placeholder is queued already.
+        s.lost_head = false;
+        return H1HeadVerdict::kBody;
+      }
       s.lost_head = false;
-      im.DropOverflow(head.counted_bytes);
+      if (!im.Admit(head.counted_bytes)) return H1HeadVerdict::kBody;  // cut: not queued
+      ++im.stats.requests;
+      if (head.version_major == 0) ++im.stats.http09_requests;
       Pending& e = im.pending.emplace_back();
       e.seq = im.next_seq++;
       e.ex.sequence = e.seq;
       e.ex.request = std::move(r);
+      e.after = im.Tentative();
       e.held = head.counted_bytes;
       im.held += e.held;
       s.entry = &e;
@@ -384,6 +470,7 @@ struct Http1Connection::Impl {
       return H1HeadVerdict::kNoBody;
     }
     s.partner_seq = im.ClaimPartner(r.first_byte_ns);
+    if (s.parser.closes() && r.status != 101) im.CloseAfter(s.partner_seq);
     bool no_body = r.status == 101 || r.status == 204 || r.status == 304;
     s.tunnel = r.status == 101;
     if (Pending* e = im.FindBySeq(s.partner_seq)) {
@@ -430,6 +517,7 @@ struct Http1Connection::Impl {
 
   void MessageComplete(Stream& s) {
     Impl& im = *this;
+    s.completed_closes = s.parser.closes() && !s.interim && !s.tunnel;
     if (s.dir == Direction::kRequest) {
       s.completed_seq = 0;
       s.completed_had_verdict = false;
@@ -437,7 +525,7 @@ struct Http1Connection::Impl {
       if (Pending* e = s.entry) {
         e->ex.request.complete_ns = s.ts;
         e->request_done = true;
-        if (im.opt.report_received && !e->lost) {
+        if (im.opt.report_received && !e->lost && e->after == 0) {
           HttpExchange received;
           received.request = e->ex.request;
           received.incomplete = e->ex.incomplete;
@@ -538,15 +626,21 @@ struct Http1Connection::Impl {
   // A response cut by a gap after its header block was complete still reports its status:
   // kResponseComplete with what was seen, marked incomplete (complete_ns stays 0).
   void Abandon(Stream& s, bool parse_error) {
+    uint64_t hold_seq = 0;
     if (s.dir == Direction::kRequest) {
       if (Pending* e = s.entry) {
         e->ex.incomplete = true;
         e->request_done = true;
+        if (parse_error) hold_seq = e->seq;
         s.entry = nullptr;
         Drain();
         s.skip_accounted = true;
       } else if (s.in_message || parse_error) {
-        if (!s.lost_head) BumpOwed();  // its response will still come (else: already queued)
+        // Its response will still come (else: already queued as a placeholder).
+        if (!s.lost_head) {
+          const uint64_t seq = QueuePlaceholder();
+          if (parse_error) hold_seq = seq;
+        }
         s.lost_head = false;
         s.skip_accounted = true;
       } else {
@@ -568,7 +662,12 @@ struct Http1Connection::Impl {
     }
     ResetParser(s);
     s.tail.clear();
+    if (s.mode == Mode::kCut || s.mode == Mode::kAfterClose) return;
     s.mode = Mode::kUnsynced;
+    // A request the server could not parse either: it answers it (nginx and Go: 400) and most
+    // often closes. The requests found after it depend on that answer (see Pending::after).
+    const Pending* e = FindBySeq(hold_seq);
+    if (e != nullptr && !e->has_verdict) rejected_seq = hold_seq;
   }
 
   // A request whose header block is over max_header_bytes is not parsed, but it is not lost
@@ -579,19 +678,20 @@ struct Http1Connection::Impl {
     ++stats.headers_too_large;
     const std::string_view line = s.parser.too_large_start_line();
     const size_t sp = line.find(' ');
-    if (sp == std::string_view::npos || !IsKnownMethod(line.substr(0, sp))) return;
+    if (sp == std::string_view::npos || !IsMethodToken(line.substr(0, sp))) return;
     const size_t t = line.find_first_not_of(' ', sp);
     if (t == std::string_view::npos) return;
     std::string_view target = line.substr(t);
     target = target.substr(0, target.find(' '));
     for (char c : target)
       if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return;
+    if (!Admit()) return;
     ++stats.requests;
-    DropOverflow();
     Pending& e = pending.emplace_back();
     e.seq = next_seq++;
     e.ex.sequence = e.seq;
     e.ex.incomplete = true;
+    e.after = Tentative();
     HttpRequest& r = e.ex.request;
     r.method.assign(line.substr(0, sp));
     r.target.assign(target);
@@ -616,12 +716,42 @@ struct Http1Connection::Impl {
     Drain();
   }
 
+  // At a response's start: when the request it answers is an HTTP/0.9 one, the answer is the
+  // body alone, until the connection's end (nginx; Go answers 0.9 with a 400 status line).
+  bool StartRaw09(Stream& s) {
+    if (owed > 0) return false;
+    for (const Pending& e : pending) {
+      if (e.has_verdict) continue;
+      if (e.ex.request.version_major != 0) return false;
+      s.mode = Mode::kRaw09;
+      s.in_message = true;
+      s.partner_seq = e.seq;
+      s.resp = HttpResponse{};
+      s.resp.first_byte_ns = s.ts;
+      s.resp.version_major = 0;
+      s.resp.version_minor = 9;
+      return true;
+    }
+    return false;
+  }
+
   // After a message completed (Execute returned at its end).
   void AfterMessage(Stream& s) {
     s.message_done = false;
     ResetParser(s);
     if (go_dead) {
       GoDead();
+      return;
+    }
+    if (s.completed_closes) {
+      s.completed_closes = false;
+      // The server closes after this message: a request asking for it is the last one it
+      // reads; a response saying so is the last one it sends.
+      if (s.dir == Direction::kRequest) {
+        if (s.mode == Mode::kSynced) s.mode = Mode::kAfterClose;
+      } else if (s.mode == Mode::kSynced) {
+        s.mode = Mode::kAfterClose;
+      }
       return;
     }
     if (s.dir == Direction::kRequest && s.completed_upgrade && s.completed_seq != 0 &&
@@ -641,6 +771,16 @@ struct Http1Connection::Impl {
       switch (s.mode) {
         case Mode::kDead:
           return;
+        case Mode::kAfterClose:
+          stats.bytes_after_close += n - pos;
+          return;
+        case Mode::kCut:
+          stats.cut_bytes += n - pos;
+          return;
+        case Mode::kRaw09:
+          s.ts = ts;
+          Body(s, p + pos, n - pos);
+          return;
         case Mode::kUpgradeWait:
           Hold(s, p + pos, n - pos, ts);
           return;
@@ -653,6 +793,7 @@ struct Http1Connection::Impl {
         }
         case Mode::kSynced: {
           s.ts = ts;
+          if (s.dir == Direction::kResponse && !s.in_message && StartRaw09(s)) break;
           s.message_done = false;
           const size_t used = s.parser.Execute(s, p + pos, n - pos);
           pos += std::min(used, n - pos);
@@ -715,6 +856,9 @@ struct Http1Connection::Impl {
   void Lose(Stream& s) {
     switch (s.mode) {
       case Mode::kDead:
+      case Mode::kAfterClose:
+      case Mode::kCut:
+      case Mode::kRaw09:
         break;
       case Mode::kUpgradeWait:
         s.held_lost = true;
@@ -797,12 +941,7 @@ struct Http1Connection::Impl {
   void LostMessageStart(Stream& s) {
     if (s.dir == Direction::kRequest) {
       // That request's response will come after those of the requests already waiting.
-      DropOverflow();
-      Pending& e = pending.emplace_back();
-      e.seq = next_seq++;
-      e.ex.sequence = e.seq;
-      e.lost = true;
-      e.request_done = true;
+      if (QueuePlaceholder() == 0) return;
       s.skip_accounted = true;  // the bytes skipped until the next start are that request
       s.lost_head = true;
       return;
@@ -841,7 +980,8 @@ struct Http1Connection::Impl {
   void Expire(uint64_t complete_before_ns) {
     if (closed) return;
     for (Pending& e : pending) {
-      if (e.lost || e.has_verdict || e.timeout_reported || e.response_started || !e.request_done)
+      if (e.lost || e.has_verdict || e.timeout_reported || e.response_started || !e.request_done ||
+          e.after != 0)
         continue;
       const uint64_t done = e.ex.request.complete_ns;
       if (done == 0 || done >= complete_before_ns) continue;
@@ -859,6 +999,16 @@ struct Http1Connection::Impl {
     if (closed) return;
     // A response delimited by the end of the connection completes now.
     Stream& rs = Resp();
+    if (rs.mode == Mode::kRaw09) {
+      // The body of an HTTP/0.9 answer, whole: the request is reported as answered, with no
+      // status (there is none on the wire) and a note saying so.
+      if (Pending* e = FindBySeq(rs.partner_seq)) {
+        e->ex.note = kHttp09Note;
+        e->has_verdict = true;
+        e->verdict = ExchangeEvent::kNoResponse;
+      }
+      ++stats.responses;
+    }
     if (rs.mode == Mode::kSynced && rs.in_message) {
       rs.ts = ts;
       rs.message_done = false;
@@ -869,6 +1019,10 @@ struct Http1Connection::Impl {
     if (qs.entry != nullptr) qs.entry->request_done = true;  // body still in flight
     for (Pending& e : pending) {
       if (e.lost) continue;
+      if (e.after != 0 && !e.has_verdict) {  // its rejected predecessor was never answered
+        ++stats.requests_after_close;
+        continue;
+      }
       ready.push_back(
           Ready{std::move(e.ex), e.has_verdict ? e.verdict : ExchangeEvent::kNoResponse});
     }

@@ -202,7 +202,9 @@ void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why
     case ExchangeEvent::kRequestTimedOut: {
       if (it != written_.end()) return;  // already written at an earlier stage
       std::string id = output::NewAuditId();
-      Emit(exchange, audit::Stage::kRequestReceived, exchange.request.complete_ns, facts, id);
+      // A request still waiting at the timeout: no status, and the line says none was seen.
+      Emit(exchange, audit::Stage::kRequestReceived, exchange.request.complete_ns, facts, id,
+           why == ExchangeEvent::kRequestTimedOut ? kNoResponseYetNote : std::string_view());
       written_[key] = Written{std::move(id), false};
       return;
     }
@@ -229,15 +231,20 @@ void Pipeline::OnExchange(http::HttpExchange&& exchange, http::ExchangeEvent why
         id = output::NewAuditId();
       }
       const bool complete = why == ExchangeEvent::kResponseComplete && exchange.response;
+      // A request written without a response (the connection ended) never has a status; the
+      // line says that none was seen (or what the HTTP layer knows instead: exchange.note).
+      std::string_view note = exchange.note;
+      if (!complete && note.empty()) note = kNoResponseNote;
       Emit(exchange, complete ? audit::Stage::kResponseComplete : audit::Stage::kRequestReceived,
-           complete ? exchange.response->complete_ns : 0, facts, id);
+           complete ? exchange.response->complete_ns : 0, facts, id, note);
       return;
     }
   }
 }
 
 void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint64_t stage_ns,
-                    const conn::ConnFacts& facts, const std::string& audit_id) {
+                    const conn::ConnFacts& facts, const std::string& audit_id,
+                    std::string_view response_note) {
   const identity::LocalPeer* local = LocalPeerOf(facts);
   if (local != nullptr && local->ignored) {
     ++stats_.local_ignored_calls;
@@ -250,6 +257,7 @@ void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint
     ++stats_.not_audited;
     return;
   }
+  if (!response_note.empty()) record.annotations[kResponseAnnotation] = response_note;
   if (local != nullptr)
     SetLocalUser(*local, record);
   else

@@ -45,6 +45,11 @@ struct PipelineConfig {
 
 // The annotation that says how a line's user was found: identity::MethodName().
 inline constexpr char kUserIdentifiedByAnnotation[] = "mke-audit-tap/user-identified-by";
+// On a line written without a response status: why (no response was seen, or what was seen
+// instead, such as an HTTP/0.9 answer).
+inline constexpr char kResponseAnnotation[] = "mke-audit-tap/response";
+inline constexpr std::string_view kNoResponseNote = "none seen";
+inline constexpr std::string_view kNoResponseYetNote = "none seen before the response timeout";
 // MKE lines (which have no impersonatedUser field): whom a Kubernetes client impersonated.
 inline constexpr char kImpersonatedUserAnnotation[] = "mke-audit-tap/impersonated-user";
 inline constexpr char kImpersonatedGroupsAnnotation[] = "mke-audit-tap/impersonated-groups";
@@ -144,8 +149,11 @@ class Pipeline {
   // Fills user_ (and the identity annotations of `record`) for `request`.
   void SetUser(const http::HttpRequest& request, const conn::ConnFacts& facts,
                audit::AuditRecord& record);
+  // `response_note`: the line's mke-audit-tap/response annotation (empty: none), e.g. that no
+  // response was seen for a request written without a status.
   void Emit(const http::HttpExchange& exchange, audit::Stage stage, uint64_t stage_ns,
-            const conn::ConnFacts& facts, const std::string& audit_id);
+            const conn::ConnFacts& facts, const std::string& audit_id,
+            std::string_view response_note = {});
   static conn::TrackerOptions WithStageHooks(conn::TrackerOptions options,
                                              const PipelineConfig& config);
   conn::TrackerOptions WithRestartHook(conn::TrackerOptions options);
