@@ -3,7 +3,9 @@
 // kept): the server's answers are the ground truth. No line for bytes the server never read
 // as a request, no status for a request it never answered, no pairing shift.
 #include <gtest/gtest.h>
+#include <malloc.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -174,6 +176,9 @@ TEST(Http1Hostile, HeadersNginxIgnoresDoNotStopTheRequest) {
     h.Resp(k200 + k200);
     h.Close();
     EXPECT_EQ(h.Lines(), (Lines{"DELETE /x 200", "GET /x 200"})) << line;
+    // Read as nginx reads it, not merely paired with its answer: not a rejected head.
+    EXPECT_FALSE(h.got.at(0).ex.incomplete) << line;
+    EXPECT_EQ(h.stats().parse_errors, 0u) << line;
   }
 }
 
@@ -197,6 +202,7 @@ TEST(Http1Hostile, NotFoundThenBadHeaderNameKeepPairing) {
   h.Resp(k404 + k200);
   h.Close();
   EXPECT_EQ(h.Lines(), (Lines{"GET /nope 404", "GET /x 200"}));
+  EXPECT_FALSE(h.got.at(1).ex.incomplete);
 }
 
 // Row 6: a valid GET then garbage: the GET is 200, the garbage gets nginx's 400 and no line.
@@ -311,6 +317,36 @@ TEST(Http1Hostile, PipelinedPostFloodAfterARefusedRequest) {
   h.Resp(k400Close);
   h.Close();
   EXPECT_EQ(h.Lines(), (Lines{"POST /x 400"}));
+}
+
+// The memory attack of issue 17, whole: 32 connections, each the bare-LF trick then 256
+// pipelined POSTs of 64 KiB, all fed before any answer (the worst order). The heap grows by
+// at most max_total_bytes (64 MiB) of kept bodies plus the heads and parser buffers (the old
+// code kept 8 MiB a connection: 256 MiB); then nginx's 400s with close: no line but the 400s.
+TEST(Http1Hostile, MemoryAttackIsBoundedInTotal) {
+  constexpr int kConnections = 32;
+  std::vector<std::unique_ptr<Harness>> conns;
+  for (int c = 0; c < kConnections; ++c) conns.push_back(std::make_unique<Harness>());
+  const std::string body(64 * 1024, 'b');
+  const std::string post =
+      "POST /flood HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  const size_t before = mallinfo2().uordblks;
+  size_t peak = 0;
+  for (int c = 0; c < kConnections; ++c) {
+    Harness& h = *conns[c];
+    h.Req("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n");
+    for (int i = 0; i < 256; ++i) h.Req(post);
+    peak = std::max(peak, mallinfo2().uordblks);
+  }
+  const size_t grown = peak > before ? peak - before : 0;
+  RecordProperty("heap_growth_bytes", std::to_string(grown));
+  EXPECT_LT(grown, (64u << 20) + kConnections * (1u << 20)) << grown;
+  for (auto& c : conns) {
+    c->Resp(k400Close);
+    c->Close();
+    EXPECT_EQ(c->Lines(), (Lines{"POST /x 400"}));
+  }
 }
 
 // A connection over its budget is cut, never reports a request early, and what it parsed

@@ -27,6 +27,7 @@
 #include "http/http1.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <list>
@@ -224,6 +225,23 @@ struct Http1Connection::Impl {
   bool go_dead = false;
   bool closed = false;
 
+  // What the waiting requests of every connection hold (heads and bodies): bodies are kept
+  // only within Http1Options::max_total_bytes of it.
+  static std::atomic<uint64_t>& Total() {
+    static std::atomic<uint64_t> total{0};
+    return total;
+  }
+  static uint64_t TotalHeld() { return Total().load(std::memory_order_relaxed); }
+  void AddHeld(size_t n) {
+    held += n;
+    Total().fetch_add(n, std::memory_order_relaxed);
+  }
+  void SubHeld(size_t n) {
+    held -= n;
+    Total().fetch_sub(n, std::memory_order_relaxed);
+  }
+  ~Impl() { SubHeld(held); }
+
   Impl(Http1Options o, Sink s) : opt(o), sink(std::move(s)) {
     if (opt.max_pending_requests == 0) opt.max_pending_requests = 1;
     for (int i = 0; i < 2; ++i) {
@@ -272,7 +290,7 @@ struct Http1Connection::Impl {
     while (!pending.empty() && pending.front().has_verdict && pending.front().request_done) {
       Pending& f = pending.front();
       if (!f.lost) ready.push_back(Ready{std::move(f.ex), f.verdict});
-      held -= f.held;
+      SubHeld(f.held);
       pending.pop_front();
     }
   }
@@ -339,7 +357,7 @@ struct Http1Connection::Impl {
       std::string().swap(body);
       e.ex.request.body_truncated = true;
       e.held -= b;
-      held -= b;
+      SubHeld(b);
       ++stats.budget_bodies_cut;
     }
     if (fits()) return true;
@@ -455,7 +473,7 @@ struct Http1Connection::Impl {
       e.ex.request = std::move(r);
       e.after = im.Tentative();
       e.held = head.counted_bytes;
-      im.held += e.held;
+      im.AddHeld(e.held);
       s.entry = &e;
       return H1HeadVerdict::kBody;
     }
@@ -499,8 +517,12 @@ struct Http1Connection::Impl {
     if (s.dir == Direction::kRequest) {
       if (s.entry == nullptr) return;
       HttpRequest& r = s.entry->ex.request;
-      // Within the connection's budget too: what the waiting requests hold.
-      const size_t left = opt.max_connection_bytes > held ? opt.max_connection_bytes - held : 0;
+      // Within the connection's budget too: what the waiting requests hold; and within what all
+      // connections' waiting requests hold together.
+      size_t left = opt.max_connection_bytes > held ? opt.max_connection_bytes - held : 0;
+      const uint64_t total = TotalHeld();
+      left =
+          std::min<uint64_t>(left, opt.max_total_bytes > total ? opt.max_total_bytes - total : 0);
       if (max > r.body.size() + left) {
         max = r.body.size() + left;
         if (r.body.size() + len > max) ++stats.budget_bodies_cut;
@@ -508,7 +530,7 @@ struct Http1Connection::Impl {
       const size_t before = r.body.size();
       AppendBody(r.body, r.body_size, r.body_truncated, at, len, max);
       s.entry->held += r.body.size() - before;
-      held += r.body.size() - before;
+      AddHeld(r.body.size() - before);
     } else {
       HttpResponse& r = s.resp;
       AppendBody(r.body, r.body_size, r.body_truncated, at, len, max);
@@ -1027,7 +1049,7 @@ struct Http1Connection::Impl {
           Ready{std::move(e.ex), e.has_verdict ? e.verdict : ExchangeEvent::kNoResponse});
     }
     pending.clear();
-    held = 0;
+    SubHeld(held);
     for (Stream& s : streams) {
       ResetParser(s);
       s.mode = Mode::kDead;

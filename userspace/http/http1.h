@@ -66,6 +66,9 @@ struct Http1Options {
   // is never reported before its response or the connection's end: it may be one the server
   // never read.
   size_t max_connection_bytes = 8u << 20;
+  // The bodies of waiting requests are kept only while all connections' waiting requests hold
+  // less than this together (the rest counted in budget_bodies_cut): bounded in total too.
+  size_t max_total_bytes = 64u << 20;
   // When set and true for a request, its exchange is also reported with kResponseStarted as
   // soon as the final response's header block is complete (response body empty): for
   // long-running requests (watches, logs, attach) whose response may never complete.
