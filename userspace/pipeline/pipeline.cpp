@@ -7,6 +7,14 @@
 
 namespace mat::pipeline {
 
+namespace {
+// On a line written without a response status: why (no response was seen, or what was seen
+// instead, such as an HTTP/0.9 answer). (To join the annotation keys of audit/policy_tables.h.)
+constexpr char kResponseAnnotation[] = "mke-audit-tap/response";
+constexpr std::string_view kNoResponseNote = "none seen";
+constexpr std::string_view kNoResponseYetNote = "none seen before the response timeout";
+}  // namespace
+
 uint64_t WallNowNs() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -45,11 +45,6 @@ struct PipelineConfig {
 
 // The annotation that says how a line's user was found: identity::MethodName().
 inline constexpr char kUserIdentifiedByAnnotation[] = "mke-audit-tap/user-identified-by";
-// On a line written without a response status: why (no response was seen, or what was seen
-// instead, such as an HTTP/0.9 answer).
-inline constexpr char kResponseAnnotation[] = "mke-audit-tap/response";
-inline constexpr std::string_view kNoResponseNote = "none seen";
-inline constexpr std::string_view kNoResponseYetNote = "none seen before the response timeout";
 // MKE lines (which have no impersonatedUser field): whom a Kubernetes client impersonated.
 inline constexpr char kImpersonatedUserAnnotation[] = "mke-audit-tap/impersonated-user";
 inline constexpr char kImpersonatedGroupsAnnotation[] = "mke-audit-tap/impersonated-groups";
