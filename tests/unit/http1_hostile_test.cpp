@@ -292,6 +292,32 @@ TEST(Http1Hostile, Http09AndLowerCaseMethods) {
   }
 }
 
+// Go's net/http answers what it cannot parse with a 400 whose body runs to the close (no
+// length) and closes: the same lines as with nginx. And it answers HTTP/0.9 with a 400 too.
+TEST(Http1Hostile, GoStyleRefusals) {
+  const std::string go400 =
+      "HTTP/1.1 400 Bad Request: message cannot contain multiple Content-Length headers\r\n"
+      "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
+  {
+    Harness h;
+    h.Req("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd" +
+          kGet);
+    h.Resp(go400);
+    h.Close();
+    EXPECT_EQ(h.Lines(), (Lines{"POST /x 400"}));
+  }
+  {
+    Harness h;
+    h.Req("GET /x\r\n" + kGet);
+    h.Resp(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Connection: close\r\n\r\n400 Bad Request");
+    h.Close();
+    ASSERT_EQ(h.Lines(), (Lines{"GET /x 400"}));
+    EXPECT_TRUE(h.got[0].ex.note.empty());
+  }
+}
+
 // Row 9: a request without a response is never given a status.
 TEST(Http1Hostile, NoResponseNoStatus) {
   Harness h;

@@ -739,9 +739,10 @@ struct Http1Connection::Impl {
   }
 
   // At a response's start: when the request it answers is an HTTP/0.9 one, the answer is the
-  // body alone, until the connection's end (nginx; Go answers 0.9 with a 400 status line).
-  bool StartRaw09(Stream& s) {
-    if (owed > 0) return false;
+  // body alone, until the connection's end (nginx); unless it starts with a status line (Go
+  // answers a 0.9 line with "HTTP/1.1 400 Bad Request", which is then its status).
+  bool StartRaw09(Stream& s, const char* p, size_t n) {
+    if (owed > 0 || MatchStatusLine(p, n) != Match::kNo) return false;
     for (const Pending& e : pending) {
       if (e.has_verdict) continue;
       if (e.ex.request.version_major != 0) return false;
@@ -815,7 +816,8 @@ struct Http1Connection::Impl {
         }
         case Mode::kSynced: {
           s.ts = ts;
-          if (s.dir == Direction::kResponse && !s.in_message && StartRaw09(s)) break;
+          if (s.dir == Direction::kResponse && !s.in_message && StartRaw09(s, p + pos, n - pos))
+            break;
           s.message_done = false;
           const size_t used = s.parser.Execute(s, p + pos, n - pos);
           pos += std::min(used, n - pos);
