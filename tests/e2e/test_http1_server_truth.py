@@ -43,6 +43,9 @@ SHAPES = {
     "lower_case_method": (b"get /hello HTTP/1.1\r\n" + H + b"\r\n" + GET,
                           [("GET", "/hello", 400)]),
     "http09_get": (b"GET /hello\r\n", [("GET", "/hello", None)]),
+    # 90 KB of header: over this nginx's buffers (400, close); read whole (Go serves 1 MiB).
+    "header_90kb": (b"DELETE /hello HTTP/1.1\r\n" + H + b"X-Pad: " + b"p" * 90000 + b"\r\n\r\n" +
+                    GET, [("DELETE", "/hello", 400)]),
 }
 
 

@@ -236,6 +236,19 @@ TEST(Http1Hostile, NinetyKilobyteHeaderIsAudited) {
   EXPECT_FALSE(h.got.at(0).ex.incomplete);
 }
 
+// nginx answers a head over its buffers (8 KiB by default) before it has read it whole: 400
+// and close. The request it refused is the one whose head was in progress.
+TEST(Http1Hostile, RefusedBeforeItsHeadWasWhole) {
+  Harness h;
+  h.Req(kGet +
+        "DELETE /v1.41/secrets/abc HTTP/1.1\r\nHost: a\r\nX-Pad: " + std::string(30000, 'p'));
+  h.Resp(k200 + k400Close);
+  h.Req(std::string(60000, 'p') + "\r\n\r\n" + kGet);
+  h.Close();
+  EXPECT_EQ(h.Lines(), (Lines{"GET /x 200", "DELETE /v1.41/secrets/abc 400"}));
+  EXPECT_TRUE(h.got.at(1).ex.incomplete);
+}
+
 // Beyond the auditor's own cap: still audited with method and URI, marked incomplete.
 TEST(Http1Hostile, HeaderOverTheCapIsNamedWithItsStatus) {
   Http1Options o;

@@ -90,6 +90,17 @@ class H1Parser {
   std::string_view too_large_start_line() const { return too_large_line_; }
   static constexpr size_t kMaxTooLargeLine = 8 * 1024;
   bool message_done() const { return state_ == State::kDone; }
+  // Inside a head that came in pieces: its start line when whole (without the line end), else
+  // empty.
+  std::string_view partial_start_line() const {
+    if (state_ != State::kHead) return {};
+    std::string_view b = buf_;
+    const size_t lf = b.find('\n');
+    if (lf == std::string_view::npos) return {};
+    b = b.substr(0, lf);
+    if (!b.empty() && b.back() == '\r') b.remove_suffix(1);
+    return b;
+  }
   // The message's head says the connection closes after it: "Connection: close", or HTTP/1.0
   // without "Connection: keep-alive", or an HTTP/0.9 request. Valid once its head was parsed.
   bool closes() const { return closes_; }

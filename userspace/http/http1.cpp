@@ -312,6 +312,41 @@ struct Http1Connection::Impl {
     return 0;
   }
 
+  bool AnyWaiting() const {
+    for (const Pending& e : pending)
+      if (!e.has_verdict) return true;
+    return false;
+  }
+
+  // The request whose head is in progress (not yet whole), queued by its start line when it
+  // names a method and a target, incomplete, done; its seq, or 0.
+  uint64_t NamePartialRequest() {
+    Stream& s = Req();
+    if (s.mode != Mode::kSynced || !s.in_message || s.headers_done || s.lost_head) return 0;
+    const std::string_view line = s.parser.partial_start_line();
+    const size_t sp = line.find(' ');
+    if (sp == std::string_view::npos || !IsMethodToken(line.substr(0, sp))) return 0;
+    std::string_view target = line.substr(sp + 1);
+    target = target.substr(0, target.find(' '));
+    if (target.empty()) return 0;
+    for (char c : target)
+      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return 0;
+    if (!Admit()) return 0;
+    ++stats.requests;
+    Pending& e = pending.emplace_back();
+    e.seq = next_seq++;
+    e.ex.sequence = e.seq;
+    e.ex.incomplete = true;
+    e.request_done = true;
+    e.after = Tentative();
+    HttpRequest& r = e.ex.request;
+    r.method.assign(line.substr(0, sp));
+    r.target.assign(target);
+    r.first_byte_ns = s.req.first_byte_ns;
+    r.headers_done_ns = s.req.first_byte_ns;
+    return e.seq;
+  }
+
   // The entry `seq` will not get a tunnel: a request stream waiting on it may go on.
   void Resolved(uint64_t seq) {
     Stream& r = Req();
@@ -487,8 +522,16 @@ struct Http1Connection::Impl {
       s.interim = true;
       return H1HeadVerdict::kNoBody;
     }
+    const bool none_owed = im.owed == 0;
     s.partner_seq = im.ClaimPartner(r.first_byte_ns);
-    if (s.parser.closes() && r.status != 101) im.CloseAfter(s.partner_seq);
+    if (s.parser.closes() && r.status != 101) {
+      // Answered and closed on before its head was whole (nginx's 400 to a head over its
+      // buffers): the request the server refused is the one in progress, named by its start
+      // line (nothing after it is read: CloseAfter).
+      if (s.partner_seq == 0 && none_owed && !im.AnyWaiting())
+        s.partner_seq = im.NamePartialRequest();
+      im.CloseAfter(s.partner_seq);
+    }
     bool no_body = r.status == 101 || r.status == 204 || r.status == 304;
     s.tunnel = r.status == 101;
     if (Pending* e = im.FindBySeq(s.partner_seq)) {
