@@ -225,6 +225,19 @@ TEST(Http1Hostile, GetThenGarbage) {
   EXPECT_EQ(h.Lines(), Lines{});
 }
 
+// The answer to garbage (a placeholder in the queue) is no request's, not even at the
+// ResponseStarted stage of long-running calls (found by http1_fuzz: an empty request reported).
+TEST(Http1Hostile, GarbagesAnswerStartsNoStage) {
+  Http1Options o;
+  o.report_started = [](const HttpRequest&) { return true; };
+  Harness h(o);
+  h.Req(kGet + "garbage\r\n\r\n");
+  h.Resp(k200 + k400Close);
+  h.Close();
+  ASSERT_EQ(h.got.size(), 2u);  // GET /x: started, then complete
+  for (const Got& g : h.got) EXPECT_EQ(g.ex.request.target, "/x");
+}
+
 // Row 7: a 90 KB header (nginx with large buffers serves it, dockerd accepts 1 MiB).
 TEST(Http1Hostile, NinetyKilobyteHeaderIsAudited) {
   Harness h;  // default options

@@ -536,7 +536,7 @@ struct Http1Connection::Impl {
     s.tunnel = r.status == 101;
     if (Pending* e = im.FindBySeq(s.partner_seq)) {
       e->response_started = true;
-      if (im.opt.report_started && im.opt.report_started(e->ex.request)) {
+      if (!e->lost && im.opt.report_started && im.opt.report_started(e->ex.request)) {
         HttpExchange started;
         started.request = e->ex.request;
         started.response = r;
