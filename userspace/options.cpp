@@ -488,9 +488,10 @@ Capture:
                                  4096..1048576); the rest is counted as truncated
   --ringbuf-bytes N              kernel ring buffer size, a power of two (default 8388608)
   --max-body-bytes N             request/response body bytes kept per message (default 65536)
-  --max-header-bytes N           header bytes kept per message (default 81920): a larger
-                                 HTTP/1.1 header block is audited by its request line only,
-                                 a larger HTTP/2 header list is cut; both marked incomplete
+  --max-header-bytes N           header bytes kept per message (default 1048576, Go's
+                                 net/http limit; at most 16777216): a larger HTTP/1.1 header
+                                 block is audited by its request line only, a larger HTTP/2
+                                 header list is cut; both marked incomplete
   --max-pending-requests N       requests per connection waiting for their responses, HTTP/2
                                  streams followed per connection (default 256)
   --max-connection-bytes N       header and body bytes kept per connection (default 8388608)

@@ -47,7 +47,7 @@ struct Options {
   uint32_t exit_timeout_s = 5;
   size_t max_body_bytes = 64 * 1024;
   // Memory bounds (issue 13): see --help and README "Memory bounds".
-  size_t max_header_bytes = 80 * 1024;     // per message: HTTP/1.1 header block, HTTP/2 list
+  size_t max_header_bytes = 1u << 20;      // per message: HTTP/1.1 header block, HTTP/2 list
   size_t max_pending_requests = 256;       // per connection: waiting requests / HTTP/2 streams
   size_t max_connection_bytes = 8u << 20;  // per connection: headers and bodies kept
   size_t max_connections = 65536;          // connections (and TLS streams) followed

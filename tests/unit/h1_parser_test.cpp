@@ -391,10 +391,9 @@ TEST(H1ParserTest, FramingsGoServes) {
 
 TEST(H1ParserTest, HeadErrors) {
   for (const char* bytes : {
-           "get /a HTTP/1.1\r\n\r\n",                // methods are upper case
-           "FOO /a HTTP/1.1\r\n\r\n",                // unknown method
            "GET /a HTTP/1.1 \r\n\r\n",               // trailing space
-           "GET /a\r\n\r\n",                         // HTTP/0.9
+           "G(T /a HTTP/1.1\r\n\r\n",                // a method that is not a token
+           "POST /a\r\n\r\n",                        // HTTP/0.9 other than GET
            "GET /a HTTP/11\r\n\r\n",                 // version
            "GET /a HXTP/1.1\r\n\r\n",                // version
            "GET /a\x7f HTTP/1.1\r\n\r\n",            // control byte in the target
@@ -419,6 +418,27 @@ TEST(H1ParserTest, HeadErrors) {
            "HTTP/1.1 200 OK\r\nX: a\x01b\r\n\r\n",  // a control byte (allowed in requests)
        }) {
     EXPECT_EQ(Parse(kResp, bytes).end, End::kError) << Esc(bytes);
+  }
+}
+
+// Any token is a method, as Go's net/http reads it (nginx answers 400 to lower-case ones and
+// closes: the response decides, see http1.h); "GET target" alone is HTTP/0.9, which nginx
+// serves, and ends at its line.
+TEST(H1ParserTest, TokenMethodsAndHttp09) {
+  for (const char* method : {"get", "FOO", "M-SEARCH", "x!#$%&'*+.^_`|~"}) {
+    const Result r = Parse(kReq, std::string(method) + " /a HTTP/1.1\r\n\r\n");
+    ASSERT_EQ(r.end, End::kIdle) << method;
+    ASSERT_EQ(r.msgs.size(), 1u) << method;
+    EXPECT_EQ(r.msgs[0].method, method);
+  }
+  for (const std::vector<size_t>& cuts : {std::vector<size_t>{}, {3}, {5, 6}, {7}}) {
+    const Result r = Parse(kReq, "GET /a\r\n", cuts);
+    ASSERT_EQ(r.end, End::kIdle);
+    ASSERT_EQ(r.msgs.size(), 1u);
+    EXPECT_EQ(r.msgs[0].target, "/a");
+    EXPECT_EQ(r.msgs[0].major, 0);
+    EXPECT_EQ(r.msgs[0].minor, 9);
+    EXPECT_EQ(r.msgs[0].end, 8u);
   }
 }
 

@@ -140,6 +140,29 @@ TEST(Replay, KeepAliveConversationBecomesOneLinePerRequest) {
   EXPECT_EQ(hang["stage"], "RequestReceived");
   EXPECT_FALSE(hang.contains("responseStatus"));
   EXPECT_TRUE(hang["stageTimestamp"].is_null());
+  // A line without a response says that none was seen; the others say nothing of the kind.
+  EXPECT_EQ(hang["annotations"]["mke-audit-tap/response"], "none seen");
+  EXPECT_FALSE(a.contains("annotations") && a["annotations"].contains("mke-audit-tap/response"));
+}
+
+// Issue 17, through the whole pipeline: a pipelined DELETE after a request that asked for the
+// close is never read by the server, so it is never written; the request before it is, with
+// the server's status.
+TEST(Replay, NothingAfterTheServersClose) {
+  std::string path = TempPath("close");
+  const std::string req =
+      "GET /containers/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+      "DELETE /v1.41/secrets/abc HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string resp = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n[]";
+  WriteRecording(path, {SockRecord(42, 9, TAP_ROLE_SERVER, "192.0.2.7", 50123, 100),
+                        DataRecord(42, 0x5000, 9, TAP_DIR_READ, 0, req, 1'000'000),
+                        DataRecord(42, 0x5000, 9, TAP_DIR_WRITE, 0, resp, 2'000'000),
+                        ConnEndRecord(42, 0x5000, 9, req.size(), resp.size(), 3'000'000)});
+  auto lines = Replay(path, Config());
+  std::filesystem::remove(path);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0]["audit"]["verb"], "GET");
+  EXPECT_EQ(lines[0]["audit"]["responseStatus"]["code"], 200);
 }
 
 TEST(Replay, LevelNoneWritesNothing) {

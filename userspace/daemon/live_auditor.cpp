@@ -663,6 +663,8 @@ class LiveAuditor {
              {"http_parse_errors", h.parse_errors},
              {"http_orphan_responses", h.orphan_responses},
              {"http_dropped_requests", h.dropped_requests},
+             {"http_requests_after_close", h.requests_after_close},
+             {"http_bytes_after_close", h.bytes_after_close},
              {"http2_dropped_streams", h2.dropped_streams},
              {"http2_header_lists_truncated", h2.header_lists_truncated},
              {"http2_hpack_errors", h2.hpack_errors},

@@ -156,6 +156,46 @@ size_t FindBlockEnd(const char* p, size_t n, size_t from) {
 
 }  // namespace
 
+bool IsMethodToken(std::string_view m) {
+  if (m.empty()) return false;
+  for (char c : m)
+    if (!kTokens.token[static_cast<unsigned char>(c)]) return false;
+  return true;
+}
+
+// An HTTP/0.9 request line, without its line end: "GET" SP+ target SP*, as nginx reads one
+// (and serves it; a 0.9 line with another method gets a 400 from nginx, Go answers 400 to all).
+std::string_view H1Parser::Http09Target(std::string_view line) {
+  line = StripEol(line);
+  while (!line.empty() && line.back() == ' ') line.remove_suffix(1);
+  if (line.size() < 5 || line.compare(0, 4, "GET ") != 0) return {};
+  line.remove_prefix(4);
+  while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+  if (line.empty()) return {};
+  for (char ch : line) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c == 0x7f) return {};
+  }
+  return line;
+}
+
+bool H1Parser::Head09(H1Listener& listener, std::string_view line) {
+  const std::string_view target = Http09Target(line);
+  if (target.empty()) return false;
+  H1Head& head_ = SharedScratch().head;
+  head_.method = std::string_view(line.data(), 3);
+  head_.target = target;
+  head_.status = 0;
+  head_.version_major = 0;
+  head_.version_minor = 9;
+  head_.fields.clear();
+  head_.counted_bytes = target.size();
+  closes_ = true;  // the server answers with the body alone and closes
+  listener.OnHead(head_);
+  Complete(listener);
+  return true;
+}
+
 H1Parser::Scratch& H1Parser::SharedScratch() {
   static thread_local Scratch scratch;
   return scratch;
@@ -165,7 +205,9 @@ void H1Parser::Reset() {
   state_ = State::kStart;
   upgrade_ = chunked_ = has_length_ = has_te_ = false;
   connection_upgrade_ = upgrade_header_ = connect_ = false;
+  connection_close_ = connection_keep_alive_ = head_rejected_ = false;
   too_large_ = false;
+  closes_ = false;
   too_large_line_.clear();
   length_ = remaining_ = 0;
   buf_.clear();
@@ -186,7 +228,7 @@ bool H1Parser::ParseStartLine(std::string_view line) {
     if (v == std::string_view::npos) return false;
     head_.method = line.substr(0, sp1);
     head_.target = line.substr(t, sp2 - t);
-    if (!IsKnownMethod(head_.method)) return false;
+    if (!IsMethodToken(head_.method)) return false;
     for (char ch : head_.target) {
       const auto c = static_cast<unsigned char>(ch);
       if (c <= 0x20 || c == 0x7f) return false;
@@ -227,6 +269,15 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
   const auto* lf = static_cast<const char*>(std::memchr(p, '\n', block.size()));
   if (!ParseStartLine(StripEol(std::string_view(p, static_cast<size_t>(lf - p))))) return false;
   p = lf + 1;
+  // A request whose start line is good but whose head is not: the server answers it (400 from
+  // nginx and Go, and they close), so it is reported by what was read of it before failing.
+  auto reject = [&]() {
+    if (kind_ == Kind::kRequest) {
+      head_rejected_ = true;
+      listener.OnHead(head_);
+    }
+    return false;
+  };
   bool skipping = false;  // the line before was skipped: so are its continuation lines
   for (;;) {
     if (*p == '\n' || (*p == '\r' && p[1] == '\n')) break;  // the empty line: the end
@@ -240,7 +291,7 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
         head_.counted_bytes += line.size();
         continue;
       }
-      if (head_.fields.empty() || !ValidValue(line)) return false;
+      if (head_.fields.empty() || !ValidValue(line)) return reject();
       const std::string_view more = Trim(line);
       head_.counted_bytes += more.size();
       if (more.empty()) continue;
@@ -261,16 +312,16 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
       // and its continuation lines are skipped; failing here would hide the request.
       while (*q != ':' && static_cast<unsigned char>(*q) > 0x20 && *q != 0x7f) ++q;
       if (*q != ':') {
-        if (q == p) return false;  // not even a name
-        while (*q == '\r') ++q;    // nginx ends a line at CRs before its LF, however many
-        if (*q != '\n') return false;
+        if (q == p) return reject();  // not even a name
+        while (*q == '\r') ++q;       // nginx ends a line at CRs before its LF, however many
+        if (*q != '\n') return reject();
       }
       skipping = true;
       head_.counted_bytes += static_cast<size_t>(lf - p) + 3;
       p = lf + 1;
       continue;
     }
-    if (q == p || *q != ':') return false;
+    if (q == p || *q != ':') return reject();
     skipping = false;
     const std::string_view name(p, static_cast<size_t>(q - p));
     ++q;
@@ -285,7 +336,7 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
             ? (std::memchr(q, '\0', static_cast<size_t>(value_end - q)) != nullptr ||
                std::memchr(q, '\r', static_cast<size_t>(value_end - q)) != nullptr)
             : !ValidValueBytes(q, value_end))
-      return false;
+      return reject();
     while (q < value_end && IsOws(*q)) ++q;
     while (value_end > q && IsOws(value_end[-1])) --value_end;
     const std::string_view value(q, static_cast<size_t>(value_end - q));
@@ -338,8 +389,11 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
         }
         break;
       case 10:  // connection
-        if (EqualsIgnoreCase(name, "connection") && ListHas(value, "upgrade"))
-          connection_upgrade_ = true;
+        if (EqualsIgnoreCase(name, "connection")) {
+          if (ListHas(value, "upgrade")) connection_upgrade_ = true;
+          if (ListHas(value, "close")) connection_close_ = true;
+          if (ListHas(value, "keep-alive")) connection_keep_alive_ = true;
+        }
         break;
       case 7:  // upgrade
         if (EqualsIgnoreCase(name, "upgrade")) upgrade_header_ = true;
@@ -361,10 +415,14 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
     length_ = 0;
     length_ok = true;
   }
-  if (!length_ok || (has_te_ && has_length_)) return false;
+  if (!length_ok || (has_te_ && has_length_)) return reject();
+  const bool http11 =
+      head_.version_major > 1 || (head_.version_major == 1 && head_.version_minor >= 1);
+  closes_ = connection_close_ || (!http11 && !connection_keep_alive_);
   if (has_te_ && !chunked_ && kind_ == Kind::kRequest) {
     // Its body cannot be delimited, but the server answers it (501 from nginx and Go): the
     // head is reported before the error, as http-parser did, so that it is audited.
+    head_rejected_ = true;
     listener.OnHead(head_);
     return false;
   }
@@ -418,6 +476,13 @@ size_t H1Parser::Execute(H1Listener& listener, const char* p, size_t n) {
       case State::kHead: {
         const size_t cap = max_head_ + kHeadSlack;
         if (buf_.empty()) {
+          if (kind_ == Kind::kRequest && n - pos >= 4 && std::memcmp(p + pos, "GET ", 4) == 0) {
+            const void* lf = std::memchr(p + pos, '\n', std::min(n - pos, kMaxTooLargeLine));
+            if (lf != nullptr) {
+              const size_t at = static_cast<size_t>(static_cast<const char*>(lf) - p);
+              if (Head09(listener, std::string_view(p + pos, at - pos))) return at + 1;
+            }
+          }
           const size_t end = FindBlockEnd(p + pos, n - pos, 0);
           if (end == 0) {
             if (n - pos > cap) return FailTooLarge(pos, std::string_view(p + pos, n - pos));
@@ -438,6 +503,16 @@ size_t H1Parser::Execute(H1Listener& listener, const char* p, size_t n) {
         const size_t old = buf_.size();
         const size_t take = std::min(n - pos, cap + 1 - std::min(cap + 1, old));
         buf_.append(p + pos, take);
+        if (kind_ == Kind::kRequest && old < kMaxTooLargeLine && buf_.compare(0, 4, "GET ") == 0) {
+          const size_t lf = buf_.find('\n');
+          // Only when this call brought the first line's end.
+          if (lf != std::string::npos && lf >= old && lf < kMaxTooLargeLine &&
+              Head09(listener, std::string_view(buf_.data(), lf))) {
+            const size_t used = lf + 1 - old;
+            buf_.clear();
+            return pos + used;
+          }
+        }
         const size_t end = FindBlockEnd(buf_.data(), buf_.size(), scanned_ > 2 ? scanned_ - 2 : 0);
         if (end == 0) {
           if (buf_.size() > cap) return FailTooLarge(pos, buf_);

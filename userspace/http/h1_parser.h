@@ -51,8 +51,11 @@ enum class H1HeadVerdict : uint8_t {
   kNoBody,  // the message has no body whatever its headers say (HEAD, 1xx, 204, 304, ...)
 };
 
-// A method http-parser 2.9 knew (and H1Parser accepts); anything else is a parse error.
+// A method http-parser 2.9 knew.
 bool IsKnownMethod(std::string_view method);
+// A request method H1Parser accepts: any token, as Go's net/http does (nginx takes A-Z, '_' and
+// '-', answers the others 400 and closes: the response decides, see http1.h).
+bool IsMethodToken(std::string_view method);
 
 class H1Listener {
  public:
@@ -87,6 +90,23 @@ class H1Parser {
   std::string_view too_large_start_line() const { return too_large_line_; }
   static constexpr size_t kMaxTooLargeLine = 8 * 1024;
   bool message_done() const { return state_ == State::kDone; }
+  // Inside a head that came in pieces: its start line when whole (without the line end), else
+  // empty.
+  std::string_view partial_start_line() const {
+    if (state_ != State::kHead) return {};
+    std::string_view b = buf_;
+    const size_t lf = b.find('\n');
+    if (lf == std::string_view::npos) return {};
+    b = b.substr(0, lf);
+    if (!b.empty() && b.back() == '\r') b.remove_suffix(1);
+    return b;
+  }
+  // The message's head says the connection closes after it: "Connection: close", or HTTP/1.0
+  // without "Connection: keep-alive", or an HTTP/0.9 request. Valid once its head was parsed.
+  bool closes() const { return closes_; }
+  // The error came after a request's start line was read: its head was reported (OnHead) with
+  // the fields read so far, and the server answers it (nginx and Go: 400, then close).
+  bool head_rejected() const { return state_ == State::kError && head_rejected_; }
   // The message asked to leave HTTP/1.1 (CONNECT, or Upgrade with Connection: upgrade).
   bool upgrade() const { return upgrade_; }
   // Inside a body delimited by Content-Length, with remaining() > 0 bytes still expected.
@@ -112,6 +132,9 @@ class H1Parser {
   // Parses the complete header block `block` (ending in its empty line). Returns false on error.
   bool ParseHead(H1Listener& listener, std::string_view block);
   bool ParseStartLine(std::string_view line);
+  // An HTTP/0.9 request line "GET target" (nginx serves it): reports it and completes.
+  static std::string_view Http09Target(std::string_view line);
+  bool Head09(H1Listener& listener, std::string_view line);
   void StartBody(H1Listener& listener, H1HeadVerdict verdict);
   void Complete(H1Listener& listener) {
     state_ = State::kDone;
@@ -139,6 +162,10 @@ class H1Parser {
   bool connection_upgrade_ = false;
   bool upgrade_header_ = false;
   bool connect_ = false;
+  bool connection_close_ = false;
+  bool connection_keep_alive_ = false;
+  bool closes_ = false;
+  bool head_rejected_ = false;
   bool too_large_ = false;      // the header block is over max_head_ (set by ParseHead too)
   std::string too_large_line_;  // its start line, when the error is that
   uint64_t length_ = 0;

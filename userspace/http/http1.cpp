@@ -27,6 +27,7 @@
 #include "http/http1.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <list>
@@ -44,6 +45,7 @@ constexpr size_t kMaxStartLine = 8 * 1024;  // longest start line found while un
 constexpr size_t kMaxMethodLen = 20;
 constexpr size_t kMaxHeld = 64 * 1024;  // request bytes held while an upgrade is undecided
 constexpr size_t kNpos = static_cast<size_t>(-1);
+constexpr std::string_view kHttp09Note = "HTTP/0.9 answer: no status line";
 
 enum class Match : uint8_t { kNo, kYes, kNeedMore };
 
@@ -132,7 +134,11 @@ struct Http1Connection::Impl {
   struct Ready;
   static std::vector<Ready>& SharedReady(int which);
 
-  enum class Mode : uint8_t { kUnsynced, kSynced, kUpgradeWait, kDead };
+  // kAfterClose: the server closes after a message (its own, or the request that asked for
+  // it): what follows in this direction was never read by it, only counted. kCut: over the
+  // connection's budget, the request stream is no longer parsed (counted). kRaw09: a response
+  // to an HTTP/0.9 request, the body alone until the connection's end.
+  enum class Mode : uint8_t { kUnsynced, kSynced, kUpgradeWait, kDead, kAfterClose, kCut, kRaw09 };
 
   struct Pending {
     uint64_t seq = 0;
@@ -142,6 +148,10 @@ struct Http1Connection::Impl {
     ExchangeEvent verdict = ExchangeEvent::kNoResponse;
     bool lost = false;  // placeholder for a request whose start a gap took: never reported
     bool timeout_reported = false;
+    // Queued after a request the parser rejected (`after` is its seq), which the server has
+    // not answered yet: if its answer closes the connection (nginx and Go close after a 400),
+    // or never comes, the server never read this one, and it is never reported.
+    uint64_t after = 0;
     bool response_started = false;  // its response head arrived: it is not waiting any more
     size_t held = 0;                // header and body bytes kept, counted in Impl::held
   };
@@ -172,6 +182,7 @@ struct Http1Connection::Impl {
     uint64_t held_ts = 0;
     bool held_lost = false;
     uint64_t upgrade_seq = 0;
+    bool completed_closes = false;  // the message just completed asked for the close
 
     // Message in progress.
     bool in_message = false;
@@ -204,6 +215,7 @@ struct Http1Connection::Impl {
   size_t held = 0;  // every pending request's `held`: within opt.max_connection_bytes
   uint64_t next_seq = 1;
   uint64_t owed = 0;
+  uint64_t rejected_seq = 0;  // the last request the parser rejected, while it waits
   // Exchanges ready for the sink. Filled and emptied within one call (every public operation
   // ends with Flush), and the sink never calls back in, so all connections of a thread share
   // these two vectors instead of each keeping their capacity while idle.
@@ -212,6 +224,23 @@ struct Http1Connection::Impl {
   bool resume_requests = false;
   bool go_dead = false;
   bool closed = false;
+
+  // What the waiting requests of every connection hold (heads and bodies): bodies are kept
+  // only within Http1Options::max_total_bytes of it.
+  static std::atomic<uint64_t>& Total() {
+    static std::atomic<uint64_t> total{0};
+    return total;
+  }
+  static uint64_t TotalHeld() { return Total().load(std::memory_order_relaxed); }
+  void AddHeld(size_t n) {
+    held += n;
+    Total().fetch_add(n, std::memory_order_relaxed);
+  }
+  void SubHeld(size_t n) {
+    held -= n;
+    Total().fetch_sub(n, std::memory_order_relaxed);
+  }
+  ~Impl() { SubHeld(held); }
 
   Impl(Http1Options o, Sink s) : opt(o), sink(std::move(s)) {
     if (opt.max_pending_requests == 0) opt.max_pending_requests = 1;
@@ -261,7 +290,7 @@ struct Http1Connection::Impl {
     while (!pending.empty() && pending.front().has_verdict && pending.front().request_done) {
       Pending& f = pending.front();
       if (!f.lost) ready.push_back(Ready{std::move(f.ex), f.verdict});
-      held -= f.held;
+      SubHeld(f.held);
       pending.pop_front();
     }
   }
@@ -283,47 +312,149 @@ struct Http1Connection::Impl {
     return 0;
   }
 
+  bool AnyWaiting() const {
+    for (const Pending& e : pending)
+      if (!e.has_verdict) return true;
+    return false;
+  }
+
+  // The request whose head is in progress (not yet whole), queued by its start line when it
+  // names a method and a target, incomplete, done; its seq, or 0.
+  uint64_t NamePartialRequest() {
+    Stream& s = Req();
+    if (s.mode != Mode::kSynced || !s.in_message || s.headers_done || s.lost_head) return 0;
+    const std::string_view line = s.parser.partial_start_line();
+    const size_t sp = line.find(' ');
+    if (sp == std::string_view::npos || !IsMethodToken(line.substr(0, sp))) return 0;
+    std::string_view target = line.substr(sp + 1);
+    target = target.substr(0, target.find(' '));
+    if (target.empty()) return 0;
+    for (char c : target)
+      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return 0;
+    if (!Admit()) return 0;
+    ++stats.requests;
+    Pending& e = pending.emplace_back();
+    e.seq = next_seq++;
+    e.ex.sequence = e.seq;
+    e.ex.incomplete = true;
+    e.request_done = true;
+    e.after = Tentative();
+    HttpRequest& r = e.ex.request;
+    r.method.assign(line.substr(0, sp));
+    r.target.assign(target);
+    r.first_byte_ns = s.req.first_byte_ns;
+    r.headers_done_ns = s.req.first_byte_ns;
+    return e.seq;
+  }
+
   // The entry `seq` will not get a tunnel: a request stream waiting on it may go on.
   void Resolved(uint64_t seq) {
     Stream& r = Req();
     if (r.mode == Mode::kUpgradeWait && r.upgrade_seq == seq) resume_requests = true;
   }
 
+  // The seq of the rejected request a request queued now depends on (0: none).
+  uint64_t Tentative() {
+    if (rejected_seq == 0) return 0;
+    const Pending* x = FindBySeq(rejected_seq);
+    if (x == nullptr || x->has_verdict) rejected_seq = 0;
+    return rejected_seq;
+  }
+
   void SetVerdict(Pending& e, ExchangeEvent ev) {
     e.has_verdict = true;
     e.verdict = ev;
     const uint64_t seq = e.seq;
+    // Answered without closing (a closing answer discarded them first): the server read on.
+    for (Pending& w : pending)
+      if (w.after != 0 && w.after <= seq) w.after = 0;
     Drain();
     Resolved(seq);
   }
 
-  // Makes room for one more request of `incoming` header bytes: within max_pending_requests
-  // and max_connection_bytes, the oldest waiting requests are reported (incomplete) first.
-  void DropOverflow(size_t incoming = 0) {
-    while (pending.size() >= opt.max_pending_requests ||
-           (!pending.empty() && held + incoming > opt.max_connection_bytes)) {
-      const bool budget = pending.size() < opt.max_pending_requests;
-      Pending& f = pending.front();
-      held -= f.held;
-      const uint64_t seq = f.seq;
-      const Stream& rs = Resp();
-      const bool answer_in_flight = rs.in_message && rs.headers_done && rs.partner_seq == seq;
-      if (f.lost) {  // not a request we can report: its response just stays an orphan
-        pending.pop_front();
-        if (!answer_in_flight) BumpOwed();
-        Resolved(seq);
-        continue;
-      }
-      if (Req().entry == &f) Req().entry = nullptr;  // (cannot happen: it is the newest)
-      f.ex.incomplete = true;
-      f.ex.response.reset();
-      ready.push_back(Ready{std::move(f.ex), ExchangeEvent::kNoResponse});
-      pending.pop_front();
-      ++stats.dropped_requests;
-      if (budget) ++stats.budget_drops;
-      if (!answer_in_flight) BumpOwed();
-      Resolved(seq);
+  // Room for one more request of `incoming` header bytes, within max_pending_requests and
+  // max_connection_bytes? The bodies kept for the waiting requests are given up first (oldest
+  // first, counted in budget_bodies_cut). Never reports a request early: a waiting request
+  // has no status until the server answers, and may never be read by it (a response that
+  // closes the connection). When there is no room the request stream is cut (see Cut).
+  bool Admit(size_t incoming = 0) {
+    if (Req().mode == Mode::kCut) return false;
+    auto fits = [&] {
+      return pending.size() < opt.max_pending_requests &&
+             held + incoming <= opt.max_connection_bytes;
+    };
+    if (fits()) return true;
+    for (Pending& e : pending) {
+      if (held + incoming <= opt.max_connection_bytes) break;
+      std::string& body = e.ex.request.body;
+      if (body.empty()) continue;
+      const size_t b = body.size();
+      std::string().swap(body);
+      e.ex.request.body_truncated = true;
+      e.held -= b;
+      SubHeld(b);
+      ++stats.budget_bodies_cut;
     }
+    if (fits()) return true;
+    Cut(pending.size() < opt.max_pending_requests);
+    return false;
+  }
+
+  // The connection is over its budget: the request stream is no longer parsed (its bytes are
+  // counted in cut_bytes). The requests already waiting still pair with their responses; the
+  // responses to requests not parsed are orphans.
+  void Cut(bool budget) {
+    Stream& r = Req();
+    if (r.mode == Mode::kCut) return;
+    ++stats.connections_cut;
+    ++stats.dropped_requests;
+    if (budget) ++stats.budget_drops;
+    if (r.entry != nullptr) r.entry->request_done = true;
+    r.entry = nullptr;
+    // Not ResetParser: this may run inside the request parser's OnHead. Its message ends as it
+    // would (nothing queued); from then on the stream's bytes are only counted.
+    r.tail.clear();
+    stats.cut_bytes += r.held.size();
+    std::string().swap(r.held);
+    r.mode = Mode::kCut;
+    Drain();
+  }
+
+  // A placeholder in the queue's order for a request whose bytes could not be read (a gap
+  // took its head, or the parser rejected it before its start line was known): its response
+  // is dropped as an orphan (pairing does not shift) and it is never reported. 0 when over
+  // the budget (the stream is then cut).
+  uint64_t QueuePlaceholder() {
+    if (!Admit()) return 0;
+    Pending& e = pending.emplace_back();
+    e.seq = next_seq++;
+    e.ex.sequence = e.seq;
+    e.lost = true;
+    e.request_done = true;
+    return e.seq;
+  }
+
+  // The server closes the connection after its answer to `seq` (0: to a request before every
+  // waiting one): the requests after it were never read. They are never reported (counted in
+  // requests_after_close), and the request stream's later bytes are only counted.
+  void CloseAfter(uint64_t seq) {
+    Stream& r = Req();
+    for (Pending& e : pending) {
+      if (e.has_verdict || (seq != 0 && e.seq <= seq)) continue;
+      if (!e.lost) ++stats.requests_after_close;
+      e.lost = true;
+      e.has_verdict = true;
+      e.verdict = ExchangeEvent::kNoResponse;
+      e.request_done = true;
+    }
+    if (r.entry != nullptr) r.entry->request_done = true;  // its body is not read further
+    if (r.mode == Mode::kUpgradeWait) stats.bytes_after_close += r.held.size();
+    std::string().swap(r.held);
+    ResetParser(r);
+    r.tail.clear();
+    if (r.mode != Mode::kDead && r.mode != Mode::kCut) r.mode = Mode::kAfterClose;
+    if (r.mode == Mode::kAfterClose) resume_requests = false;
+    Drain();
   }
 
   // ---- parser events ----
@@ -361,15 +492,23 @@ struct Http1Connection::Impl {
       r.version_minor = head.version_minor;
       CopyHeaders(head, r.headers);
       r.headers_done_ns = s.ts;
-      ++im.stats.requests;
+      if (s.lost_head && !IsKnownMethod(head.method)) {
+        // The remains of the request whose start a gap took ("ET /x ..." is a token method
+        // too): its placeholder is queued already.
+        s.lost_head = false;
+        return H1HeadVerdict::kBody;
+      }
       s.lost_head = false;
-      im.DropOverflow(head.counted_bytes);
+      if (!im.Admit(head.counted_bytes)) return H1HeadVerdict::kBody;  // cut: not queued
+      ++im.stats.requests;
+      if (head.version_major == 0) ++im.stats.http09_requests;
       Pending& e = im.pending.emplace_back();
       e.seq = im.next_seq++;
       e.ex.sequence = e.seq;
       e.ex.request = std::move(r);
+      e.after = im.Tentative();
       e.held = head.counted_bytes;
-      im.held += e.held;
+      im.AddHeld(e.held);
       s.entry = &e;
       return H1HeadVerdict::kBody;
     }
@@ -383,12 +522,21 @@ struct Http1Connection::Impl {
       s.interim = true;
       return H1HeadVerdict::kNoBody;
     }
+    const bool none_owed = im.owed == 0;
     s.partner_seq = im.ClaimPartner(r.first_byte_ns);
+    if (s.parser.closes() && r.status != 101) {
+      // Answered and closed on before its head was whole (nginx's 400 to a head over its
+      // buffers): the request the server refused is the one in progress, named by its start
+      // line (nothing after it is read: CloseAfter).
+      if (s.partner_seq == 0 && none_owed && !im.AnyWaiting())
+        s.partner_seq = im.NamePartialRequest();
+      im.CloseAfter(s.partner_seq);
+    }
     bool no_body = r.status == 101 || r.status == 204 || r.status == 304;
     s.tunnel = r.status == 101;
     if (Pending* e = im.FindBySeq(s.partner_seq)) {
       e->response_started = true;
-      if (im.opt.report_started && im.opt.report_started(e->ex.request)) {
+      if (!e->lost && im.opt.report_started && im.opt.report_started(e->ex.request)) {
         HttpExchange started;
         started.request = e->ex.request;
         started.response = r;
@@ -412,8 +560,12 @@ struct Http1Connection::Impl {
     if (s.dir == Direction::kRequest) {
       if (s.entry == nullptr) return;
       HttpRequest& r = s.entry->ex.request;
-      // Within the connection's budget too: what the waiting requests hold.
-      const size_t left = opt.max_connection_bytes > held ? opt.max_connection_bytes - held : 0;
+      // Within the connection's budget too: what the waiting requests hold; and within what all
+      // connections' waiting requests hold together.
+      size_t left = opt.max_connection_bytes > held ? opt.max_connection_bytes - held : 0;
+      const uint64_t total = TotalHeld();
+      left =
+          std::min<uint64_t>(left, opt.max_total_bytes > total ? opt.max_total_bytes - total : 0);
       if (max > r.body.size() + left) {
         max = r.body.size() + left;
         if (r.body.size() + len > max) ++stats.budget_bodies_cut;
@@ -421,7 +573,7 @@ struct Http1Connection::Impl {
       const size_t before = r.body.size();
       AppendBody(r.body, r.body_size, r.body_truncated, at, len, max);
       s.entry->held += r.body.size() - before;
-      held += r.body.size() - before;
+      AddHeld(r.body.size() - before);
     } else {
       HttpResponse& r = s.resp;
       AppendBody(r.body, r.body_size, r.body_truncated, at, len, max);
@@ -430,6 +582,7 @@ struct Http1Connection::Impl {
 
   void MessageComplete(Stream& s) {
     Impl& im = *this;
+    s.completed_closes = s.parser.closes() && !s.interim && !s.tunnel;
     if (s.dir == Direction::kRequest) {
       s.completed_seq = 0;
       s.completed_had_verdict = false;
@@ -437,7 +590,7 @@ struct Http1Connection::Impl {
       if (Pending* e = s.entry) {
         e->ex.request.complete_ns = s.ts;
         e->request_done = true;
-        if (im.opt.report_received && !e->lost) {
+        if (im.opt.report_received && !e->lost && e->after == 0) {
           HttpExchange received;
           received.request = e->ex.request;
           received.incomplete = e->ex.incomplete;
@@ -538,15 +691,21 @@ struct Http1Connection::Impl {
   // A response cut by a gap after its header block was complete still reports its status:
   // kResponseComplete with what was seen, marked incomplete (complete_ns stays 0).
   void Abandon(Stream& s, bool parse_error) {
+    uint64_t hold_seq = 0;
     if (s.dir == Direction::kRequest) {
       if (Pending* e = s.entry) {
         e->ex.incomplete = true;
         e->request_done = true;
+        if (parse_error) hold_seq = e->seq;
         s.entry = nullptr;
         Drain();
         s.skip_accounted = true;
       } else if (s.in_message || parse_error) {
-        if (!s.lost_head) BumpOwed();  // its response will still come (else: already queued)
+        // Its response will still come (else: already queued as a placeholder).
+        if (!s.lost_head) {
+          const uint64_t seq = QueuePlaceholder();
+          if (parse_error) hold_seq = seq;
+        }
         s.lost_head = false;
         s.skip_accounted = true;
       } else {
@@ -568,7 +727,12 @@ struct Http1Connection::Impl {
     }
     ResetParser(s);
     s.tail.clear();
+    if (s.mode == Mode::kCut || s.mode == Mode::kAfterClose) return;
     s.mode = Mode::kUnsynced;
+    // A request the server could not parse either: it answers it (nginx and Go: 400) and most
+    // often closes. The requests found after it depend on that answer (see Pending::after).
+    const Pending* e = FindBySeq(hold_seq);
+    if (e != nullptr && !e->has_verdict) rejected_seq = hold_seq;
   }
 
   // A request whose header block is over max_header_bytes is not parsed, but it is not lost
@@ -579,19 +743,20 @@ struct Http1Connection::Impl {
     ++stats.headers_too_large;
     const std::string_view line = s.parser.too_large_start_line();
     const size_t sp = line.find(' ');
-    if (sp == std::string_view::npos || !IsKnownMethod(line.substr(0, sp))) return;
+    if (sp == std::string_view::npos || !IsMethodToken(line.substr(0, sp))) return;
     const size_t t = line.find_first_not_of(' ', sp);
     if (t == std::string_view::npos) return;
     std::string_view target = line.substr(t);
     target = target.substr(0, target.find(' '));
     for (char c : target)
       if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return;
+    if (!Admit()) return;
     ++stats.requests;
-    DropOverflow();
     Pending& e = pending.emplace_back();
     e.seq = next_seq++;
     e.ex.sequence = e.seq;
     e.ex.incomplete = true;
+    e.after = Tentative();
     HttpRequest& r = e.ex.request;
     r.method.assign(line.substr(0, sp));
     r.target.assign(target);
@@ -616,12 +781,43 @@ struct Http1Connection::Impl {
     Drain();
   }
 
+  // At a response's start: when the request it answers is an HTTP/0.9 one, the answer is the
+  // body alone, until the connection's end (nginx); unless it starts with a status line (Go
+  // answers a 0.9 line with "HTTP/1.1 400 Bad Request", which is then its status).
+  bool StartRaw09(Stream& s, const char* p, size_t n) {
+    if (owed > 0 || MatchStatusLine(p, n) != Match::kNo) return false;
+    for (const Pending& e : pending) {
+      if (e.has_verdict) continue;
+      if (e.ex.request.version_major != 0) return false;
+      s.mode = Mode::kRaw09;
+      s.in_message = true;
+      s.partner_seq = e.seq;
+      s.resp = HttpResponse{};
+      s.resp.first_byte_ns = s.ts;
+      s.resp.version_major = 0;
+      s.resp.version_minor = 9;
+      return true;
+    }
+    return false;
+  }
+
   // After a message completed (Execute returned at its end).
   void AfterMessage(Stream& s) {
     s.message_done = false;
     ResetParser(s);
     if (go_dead) {
       GoDead();
+      return;
+    }
+    if (s.completed_closes) {
+      s.completed_closes = false;
+      // The server closes after this message: a request asking for it is the last one it
+      // reads; a response saying so is the last one it sends.
+      if (s.dir == Direction::kRequest) {
+        if (s.mode == Mode::kSynced) s.mode = Mode::kAfterClose;
+      } else if (s.mode == Mode::kSynced) {
+        s.mode = Mode::kAfterClose;
+      }
       return;
     }
     if (s.dir == Direction::kRequest && s.completed_upgrade && s.completed_seq != 0 &&
@@ -641,6 +837,16 @@ struct Http1Connection::Impl {
       switch (s.mode) {
         case Mode::kDead:
           return;
+        case Mode::kAfterClose:
+          stats.bytes_after_close += n - pos;
+          return;
+        case Mode::kCut:
+          stats.cut_bytes += n - pos;
+          return;
+        case Mode::kRaw09:
+          s.ts = ts;
+          Body(s, p + pos, n - pos);
+          return;
         case Mode::kUpgradeWait:
           Hold(s, p + pos, n - pos, ts);
           return;
@@ -653,6 +859,8 @@ struct Http1Connection::Impl {
         }
         case Mode::kSynced: {
           s.ts = ts;
+          if (s.dir == Direction::kResponse && !s.in_message && StartRaw09(s, p + pos, n - pos))
+            break;
           s.message_done = false;
           const size_t used = s.parser.Execute(s, p + pos, n - pos);
           pos += std::min(used, n - pos);
@@ -715,6 +923,9 @@ struct Http1Connection::Impl {
   void Lose(Stream& s) {
     switch (s.mode) {
       case Mode::kDead:
+      case Mode::kAfterClose:
+      case Mode::kCut:
+      case Mode::kRaw09:
         break;
       case Mode::kUpgradeWait:
         s.held_lost = true;
@@ -797,12 +1008,7 @@ struct Http1Connection::Impl {
   void LostMessageStart(Stream& s) {
     if (s.dir == Direction::kRequest) {
       // That request's response will come after those of the requests already waiting.
-      DropOverflow();
-      Pending& e = pending.emplace_back();
-      e.seq = next_seq++;
-      e.ex.sequence = e.seq;
-      e.lost = true;
-      e.request_done = true;
+      if (QueuePlaceholder() == 0) return;
       s.skip_accounted = true;  // the bytes skipped until the next start are that request
       s.lost_head = true;
       return;
@@ -841,7 +1047,8 @@ struct Http1Connection::Impl {
   void Expire(uint64_t complete_before_ns) {
     if (closed) return;
     for (Pending& e : pending) {
-      if (e.lost || e.has_verdict || e.timeout_reported || e.response_started || !e.request_done)
+      if (e.lost || e.has_verdict || e.timeout_reported || e.response_started || !e.request_done ||
+          e.after != 0)
         continue;
       const uint64_t done = e.ex.request.complete_ns;
       if (done == 0 || done >= complete_before_ns) continue;
@@ -859,6 +1066,16 @@ struct Http1Connection::Impl {
     if (closed) return;
     // A response delimited by the end of the connection completes now.
     Stream& rs = Resp();
+    if (rs.mode == Mode::kRaw09) {
+      // The body of an HTTP/0.9 answer, whole: the request is reported as answered, with no
+      // status (there is none on the wire) and a note saying so.
+      if (Pending* e = FindBySeq(rs.partner_seq)) {
+        e->ex.note = kHttp09Note;
+        e->has_verdict = true;
+        e->verdict = ExchangeEvent::kNoResponse;
+      }
+      ++stats.responses;
+    }
     if (rs.mode == Mode::kSynced && rs.in_message) {
       rs.ts = ts;
       rs.message_done = false;
@@ -869,11 +1086,15 @@ struct Http1Connection::Impl {
     if (qs.entry != nullptr) qs.entry->request_done = true;  // body still in flight
     for (Pending& e : pending) {
       if (e.lost) continue;
+      if (e.after != 0 && !e.has_verdict) {  // its rejected predecessor was never answered
+        ++stats.requests_after_close;
+        continue;
+      }
       ready.push_back(
           Ready{std::move(e.ex), e.has_verdict ? e.verdict : ExchangeEvent::kNoResponse});
     }
     pending.clear();
-    held = 0;
+    SubHeld(held);
     for (Stream& s : streams) {
       ResetParser(s);
       s.mode = Mode::kDead;

@@ -5,6 +5,23 @@
 // (FIFO, pipelining aware) and calls the sink once per request: when its response is complete,
 // or, for requests still waiting, when the connection closes.
 //
+// The server's answers are the ground truth (issue 17). Responses come in request order, so
+// each pairs with the request it answers; a request is reported only with its response, or
+// at the connection's end without one (kNoResponse: never a status), never earlier (not even
+// over the connection's budget, which cuts the request stream instead, see Http1Options).
+// - A message that closes the connection (a request with "Connection: close", HTTP/1.0
+//   without keep-alive or HTTP/0.9; a response saying so) is the last the server reads: the
+//   requests queued after the one such a response answers are never reported, and later
+//   request bytes are only counted (requests_after_close, bytes_after_close).
+// - A request the parser rejects after its start line (framing nginx and Go refuse: two
+//   Content-Lengths, a negative one, a bad header line) is reported by its start line,
+//   incomplete, with the server's answer; the requests found after it depend on that answer:
+//   not reported when it closes the connection (nginx and Go close after their 400) or never
+//   comes. Bytes without a start line (garbage) take a placeholder in the queue, so their
+//   answer (a 400) pairs with nothing and no pairing shifts.
+// - HTTP/0.9 ("GET /x", served by nginx): its answer is the body alone until the connection's
+//   end; reported without a status, noted (HttpExchange::note).
+//
 // Pairing after lost bytes: a response is an orphan (dropped, counted) when it must belong to
 // a request that was not queued -- skipped while joining mid-stream, discarded by a parse
 // error or gap before its header block was complete, started inside a gap that ran past the
@@ -36,15 +53,22 @@ namespace mat::http {
 enum class Direction : uint8_t { kRequest = 0, kResponse = 1 };
 
 struct Http1Options {
-  size_t max_body_bytes = 64 * 1024;    // body bytes kept per message (the rest is counted)
-  size_t max_header_bytes = 80 * 1024;  // a larger header block is not parsed: its request is
-                                        // reported by its start line only, incomplete
-  size_t max_pending_requests = 256;    // requests waiting for responses; beyond, oldest dropped
-  // The connection's budget: header and body bytes of the requests waiting for responses. A
-  // request that would take it over first reports the oldest waiting ones (kNoResponse,
-  // incomplete; counted in dropped_requests and budget_drops); a request body is kept only
-  // within what is left (the rest counted in budget_bodies_cut).
+  size_t max_body_bytes = 64 * 1024;  // body bytes kept per message (the rest is counted)
+  // A larger header block is not parsed: its request is reported by its start line only,
+  // incomplete. Go's net/http default (1 MiB): a request dockerd serves is not hidden behind
+  // padding; the auditor's own cap is that of --max-header-bytes (16 MiB).
+  size_t max_header_bytes = 1u << 20;
+  size_t max_pending_requests = 256;  // requests waiting for responses; beyond, the stream is cut
+  // The connection's budget: header and body bytes of the requests waiting for responses. The
+  // bodies kept for waiting requests are given up first (budget_bodies_cut); when the heads
+  // alone would go over, or over max_pending_requests, the request stream is cut: no more
+  // requests are parsed on the connection (connections_cut, budget_drops). A waiting request
+  // is never reported before its response or the connection's end: it may be one the server
+  // never read.
   size_t max_connection_bytes = 8u << 20;
+  // The bodies of waiting requests are kept only while all connections' waiting requests hold
+  // less than this together (the rest counted in budget_bodies_cut): bounded in total too.
+  size_t max_total_bytes = 64u << 20;
   // When set and true for a request, its exchange is also reported with kResponseStarted as
   // soon as the final response's header block is complete (response body empty): for
   // long-running requests (watches, logs, attach) whose response may never complete.
@@ -63,9 +87,9 @@ struct Http1Stats {
   uint64_t parse_errors = 0;       // malformed input; the stream then resynchronises
   uint64_t resyncs = 0;            // times a stream skipped bytes to find the next message start
   uint64_t orphan_responses = 0;   // responses with no request to pair (joined mid-stream)
-  uint64_t dropped_requests = 0;   // pending requests dropped over max_pending_requests
-                                   // (each is still reported: kNoResponse, incomplete)
-  uint64_t budget_drops = 0;       // of dropped_requests, those dropped for max_connection_bytes
+  uint64_t dropped_requests = 0;   // request streams cut (connections_cut), over
+                                   // max_pending_requests or max_connection_bytes
+  uint64_t budget_drops = 0;       // of dropped_requests, those cut for max_connection_bytes
   uint64_t budget_bodies_cut = 0;  // request body pieces not kept for max_connection_bytes
   uint64_t headers_too_large = 0;  // request header blocks over max_header_bytes (still reported
                                    // with method and target when the start line names them)
@@ -74,6 +98,17 @@ struct Http1Stats {
   uint64_t upgrades = 0;           // 101 / CONNECT tunnel seen: the connection left HTTP/1.1
   // Gaps absorbed inside a Content-Length body, the stream kept in sync (see OnGap).
   uint64_t gaps_skipped_in_body = 0;
+  // Requests parsed after the server said it closes (a response with Connection: close, or
+  // after a request asking for it): the server never read them; never reported.
+  uint64_t requests_after_close = 0;
+  // Bytes after the close point (request bytes the server never read; response bytes after a
+  // closing response), counted, never parsed.
+  uint64_t bytes_after_close = 0;
+  // Connections whose request stream was cut: over max_pending_requests or
+  // max_connection_bytes; what follows is counted in cut_bytes, never parsed.
+  uint64_t connections_cut = 0;
+  uint64_t cut_bytes = 0;
+  uint64_t http09_requests = 0;  // HTTP/0.9 requests ("GET /x", answered without a status)
 
   Http1Stats& operator+=(const Http1Stats& o) {
     requests += o.requests;
@@ -89,6 +124,11 @@ struct Http1Stats {
     skipped_bytes += o.skipped_bytes;
     upgrades += o.upgrades;
     gaps_skipped_in_body += o.gaps_skipped_in_body;
+    requests_after_close += o.requests_after_close;
+    bytes_after_close += o.bytes_after_close;
+    connections_cut += o.connections_cut;
+    cut_bytes += o.cut_bytes;
+    http09_requests += o.http09_requests;
     return *this;
   }
 };
