@@ -71,6 +71,10 @@ inline constexpr char kRedactedAnnotation[] = "mke-audit-tap/redacted";
 inline constexpr char kRequestObjectAnnotation[] = "mke-audit-tap/request-object";
 // "true" when part of the exchange was lost (a gap in the byte stream).
 inline constexpr char kIncompleteAnnotation[] = "mke-audit-tap/incomplete";
+// On a line written without a response status, why: "none seen", "none seen before the response
+// timeout", "none seen: the client reset the stream" (HTTP/2, and the other reasons it knows),
+// or what was seen instead ("HTTP/0.9 answer: no status line"). Never on a line with a status.
+inline constexpr char kResponseAnnotation[] = "mke-audit-tap/response";
 // "truncated" when the requestURI was cut to fit the line cap.
 inline constexpr char kRequestUriAnnotation[] = "mke-audit-tap/request-uri";
 // "truncated" when other fields (user extra) were cut to fit the line cap.

@@ -8,9 +8,7 @@
 namespace mat::pipeline {
 
 namespace {
-// On a line written without a response status: why (no response was seen, or what was seen
-// instead, such as an HTTP/0.9 answer). (To join the annotation keys of audit/policy_tables.h.)
-constexpr char kResponseAnnotation[] = "mke-audit-tap/response";
+// The values of audit::kResponseAnnotation the pipeline writes itself.
 constexpr std::string_view kNoResponseNote = "none seen";
 constexpr std::string_view kNoResponseYetNote = "none seen before the response timeout";
 }  // namespace
@@ -264,7 +262,7 @@ void Pipeline::Emit(const http::HttpExchange& exchange, audit::Stage stage, uint
     ++stats_.not_audited;
     return;
   }
-  if (!response_note.empty()) record.annotations[kResponseAnnotation] = response_note;
+  if (!response_note.empty()) record.annotations[audit::kResponseAnnotation] = response_note;
   if (local != nullptr)
     SetLocalUser(*local, record);
   else
