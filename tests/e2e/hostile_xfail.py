@@ -127,4 +127,7 @@ XFAIL = {
     ('nginx', 'h2_window_overflow_connection'): (True, 'forged line: GET /hx/h2_window_overflow_connection/1 -> no status (RequestReceived) (the server logged no such request on this connection)'),
     ('nginx', 'h2_window_update_zero_stream'): (True, 'forged line: GET /hx/h2_window_update_zero_stream/1 -> no status (RequestReceived) (the server logged no such request on this connection)'),
     ('nginx', 'h2_zero_length_headers'): (True, 'forged line: GET /hx/h2_zero_length_headers/1 -> no status (RequestReceived) (the server logged no such request on this connection)'),
+    # Timing-dependent (added by hand, non-strict): fail in some runs only.
+    ('go', 'h2_rapid_reset_10'): (False, 'flaky: when Go answers a stream before it reads its RST_STREAM (the client sees its :status), the audit has that stream without status'),
+    ('nginx', 'h2_request_then_garbage'): (False, 'flaky: in some runs the request nginx answered 200 before the garbage is audited without status, annotated incomplete'),
 }
