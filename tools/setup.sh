@@ -8,7 +8,7 @@ BUILD_PKGS=(cmake make g++ clang llvm pkg-config bpftool libbpf-dev libelf-dev z
   libssl-dev libboost-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libtomlplusplus-dev
   libcapstone-dev libnghttp2-dev libsystemd-dev libgtest-dev libgmock-dev clang-format)
 TEST_PKGS=(nginx python3-pytest curl openssl python3 procps iproute2 jq golang-go docker.io
-  python3-prometheus-client chromium python3-websocket python3-yaml nghttp2-client)
+  python3-prometheus-client chromium python3-websocket python3-yaml nghttp2-client python3-hpack)
 # The HTTP/2 end-to-end test runs the real kubectl. Any kubectl on PATH will do (e.g. from the
 # Kubernetes or Google Cloud package repositories); without one, Debian's own (1.20) is installed.
 command -v kubectl >/dev/null 2>&1 || TEST_PKGS+=(kubernetes-client)

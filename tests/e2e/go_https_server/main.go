@@ -13,7 +13,19 @@
 //	                       {"username","password"} (MKE's login; nothing is checked)
 //	GET  /stream?n=N       200, N chunks of JSON 100 ms apart, each flushed
 //	GET  /status/NNN       NNN
+//	GET  /missing/...      404 {"message": "Not Found"}
 //	anything else          200 {"method":..., "path":..., "proto":...}
+//
+// With MAT_GO_ACCESS_LOG=FILE in the environment, every request the handler served is appended
+// to FILE, one line each, once the handler returned (the differential test, test_hostile.py,
+// compares them with the audit lines):
+//
+//	served REMOTE_ADDR PROTO METHOD URI STATUS CANCELED
+//
+// METHOD and URI are Go-quoted strings (strconv.Quote), STATUS the status the handler wrote
+// (200 when it wrote none), CANCELED 1 when the request's context was done when the handler
+// returned (the client reset the stream or closed the connection: the answer may not have been
+// sent), else 0.
 package main
 
 import (
@@ -30,8 +42,55 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// accessLog wraps h so that every request it served is logged to f (see the package comment).
+func accessLog(h http.HandlerFunc, f *os.File) http.Handler {
+	var mu sync.Mutex
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		h(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		canceled := 0
+		if r.Context().Err() != nil {
+			canceled = 1
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(f, "served %s %s %s %s %d %d\n", r.RemoteAddr, r.Proto,
+			strconv.Quote(r.Method), strconv.Quote(r.RequestURI), rec.status, canceled)
+	})
+}
 
 func writeJSON(w http.ResponseWriter, status int, v interface{}) {
 	w.Header().Set("Content-Type", "application/json")
@@ -65,6 +124,8 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		token := make([]byte, 24)
 		_, _ = rand.Read(token)
 		writeJSON(w, http.StatusOK, map[string]string{"auth_token": hex.EncodeToString(token)})
+	case strings.HasPrefix(r.URL.Path, "/missing/"):
+		writeJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
 	case strings.HasPrefix(r.URL.Path, "/status/"):
 		code, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/status/"))
 		if err != nil || code < 200 || code > 599 {
@@ -106,7 +167,16 @@ func main() {
 		}
 		config.ClientAuth = tls.VerifyClientCertIfGiven
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(handle), TLSConfig: config}
+	var handler http.Handler = http.HandlerFunc(handle)
+	if path := os.Getenv("MAT_GO_ACCESS_LOG"); path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		handler = accessLog(handle, f)
+	}
+	srv := &http.Server{Handler: handler, TLSConfig: config}
 	fmt.Printf("listening %s\n", ln.Addr())
 	if err := srv.ServeTLS(ln, "", ""); err != nil {
 		fmt.Fprintln(os.Stderr, err)
