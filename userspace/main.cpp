@@ -399,7 +399,8 @@ class LiveAuditor {
     failed_.clear();
     // Targets are found at their exec or fork; the rescan stays as a safety net.
     std::string watch_error;
-    if (tap_->WatchProcesses(spec_.comms, &watch_error)) {
+    if (tap_->WatchProcesses(spec_.comms, &watch_error, tap_->KernelModeFor(options_.capture),
+                             spec_.pids)) {
       proc_ring_.assign(::dup(tap_->proc_epoll_fd()));
       WaitProc();
     } else {
@@ -1156,7 +1157,7 @@ class LiveAuditor {
         struct stat st {
         }, cst{};
         if (::stat(ssl.c_str(), &st) != 0 || ::stat(crypto.c_str(), &cst) != 0) continue;
-        tap_->WarmPlans(ssl, crypto);
+        tap_->WarmPlans(ssl, crypto, options_.capture == "plaintext");
         mat::tap::FileKey key{st.st_dev, st.st_ino};
         if (options_.capture == "plaintext" || !tap_->keys_unavailable().empty() ||
             layouts_.Find(key))
@@ -1172,6 +1173,7 @@ class LiveAuditor {
                        ssl, ms);
         else
           spdlog::warn("{}: OpenSSL layout calibration failed: {}", ssl, result.why);
+        if (result.layout) tap_->SetLibraryLayout(ssl, *result.layout);
         layouts_.Insert(key, std::move(result));
       }
     }
