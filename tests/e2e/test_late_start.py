@@ -200,30 +200,28 @@ def check_every_request_audited(logged, audited, answered, auditor, nginx):
     median = sorted(ms for _, ms in lat)[len(lat) // 2]
     print(f"\n{len(logged)} requests, {len(missing)} not audited; attach latencies (ms): "
           f"{sorted(round(ms, 1) for _, ms in lat)}")
-    assert median < 100, f"attaches took {median} ms (median) after exec/fork: {lat}"
-    # Outliers of about a second (the auditor starved of CPU) are seen here one run in five;
-    # capture no longer waits for them (the kernel makes the process a target), only Go's
-    # per-process probes and the bookkeeping do.
-    assert worst < 2000, (f"an attach took {worst} ms after exec/fork: {lat}\n"
+    # Userspace adopts each process within milliseconds on an idle machine (1-8 ms after a
+    # fork, 2-30 ms after an exec here), but the auditor starved of CPU on this shared 2-core
+    # machine (load 6) took up to 2.7 s, a median of 640 ms in one run in twelve. Capture no
+    # longer waits for it (the kernel makes the process a target at its exec or fork; the check
+    # below is the one that matters), only Go's per-process probes do (their own test): so only
+    # a bound that says the kernel's reports are not lost or ignored.
+    assert median < 1000, f"attaches took {median} ms (median) after exec/fork: {lat}"
+    assert worst < 5000, (f"an attach took {worst} ms after exec/fork: {lat}\n"
                           f"{auditor.diagnostics(stdout_lines=5)}")
-    # The TLS probes are attached per library file (for every process that maps it, filtered
-    # in the kernel on the targets map), and the kernel makes nginx a target at its exec and each
-    # worker at its fork, so no request waits for userspace. (With the 1 s rescan alone, 1,917
-    # of 2,586 went unaudited; with probes attached per process at exec/fork, a few % by --comm
-    # and up to 45% by --pid; since, at most 6 in ~3,000, 0.2%.)
-    assert len(missing) <= len(logged) // 100, (
+    # Every request from the first one after each start. The TLS probes are attached per
+    # library file (for every process that maps it, filtered in the kernel on the targets map),
+    # and the kernel makes nginx a target at its exec and each worker at its fork, so no request
+    # waits for userspace; a connection whose server closed its listener before the connection
+    # was first looked at (a worker exiting under `nginx -s quit`) is still the server side.
+    # (With the 1 s rescan alone, 1,917 of 2,586 went unaudited; with probes attached per
+    # process at exec/fork, a few % by --comm and up to 45% by --pid.)
+    assert not missing, (
         f"{len(missing)} of {len(logged)} requests in nginx's access log not audited: "
         f"{len(early)} served within {ATTACH_WINDOW * 1000:.0f} ms of a start (number, ms): "
-        f"{early[:20]}; {len(late)} later; numbers {ranges[:20]}\n"
+        f"{early[:20]}; {len(late)} later; numbers {ranges[:20]}; loss notices: "
+        f"{[r for r in auditor.raw_lines() if b'auditID' not in r][-5:]}\n"
         f"{auditor.diagnostics(stdout_lines=5)}")
-    if missing:
-        # Known gap (issue 13 open): a few requests, about one run in two, are neither audited
-        # nor announced as lost: most served by a worker as it exits (`nginx -s quit`, the
-        # response says `Connection: close`), some in a worker's first ms; not yet explained.
-        pytest.xfail(f"{len(missing)} of {len(logged)} requests not audited: {len(early)} served "
-                     f"within {ATTACH_WINDOW * 1000:.0f} ms of a start (number, ms): {early[:20]}; "
-                     f"{len(late)} later: {ranges[:20]}; loss notices: "
-                     f"{[r for r in auditor.raw_lines() if b'auditID' not in r][-5:]}")
 
 
 @pytest.fixture
