@@ -522,8 +522,11 @@ static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
 	__u64 moved;
 
 	if (!call) {
-		/* Bytes moved by a call whose start was not recorded (evicted from a full map). */
-		if ((int)ret > 0)
+		/*
+		 * Bytes moved by a call whose start was not recorded (evicted from a full map). The
+		 * probes are attached per library file: in a process that is no target, every call.
+		 */
+		if ((int)ret > 0 && is_plain_target(id >> 32))
 			count(TAP_CNT_UNTRACKED_CALLS, 1);
 		return 0;
 	}

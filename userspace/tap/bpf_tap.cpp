@@ -285,6 +285,8 @@ void BpfTap::WarmPlans(const std::string& libssl, const std::string& libcrypto, 
     if (SharedFile* f = UseShared({libssl, libssl}, plan->sites, per_call, 0, nullptr, &error)) {
       f->pinned = true;
       f->per_call_pinned |= per_call;
+      if (per_call && !UpdateSyscallTracepoints(&error))
+        spdlog::warn("{}: per-call capture ahead of the targets: {}", libssl, error);
     } else {
       spdlog::warn("{}: not probed ahead of the targets: {}", libssl, error);
     }
@@ -759,6 +761,9 @@ bool BpfTap::SetTargetMode(pid_t pid, uint8_t bits, std::string* error) {
 bool BpfTap::UpdateSyscallTracepoints(std::string* error) {
   bool wanted = false;
   for (const auto& [pid, target] : targets_) wanted |= target.mode != CaptureMode::kKeys;
+  // Per-call probes attached ahead of the targets (WarmPlans): a process the kernel makes a
+  // plaintext target at its exec or fork needs the tracepoints from its first call too.
+  for (const auto& [key, file] : shared_) wanted |= file.per_call_pinned;
   if (!wanted) {
     if (!syscall_links_.empty())
       spdlog::info("no target in plaintext capture: syscall tracepoints detached");
