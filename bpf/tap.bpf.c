@@ -6,7 +6,8 @@
  *  - keys (TAP_TARGET_CIPHER): BTF tracepoints on socket I/O deliver the bytes of the target's
  *    TCP sockets as they went on the wire, and uprobes that fire once per handshake deliver its
  *    secrets (OpenSSL: read from the SSL object; Go: (*Config).writeKeyLog); userspace decrypts.
- * Userspace attaches the uprobes per target process and fills `targets` and `ssl_layouts`.
+ * Userspace attaches the OpenSSL uprobes once per library file for all processes (the programs
+ * filter on `targets`), Go's per target process, and fills `targets` and the layouts.
  */
 #include "vmlinux_min.h"
 #include <bpf/bpf_core_read.h>
@@ -43,6 +44,19 @@ struct {
 	__type(key, __u32); /* tgid */
 	__type(value, struct tap_ssl_layout);
 } ssl_layouts SEC(".maps");
+
+/*
+ * The calibrated layout of a libssl file, for the probes attached once per file for every
+ * process that maps it (pid -1, filtered here on `targets`): their attach cookie carries the
+ * file's number (TAP_COOKIE_FILE_SHIFT), which keys this map. A forked child of a target runs
+ * them from its first instruction, with no attach of its own.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TAP_MAX_SHARED_FILES);
+	__type(key, __u32); /* file number, from 1 */
+	__type(value, struct tap_ssl_layout);
+} file_layouts SEC(".maps");
 
 struct inflight {
 	__u64 ssl;
@@ -508,8 +522,11 @@ static __always_inline int call_exit(struct pt_regs *ctx, __u8 dir)
 	__u64 moved;
 
 	if (!call) {
-		/* Bytes moved by a call whose start was not recorded (evicted from a full map). */
-		if ((int)ret > 0)
+		/*
+		 * Bytes moved by a call whose start was not recorded (evicted from a full map). The
+		 * probes are attached per library file: in a process that is no target, every call.
+		 */
+		if ((int)ret > 0 && is_plain_target(id >> 32))
 			count(TAP_CNT_UNTRACKED_CALLS, 1);
 		return 0;
 	}
@@ -706,9 +723,10 @@ static __always_inline bool emit_secret(struct tap_secret *ev, __u32 label, __u3
  * (64 bytes each: the cipher suite's hash length, known to userspace, says how many count);
  * otherwise the master secret in the session.
  */
-static __always_inline void emit_ssl_secrets(__u64 id, __u64 ssl)
+static __always_inline void emit_ssl_secrets(__u64 id, __u64 ssl, __u64 cookie)
 {
 	__u32 tgid = id >> 32;
+	__u32 file = cookie >> TAP_COOKIE_FILE_SHIFT;
 	struct tap_ssl_layout *layout;
 	struct tap_secret ev = {};
 	__u32 version = 0;
@@ -716,7 +734,10 @@ static __always_inline void emit_ssl_secrets(__u64 id, __u64 ssl)
 
 	if (!(target_mode(tgid) & TAP_TARGET_CIPHER))
 		return;
-	layout = bpf_map_lookup_elem(&ssl_layouts, &tgid);
+	/* Probes attached per file read with that file's layout; per process, with the process's.
+	 */
+	layout = file ? bpf_map_lookup_elem(&file_layouts, &file)
+		      : bpf_map_lookup_elem(&ssl_layouts, &tgid);
 	if (!layout)
 		return;
 	fill_hdr(&ev.hdr, TAP_EV_SECRET, id, -1, ssl);
@@ -763,22 +784,24 @@ struct {
 
 /*
  * SSL_do_handshake returns (SSL_accept and SSL_connect run through it): what the thread parses
- * from now on is not this handshake's. The attach cookie is 1 on the libssl whose layout
- * `ssl_layouts` holds: there a completed handshake (1) hands over its secrets.
+ * from now on is not this handshake's. The attach cookie's bit 1 is set on the libssl whose
+ * layout `ssl_layouts` (a probe of one process) or `file_layouts` (a probe of the file, see
+ * TAP_COOKIE_FILE_SHIFT) holds: there a completed handshake (1) hands over its secrets.
  */
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_handshake_exit, int ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 *hs = bpf_map_lookup_elem(&ssl_handshakes, &id);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
 
 	if (!hs)
 		return 0;
-	if (ret == 1 && *hs && bpf_get_attach_cookie(ctx) == 1) {
+	if (ret == 1 && *hs && (cookie & 1)) {
 		struct conn_key key = {.tgid = id >> 32, .ssl = *hs};
 		__u8 one = 1;
 
-		emit_ssl_secrets(id, *hs);
+		emit_ssl_secrets(id, *hs, cookie);
 		bpf_map_update_elem(&secrets_sent, &key, &one, BPF_ANY);
 	}
 	bpf_map_delete_elem(&ssl_handshakes, &id);
@@ -843,7 +866,7 @@ static __always_inline int end_conn(__u64 connid)
 }
 
 /*
- * SSL_free / SSL_shutdown: the TLS connection ends. Attach cookie bit 1: the calibrated libssl,
+ * SSL_free / SSL_shutdown: the TLS connection ends. Attach cookie bit 1: a calibrated libssl,
  * whose SSL objects' secrets are read here when SSL_do_handshake did not send them (a version
  * of 0 is an object whose handshake never began); bit 2: SSL_free, after which the object's
  * address may name the next connection.
@@ -857,7 +880,7 @@ int BPF_KPROBE(conn_end, void *ssl)
 
 	if ((cookie & 1) && ssl) {
 		if (!bpf_map_lookup_elem(&secrets_sent, &key))
-			emit_ssl_secrets(id, (__u64)ssl);
+			emit_ssl_secrets(id, (__u64)ssl, cookie);
 		if (cookie & 2)
 			bpf_map_delete_elem(&secrets_sent, &key);
 	}
@@ -1607,17 +1630,20 @@ int tp_local_close(struct syscall_enter_ctx *ctx)
 /*
  * Attach at exec (issue 13). A process whose comm is one of --comm's (target_comms, filled by
  * userspace) runs exec, or a watched process (a target, a --pid, their descendants: `watched`)
- * forks or execs: it is reported on proc_events, which wakes userspace at once, so its probes
- * are attached before it serves. A forked child of a target inherits the parent's `targets` and
- * `ssl_layouts` entries here, so its socket bytes and accepts are captured from its first
- * instruction; userspace then attaches its uprobes or removes the entries.
- * Cost to other processes: one map lookup per fork and per exec.
+ * forks or execs: it is reported on proc_events, which wakes userspace at once. The kernel does
+ * not wait for userspace to make it a target: a forked child of a target inherits the parent's
+ * `targets` and `ssl_layouts` entries here, and an exec of a --comm's program or of a
+ * descendant of a --pid (`pid_trees`) sets its `targets` entry (the value userspace gave the
+ * comm or the tree), so with the TLS probes attached per library file (pid -1) a restarted
+ * server and its forked workers are captured from their first instruction; userspace then
+ * adopts the entries (and probes what is per process: Go) or removes them.
+ * Cost to other processes: two map lookups per fork, one or two per exec.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, TAP_MAX_WATCH_COMMS);
 	__type(key, char[TAP_COMM_LEN]);
-	__type(value, __u8);
+	__type(value, __u8); /* enum tap_target_mode bits set at exec, 0: reported only */
 } target_comms SEC(".maps");
 
 struct {
@@ -1626,6 +1652,17 @@ struct {
 	__type(key, __u32); /* tgid */
 	__type(value, __u8);
 } watched SEC(".maps");
+
+/*
+ * A --pid and its descendants (a child is added at its fork): the enum tap_target_mode bits set
+ * at the exec of any of them (0: reported only). LRU: entries of processes gone are recycled.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4 * TAP_MAX_TARGETS);
+	__type(key, __u32); /* tgid */
+	__type(value, __u8);
+} pid_trees SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -1655,10 +1692,18 @@ int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
 	__u32 ctgid = (__u32)child->tgid;
 	struct tap_ssl_layout *layout;
 	__u8 one = 1;
-	__u8 *mode;
+	__u8 *mode, *tree;
 
 	if (child->pid != child->tgid || ptgid == ctgid)
 		return 0; /* a thread */
+	tree = bpf_map_lookup_elem(&pid_trees, &ptgid);
+	if (tree) {
+		__u8 bits = *tree;
+
+		bpf_map_update_elem(&pid_trees, &ctgid, &bits, BPF_ANY);
+	} else {
+		bpf_map_delete_elem(&pid_trees, &ctgid); /* a reused pid's stale entry */
+	}
 	if (!bpf_map_lookup_elem(&watched, &ptgid))
 		return 0;
 	bpf_map_update_elem(&watched, &ctgid, &one, BPF_ANY);
@@ -1680,15 +1725,36 @@ int BPF_PROG(proc_exec, struct task_struct *p, int old_pid, void *bprm)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	char comm[TAP_COMM_LEN] = {};
-	__u8 one = 1;
+	__u8 one = 1, bits = 0, *v;
+	__u32 how = 0; /* 1: watched before, 2: a --comm's program, 4: in a --pid's tree */
 
 	bpf_get_current_comm(comm, sizeof(comm));
-	if (!bpf_map_lookup_elem(&watched, &tgid)) {
-		if (!bpf_map_lookup_elem(&target_comms, comm))
-			return 0;
-		/* Its children (nginx's workers) are reported even before it is probed. */
-		bpf_map_update_elem(&watched, &tgid, &one, BPF_ANY);
+	if (bpf_map_lookup_elem(&watched, &tgid))
+		how |= 1;
+	v = bpf_map_lookup_elem(&target_comms, comm);
+	if (v) {
+		bits |= *v;
+		how |= 2;
 	}
+	if (!how)
+		return 0;
+	/* A pid reused by a process outside the tree is never in it: the fork set or left it. */
+	v = bpf_map_lookup_elem(&pid_trees, &tgid);
+	if (v) {
+		bits |= *v;
+		how |= 4;
+	}
+	if (bits) {
+		/* A target from its first instruction; userspace adopts it, or removes it. */
+		bpf_map_update_elem(&targets, &tgid, &bits, BPF_ANY);
+	} else if (!(how & 6)) {
+		/* Watched (a child of a --comm's process) running another program: no target. */
+		bpf_map_delete_elem(&targets, &tgid);
+		bpf_map_delete_elem(&ssl_layouts, &tgid);
+	}
+	/* Its children (nginx's workers) are reported even before it is probed. */
+	if (!(how & 1))
+		bpf_map_update_elem(&watched, &tgid, &one, BPF_ANY);
 	emit_proc(tgid, TAP_PROC_EXEC, 0);
 	return 0;
 }

@@ -226,6 +226,15 @@ struct tap_secret {
   __u8 secret[TAP_SECRET_MAX];
 };
 
+/*
+ * Probes attached once per TLS library file for every process that maps it (pid -1; the
+ * programs filter on the `targets` map, so a forked child of a target is covered from its
+ * first instruction): the upper 32 bits of their attach cookie are the file's number (from 1),
+ * which keys the BPF map `file_layouts`; 0 is a probe attached for one process.
+ */
+#define TAP_MAX_SHARED_FILES 128u
+#define TAP_COOKIE_FILE_SHIFT 32
+
 #define TAP_DATA_HDR_BYTES __builtin_offsetof(struct tap_data, data)
 #define TAP_CERT_HDR_BYTES __builtin_offsetof(struct tap_cert, data)
 

@@ -198,25 +198,35 @@ def check_every_request_audited(logged, audited, answered, auditor, nginx):
     assert lat, f"no 'attached pid ... after exec' line\n{auditor.diagnostics(stdout_lines=5)}"
     worst = max(ms for _, ms in lat)
     median = sorted(ms for _, ms in lat)[len(lat) // 2]
-    print(f"\n{len(logged)} requests, {len(missing)} not audited; attach latencies (ms): "
-          f"{sorted(round(ms, 1) for _, ms in lat)}")
-    assert median < 100, f"attaches took {median} ms (median) after exec/fork: {lat}"
-    # Outliers of several hundred ms were seen on the loaded 2-core machine.
-    assert worst < 1000, f"an attach took {worst} ms after exec/fork: {lat}"
-    # With the 1 s rescan alone, most of these requests went unaudited (1,917 of 2,586).
-    assert len(missing) <= len(logged) // 4, (
-        f"{len(missing)} of {len(logged)} requests in nginx's access log not audited: numbers "
-        f"{ranges[:20]}\n{auditor.diagnostics(stdout_lines=5)}")
-    if missing:
-        # Known gaps (issue 13 open): a worker serves the connections waiting in the listen
-        # queue about a millisecond after its fork, before userspace has attached its uprobes
-        # (1-5 ms; closing it needs probes that apply from the fork itself: per library file,
-        # filtered in the kernel by the targets map, which a forked child already inherits);
-        # and a few requests later in a round, around an old worker's exit, are not audited
-        # either (not yet explained).
-        pytest.xfail(f"{len(missing)} of {len(logged)} requests not audited: {len(early)} served "
-                     f"within {ATTACH_WINDOW * 1000:.0f} ms of a start (number, ms): {early[:20]}; "
-                     f"{len(late)} later: {ranges[:20]}")
+    notices = [r for r in auditor.raw_lines() if b'auditID' not in r]
+    print(f"\n{len(logged)} requests, {len(missing)} not audited, {len(notices)} loss notices "
+          f"{notices[-2:]}; attach latencies (ms): {sorted(round(ms, 1) for _, ms in lat)}")
+    # Userspace adopts each process within milliseconds on an idle machine (1-8 ms after a
+    # fork, 2-30 ms after an exec here), but the auditor starved of CPU on this shared 2-core
+    # machine (load 6) took up to 2.7 s, a median of 640 ms in one run in twelve. Capture no
+    # longer waits for it (the kernel makes the process a target at its exec or fork; the check
+    # below is the one that matters), only Go's per-process probes do (their own test): so only
+    # a bound that says the kernel's reports are not lost or ignored.
+    assert median < 1000, f"attaches took {median} ms (median) after exec/fork: {lat}"
+    assert worst < 5000, (f"an attach took {worst} ms after exec/fork: {lat}\n"
+                          f"{auditor.diagnostics(stdout_lines=5)}")
+    # Every request from the first one after each start. The TLS probes are attached per
+    # library file (for every process that maps it, filtered in the kernel on the targets map),
+    # and the kernel makes nginx a target at its exec and each worker at its fork, so no request
+    # waits for userspace; a connection whose server closed its listener before the connection
+    # was first looked at (a worker exiting under `nginx -s quit`) is still the server side.
+    # (With the 1 s rescan alone, 1,917 of 2,586 went unaudited; with probes attached per
+    # process at exec/fork, a few % by --comm and up to 45% by --pid.)
+    assert not missing, (
+        f"{len(missing)} of {len(logged)} requests in nginx's access log not audited: "
+        f"{len(early)} served within {ATTACH_WINDOW * 1000:.0f} ms of a start (number, ms): "
+        f"{early[:20]}; {len(late)} later; numbers {ranges[:20]}; loss notices: "
+        f"{[r for r in auditor.raw_lines() if b'auditID' not in r][-5:]}\n"
+        f"{auditor.diagnostics(stdout_lines=5)}")
+    # Nor any loss announced: the probes fire in processes that are no target too (they are
+    # attached per library file), which must not count as lost calls (636 "untracked_calls" in a
+    # run in plaintext capture, before they were told apart).
+    assert not notices, f"loss notices with every request audited: {notices[-5:]}"
 
 
 @pytest.fixture
@@ -246,9 +256,6 @@ def test_nginx_started_after_auditor_by_comm(auditor_binary, tls_material, tmp_p
         auditor.kill()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 13 open: by --pid, attaches after a restart took up to 2 s here and up to 45% of the "
-    "requests went unaudited in a run (by --comm: a few %); the by-comm test guards the rest"))
 def test_nginx_started_after_auditor_by_pid(auditor_binary, tls_material, tmp_path):
     """--pid of a launcher (a shell reading commands): nginx, its descendant, is audited from
     its first request."""
@@ -257,7 +264,8 @@ def test_nginx_started_after_auditor_by_pid(auditor_binary, tls_material, tmp_pa
     launcher = subprocess.Popen(["bash", "-c", 'while read -r line; do eval "$line"; done'],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    auditor = make_auditor(auditor_binary, pids=[launcher.pid]).start()
+    auditor = make_auditor(auditor_binary, pids=[launcher.pid],
+                           extra=os.environ.get("MAT_LATE_EXTRA", "").split()).start()
     cmd = " ".join(nginx.command())
 
     class FromLauncher:

@@ -1,5 +1,5 @@
 // OpenTcpConnections: the connected TCP sockets of a process, read from /proc, against sockets
-// this test opens itself.
+// this test opens itself; ListeningPortCache: which side of a connection a target is.
 #include "conn/proc_net.h"
 
 #include <arpa/inet.h>
@@ -45,6 +45,32 @@ TEST(ProcNetTest, OpenTcpConnectionsNamesConnectedSocketsNotListeners) {
   EXPECT_EQ(mat::conn::OpenTcpConnections(::getpid()).count(gone), 0u);
   ::close(client);
   ::close(listener);
+}
+
+// A connection is first looked at when its first record is read, which can be after its
+// server closed the listener (a worker exiting under nginx -s quit, or gone): the port seen
+// listening a moment ago still makes it the server side; not for ever.
+TEST(ProcNetTest, ListeningPortSeenRecentlyStillCountsOnceTheListenerIsGone) {
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const uint16_t port = ntohs(addr.sin_port);
+  const uint64_t second = 1000000000ull, t0 = 1000 * second;
+  const int gone = 0x7ffffff0;
+
+  mat::conn::ListeningPortCache cache(second);
+  EXPECT_FALSE(cache.IsListening(gone, port, t0));  // never seen listening
+  EXPECT_TRUE(cache.IsListening(::getpid(), port, t0));
+  ::close(listener);
+  EXPECT_TRUE(cache.IsListening(gone, port, t0 + 2 * second));
+  EXPECT_TRUE(cache.IsListening(::getpid(), port, t0 + 3 * second));
+  EXPECT_FALSE(cache.IsListening(gone, port, t0 + mat::conn::ListeningPortCache::kRecentNs + 1));
 }
 
 TEST(ProcNetTest, OpenTcpConnectionsOfNoProcessIsEmpty) {

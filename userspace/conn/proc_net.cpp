@@ -133,11 +133,18 @@ bool ListeningPortCache::IsListening(int pid, uint16_t port, uint64_t now_ns) {
   if (!fresh || !entry.ports.count(port)) {
     // A miss may be a listener opened since the last read: look again before answering no.
     if (!fresh || now_ns - entry.read_ns > max_age_ns_ / 16) {
-      entry.ports = ListeningPorts(pid);
+      entry.ports = ListeningPorts(pid, proc_root_);
       entry.read_ns = now_ns;
+      for (uint16_t p : entry.ports) recent_[p] = now_ns;
     }
   }
-  return entry.ports.count(port) > 0;
+  if (entry.ports.count(port) > 0) return true;
+  // The question comes when the connection's first record is read, which can be after the
+  // server closed its listener: a worker that exits (nginx -s quit closes the listeners, then
+  // serves what it accepted) or is gone, a server between its stop and its restart. A port seen
+  // listening a moment ago still says the connection was accepted.
+  auto recent = recent_.find(port);
+  return recent != recent_.end() && now_ns - recent->second < kRecentNs;
 }
 
 std::optional<SocketFacts> LookupSocket(int pid, int fd, const std::string& proc_root) {

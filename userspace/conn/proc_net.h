@@ -40,9 +40,13 @@ std::set<unsigned long> OpenTcpConnections(int pid, const std::string& proc_root
 // one read of the tables.
 class ListeningPortCache {
  public:
-  explicit ListeningPortCache(uint64_t max_age_ns) : max_age_ns_(max_age_ns) {}
+  explicit ListeningPortCache(uint64_t max_age_ns, std::string proc_root = "/proc")
+      : max_age_ns_(max_age_ns), proc_root_(std::move(proc_root)) {}
+  // Also true for a port seen listening (by any process) within the last kRecentNs: the
+  // listener may be closed by the time a connection it accepted is first looked at.
   bool IsListening(int pid, uint16_t port, uint64_t now_ns);
   void Forget(int pid) { cache_.erase(pid); }
+  static constexpr uint64_t kRecentNs = 60000000000ull;
 
  private:
   struct Entry {
@@ -50,7 +54,9 @@ class ListeningPortCache {
     std::set<uint16_t> ports;
   };
   uint64_t max_age_ns_;
+  std::string proc_root_;
   std::map<int, Entry> cache_;
+  std::map<uint16_t, uint64_t> recent_;  // port -> when last seen listening
 };
 
 }  // namespace mat::conn

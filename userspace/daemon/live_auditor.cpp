@@ -203,7 +203,8 @@ class LiveAuditor {
     failed_.clear();
     // Targets are found at their exec or fork; the rescan stays as a safety net.
     std::string watch_error;
-    if (tap_->WatchProcesses(spec_.comms, &watch_error)) {
+    if (tap_->WatchProcesses(spec_.comms, &watch_error, tap_->KernelModeFor(options_.capture),
+                             spec_.pids)) {
       proc_ring_.assign(::dup(tap_->proc_epoll_fd()));
       WaitProc();
     } else {
@@ -948,9 +949,11 @@ class LiveAuditor {
         struct stat st {
         }, cst{};
         if (::stat(ssl.c_str(), &st) != 0 || ::stat(crypto.c_str(), &cst) != 0) continue;
-        tap_->WarmPlans(ssl, crypto);
+        tap_->WarmPlans(ssl, crypto, options_.capture == "plaintext");
         if (options_.capture == "plaintext" || !tap_->keys_unavailable().empty()) continue;
-        LayoutFor({st.st_dev, st.st_ino}, ssl, crypto, ssl, ", ahead of the targets that load it");
+        const LayoutResult& result = LayoutFor({st.st_dev, st.st_ino}, ssl, crypto, ssl,
+                                               ", ahead of the targets that load it");
+        if (result.layout) tap_->SetLibraryLayout(ssl, *result.layout);
       }
     }
   }

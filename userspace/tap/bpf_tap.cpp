@@ -191,6 +191,10 @@ BpfTap::~BpfTap() {
     for (bpf_link* link : target.links) bpf_link__destroy(link);
     for (bpf_link* link : target.per_call_links) bpf_link__destroy(link);
   }
+  for (auto& [key, file] : shared_) {
+    for (bpf_link* link : file.links) bpf_link__destroy(link);
+    for (bpf_link* link : file.per_call_links) bpf_link__destroy(link);
+  }
   for (bpf_link* link : syscall_links_) bpf_link__destroy(link);
   for (bpf_link* link : sock_links_) bpf_link__destroy(link);
   if (local_close_link_) bpf_link__destroy(local_close_link_);
@@ -226,7 +230,13 @@ int BpfTap::OnProcRecord(void* ctx, void* data, size_t size) {
   return 0;
 }
 
-bool BpfTap::WatchProcesses(const std::vector<std::string>& comms, std::string* error) {
+uint8_t BpfTap::KernelModeFor(const std::string& capture) const {
+  return capture == "plaintext" || !keys_unavailable_.empty() ? TAP_TARGET_PLAIN
+                                                              : TAP_TARGET_CIPHER;
+}
+
+bool BpfTap::WatchProcesses(const std::vector<std::string>& comms, std::string* error,
+                            uint8_t exec_bits, const std::vector<pid_t>& pids) {
   if (proc_ring_ != nullptr) return true;
   if (comms.size() > TAP_MAX_WATCH_COMMS) {
     *error = "more than " + std::to_string(TAP_MAX_WATCH_COMMS) + " --comm names";
@@ -236,10 +246,18 @@ bool BpfTap::WatchProcesses(const std::vector<std::string>& comms, std::string* 
     char key[TAP_COMM_LEN] = {};
     // The kernel keeps the first 15 bytes of a program's name.
     std::memcpy(key, comm.data(), std::min<size_t>(comm.size(), TAP_COMM_LEN - 1));
-    uint8_t one = 1;
-    if (bpf_map__update_elem(skel_->maps.target_comms, key, sizeof(key), &one, sizeof(one),
-                             BPF_ANY)) {
+    if (bpf_map__update_elem(skel_->maps.target_comms, key, sizeof(key), &exec_bits,
+                             sizeof(exec_bits), BPF_ANY)) {
       *error = std::string("target_comms map: ") + std::strerror(errno);
+      return false;
+    }
+  }
+  // A --pid's tree: its descendants are added at their fork, in the kernel.
+  for (pid_t pid : pids) {
+    uint32_t tgid = static_cast<uint32_t>(pid);
+    if (bpf_map__update_elem(skel_->maps.pid_trees, &tgid, sizeof(tgid), &exec_bits,
+                             sizeof(exec_bits), BPF_ANY)) {
+      *error = std::string("pid_trees map: ") + std::strerror(errno);
       return false;
     }
   }
@@ -261,10 +279,24 @@ bool BpfTap::WatchProcesses(const std::vector<std::string>& comms, std::string* 
   return true;
 }
 
-void BpfTap::WarmPlans(const std::string& libssl, const std::string& libcrypto) {
+void BpfTap::WarmPlans(const std::string& libssl, const std::string& libcrypto, bool per_call) {
   std::string error;
-  PlanFor({libssl, libssl}, &error);
-  CertPlanFor({libcrypto, libcrypto}, &error);
+  if (const SslProbePlan* plan = PlanFor({libssl, libssl}, &error)) {
+    if (SharedFile* f = UseShared({libssl, libssl}, plan->sites, per_call, 0, nullptr, &error)) {
+      f->pinned = true;
+      f->per_call_pinned |= per_call;
+      if (per_call && !UpdateSyscallTracepoints(&error))
+        spdlog::warn("{}: per-call capture ahead of the targets: {}", libssl, error);
+    } else {
+      spdlog::warn("{}: not probed ahead of the targets: {}", libssl, error);
+    }
+  }
+  if (const std::vector<ProbeSite>* sites = CertPlanFor({libcrypto, libcrypto}, &error)) {
+    if (SharedFile* f = UseShared({libcrypto, libcrypto}, *sites, false, 0, nullptr, &error))
+      f->pinned = true;
+    else
+      spdlog::warn("{}: not probed ahead of the targets: {}", libcrypto, error);
+  }
 }
 
 void BpfTap::Watch(pid_t pid) {
@@ -411,6 +443,112 @@ bool BpfTap::AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const 
   return true;
 }
 
+BpfTap::SharedFile* BpfTap::UseShared(const SslLibrary& library,
+                                      const std::vector<ProbeSite>& sites, bool per_call, pid_t pid,
+                                      FileKey* key_out, std::string* error) {
+  auto key = FileKeyOf(library.path, error);
+  if (!key) return nullptr;
+  auto it = shared_.find(*key);
+  if (it == shared_.end()) {
+    if (shared_.size() >= TAP_MAX_SHARED_FILES) {
+      *error = "more than " + std::to_string(TAP_MAX_SHARED_FILES) + " TLS library files probed";
+      return nullptr;
+    }
+    SharedFile fresh;
+    fresh.number = next_file_number_++;
+    fresh.name = library.name;
+    // Cookie bit 1 (the secrets are read there) on every file: the kernel reads them only with
+    // a layout calibrated on this file (file_layouts), which AddTarget or SetLibraryLayout puts.
+    std::vector<AttachSpec> specs = SpecsOf(sites, false, /*secrets_here=*/true);
+    for (AttachSpec& spec : specs) spec.cookie |= uint64_t{fresh.number} << TAP_COOKIE_FILE_SHIFT;
+    if (!AttachSites(specs, -1, library.path, library.name, &fresh.links, error)) return nullptr;
+    spdlog::debug("{}: {} probes attached for every process that maps it", library.name,
+                  fresh.links.size());
+    it = shared_.emplace(*key, std::move(fresh)).first;
+  }
+  SharedFile& f = it->second;
+  if (per_call && f.per_call_links.empty()) {
+    if (!AttachSites(SpecsOf(sites, true), -1, library.path, library.name, &f.per_call_links,
+                     error))
+      return nullptr;
+    spdlog::debug("{}: {} per-call probes attached for every process that maps it", library.name,
+                  f.per_call_links.size());
+  }
+  if (pid > 0) {
+    if (std::find(f.users.begin(), f.users.end(), pid) == f.users.end()) f.users.push_back(pid);
+    if (per_call &&
+        std::find(f.per_call_users.begin(), f.per_call_users.end(), pid) == f.per_call_users.end())
+      f.per_call_users.push_back(pid);
+  }
+  f.idle_since_ns = 0;
+  if (key_out) *key_out = *key;
+  return &f;
+}
+
+void BpfTap::ReleaseShared(pid_t pid, const std::vector<FileKey>& files, bool per_call_only) {
+  for (const FileKey& key : files) {
+    auto it = shared_.find(key);
+    if (it == shared_.end()) continue;
+    SharedFile& f = it->second;
+    std::erase(f.per_call_users, pid);
+    if (!per_call_only) std::erase(f.users, pid);
+  }
+}
+
+void BpfTap::SettleShared() {
+  const uint64_t now = MonoNs();
+  for (auto it = shared_.begin(); it != shared_.end();) {
+    SharedFile& f = it->second;
+    const bool idle = f.users.empty() && !f.pinned;
+    const bool per_call_idle =
+        f.per_call_users.empty() && !f.per_call_pinned && !f.per_call_links.empty();
+    if (!idle && !per_call_idle) {
+      f.idle_since_ns = 0;
+      ++it;
+      continue;
+    }
+    if (f.idle_since_ns == 0) f.idle_since_ns = now;
+    if (now < f.idle_since_ns + kLingerNs) {
+      ++it;
+      continue;
+    }
+    spdlog::info("{}: no target has used its {}probes for {} s: detached", f.name,
+                 idle ? "" : "per-call ", kLingerNs / 1000000000ull);
+    Reap(std::move(f.per_call_links));
+    f.per_call_links.clear();
+    f.idle_since_ns = 0;
+    if (!idle) {
+      ++it;
+      continue;
+    }
+    Reap(std::move(f.links));
+    bpf_map__delete_elem(skel_->maps.file_layouts, &f.number, sizeof(f.number), 0);
+    it = shared_.erase(it);
+  }
+}
+
+void BpfTap::SetLibraryLayout(const std::string& libssl, const tap_ssl_layout& layout) {
+  std::string error;
+  auto key = FileKeyOf(libssl, &error);
+  auto it = key ? shared_.find(*key) : shared_.end();
+  if (it == shared_.end()) return;  // not probed: AddTarget puts the layout
+  if (bpf_map__update_elem(skel_->maps.file_layouts, &it->second.number, sizeof(uint32_t), &layout,
+                           sizeof(layout), BPF_ANY))
+    spdlog::warn("{}: file_layouts map: {}", libssl, std::strerror(errno));
+}
+
+size_t BpfTap::SharedProbeCount() const {
+  size_t n = 0;
+  for (const auto& [key, f] : shared_) n += f.links.size() + f.per_call_links.size();
+  return n;
+}
+
+size_t BpfTap::SharedPerCallProbeCount() const {
+  size_t n = 0;
+  for (const auto& [key, f] : shared_) n += f.per_call_links.size();
+  return n;
+}
+
 const char* CaptureModeName(CaptureMode mode) {
   switch (mode) {
     case CaptureMode::kPlaintext:
@@ -433,7 +571,7 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
     *error = keys_unavailable_;
     return 0;
   }
-  RemoveTarget(target.pid);
+  DropTarget(target.pid, /*kernel=*/false);  // an exec: the kernel's entry stays meanwhile
   const bool plain = options.mode != CaptureMode::kKeys;
   const bool keys = options.mode != CaptureMode::kPlaintext;
   Target entry;
@@ -446,6 +584,7 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
     layout_file = FileKeyOf(options.ssl_layout_library, &ssl_error);
     if (!layout_file) ssl_error = "the calibrated libssl: " + ssl_error;
   }
+  // OpenSSL: the probes of each library file, attached once for every process that maps it.
   std::vector<SslLibrary> libraries = FindSslLibraries(target.pid);
   for (const SslLibrary& library : libraries) {
     const SslProbePlan* plan = PlanFor(library, &ssl_error);
@@ -462,16 +601,15 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
                                                      : ": no libssl layout for keys capture");
       continue;
     }
-    std::vector<bpf_link*> per_call;
-    if (plain && !AttachSites(SpecsOf(plan->sites, true), target.pid, library.path, library.name,
-                              &per_call, &ssl_error))
-      continue;
-    if (!AttachSites(SpecsOf(plan->sites, false, secrets_here), target.pid, library.path,
-                     library.name, &entry.links, &ssl_error)) {
-      Reap(std::move(per_call));
-      continue;
-    }
-    entry.per_call_links.insert(entry.per_call_links.end(), per_call.begin(), per_call.end());
+    FileKey key;
+    SharedFile* file = UseShared(library, plan->sites, plain, target.pid, &key, &ssl_error);
+    if (file == nullptr) continue;
+    entry.files.push_back(key);
+    if (plain) entry.per_call_files.push_back(key);
+    if (secrets_here &&
+        bpf_map__update_elem(skel_->maps.file_layouts, &file->number, sizeof(file->number),
+                             &*options.ssl_layout, sizeof(tap_ssl_layout), BPF_ANY))
+      spdlog::warn("{}: file_layouts map: {}", library.name, std::strerror(errno));
     ++probed;
   }
   // Client certificates: d2i_X509 and i2d_X509 in the libcrypto next to each probed libssl.
@@ -479,9 +617,11 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
   if (probed > 0) {
     for (const SslLibrary& library : FindCryptoLibraries(target.pid)) {
       std::string why;
+      FileKey key;
       const std::vector<ProbeSite>* sites = CertPlanFor(library, &why);
-      if (sites == nullptr || !AttachSites(SpecsOf(*sites, false), target.pid, library.path,
-                                           library.name, &entry.links, &why))
+      if (sites != nullptr && UseShared(library, *sites, false, target.pid, &key, &why))
+        entry.files.push_back(key);
+      else
         spdlog::warn("pid {}: no client certificates: {}", target.pid, why);
     }
   }
@@ -535,9 +675,10 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
       }
     }
   }
-  auto undo = [this, &entry] {
+  auto undo = [this, &entry, &target] {
     Reap(std::move(entry.links));
     Reap(std::move(entry.per_call_links));
+    ReleaseShared(target.pid, entry.files, false);
   };
   if (probed == 0) {
     if (!ssl_error.empty())
@@ -620,6 +761,9 @@ bool BpfTap::SetTargetMode(pid_t pid, uint8_t bits, std::string* error) {
 bool BpfTap::UpdateSyscallTracepoints(std::string* error) {
   bool wanted = false;
   for (const auto& [pid, target] : targets_) wanted |= target.mode != CaptureMode::kKeys;
+  // Per-call probes attached ahead of the targets (WarmPlans): a process the kernel makes a
+  // plaintext target at its exec or fork needs the tracepoints from its first call too.
+  for (const auto& [key, file] : shared_) wanted |= file.per_call_pinned;
   if (!wanted) {
     if (!syscall_links_.empty())
       spdlog::info("no target in plaintext capture: syscall tracepoints detached");
@@ -659,6 +803,9 @@ void BpfTap::DropPlaintextProbes(pid_t pid) {
   if (!SetTargetMode(pid, TAP_TARGET_CIPHER, &error)) spdlog::warn("pid {}: {}", pid, error);
   for (bpf_link* link : target.per_call_links) bpf_link__destroy(link);
   target.per_call_links.clear();
+  // The per-call probes of its library files go once no target has used them for a while.
+  ReleaseShared(pid, target.per_call_files, /*per_call_only=*/true);
+  target.per_call_files.clear();
   target.mode = CaptureMode::kKeys;
   if (!UpdateSyscallTracepoints(&error)) spdlog::warn("{}", error);
 }
@@ -701,38 +848,44 @@ void BpfTap::Reap(std::vector<bpf_link*> links) {
   reap_cv_.notify_one();
 }
 
-void BpfTap::RetireTarget(pid_t pid) {
+void BpfTap::DropTarget(pid_t pid, bool kernel, bool reap) {
   auto it = targets_.find(pid);
   if (it == targets_.end()) return;
-  // The kernel stops capturing the process first; its probes go on the reaper thread.
-  uint32_t tgid = static_cast<uint32_t>(pid);
-  bpf_map__delete_elem(skel_->maps.targets, &tgid, sizeof(tgid), 0);
-  bpf_map__delete_elem(skel_->maps.ssl_layouts, &tgid, sizeof(tgid), 0);
-  std::vector<bpf_link*> links = std::move(it->second.links);
-  links.insert(links.end(), it->second.per_call_links.begin(), it->second.per_call_links.end());
-  it->second.links.clear();
-  it->second.per_call_links.clear();
+  if (kernel) {
+    // The kernel stops capturing the process first, then its probes go.
+    uint32_t tgid = static_cast<uint32_t>(pid);
+    bpf_map__delete_elem(skel_->maps.targets, &tgid, sizeof(tgid), 0);
+    bpf_map__delete_elem(skel_->maps.ssl_layouts, &tgid, sizeof(tgid), 0);
+  }
+  Target& target = it->second;
+  std::vector<bpf_link*> links = std::move(target.links);
+  links.insert(links.end(), target.per_call_links.begin(), target.per_call_links.end());
+  ReleaseShared(pid, target.files, false);
   targets_.erase(it);
-  Reap(std::move(links));
+  if (reap) {
+    Reap(std::move(links));
+  } else {
+    for (bpf_link* link : links) bpf_link__destroy(link);
+  }
+}
+
+void BpfTap::RetireTarget(pid_t pid) {
+  // Its own probes (Go) go on the reaper thread; those of its library files stay for the others.
+  DropTarget(pid, /*kernel=*/true, /*reap=*/true);
   // The syscall tracepoints, if no plaintext target is left, go later (SettleTracepoints): a
   // restarted server's processes would need them again at once.
 }
 
 void BpfTap::SettleTracepoints() {
+  SettleShared();
   if (MonoNs() < last_attach_ns_.load() + kReapQuietNs) return;
   std::string error;
   UpdateSyscallTracepoints(&error);  // detaching cannot fail
 }
 
 void BpfTap::RemoveTarget(pid_t pid) {
-  auto it = targets_.find(pid);
-  if (it == targets_.end()) return;
-  for (bpf_link* link : it->second.links) bpf_link__destroy(link);
-  for (bpf_link* link : it->second.per_call_links) bpf_link__destroy(link);
-  uint32_t tgid = static_cast<uint32_t>(pid);
-  bpf_map__delete_elem(skel_->maps.targets, &tgid, sizeof(tgid), 0);
-  bpf_map__delete_elem(skel_->maps.ssl_layouts, &tgid, sizeof(tgid), 0);
-  targets_.erase(it);
+  if (!targets_.count(pid)) return;
+  DropTarget(pid, /*kernel=*/true, /*reap=*/false);
   std::string error;
   UpdateSyscallTracepoints(&error);  // detaching cannot fail
 }
@@ -750,7 +903,14 @@ std::vector<pid_t> BpfTap::TargetPids() const {
 
 size_t BpfTap::ProbeCount(pid_t pid) const {
   auto it = targets_.find(pid);
-  return it == targets_.end() ? 0 : it->second.links.size() + it->second.per_call_links.size();
+  if (it == targets_.end()) return 0;
+  const Target& t = it->second;
+  size_t n = t.links.size() + t.per_call_links.size();
+  for (const FileKey& key : t.files)
+    if (auto f = shared_.find(key); f != shared_.end()) n += f->second.links.size();
+  for (const FileKey& key : t.per_call_files)
+    if (auto f = shared_.find(key); f != shared_.end()) n += f->second.per_call_links.size();
+  return n;
 }
 
 int BpfTap::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }

@@ -147,10 +147,25 @@ class BpfTap {
   // exec whose comm is one of comms, and a fork or exec of a watched process; a forked child of
   // a target inherits its parent's capture in the kernel until AdoptOrForget. false with *error
   // when the tracepoints cannot be attached.
-  bool WatchProcesses(const std::vector<std::string>& comms, std::string* error);
+  // exec_bits: what the kernel makes, before userspace has looked, of a process that execs a
+  // --comm's program or that descends from one of pids (enum tap_target_mode bits, see
+  // KernelModeFor; 0: it is only reported).
+  bool WatchProcesses(const std::vector<std::string>& comms, std::string* error,
+                      uint8_t exec_bits = 0, const std::vector<pid_t>& pids = {});
+  // The target mode bits the kernel gives a process at its exec for a --capture setting: the
+  // keys capture's where this kernel has it, else the per-call capture's.
+  uint8_t KernelModeFor(const std::string& capture) const;
   // Makes the probe plans of a TLS library pair (a file path each) ahead of the first process
-  // that maps them.
-  void WarmPlans(const std::string& libssl, const std::string& libcrypto);
+  // that maps them, and attaches the library's probes (for every process that maps the files,
+  // filtered in the kernel on the targets map) ahead of the targets, for as long as the tap
+  // lives: the handshake, connection-end and certificate probes, and with per_call the
+  // SSL_read/SSL_write ones too (plaintext capture).
+  void WarmPlans(const std::string& libssl, const std::string& libcrypto, bool per_call = false);
+  // The calibrated layout of a libssl file, for its probes (see WarmPlans).
+  void SetLibraryLayout(const std::string& libssl, const tap_ssl_layout& layout);
+  // Probes attached per library file (pid -1), and how many of those fire on every SSL call.
+  size_t SharedProbeCount() const;
+  size_t SharedPerCallProbeCount() const;
   void Watch(pid_t pid);
   void Unwatch(pid_t pid);
   int proc_epoll_fd() const;
@@ -167,10 +182,39 @@ class BpfTap {
   struct Target {
     uint64_t start_time = 0;
     CaptureMode mode = CaptureMode::kPlaintext;
-    std::vector<bpf_link*> links;           // handshake, certificate, connection end, secrets
-    std::vector<bpf_link*> per_call_links;  // SSL_read/SSL_write, Go Read/Write
+    std::vector<bpf_link*> links;           // Go: handshake, certificate, connection end, secrets
+    std::vector<bpf_link*> per_call_links;  // Go Read/Write
+    std::vector<FileKey> files;             // OpenSSL library files whose shared probes it uses
+    std::vector<FileKey> per_call_files;    // ... and whose shared per-call probes
     bool local = false;                     // TAP_TARGET_LOCAL too
   };
+  // The probes of one OpenSSL library file (libssl, libcrypto, or a program with OpenSSL in
+  // it), attached once for every process that maps it (pid -1): the BPF programs filter on the
+  // targets map, so a forked child of a target (which inherits its entry in the kernel) or a
+  // process the kernel made a target at its exec is covered from its first instruction, with
+  // no attach of its own. They stay while a target uses them, and kLingerNs after (a restarted
+  // server needs them again at once), or for the tap's life once pinned (WarmPlans).
+  struct SharedFile {
+    uint32_t number = 0;  // cookie file number (TAP_COOKIE_FILE_SHIFT), from 1
+    std::string name;
+    std::vector<bpf_link*> links;           // handshake, connection end, certificates
+    std::vector<bpf_link*> per_call_links;  // SSL_read/SSL_write, while a target needs them
+    std::vector<pid_t> users, per_call_users;
+    bool pinned = false, per_call_pinned = false;
+    uint64_t idle_since_ns = 0;  // when the last user left
+  };
+  static constexpr uint64_t kLingerNs = 30000000000ull;
+  // The file's shared probes (non-per-call ones attached if need be; with per_call those too)
+  // for pid (0: none, pinned instead); nullptr with *error when they cannot be attached.
+  SharedFile* UseShared(const SslLibrary& library, const std::vector<ProbeSite>& sites,
+                        bool per_call, pid_t pid, FileKey* key, std::string* error);
+  // pid stops using the shared probes of files (per-call ones only with per_call_only).
+  void ReleaseShared(pid_t pid, const std::vector<FileKey>& files, bool per_call_only);
+  // Detaches the shared probes no target has used for kLingerNs.
+  void SettleShared();
+  // The target's own links (destroyed, or reaped) and its uses of shared probes go; with
+  // kernel, its map entries in the kernel too.
+  void DropTarget(pid_t pid, bool kernel, bool reap = false);
   struct AttachSpec {
     bpf_program* program = nullptr;
     bool retprobe = false;
@@ -223,6 +267,8 @@ class BpfTap {
   uint32_t consumed_ = 0;
   std::vector<tap_proc> proc_events_;
   std::map<pid_t, Target> targets_;
+  std::map<FileKey, SharedFile> shared_;
+  uint32_t next_file_number_ = 1;
   // Plans per file, bounded (file_cache.h); a pointer returned by the *PlanFor functions is
   // used before the next one is made.
   static constexpr size_t kMaxPlansPerKind = 128;
