@@ -235,7 +235,9 @@ def compare(entries: List[Entry], lines: List[dict]) -> List[str]:
         for e in [e for e in es if e.kind in required] + [e for e in es if e.kind not in required
                                                           and e.kind not in ("unparsed",
                                                                              "conn")]:
-            v = take(lambda v: v["verb"] == e.method and same_uri(v, e.uri))
+            # The line's verb is the method in upper case (the design's contract for Docker and
+            # MKE lines): a "get" the server read is audited as "GET".
+            v = take(lambda v: v["verb"] == e.method.upper() and same_uri(v, e.uri))
             if v is None:
                 if e.kind in required:
                     problems.append(f":{port} hidden request: the server logged {e.method} "

@@ -20,6 +20,7 @@
 
 #include "capture/recorder.h"
 #include "pipeline/pipeline.h"
+#include "util/ascii.h"
 
 namespace mat {
 namespace {
@@ -118,7 +119,10 @@ std::vector<std::string> Compare(const std::vector<Entry>& entries,
       if (!required(e) && e->kind != "unparsed" && e->kind != "conn") order.push_back(e);
     std::string at = ":" + std::to_string(port) + " ";
     for (const auto* e : order) {
-      auto v = take([&](const View& v) { return v.verb == e->method && SameUri(v, e->uri); });
+      // The verb is the method in upper case (the design's contract): "get" is audited as "GET".
+      std::string verb = e->method;
+      for (char& c : verb) c = mat::AsciiUpper(c);
+      auto v = take([&](const View& v) { return v.verb == verb && SameUri(v, e->uri); });
       std::string what =
           e->method + " " + e->uri.substr(0, 80) + " -> " + std::to_string(e->status);
       if (!v) {

@@ -109,6 +109,8 @@ class H1Parser {
   bool head_rejected() const { return state_ == State::kError && head_rejected_; }
   // The message asked to leave HTTP/1.1 (CONNECT, or Upgrade with Connection: upgrade).
   bool upgrade() const { return upgrade_; }
+  // The head has a Content-Length or a Transfer-Encoding (valid from OnHead on).
+  bool framed() const { return has_length_ || has_te_; }
   // Inside a body delimited by Content-Length, with remaining() > 0 bytes still expected.
   bool in_length_body() const { return state_ == State::kBodyLength; }
   uint64_t remaining() const { return remaining_; }

@@ -546,7 +546,10 @@ struct Http1Connection::Impl {
       }
       const std::string& m = e->ex.request.method;
       if (m == "HEAD") no_body = true;
-      if (m == "CONNECT" && r.status >= 200 && r.status < 300) {
+      // A tunnel's 2xx has neither Content-Length nor Transfer-Encoding (RFC 9110 9.3.6). Go's
+      // net/http answers a CONNECT its handler did not hijack as any request, framed, and goes
+      // on reading HTTP/1.1 on the connection: what follows is audited.
+      if (m == "CONNECT" && r.status >= 200 && r.status < 300 && !s.parser.framed()) {
         no_body = true;
         s.tunnel = true;
       }
