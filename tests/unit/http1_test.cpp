@@ -772,6 +772,40 @@ TEST(Http1Test, Http09GetIsAudited) {
   EXPECT_EQ(h.got[0].ex.request.target, "/v1.41/secrets");
 }
 
+// A request line the parser cannot read that still names a method and a target (a lower-case
+// or unknown version, tabs for spaces, a NUL in the target): nginx and Go answer 400 and close,
+// and nginx logs the line. It is audited by that method and target, with the 400, incomplete;
+// the request pipelined after it was never read. A line naming no method stays unreported.
+TEST(Http1Test, RejectedRequestLineIsAuditedByItsMethodAndTarget) {
+  const std::string kNul("/a\0x", 4);
+  const std::pair<std::string, std::string> cases[] = {
+      {"GET /a http/1.1", "/a"},       {"GET /a HTTX/1.1", "/a"},
+      {"GET\t/a\tHTTP/1.1", "/a"},     {"GET " + kNul + " HTTP/1.1", kNul},
+      {"GET /a HTTP/1.1 extra", "/a"},
+  };
+  const std::string kBad = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n";
+  for (const auto& [line, target] : cases) {
+    SCOPED_TRACE(line);
+    Harness h;
+    h.Req(line + "\r\nHost: h\r\n\r\n" + Get("/next"));
+    h.Resp(kBad);
+    h.Close();
+    ASSERT_EQ(h.got.size(), 1u);
+    EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);
+    EXPECT_EQ(h.got[0].ex.request.method, "GET");
+    EXPECT_EQ(h.got[0].ex.request.target, target);
+    EXPECT_TRUE(h.got[0].ex.incomplete);
+    EXPECT_EQ(h.got[0].ex.response->status, 400);
+    EXPECT_EQ(h.stats().requests_after_close, 1u);  // /next
+  }
+  Harness h;
+  h.Req("\x16\x03\x01 /a HTTP/1.1\r\n\r\n" + Get("/next"));
+  h.Resp(kBad);
+  h.Close();
+  EXPECT_TRUE(h.got.empty());
+  EXPECT_EQ(h.stats().orphan_responses, 1u);
+}
+
 TEST(Http1Test, MalformedResponseReportsItsRequest) {
   Harness h;
   h.Req(Get("/a") + Get("/b"));

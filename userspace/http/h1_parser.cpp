@@ -255,6 +255,27 @@ bool H1Parser::ParseStartLine(std::string_view line) {
   return true;
 }
 
+bool H1Parser::NameRejectedLine(std::string_view line) {
+  // Its first two fields, split at SP and HTAB runs (nginx's $request is the whole line).
+  auto sep = [](char c) { return c == ' ' || c == '\t'; };
+  size_t i = 0;
+  while (i < line.size() && !sep(line[i])) ++i;
+  const std::string_view method = line.substr(0, i);
+  while (i < line.size() && sep(line[i])) ++i;
+  const size_t t = i;
+  while (i < line.size() && !sep(line[i])) ++i;
+  const std::string_view target = line.substr(t, i - t);
+  if (!IsMethodToken(method) || target.empty()) return false;
+  H1Head& head_ = SharedScratch().head;
+  head_.method = method;
+  head_.target = target;
+  head_.version_major = 1;
+  head_.version_minor = 1;
+  head_.fields.clear();
+  head_.counted_bytes = target.size();
+  return true;
+}
+
 bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
   H1Head& head_ = SharedScratch().head;
   std::deque<std::string>& folds_ = SharedScratch().folds;
@@ -267,7 +288,17 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
   const char* p = block.data();
   const char* const end = p + block.size();
   const auto* lf = static_cast<const char*>(std::memchr(p, '\n', block.size()));
-  if (!ParseStartLine(StripEol(std::string_view(p, static_cast<size_t>(lf - p))))) return false;
+  const std::string_view start_line = StripEol(std::string_view(p, static_cast<size_t>(lf - p)));
+  if (!ParseStartLine(start_line)) {
+    // nginx and Go answer a request line they cannot read (a bad version, tabs, a control byte
+    // in the target) with 400 and close, and nginx logs that line: when it still names a
+    // method and a target, the request is reported by them, as a bad header is below.
+    if (kind_ == Kind::kRequest && NameRejectedLine(start_line)) {
+      head_rejected_ = true;
+      listener.OnHead(SharedScratch().head);
+    }
+    return false;
+  }
   p = lf + 1;
   // A request whose start line is good but whose head is not: the server answers it (400 from
   // nginx and Go, and they close), so it is reported by what was read of it before failing.

@@ -104,8 +104,9 @@ class H1Parser {
   // The message's head says the connection closes after it: "Connection: close", or HTTP/1.0
   // without "Connection: keep-alive", or an HTTP/0.9 request. Valid once its head was parsed.
   bool closes() const { return closes_; }
-  // The error came after a request's start line was read: its head was reported (OnHead) with
-  // the fields read so far, and the server answers it (nginx and Go: 400, then close).
+  // The error came after a request's start line was read, or in a start line that still named
+  // a method and a target (NameRejectedLine): its head was reported (OnHead) with the fields
+  // read so far, and the server answers it (nginx and Go: 400, then close).
   bool head_rejected() const { return state_ == State::kError && head_rejected_; }
   // The message asked to leave HTTP/1.1 (CONNECT, or Upgrade with Connection: upgrade).
   bool upgrade() const { return upgrade_; }
@@ -134,6 +135,9 @@ class H1Parser {
   // Parses the complete header block `block` (ending in its empty line). Returns false on error.
   bool ParseHead(H1Listener& listener, std::string_view block);
   bool ParseStartLine(std::string_view line);
+  // A request line ParseStartLine rejects that still names a method (a token) and a target
+  // (its first two fields, split at SP or HTAB): sets them in the head; false when it does not.
+  static bool NameRejectedLine(std::string_view line);
   // An HTTP/0.9 request line "GET target" (nginx serves it): reports it and completes.
   static std::string_view Http09Target(std::string_view line);
   bool Head09(H1Listener& listener, std::string_view line);
