@@ -530,6 +530,38 @@ TEST(Http2Test, PaddingLongerThanPayloadIsAnErrorFromTheStart) {
   EXPECT_EQ(h.stats().fatal_errors, 1u);
 }
 
+// A HEADERS frame whose padding is longer than its payload: Go's net/http resets that stream
+// and reads on (a stream error), nginx ends the connection (a connection error). The frame's
+// length still delimits it: it is skipped, and the request after it waits for the server's
+// word: as Go answers, a line with its status; as nginx answers, none.
+TEST(Http2Test, HeadersPaddingLongerThanPayloadFollowsTheServersAnswer) {
+  for (const bool go : {true, false}) {
+    SCOPED_TRACE(go ? "go" : "nginx");
+    Encoder creq, cresp;
+    Harness h;
+    const std::string bad = Frame(kHeaders, kEndHeaders | kEndStream | kPadded, 1,
+                                  "\xff" + creq.Block(GetFields("/x"), NGHTTP2_NV_FLAG_NO_INDEX));
+    h.Req(ClientStart() + bad + HeadersFrame(3, creq.Block(GetFields("/y")), true));
+    EXPECT_EQ(h.stats().request_errors, 1u);
+    EXPECT_STREQ(h.stats().last_error, "HEADERS padding longer than the payload");
+    if (go)
+      h.Resp(ServerStart() + Rst(1, 1) + HeadersFrame(3, cresp.Block(Resp200()), true));
+    else
+      h.Resp(ServerStart() + Goaway(0, 1));
+    h.Close();
+    EXPECT_FALSE(h.conn().failed());
+    if (!go) {
+      EXPECT_TRUE(h.got.empty()) << ::testing::PrintToString(DescribeAll(h.got));
+      continue;
+    }
+    ASSERT_EQ(h.got.size(), 1u);
+    EXPECT_EQ(h.got[0].event, ExchangeEvent::kResponseComplete);
+    EXPECT_EQ(h.got[0].ex.request.target, "/y");
+    EXPECT_FALSE(h.got[0].ex.incomplete);
+    EXPECT_EQ(h.got[0].ex.response->status, 200);
+  }
+}
+
 TEST(Http2Test, InterleavedStreamsAnsweredOutOfOrder) {
   Encoder creq, cresp;
   Harness h;

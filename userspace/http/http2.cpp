@@ -767,6 +767,18 @@ struct Http2Connection::Impl {
     size_t rest = h.len - s.prefix_need;
     if (Padded(h)) {
       const size_t pad = s.prefix[0];
+      if (pad > rest && h.type == kHeaders && s.request && s.exact) {
+        // The servers differ: Go's net/http resets that stream (a stream error) and reads on,
+        // nginx ends the connection. The frame's length still delimits it: it is skipped
+        // undecoded (Go decodes none of it either), and the requests after it are reported
+        // only if the server answers them.
+        RequestError("HEADERS padding longer than the payload");
+        s.block = Block{};
+        s.block.failed = true;  // its content is not gathered; FrameDone ends nothing
+        s.content_left = rest;
+        s.phase = Phase::kContent;
+        return;
+      }
       if (pad > rest) {
         ProtocolError(s, "padding longer than the payload", ts);
         return;

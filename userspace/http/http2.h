@@ -55,8 +55,11 @@
 // header block from such a client (bad index, integer or string, a table size update above the
 // server's SETTINGS_HEADER_TABLE_SIZE, 4096 until it says otherwise) is one too, but the
 // frames after it are still parsed: that request and later ones are reported only if the server
-// answers them (nginx answers some with 400). On the response stream, or a missing client
-// preface, a violation is fatal: the connection stops parsing (failed(), fatal_errors,
+// answers them (nginx answers some with 400). A HEADERS frame whose padding is longer than its
+// payload, where the servers differ (Go's net/http resets that stream and reads on, nginx ends
+// the connection), is skipped undecoded and treated alike: the server's answers decide what
+// came after it. On the response stream, or a missing client preface, a violation is fatal:
+// the connection stops parsing (failed(), fatal_errors,
 // last_error) and reports every open stream, incomplete. After a resync the same violations
 // only resynchronise again, and HPACK errors from our own limits (a table above
 // max_hpack_table_bytes, a block over 1 MiB) are never errors of the peer. Bounded memory: a
