@@ -497,8 +497,9 @@ Capture:
   --max-connection-bytes N       header and body bytes kept per connection (default 8388608)
   --max-connections N            connections followed at once (default 65536); beyond, the one
                                  idle longest is ended first
-  Beyond each, the oldest requests are audited at once, incomplete; every cap hit is counted
-  (summary, /metrics)
+  Beyond each, the oldest requests are audited at once, incomplete (over
+  --max-pending-requests, an HTTP/2 connection's new stream, unless an answered one can end
+  first); every cap hit is counted (summary, /metrics)
   --poll-ms N                    how often the kernel ring buffer is drained, ms (default 20;
                                  it is drained at once when an eighth of it is full)
   --rescan-ms N                  how often to look for new target processes (default 1000;

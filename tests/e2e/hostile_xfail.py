@@ -6,5 +6,4 @@ runs (flaky)."""
 
 XFAIL = {
     ('go', 'h1_incomplete_headers'): (True, "forged line: GET /hx/h1_incomplete_headers/0 -> 400 {'mke-audit-tap/incomplete': 'true', 'mke-audit-tap/user-identified-by': 'anonymous'} (the server logged no such request on this connection)"),
-    ('nginx', 'h2_streams_over_limit_300'): (True, "wrong status: the server logged POST /hx/h2_streams_over_limit_300/0 -> 200, the audit says POST /hx/h2_streams_over_limit_300/0 -> no status (RequestReceived) {'mke-audit-tap/incomplete': 'true', 'mke-audit-tap/response': 'non... (+43 more)"),
 }

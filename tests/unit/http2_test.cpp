@@ -1197,8 +1197,11 @@ TEST(Http2Test, UndecodableBlockAfterAJoinFailsTheBlockOnly) {
   EXPECT_EQ(h.stats().request_errors, 0u);
 }
 
-TEST(Http2Test, StreamFloodDropsTheOldest) {
-  Encoder creq;
+// More streams than max_streams in one burst, none answered yet (nginx served the first 256 of
+// 300 such streams, refused the rest): the oldest keep waiting for their answers; each stream
+// over the cap is reported at once, without a response, incomplete, saying a cap ended it.
+TEST(Http2Test, StreamFloodKeepsTheOldestWaiting) {
+  Encoder creq, cresp;
   Http2Options o;
   o.max_streams = 4;
   Harness h(o);
@@ -1207,16 +1210,42 @@ TEST(Http2Test, StreamFloodDropsTheOldest) {
     h.Req(HeadersFrame(1 + 2 * i, creq.Block(GetFields("/p" + std::to_string(i))), true));
   ASSERT_EQ(h.got.size(), 6u);
   for (size_t i = 0; i < 6; ++i) {
+    SCOPED_TRACE(i);
     EXPECT_EQ(h.got[i].event, ExchangeEvent::kNoResponse);
     EXPECT_TRUE(h.got[i].ex.incomplete);
-    EXPECT_EQ(h.got[i].ex.sequence, i + 1);
-    EXPECT_EQ(h.got[i].ex.request.target, "/p" + std::to_string(i));
+    EXPECT_EQ(h.got[i].ex.sequence, i + 5);
+    EXPECT_EQ(h.got[i].ex.request.target, "/p" + std::to_string(i + 4));
+    EXPECT_EQ(h.got[i].ex.note, "none seen: a memory cap ended the wait");
   }
   EXPECT_EQ(h.stats().dropped_streams, 6u);
-  h.Close();
+  std::string answers = ServerStart();
+  for (uint32_t sid = 1; sid <= 7; sid += 2)
+    answers += HeadersFrame(sid, cresp.Block(Resp200()), true);
+  for (uint32_t sid = 9; sid <= 19; sid += 2) answers += Rst(sid, 7);
+  h.Resp(answers);
   ASSERT_EQ(h.got.size(), 10u);
-  EXPECT_EQ(h.got[9].ex.sequence, 10u);
-  EXPECT_FALSE(h.got[9].ex.incomplete);
+  for (size_t i = 6; i < 10; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(h.got[i].event, ExchangeEvent::kResponseComplete);
+    EXPECT_EQ(h.got[i].ex.sequence, i - 5);
+    EXPECT_FALSE(h.got[i].ex.incomplete);
+    EXPECT_EQ(h.got[i].ex.response->status, 200);
+  }
+  // A stream whose response started (a watch) is the one ended first: its status is known.
+  h.Req(HeadersFrame(21, creq.Block(GetFields("/watch")), true));
+  h.Resp(HeadersFrame(21, cresp.Block(Resp200()), false));
+  for (uint32_t i = 0; i < 4; ++i)
+    h.Req(HeadersFrame(23 + 2 * i, creq.Block(GetFields("/q" + std::to_string(i))), true));
+  ASSERT_EQ(h.got.size(), 11u);
+  EXPECT_EQ(h.got[10].ex.request.target, "/watch");
+  EXPECT_EQ(h.got[10].event, ExchangeEvent::kResponseComplete);
+  EXPECT_EQ(h.got[10].ex.response->status, 200);
+  EXPECT_TRUE(h.got[10].ex.incomplete);
+  EXPECT_EQ(h.stats().dropped_streams, 7u);
+  h.Close();
+  ASSERT_EQ(h.got.size(), 15u);
+  EXPECT_EQ(h.got[14].ex.request.target, "/q3");
+  EXPECT_FALSE(h.got[14].ex.incomplete);
 }
 
 // The connection's budget: streams with large header lists (each within max_header_list_bytes

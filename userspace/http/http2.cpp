@@ -650,13 +650,24 @@ struct Http2Connection::Impl {
     if (!ok) BlockFailed(s, s.hpack.failure() == HpackDecoder::Failure::kOverLimit);
   }
 
+  // A new stream over max_streams: the oldest one whose final response was seen ends first
+  // (reported with its status, incomplete); when none has one, the new stream is the one given
+  // up, reported at once without a response (incomplete; streams.end() is returned). Servers
+  // serve the oldest streams and refuse the newest over their own limits (nginx: 2 x 128 new
+  // streams a read, Go: 250 open): the answers still coming are the oldest streams'.
   std::map<uint32_t, Stream>::iterator NewStream(Block& b, uint64_t ts) {
+    bool over = false;
     while (streams.size() - reset_waiting >= opt.max_streams) {
-      auto oldest = streams.begin();  // the oldest stream not reset by the client
-      while (oldest != streams.end() && oldest->second.client_reset) ++oldest;
-      if (oldest == streams.end()) break;
+      auto answered = streams.begin();
+      while (answered != streams.end() &&
+             (answered->second.client_reset || !answered->second.final_seen))
+        ++answered;
       ++stats.dropped_streams;
-      EndStream(oldest, true, kNoteCap);
+      if (answered == streams.end()) {
+        over = true;
+        break;
+      }
+      EndStream(answered, true, kNoteCap);
     }
     Stream st;
     st.seq = next_seq++;
@@ -670,6 +681,17 @@ struct Http2Connection::Impl {
     st.ex.incomplete = b.failed || b.truncated;
     st.suspect = req_error;
     ++stats.requests;
+    if (over) {
+      st.ex.incomplete = true;
+      if (st.suspect) {
+        ++stats.unanswered_after_error;
+        ++stats.unreported_streams;
+      } else {
+        st.ex.note = kNoteCap;
+        Report(std::move(st.ex), ExchangeEvent::kNoResponse);
+      }
+      return streams.end();
+    }
     auto it = streams.emplace(b.sid, std::move(st)).first;
     Charge(it, std::min(b.bytes, opt.max_header_list_bytes));
     return it;
@@ -695,7 +717,7 @@ struct Http2Connection::Impl {
           break;
         }
         auto it = NewStream(b, ts);
-        if (b.end_stream) RequestDone(it, ts);
+        if (b.end_stream && it != streams.end()) RequestDone(it, ts);
         break;
       }
       case BlockKind::kTrailers: {

@@ -67,10 +67,12 @@
 // frame state per direction (no per-byte allocation), a resync buffer of at most ~1 MiB while
 // unsynchronised, per stream the request/response headers (max_header_list_bytes each, the
 // rest counted and the exchange incomplete) and bodies (max_body_bytes each), at most
-// max_streams tracked streams (the oldest is reported kNoResponse, incomplete, when a new one
-// would exceed it) and max_reset_streams client-reset ones waiting for the server's word, all
-// of them within max_connection_bytes, the HPACK tables (at most
-// max_hpack_table_bytes each) and a header block being gathered (at most 1 MiB a direction).
+// max_streams tracked streams (a new one over it first ends the oldest stream whose response
+// started, reported with its status, incomplete; when none has, the new stream is reported at
+// once, kNoResponse, incomplete: servers refuse the newest streams over their limits) and
+// max_reset_streams client-reset ones waiting for the server's word, all of them within
+// max_connection_bytes, the HPACK tables (at most max_hpack_table_bytes each) and a header block
+// being gathered (at most 1 MiB a direction).
 #pragma once
 
 #include <cstdint>
@@ -126,7 +128,7 @@ struct Http2Stats {
   uint64_t interim_responses = 0;  // 1xx response header blocks
   uint64_t resets = 0;             // tracked streams ended by RST_STREAM
   uint64_t goaway_refused = 0;     // tracked streams above a server GOAWAY's last-stream-id
-  uint64_t dropped_streams = 0;    // tracked streams dropped over max_streams (still reported)
+  uint64_t dropped_streams = 0;    // streams ended or not tracked over max_streams (reported)
   // Header blocks on client streams not tracked (opened before a join or a gap, or trailers
   // of a stream no longer tracked): decoded to keep the HPACK state, then ignored.
   uint64_t untracked_header_blocks = 0;
