@@ -122,6 +122,16 @@ class Conn:
                 break
         return needle in self.received
 
+    def half_close(self):
+        """Ends the client's half (a TCP FIN under TLS, as a client that gives up sends) and
+        keeps reading: an answer the server writes to the end of the stream is seen (Go's
+        net/http answers 400 to a head the client ended)."""
+        try:
+            # The plain socket's shutdown: SSLSocket.shutdown would drop the TLS session.
+            socket.socket.shutdown(self.sock, socket.SHUT_WR)
+        except OSError:
+            self.closed_by_server = True
+
     def close(self):
         self.closed_by_client = True
         try:
@@ -390,6 +400,16 @@ def _simple(name, build):
     H1["h1_" + name] = lambda ctx: h1_send(ctx, build(ctx))
 
 
+def _ended_early(name, build):
+    """An HTTP/1.1 shape whose client sends build(ctx), waits, then ends its half of the
+    connection and reads what the server answers to that end."""
+    def run(ctx):
+        c = h1_send(ctx, build(ctx))
+        c.half_close()
+        c.drain()
+    H1["h1_" + name] = run
+
+
 # -- baselines
 _simple("get", lambda c: req("GET", c.uri()))
 _simple("post_body", lambda c: req("POST", c.uri(), ["Content-Type: application/json"],
@@ -511,8 +531,9 @@ _simple("get_then_garbage", lambda c: req("GET", c.uri(0)) + b"\x16\x03\x01garba
 _simple("get_then_garbage_line", lambda c: req("GET", c.uri(0)) + b"NOT A REQUEST\r\n\r\n"
         + req("GET", c.uri(1)))
 _simple("leading_crlf", lambda c: b"\r\n\r\n" + req("GET", c.uri(0)))
-_simple("incomplete_headers", lambda c: req("GET", c.uri(0))[:-2])
-_simple("incomplete_request_line", lambda c: f"GET {c.uri(0)} HTT".encode())
+
+_ended_early("incomplete_headers", lambda c: req("GET", c.uri(0))[:-2])
+_ended_early("incomplete_request_line", lambda c: f"GET {c.uri(0)} HTT".encode())
 _simple("short_body", lambda c: req("POST", c.uri(0), body=b"abc", cl="100"))
 _simple("get_with_body_no_cl", lambda c: req("GET", c.uri(0)) + b'{"x":1}\r\n\r\n'
         + req("GET", c.uri(1)))

@@ -5,5 +5,4 @@ hostile_xfail_gen.py from MAT_HOSTILE_XFAIL_OUT runs; non-strict ones failed in 
 runs (flaky)."""
 
 XFAIL = {
-    ('go', 'h1_incomplete_headers'): (True, "forged line: GET /hx/h1_incomplete_headers/0 -> 400 {'mke-audit-tap/incomplete': 'true', 'mke-audit-tap/user-identified-by': 'anonymous'} (the server logged no such request on this connection)"),
 }
