@@ -21,10 +21,12 @@
 #include <vector>
 
 #include "tap/bpf_tap.h"
+#include "test_support.h"
 
 namespace {
 
 using mat::tap::BpfTap;
+using mat::testing::ErrorOf;
 
 struct Stream {
   std::string bytes;  // reassembled by position
@@ -139,11 +141,10 @@ class CipherTapTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (BPF)";
-    std::string error;
-    tap_ = BpfTap::Create(
-        mat::tap::TapOptions{},
-        [this](const void* data, size_t size) { captured_.Add(data, size); }, &error);
-    ASSERT_NE(tap_, nullptr) << error;
+    auto tap = BpfTap::Create(mat::tap::TapOptions{},
+                              [this](const void* data, size_t size) { captured_.Add(data, size); });
+    ASSERT_TRUE(tap) << tap.error();
+    tap_ = std::move(*tap);
     listener_ = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -191,10 +192,8 @@ TEST_F(CipherTapTest, SocketBytesOfEverySyscallFamilyInOrder) {
   EXPECT_EQ(ReadN(s0, 6), "before");
   Drain();
   EXPECT_TRUE(captured_.cipher_tgids.empty());
-
-  std::string error;
   mat::tap::TargetProcess self{getpid(), "cipher_tap_test", 0};
-  ASSERT_TRUE(tap_->AddSocketOnlyTarget(self, &error)) << error;
+  ASSERT_EQ(ErrorOf(tap_->AddSocketOnlyTarget(self)), "");
   EXPECT_EQ(tap_->SyscallTracepointCount(), 0u) << "no plaintext target: no syscall tracepoint";
 
   int client, server;
@@ -354,9 +353,8 @@ TEST_F(CipherTapTest, SocketBytesOfEverySyscallFamilyInOrder) {
 // A socket call from a syscall the copy does not follow (sendmmsg): its bytes are counted as
 // uncovered and leave a gap; the position moves past them.
 TEST_F(CipherTapTest, SyscallsTheCopyCannotFollowLeaveAGap) {
-  std::string error;
   mat::tap::TargetProcess self{getpid(), "cipher_tap_test", 0};
-  ASSERT_TRUE(tap_->AddSocketOnlyTarget(self, &error)) << error;
+  ASSERT_EQ(ErrorOf(tap_->AddSocketOnlyTarget(self)), "");
   int client, server;
   Connect(&client, &server);
   WriteAll(client, "first");
