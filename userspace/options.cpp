@@ -25,130 +25,135 @@ namespace {
 // ---- one check per option ------------------------------------------------------------------
 // Each option is declared once below, with the check (and store) of one value that the command
 // line and the configuration file both go through, so the two cannot accept different things.
-// A check returns what is wrong with the value, or "" when it is stored.
+// A check stores the value, or returns what is wrong with it.
 
 bool IsTokenChar(char c) {  // RFC 9110 tchar: what an HTTP method is made of
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
-std::string SetLevel(Options& o, std::string_view v) {
+Status SetLevel(Options& o, std::string_view v) {
   auto level = audit::ParseLevel(v);
-  if (!level) return "expected none, metadata or request (or \"\"), got '" + std::string(v) + "'";
+  if (!level)
+    return Error{"expected none, metadata or request (or \"\"), got '" + std::string(v) + "'"};
   o.level = *level;
-  return "";
+  return {};
 }
 
-std::string SetLicenseKey(Options& o, std::string_view v) {
+Status SetLicenseKey(Options& o, std::string_view v) {
   o.license_key = v;
   o.license_key_file.clear();
-  return "";
+  return {};
 }
 
-std::string SetLicenseKeyFile(Options& o, std::string_view v) {
-  if (v.empty()) return "needs a file name";
+Status SetLicenseKeyFile(Options& o, std::string_view v) {
+  if (v.empty()) return Error{"needs a file name"};
   o.license_key_file = v;
   o.license_key.clear();
-  return "";
+  return {};
 }
 
-std::string SetFormat(Options& o, std::string_view v) {
-  if (v != "mke" && v != "k8s") return "expected mke or k8s, got '" + std::string(v) + "'";
+Status SetFormat(Options& o, std::string_view v) {
+  if (v != "mke" && v != "k8s") return Error{"expected mke or k8s, got '" + std::string(v) + "'"};
   o.format = v;
-  return "";
+  return {};
 }
 
-std::string SetCapture(Options& o, std::string_view v) {
+Status SetCapture(Options& o, std::string_view v) {
   if (v != "auto" && v != "keys" && v != "plaintext")
-    return "expected auto, keys or plaintext, got '" + std::string(v) + "'";
+    return Error{"expected auto, keys or plaintext, got '" + std::string(v) + "'"};
   o.capture = v;
-  return "";
+  return {};
 }
 
-std::string SetLocalSocket(Options& o, std::string_view v) {
-  if (v != "on" && v != "off") return "expected on or off, got '" + std::string(v) + "'";
+Status SetLocalSocket(Options& o, std::string_view v) {
+  if (v != "on" && v != "off") return Error{"expected on or off, got '" + std::string(v) + "'"};
   o.local_socket = v == "on";
-  return "";
+  return {};
 }
 
-std::string AddLocalSocketIgnore(Options& o, std::string_view v) {
+Status AddLocalSocketIgnore(Options& o, std::string_view v) {
   if (v.empty() || v.size() > 255)
-    return "a command name, container name or container id, got '" + std::string(v) + "'";
+    return Error{"a command name, container name or container id, got '" + std::string(v) + "'"};
   o.local_socket_ignore.emplace_back(v);
-  return "";
+  return {};
 }
 
-std::string AddComm(Options& o, std::string_view v) {
+Status AddComm(Options& o, std::string_view v) {
   // The kernel keeps TASK_COMM_LEN - 1 = 15 bytes of a command name: a longer one never matches.
   if (v.empty() || v.size() > 15)
-    return "a command name has 1 to 15 characters (the kernel keeps no more), got '" +
-           std::string(v) + "'";
+    return Error{"a command name has 1 to 15 characters (the kernel keeps no more), got '" +
+                 std::string(v) + "'"};
   o.comms.emplace_back(v);
-  return "";
+  return {};
 }
 
-std::string AddPid(Options& o, uint64_t n) {
+Status AddPid(Options& o, uint64_t n) {
   o.pids.push_back(static_cast<pid_t>(n));
-  return "";
+  return {};
 }
 
-std::string AddIgnore(Options& o, std::string_view v) {
-  if (v.empty() || v[0] != '/') return "a path starting with '/', got '" + std::string(v) + "'";
+Status AddIgnore(Options& o, std::string_view v) {
+  if (v.empty() || v[0] != '/')
+    return Error{"a path starting with '/', got '" + std::string(v) + "'"};
   o.ignore.emplace_back(v);
-  return "";
+  return {};
 }
 
-std::string AddRedact(Options& o, std::string_view v) {
+Status AddRedact(Options& o, std::string_view v) {
   // Without a method it would be a pattern that never matches: the operator would believe the
   // call redacted while its payload is written.
   auto call = ParseRedactedCall(v);
-  if (!call) return "expected 'METHOD /path' (METHOD * for any), got '" + std::string(v) + "'";
+  if (!call)
+    return Error{"expected 'METHOD /path' (METHOD * for any), got '" + std::string(v) + "'"};
   o.redact.push_back(call->first + " " + call->second);
-  return "";
+  return {};
 }
 
-std::string SetRingbufBytes(Options& o, uint64_t n) {
-  if (n & (n - 1)) return "must be a power of two";
+Status SetRingbufBytes(Options& o, uint64_t n) {
+  if (n & (n - 1)) return Error{"must be a power of two"};
   o.ringbuf_bytes = static_cast<uint32_t>(n);
-  return "";
+  return {};
 }
 
-std::string SetLogLevel(Options& o, std::string_view v) {
+Status SetLogLevel(Options& o, std::string_view v) {
   auto level = NormalizeLogLevel(v);
   if (!level)
-    return "expected trace, debug, info, warn or error (any case), got '" + std::string(v) + "'";
+    return Error{"expected trace, debug, info, warn or error (any case), got '" + std::string(v) +
+                 "'"};
   o.log_level = *level;
-  return "";
+  return {};
 }
 
-std::string SetAdminListen(Options& o, std::string_view v) {
+Status SetAdminListen(Options& o, std::string_view v) {
   std::string host;
   uint16_t port = 0;
   if (!SplitListenAddress(v, &host, &port))
-    return "expected ADDR:PORT (an IP address, [v6]:PORT for IPv6), got '" + std::string(v) + "'";
+    return Error{"expected ADDR:PORT (an IP address, [v6]:PORT for IPv6), got '" + std::string(v) +
+                 "'"};
   o.admin_listen = v;
-  return "";
+  return {};
 }
 
-std::string AddAdminSubject(Options& o, std::string_view v) {
-  if (v.empty()) return "needs a certificate subject CN";
+Status AddAdminSubject(Options& o, std::string_view v) {
+  if (v.empty()) return Error{"needs a certificate subject CN"};
   o.admin_subjects.emplace_back(v);
-  return "";
+  return {};
 }
 
 // A file name: any non-empty text.
 template <std::string Options::*field>
-std::string SetFile(Options& o, std::string_view v) {
-  if (v.empty()) return "needs a file name";
+Status SetFile(Options& o, std::string_view v) {
+  if (v.empty()) return Error{"needs a file name"};
   o.*field = v;
-  return "";
+  return {};
 }
 
 // A number with no rule beyond its range.
 template <auto field>
-std::string SetNumber(Options& o, uint64_t n) {
+Status SetNumber(Options& o, uint64_t n) {
   o.*field = static_cast<std::remove_reference_t<decltype(o.*field)>>(n);
-  return "";
+  return {};
 }
 
 template <bool Options::*field>
@@ -163,9 +168,9 @@ struct OptionSpec {
   Kind kind;
   bool repeatable = false;    // the flag may be repeated; in the file the value is an array
   uint64_t min = 0, max = 0;  // kNumber
-  std::string (*text)(Options&, std::string_view) = nullptr;  // kText: check and store
-  std::string (*number)(Options&, uint64_t) = nullptr;        // kNumber, within [min, max]
-  void (*on)(Options&) = nullptr;                             // kSwitch: the flag is given
+  Status (*text)(Options&, std::string_view) = nullptr;  // kText: check and store
+  Status (*number)(Options&, uint64_t) = nullptr;        // kNumber, within [min, max]
+  void (*on)(Options&) = nullptr;                        // kSwitch: the flag is given
   bool key_negates = false;  // kSwitch: key = false means the flag (default_ignore = false)
 };
 
@@ -257,14 +262,14 @@ std::string RangeError(const OptionSpec& spec, const std::string& got) {
 }
 
 // One number given as text on the command line.
-std::string NumberFromText(const OptionSpec& spec, Options& o, std::string_view text) {
+Status NumberFromText(const OptionSpec& spec, Options& o, std::string_view text) {
   std::string s(text);
   char* end = nullptr;
   errno = 0;
   unsigned long long v = s.empty() || s.size() > 20 ? 0 : std::strtoull(s.c_str(), &end, 10);
   if (s.empty() || s.size() > 20 || errno != 0 || *end != '\0' || s[0] == '-' || v < spec.min ||
       v > spec.max)
-    return RangeError(spec, "'" + s + "'");
+    return Error{RangeError(spec, "'" + s + "'")};
   return spec.number(o, v);
 }
 
@@ -297,19 +302,19 @@ Status ApplyConfigFile(const std::string& path, Options* o, std::string* key_fil
   // One value of `spec` from the file, through the same check as the flag's.
   auto apply = [&](const OptionSpec& spec, const std::string& key,
                    const config::TomlValue& v) -> Status {
-    std::string what;
+    Status stored;
     if (spec.kind == K::kText) {
       const auto* s = std::get_if<std::string>(&v.v);
       if (s == nullptr) return fail(v, key, "expected a string");
-      what = spec.text(*o, *s);
+      stored = spec.text(*o, *s);
     } else if (spec.kind == K::kNumber) {
       const auto* n = std::get_if<int64_t>(&v.v);
       if (n == nullptr) return fail(v, key, "expected an integer");
       if (*n < 0 || static_cast<uint64_t>(*n) < spec.min || static_cast<uint64_t>(*n) > spec.max)
         return fail(v, key, RangeError(spec, std::to_string(*n)));
-      what = spec.number(*o, static_cast<uint64_t>(*n));
+      stored = spec.number(*o, static_cast<uint64_t>(*n));
     }
-    if (!what.empty()) return fail(v, key, what);
+    if (!stored) return fail(v, key, stored.error());
     return {};
   };
   for (const auto& [key, v] : (*doc)["audit_log_configuration"]) {
@@ -573,7 +578,6 @@ Result<Options> ParseOptions(int argc, char** argv, bool require_targets) {
     o.config_file = path;
   }
   bool flag_key = false, flag_key_file = false;
-  std::string need_error;  // a flag without its value
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     std::string_view value;
@@ -583,17 +587,11 @@ Result<Options> ParseOptions(int argc, char** argv, bool require_targets) {
       value = arg.substr(eq + 1);
       arg = arg.substr(0, eq);
     }
-    auto need = [&](std::string_view* out) {
-      if (inline_value) {
-        *out = value;
-        return true;
-      }
-      if (i + 1 >= argc) {
-        need_error = std::string(arg) + " needs a value";
-        return false;
-      }
-      *out = argv[++i];
-      return true;
+    // The flag's value, inline or the next argument.
+    auto need = [&]() -> Result<std::string_view> {
+      if (inline_value) return value;
+      if (i + 1 >= argc) return Error{std::string(arg) + " needs a value"};
+      return std::string_view(argv[++i]);
     };
     if (arg == "--help" || arg == "-h") {
       o.help = true;
@@ -604,24 +602,23 @@ Result<Options> ParseOptions(int argc, char** argv, bool require_targets) {
       continue;
     }
     if (arg == "--config") {  // read above
-      if (!need(&value)) return Error{need_error};
+      if (auto path = need(); !path) return Error{path.error()};
       continue;
     }
     const OptionSpec* spec = FindFlag(arg);
     if (spec == nullptr) {
       return Error{"unknown option '" + std::string(arg) + "' (see --help)"};
     }
-    std::string what;
+    Status stored;
     if (spec->kind == K::kSwitch) {
-      if (inline_value) what = "takes no value";
+      if (inline_value) stored = Error{"takes no value"};
       spec->on(o);
     } else {
-      if (!need(&value)) return Error{need_error};
-      what = spec->kind == K::kText ? spec->text(o, value) : NumberFromText(*spec, o, value);
+      auto given = need();
+      if (!given) return Error{given.error()};
+      stored = spec->kind == K::kText ? spec->text(o, *given) : NumberFromText(*spec, o, *given);
     }
-    if (!what.empty()) {
-      return Error{std::string(arg) + ": " + what};
-    }
+    if (!stored) return Error{std::string(arg) + ": " + stored.error()};
     o.level_flag |= arg == "--level";
     flag_key |= arg == "--license-key";
     flag_key_file |= arg == "--license-key-file";

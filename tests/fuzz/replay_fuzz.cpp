@@ -94,7 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     pipeline.emplace(pc, clock, &sink, nullptr, mat::pipeline::Resolvers{});
     stage.emplace([&](const void* p, size_t n) { pipeline->OnRecord(p, n); }, so);
   };
-  std::string error = mat::capture::ReadRecording(
+  mat::Status read = mat::capture::ReadRecording(
       path, &clock,
       [&](const void* p, uint32_t n) {
         if (!pipeline) make();
@@ -108,7 +108,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
       },
       &stats);
-  if (!error.empty()) return 0;
+  if (!read) return 0;
   if (!pipeline) make();
   stage->Tick(last_ts + 3'600'000'000'000ull);
   pipeline->Finish(clock.ToWall(last_ts) + 3'600'000'000'000ull);

@@ -15,6 +15,8 @@
 #include "config/toml_reader.h"
 #include "control/logging_api.h"
 #include "options.h"
+#include "parse_args.h"
+#include "test_support.h"
 
 namespace mat {
 namespace {
@@ -34,26 +36,28 @@ TEST(LoggingJson, GetIsTheDocumentsCompactLine) {
 }
 
 TEST(LoggingJson, PutAcceptsTheDocumentAndPartialBodies) {
-  LoggingSettings current, next;
+  LoggingSettings current;
   // The document's auditlog.json, pretty-printed as in its step 3.
-  ASSERT_EQ(control::ParseLoggingSettings(R"({
+  auto next = control::ParseLoggingSettings(R"({
     "logLevel": "DEBUG",
     "auditLevel": "request",
     "supportDumpIncludeAuditLogs": true
 })",
-                                          current, &next),
-            "");
-  EXPECT_EQ(next.log_level, "debug");
-  EXPECT_EQ(next.audit_level, audit::Level::kRequest);
-  EXPECT_TRUE(next.support_dump_include_audit_logs);
-  LoggingSettings partial;
-  ASSERT_EQ(control::ParseLoggingSettings(R"({"auditLevel":"none"})", next, &partial), "");
-  EXPECT_EQ(partial.audit_level, audit::Level::kNone);
-  EXPECT_EQ(partial.log_level, "debug");  // kept
-  ASSERT_EQ(control::ParseLoggingSettings(R"({"auditLevel":""})", next, &partial), "");
-  EXPECT_EQ(partial.audit_level, audit::Level::kNone);
-  ASSERT_EQ(control::ParseLoggingSettings(R"({"auditLevel":"Metadata"})", next, &partial), "");
-  EXPECT_EQ(partial.audit_level, audit::Level::kMetadata);
+                                            current);
+  ASSERT_TRUE(next) << next.error();
+  EXPECT_EQ(next->log_level, "debug");
+  EXPECT_EQ(next->audit_level, audit::Level::kRequest);
+  EXPECT_TRUE(next->support_dump_include_audit_logs);
+  auto partial = control::ParseLoggingSettings(R"({"auditLevel":"none"})", *next);
+  ASSERT_TRUE(partial) << partial.error();
+  EXPECT_EQ(partial->audit_level, audit::Level::kNone);
+  EXPECT_EQ(partial->log_level, "debug");  // kept
+  partial = control::ParseLoggingSettings(R"({"auditLevel":""})", *next);
+  ASSERT_TRUE(partial) << partial.error();
+  EXPECT_EQ(partial->audit_level, audit::Level::kNone);
+  partial = control::ParseLoggingSettings(R"({"auditLevel":"Metadata"})", *next);
+  ASSERT_TRUE(partial) << partial.error();
+  EXPECT_EQ(partial->audit_level, audit::Level::kMetadata);
 }
 
 TEST(LoggingJson, PutErrorsChangeNothing) {
@@ -64,16 +68,15 @@ TEST(LoggingJson, PutErrorsChangeNothing) {
         "{\"logLevel\":\"LOUD\"}", "{\"supportDumpIncludeAuditLogs\":\"yes\"}",
         "{\"auditlevel\":\"request\"}", "{\"auditLevel\":\"request\",\"x\":1}",
         "{\"auditLevel\":\"request\"} {}"}) {
-    LoggingSettings out = current;
-    out.log_level = "untouched";
-    std::string error = control::ParseLoggingSettings(body, current, &out);
-    EXPECT_NE(error, "") << body;
-    EXPECT_EQ(out.log_level, "untouched") << body;
+    auto out = control::ParseLoggingSettings(body, current);
+    ASSERT_FALSE(out) << body;
+    EXPECT_NE(out.error(), "") << body;
   }
-  std::string e;
-  LoggingSettings out;
-  e = control::ParseLoggingSettings("{\"auditlevel\":\"request\"}", current, &out);
-  EXPECT_NE(e.find("unknown field 'auditlevel'"), std::string::npos) << e;
+  auto out = control::ParseLoggingSettings("{\"auditlevel\":\"request\"}", current);
+  ASSERT_FALSE(out);
+  EXPECT_EQ(
+      out.error(),
+      "unknown field 'auditlevel' (known: logLevel, auditLevel, supportDumpIncludeAuditLogs)");
 }
 
 TEST(LoggingJson, ErrorsAreJsonEvenForBadBytes) {
@@ -90,7 +93,7 @@ struct Backend {
     b.apply = [this](const LoggingSettings& s) {
       state = s;
       ++applied;
-      return std::string();
+      return Status();
     };
     b.metrics = [] { return std::string("mke_audit_tap_records_total 1\n"); };
     return b;
@@ -254,39 +257,32 @@ TEST(ConfigWriteBack, WritesTheFileInPlaceAndItLoads) {
 
 // ---- options --------------------------------------------------------------------------------
 
-std::optional<Options> Parse(std::vector<std::string> args, std::string* error) {
-  std::vector<char*> argv;
-  static std::string name = "mke-audit-tap";
-  argv.push_back(name.data());
-  for (auto& a : args) argv.push_back(a.data());
-  auto o = ParseOptions(static_cast<int>(argv.size()), argv.data());
-  if (!o) {
-    *error = o.error();
-    return std::nullopt;
-  }
-  return *std::move(o);
-}
+using mat::testing::ErrorOf;
+using mat::testing::ParseArgs;
 
 TEST(AdminOptions, FlagsAndChecks) {
   std::string error;
-  auto o =
-      Parse({"--admin-listen", "127.0.0.1:8443", "--admin-cert", "c.pem", "--admin-key", "k.pem",
-             "--admin-ca", "ca.pem", "--admin-subject", "admin", "--admin-subject", "ops"},
-            &error);
-  ASSERT_TRUE(o) << error;
+  auto o = ParseArgs({"--admin-listen", "127.0.0.1:8443", "--admin-cert", "c.pem", "--admin-key",
+                      "k.pem", "--admin-ca", "ca.pem", "--admin-subject", "admin",
+                      "--admin-subject", "ops"});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->admin_listen, "127.0.0.1:8443");
   EXPECT_EQ(o->admin_subjects, (std::vector<std::string>{"admin", "ops"}));
-  EXPECT_FALSE(Parse({"--admin-listen", "127.0.0.1:8443"}, &error));
+  error = ErrorOf(ParseArgs({"--admin-listen", "127.0.0.1:8443"}));
+  EXPECT_NE(error, "");
   EXPECT_NE(error.find("--admin-cert"), std::string::npos) << error;
-  EXPECT_FALSE(Parse({"--admin-listen", "localhost"}, &error));
+  error = ErrorOf(ParseArgs({"--admin-listen", "localhost"}));
+  EXPECT_NE(error, "");
   EXPECT_NE(error.find("--admin-listen"), std::string::npos) << error;
-  EXPECT_FALSE(Parse({"--admin-listen", "::1:80"}, &error));
-  EXPECT_TRUE(Parse(
-      {"--admin-listen", "[::1]:80", "--admin-cert", "c", "--admin-key", "k", "--admin-ca", "a"},
-      &error))
-      << error;
-  EXPECT_FALSE(Parse({"--admin-listen", "127.0.0.1:0"}, &error));
-  EXPECT_FALSE(Parse({"--admin-listen", "127.0.0.1:65536"}, &error));
+  error = ErrorOf(ParseArgs({"--admin-listen", "::1:80"}));
+  EXPECT_NE(error, "");
+  EXPECT_EQ(ErrorOf(ParseArgs({"--admin-listen", "[::1]:80", "--admin-cert", "c", "--admin-key",
+                               "k", "--admin-ca", "a"})),
+            "");
+  error = ErrorOf(ParseArgs({"--admin-listen", "127.0.0.1:0"}));
+  EXPECT_NE(error, "");
+  error = ErrorOf(ParseArgs({"--admin-listen", "127.0.0.1:65536"}));
+  EXPECT_NE(error, "");
 }
 
 TEST(AdminOptions, AlsoInTheConfigFile) {
@@ -297,12 +293,13 @@ TEST(AdminOptions, AlsoInTheConfigFile) {
                          "admin_cert = \"c.pem\"\nadmin_key = \"k.pem\"\n"
                          "admin_ca = \"ca.pem\"\nadmin_subject = [\"admin\"]\n";
   std::string error;
-  auto o = Parse({"--config", path}, &error);
-  ASSERT_TRUE(o) << error;
+  auto o = ParseArgs({"--config", path});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->admin_listen, "127.0.0.1:9443");
   EXPECT_EQ(o->admin_subjects, std::vector<std::string>{"admin"});
   std::ofstream(path) << "[mke_audit_tap]\nadmin_listen = \"nowhere\"\n";
-  EXPECT_FALSE(Parse({"--config", path}, &error));
+  error = ErrorOf(ParseArgs({"--config", path}));
+  EXPECT_NE(error, "");
   EXPECT_NE(error.find(path + ": line 2: admin_listen"), std::string::npos) << error;
   std::filesystem::remove(path);
 }

@@ -16,15 +16,20 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "loopback.h"
 #include "tap/bpf_tap.h"
+#include "test_support.h"
 
 namespace {
 
 using mat::tap::BpfTap;
+using mat::testing::ErrorOf;
+using mat::testing::LoopbackListener;
 
 struct Stream {
   std::string bytes;  // reassembled by position
@@ -139,30 +144,18 @@ class CipherTapTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (BPF)";
-    std::string error;
-    tap_ = BpfTap::Create(
-        mat::tap::TapOptions{},
-        [this](const void* data, size_t size) { captured_.Add(data, size); }, &error);
-    ASSERT_NE(tap_, nullptr) << error;
-    listener_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    ASSERT_EQ(listen(listener_, 8), 0);
-    port_ = LocalPort(listener_);
-  }
-  void TearDown() override {
-    if (listener_ >= 0) close(listener_);
+    auto tap = BpfTap::Create(mat::tap::TapOptions{},
+                              [this](const void* data, size_t size) { captured_.Add(data, size); });
+    ASSERT_TRUE(tap) << tap.error();
+    tap_ = std::move(*tap);
+    listener_.emplace(8);
+    ASSERT_TRUE(listener_->ok());
+    port_ = listener_->port();
   }
   void Connect(int* client, int* server) {
-    *client = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port_);
-    ASSERT_EQ(connect(*client, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    *server = accept(listener_, nullptr, nullptr);
+    *client = listener_->Connect();
+    ASSERT_GE(*client, 0);
+    *server = listener_->Accept();
     ASSERT_GE(*server, 0);
   }
   void Drain() {
@@ -179,7 +172,7 @@ class CipherTapTest : public ::testing::Test {
 
   std::unique_ptr<BpfTap> tap_;
   Captured captured_;
-  int listener_ = -1;
+  std::optional<LoopbackListener> listener_;
   uint16_t port_ = 0;
 };
 
@@ -191,10 +184,8 @@ TEST_F(CipherTapTest, SocketBytesOfEverySyscallFamilyInOrder) {
   EXPECT_EQ(ReadN(s0, 6), "before");
   Drain();
   EXPECT_TRUE(captured_.cipher_tgids.empty());
-
-  std::string error;
   mat::tap::TargetProcess self{getpid(), "cipher_tap_test", 0};
-  ASSERT_TRUE(tap_->AddSocketOnlyTarget(self, &error)) << error;
+  ASSERT_EQ(ErrorOf(tap_->AddSocketOnlyTarget(self)), "");
   EXPECT_EQ(tap_->SyscallTracepointCount(), 0u) << "no plaintext target: no syscall tracepoint";
 
   int client, server;
@@ -271,17 +262,13 @@ TEST_F(CipherTapTest, SocketBytesOfEverySyscallFamilyInOrder) {
   // A child, no target, moving bytes on its own connection.
   pid_t child = fork();
   if (child == 0) {
-    int cc = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port_);
-    if (connect(cc, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) _exit(1);
+    int cc = listener_->Connect();
+    if (cc < 0) _exit(1);
     WriteAll(cc, "child bytes");
     std::string echo = ReadN(cc, 4);
     _exit(echo == "back" ? 0 : 2);
   }
-  int from_child = accept(listener_, nullptr, nullptr);
+  int from_child = listener_->Accept();
   ASSERT_GE(from_child, 0);
   EXPECT_EQ(ReadN(from_child, 11), "child bytes");
   WriteAll(from_child, "back");
@@ -354,9 +341,8 @@ TEST_F(CipherTapTest, SocketBytesOfEverySyscallFamilyInOrder) {
 // A socket call from a syscall the copy does not follow (sendmmsg): its bytes are counted as
 // uncovered and leave a gap; the position moves past them.
 TEST_F(CipherTapTest, SyscallsTheCopyCannotFollowLeaveAGap) {
-  std::string error;
   mat::tap::TargetProcess self{getpid(), "cipher_tap_test", 0};
-  ASSERT_TRUE(tap_->AddSocketOnlyTarget(self, &error)) << error;
+  ASSERT_EQ(ErrorOf(tap_->AddSocketOnlyTarget(self)), "");
   int client, server;
   Connect(&client, &server);
   WriteAll(client, "first");

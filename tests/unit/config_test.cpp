@@ -10,22 +10,14 @@
 
 #include "config/toml_reader.h"
 #include "options.h"
+#include "parse_args.h"
+#include "test_support.h"
 
 namespace mat {
 namespace {
 
-std::optional<Options> Parse(std::vector<std::string> args, std::string* error) {
-  std::vector<char*> argv;
-  static std::string name = "mke-audit-tap";
-  argv.push_back(name.data());
-  for (auto& a : args) argv.push_back(a.data());
-  auto o = ParseOptions(static_cast<int>(argv.size()), argv.data());
-  if (!o) {
-    *error = o.error();
-    return std::nullopt;
-  }
-  return *std::move(o);
-}
+using mat::testing::ErrorOf;
+using mat::testing::ParseArgs;
 
 std::string WriteConfig(const std::string& text) {
   static int n = 0;
@@ -84,8 +76,8 @@ TEST(Config, MkeSectionVerbatimSetsTheLevel) {
   support_dump_include_audit_logs = true
 )");
   std::string error;
-  auto o = Parse({"--config", path, "--comm", "nginx"}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  auto o = ParseArgs({"--config", path, "--comm", "nginx"});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->level, audit::Level::kRequest);
   std::filesystem::remove(path);
 }
@@ -93,11 +85,11 @@ TEST(Config, MkeSectionVerbatimSetsTheLevel) {
 TEST(Config, EmptyLevelDisablesAndFlagsWin) {
   std::string path = WriteConfig("[audit_log_configuration]\nlevel = \"\"\n");
   std::string error;
-  auto o = Parse({"--config", path}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  auto o = ParseArgs({"--config", path});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->level, audit::Level::kNone);
-  auto flagged = Parse({"--config=" + path, "--level", "metadata", "--pid", "1"}, &error);
-  ASSERT_TRUE(flagged.has_value()) << error;
+  auto flagged = ParseArgs({"--config=" + path, "--level", "metadata", "--pid", "1"});
+  ASSERT_TRUE(flagged) << flagged.error();
   EXPECT_EQ(flagged->level, audit::Level::kMetadata);
   std::filesystem::remove(path);
 }
@@ -134,8 +126,8 @@ TEST(Config, OurSectionAndAWholeMkeConfigFile) {
   metrics_retention_time = "24h"
 )");
   std::string error;
-  auto o = Parse({"--config", path}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  auto o = ParseArgs({"--config", path});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->level, audit::Level::kMetadata);
   EXPECT_EQ(o->license_key, "KEY-1");
   EXPECT_EQ(o->comms, (std::vector<std::string>{"ucp-controller", "dockerd"}));
@@ -163,15 +155,18 @@ TEST(Config, BrokenFilesAreClearErrors) {
   for (const auto& [text, want] : cases) {
     std::string path = WriteConfig(text);
     std::string error;
-    EXPECT_FALSE(Parse({"--config", path, "--pid", "1"}, &error).has_value()) << text;
+    error = ErrorOf(ParseArgs({"--config", path, "--pid", "1"}));
+    EXPECT_NE(error, "") << text;
     EXPECT_NE(error.find(want), std::string::npos) << text << " -> " << error;
     std::filesystem::remove(path);
   }
   std::string error;
-  EXPECT_FALSE(Parse({"--config", "/nonexistent/mat.toml"}, &error).has_value());
+  error = ErrorOf(ParseArgs({"--config", "/nonexistent/mat.toml"}));
+  EXPECT_NE(error, "");
   EXPECT_NE(error.find("cannot read"), std::string::npos) << error;
   // A device is refused at once (read whole, /dev/zero would fill the memory).
-  EXPECT_FALSE(Parse({"--config", "/dev/zero", "--pid", "1"}, &error).has_value());
+  error = ErrorOf(ParseArgs({"--config", "/dev/zero", "--pid", "1"}));
+  EXPECT_NE(error, "");
   EXPECT_EQ(error, "--config /dev/zero: not a regular file");
 }
 
@@ -189,33 +184,35 @@ TEST(Options, FlagsAreValidated) {
   };
   for (const auto& [args, want] : cases) {
     std::string error;
-    EXPECT_FALSE(Parse(args, &error).has_value()) << args[0];
+    error = ErrorOf(ParseArgs(args));
+    EXPECT_NE(error, "") << args[0];
     EXPECT_NE(error.find(want), std::string::npos) << args[0] << " -> " << error;
   }
 }
 
 TEST(Options, LocalSocketFlagsAndKeys) {
   std::string error;
-  auto o = Parse({"--pid", "1"}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  auto o = ParseArgs({"--pid", "1"});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_TRUE(o->local_socket);  // on by default
   EXPECT_TRUE(o->local_socket_ignore.empty());
-  o = Parse({"--pid", "1", "--local-socket", "off", "--local-socket-ignore", "ucp-agent",
-             "--local-socket-ignore=curl"},
-            &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  o = ParseArgs({"--pid", "1", "--local-socket", "off", "--local-socket-ignore", "ucp-agent",
+                 "--local-socket-ignore=curl"});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_FALSE(o->local_socket);
   EXPECT_EQ(o->local_socket_ignore, (std::vector<std::string>{"ucp-agent", "curl"}));
-  EXPECT_FALSE(Parse({"--pid", "1", "--local-socket", "yes"}, &error).has_value());
+  error = ErrorOf(ParseArgs({"--pid", "1", "--local-socket", "yes"}));
+  EXPECT_NE(error, "");
   EXPECT_NE(error.find("--local-socket"), std::string::npos) << error;
-  EXPECT_FALSE(Parse({"--pid", "1", "--local-socket-ignore", ""}, &error).has_value());
+  error = ErrorOf(ParseArgs({"--pid", "1", "--local-socket-ignore", ""}));
+  EXPECT_NE(error, "");
 
   std::string path = WriteConfig(R"([mke_audit_tap]
   local_socket = "off"
   local_socket_ignore = ["ucp-kv", "ucp-controller"]
 )");
-  o = Parse({"--config", path, "--pid", "1", "--local-socket", "on"}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  o = ParseArgs({"--config", path, "--pid", "1", "--local-socket", "on"});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_TRUE(o->local_socket);  // the flag wins
   EXPECT_EQ(o->local_socket_ignore, (std::vector<std::string>{"ucp-kv", "ucp-controller"}));
   const std::string toml = EffectiveConfigToml(*o);
@@ -227,15 +224,14 @@ TEST(Options, LocalSocketFlagsAndKeys) {
 
 TEST(Options, IdentityFlagsAndKeys) {
   std::string error;
-  auto o = Parse({"--pid", "1"}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  auto o = ParseArgs({"--pid", "1"});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->user_map, "");
   EXPECT_EQ(o->token_ttl_s, 3600u);
   EXPECT_EQ(o->token_cache_size, 10000u);
-  o = Parse({"--pid", "1", "--user-map", "/etc/mat/users.json", "--token-ttl=600",
-             "--token-cache-size", "0"},
-            &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  o = ParseArgs({"--pid", "1", "--user-map", "/etc/mat/users.json", "--token-ttl=600",
+                 "--token-cache-size", "0"});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->user_map, "/etc/mat/users.json");
   EXPECT_EQ(o->token_ttl_s, 600u);
   EXPECT_EQ(o->token_cache_size, 0u);
@@ -245,8 +241,8 @@ TEST(Options, IdentityFlagsAndKeys) {
   token_ttl = 7200
   token_cache_size = 50
 )");
-  o = Parse({"--config", path, "--pid", "1", "--token-ttl", "60"}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  o = ParseArgs({"--config", path, "--pid", "1", "--token-ttl", "60"});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->user_map, "/etc/mat/map.json");
   EXPECT_EQ(o->token_ttl_s, 60u);  // the flag wins
   EXPECT_EQ(o->token_cache_size, 50u);
@@ -261,11 +257,13 @@ TEST(Options, IdentityFlagsAndKeys) {
   for (const auto& [args, want] : cases) {
     std::vector<std::string> with_target = args;
     with_target.insert(with_target.end(), {"--pid", "1"});
-    EXPECT_FALSE(Parse(with_target, &error).has_value()) << args[0];
+    error = ErrorOf(ParseArgs(with_target));
+    EXPECT_NE(error, "") << args[0];
     EXPECT_NE(error.find(want), std::string::npos) << args[0] << " -> " << error;
   }
   path = WriteConfig("[mke_audit_tap]\ntoken_ttl = 0\n");
-  EXPECT_FALSE(Parse({"--config", path, "--pid", "1"}, &error).has_value());
+  error = ErrorOf(ParseArgs({"--config", path, "--pid", "1"}));
+  EXPECT_NE(error, "");
   EXPECT_NE(error.find("line 2: token_ttl: expected a number from 1"), std::string::npos) << error;
   std::filesystem::remove(path);
 }
@@ -277,10 +275,9 @@ TEST(Options, IdentityFlagsAndKeys) {
 std::string ConfigError(const std::string& text, std::vector<std::string> args = {"--pid", "1"}) {
   std::string path = WriteConfig(text);
   args.insert(args.begin(), {"--config", path});
-  std::string error;
-  auto o = Parse(args, &error);
+  auto o = ParseArgs(args);
   std::filesystem::remove(path);
-  return o ? "" : error;
+  return ErrorOf(o);
 }
 
 TEST(Config, LogLevelsAreCaseInsensitiveAndCheckedInBothPlaces) {
@@ -293,19 +290,21 @@ TEST(Config, LogLevelsAreCaseInsensitiveAndCheckedInBothPlaces) {
                                                         {"warn", "warn"},
                                                         {"ERROR", "error"},
                                                         {"trace", "trace"}}) {
-    auto o = Parse({"--pid", "1", "--log-level", given}, &error);
-    ASSERT_TRUE(o.has_value()) << given << ": " << error;
+    auto o = ParseArgs({"--pid", "1", "--log-level", given});
+    ASSERT_TRUE(o) << given << ": " << o.error();
     EXPECT_EQ(o->log_level, want) << given;
     std::string path = WriteConfig("[mke_audit_tap]\nlog_level = \"" + given + "\"\n");
-    o = Parse({"--config", path, "--pid", "1"}, &error);
+    o = ParseArgs({"--config", path, "--pid", "1"});
     std::filesystem::remove(path);
-    ASSERT_TRUE(o.has_value()) << given << ": " << error;
+    ASSERT_TRUE(o) << given << ": " << o.error();
     EXPECT_EQ(o->log_level, want) << given;
   }
-  EXPECT_FALSE(Parse({"--pid", "1", "--log-level", "loud"}, &error).has_value());
+  error = ErrorOf(ParseArgs({"--pid", "1", "--log-level", "loud"}));
+  EXPECT_NE(error, "");
   EXPECT_NE(error.find("--log-level"), std::string::npos) << error;
   std::string path = WriteConfig("[mke_audit_tap]\n\nlog_level = \"off\"\n");
-  EXPECT_FALSE(Parse({"--config", path, "--pid", "1"}, &error).has_value());
+  error = ErrorOf(ParseArgs({"--config", path, "--pid", "1"}));
+  EXPECT_NE(error, "");
   EXPECT_EQ(error.rfind(path + ": line 3: log_level", 0), 0u) << error;
   std::filesystem::remove(path);
 }
@@ -332,11 +331,14 @@ TEST(Config, ListEntriesAreValidatedLikeTheirFlags) {
     EXPECT_NE(error.find(".toml: line "), std::string::npos) << error;  // names the file
   }
   std::string error;
-  EXPECT_FALSE(Parse({"--pid", "1", "--redact", "/plugins/{id}/set"}, &error).has_value());
-  EXPECT_FALSE(Parse({"--pid", "1", "--comm", "abcdefghijklmnop"}, &error).has_value());
-  EXPECT_FALSE(Parse({"--pid", "1", "--redact", "POST /a b"}, &error).has_value());
-  auto o = Parse({"--pid", "1", "--comm", "abcdefghijklmno", "--redact", "post /x/{id}"}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  error = ErrorOf(ParseArgs({"--pid", "1", "--redact", "/plugins/{id}/set"}));
+  EXPECT_NE(error, "");
+  error = ErrorOf(ParseArgs({"--pid", "1", "--comm", "abcdefghijklmnop"}));
+  EXPECT_NE(error, "");
+  error = ErrorOf(ParseArgs({"--pid", "1", "--redact", "POST /a b"}));
+  EXPECT_NE(error, "");
+  auto o = ParseArgs({"--pid", "1", "--comm", "abcdefghijklmno", "--redact", "post /x/{id}"});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->redact, (std::vector<std::string>{"POST /x/{id}"}));
   auto call = ParseRedactedCall("* /plugins/{id}/set");
   ASSERT_TRUE(call.has_value());
@@ -419,32 +421,32 @@ std::string WriteFile(const std::string& name, const std::string& text) {
 TEST(Options, LicenseKeyFromAFile) {
   std::string key_file = WriteFile("key", "KEY-FROM-FILE\n");
   std::string error;
-  auto o = Parse({"--pid", "1", "--license-key-file", key_file}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  auto o = ParseArgs({"--pid", "1", "--license-key-file", key_file});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->license_key, "KEY-FROM-FILE");  // the trailing newline is not part of it
 
   std::string path = WriteConfig("[mke_audit_tap]\nlicense_key_file = \"" + key_file + "\"\n");
-  o = Parse({"--config", path, "--pid", "1"}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  o = ParseArgs({"--config", path, "--pid", "1"});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->license_key, "KEY-FROM-FILE");
   // Flags win over the file, whichever of the two forms each uses.
-  o = Parse({"--config", path, "--pid", "1", "--license-key", "KEY-FLAG"}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  o = ParseArgs({"--config", path, "--pid", "1", "--license-key", "KEY-FLAG"});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->license_key, "KEY-FLAG");
   std::filesystem::remove(path);
 
   path = WriteConfig("[mke_audit_tap]\nlicense_key = \"KEY-IN-CONFIG\"\n");
-  o = Parse({"--config", path, "--pid", "1"}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  o = ParseArgs({"--config", path, "--pid", "1"});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->license_key, "KEY-IN-CONFIG");
-  o = Parse({"--config", path, "--pid", "1", "--license-key-file", key_file}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  o = ParseArgs({"--config", path, "--pid", "1", "--license-key-file", key_file});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->license_key, "KEY-FROM-FILE");
   std::filesystem::remove(path);
 
   std::string crlf = WriteFile("key-crlf", "KEY-CRLF\r\n");
-  o = Parse({"--pid", "1", "--license-key-file", crlf}, &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  o = ParseArgs({"--pid", "1", "--license-key-file", crlf});
+  ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->license_key, "KEY-CRLF");
   std::filesystem::remove(crlf);
 
@@ -461,12 +463,14 @@ TEST(Options, LicenseKeyFromAFile) {
   for (const auto& args : bad) {
     std::vector<std::string> with_target = args;
     with_target.insert(with_target.end(), {"--pid", "1"});
-    EXPECT_FALSE(Parse(with_target, &error).has_value()) << args[1];
+    error = ErrorOf(ParseArgs(with_target));
+    EXPECT_NE(error, "") << args[1];
     EXPECT_NE(error.find("license-key"), std::string::npos) << error;
     EXPECT_EQ(error.find("KEY-"), std::string::npos) << error;
   }
   path = WriteConfig("[mke_audit_tap]\nlicense_key_file = \"" + empty + "\"\n");
-  EXPECT_FALSE(Parse({"--config", path, "--pid", "1"}, &error).has_value());
+  error = ErrorOf(ParseArgs({"--config", path, "--pid", "1"}));
+  EXPECT_NE(error, "");
   EXPECT_NE(error.find("line 2: license_key_file"), std::string::npos) << error;
   std::filesystem::remove(path);
   std::filesystem::remove(empty);
@@ -478,11 +482,10 @@ TEST(Options, LicenseKeyFromAFile) {
 // read back by --config to the same options.
 TEST(Config, EffectiveConfigNamesEveryKeyAndMasksTheLicenseKey) {
   std::string error;
-  auto o = Parse({"--level", "request", "--license-key", "SECRET-LICENSE-KEY", "--comm", "nginx",
-                  "--comm", "dockerd", "--ignore", "/x\"y", "--cap-bytes", "8192",
-                  "--admin-subject", "admin", "--no-default-ignore"},
-                 &error);
-  ASSERT_TRUE(o.has_value()) << error;
+  auto o = ParseArgs({"--level", "request", "--license-key", "SECRET-LICENSE-KEY", "--comm",
+                      "nginx", "--comm", "dockerd", "--ignore", "/x\"y", "--cap-bytes", "8192",
+                      "--admin-subject", "admin", "--no-default-ignore"});
+  ASSERT_TRUE(o) << o.error();
   std::string text = EffectiveConfigToml(*o);
   EXPECT_EQ(text.find("SECRET-LICENSE-KEY"), std::string::npos) << text;
   EXPECT_NE(text.find("license_key = \"<masked: 18 characters>\""), std::string::npos) << text;
@@ -492,8 +495,8 @@ TEST(Config, EffectiveConfigNamesEveryKeyAndMasksTheLicenseKey) {
         << key << " missing:\n"
         << text;
   std::string path = WriteConfig(text);
-  auto back = Parse({"--config", path}, &error);
-  ASSERT_TRUE(back.has_value()) << error << "\n" << text;
+  auto back = ParseArgs({"--config", path});
+  ASSERT_TRUE(back) << back.error() << "\n" << text;
   EXPECT_EQ(back->level, audit::Level::kRequest);
   EXPECT_EQ(back->comms, o->comms);
   EXPECT_EQ(back->ignore, o->ignore);
@@ -603,13 +606,12 @@ TEST(OptionTable, FileAndFlagAcceptTheSameValues) {
       std::vector<std::string> by_config = target;
       std::string path = WriteConfig("[mke_audit_tap]\n" + key + " = " + toml + "\n");
       by_config.insert(by_config.end(), {"--config", path});
-      std::string cli_error, file_error;
-      auto by_flag = Parse(cli, &cli_error);
-      auto by_file = Parse(by_config, &file_error);
+      auto by_flag = ParseArgs(cli);
+      auto by_file = ParseArgs(by_config);
       std::filesystem::remove(path);
-      EXPECT_EQ(by_flag.has_value(), by_file.has_value())
-          << key << " = " << toml << ": flag: " << (by_flag ? "accepted" : cli_error)
-          << "; file: " << (by_file ? "accepted" : file_error);
+      EXPECT_EQ(by_flag.ok(), by_file.ok())
+          << key << " = " << toml << ": flag: " << (by_flag ? "accepted" : by_flag.error())
+          << "; file: " << (by_file ? "accepted" : by_file.error());
       if (by_flag && by_file) {
         EXPECT_EQ(effective(*by_flag), effective(*by_file)) << key << " = " << toml;
         ++compared;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "conn/proc_net.h"
+#include "loopback.h"
 #include "tap_records.h"
 
 namespace mat::conn {
@@ -180,21 +181,14 @@ TEST(ProcNet, FormatsEndpoints) {
 }
 
 TEST(ProcNet, FindsOwnListeningSocket) {
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listener, 1), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  int client = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  int server = ::accept(listener, nullptr, nullptr);
+  mat::testing::LoopbackListener listener(1);
+  ASSERT_TRUE(listener.ok());
+  int client = listener.Connect();
+  ASSERT_GE(client, 0);
+  int server = listener.Accept();
   ASSERT_GE(server, 0);
   sockaddr_in client_addr{};
-  len = sizeof(client_addr);
+  socklen_t len = sizeof(client_addr);
   ::getsockname(client, reinterpret_cast<sockaddr*>(&client_addr), &len);
 
   auto facts = LookupSocket(::getpid(), server);
@@ -208,7 +202,6 @@ TEST(ProcNet, FindsOwnListeningSocket) {
   EXPECT_FALSE(LookupSocket(::getpid(), 0).has_value());  // stdin is no socket
   ::close(server);
   ::close(client);
-  ::close(listener);
 }
 
 }  // namespace

@@ -244,9 +244,8 @@ TEST(GoVersion, Parses) {
 
 TEST(GoBinary, BuildWithSymbols) {
   REQUIRE_GO_BUILDS(b, kNormal);
-  std::string error;
-  auto info = InspectGoBinary(b.normal, &error);
-  ASSERT_TRUE(info.has_value()) << error;
+  auto info = InspectGoBinary(b.normal);
+  ASSERT_TRUE(info) << info.error();
   std::cout << info->Describe() << "\n";
   EXPECT_EQ(info->go_version, b.go_version);
   EXPECT_EQ(info->main_module, "example.com/tlsserver");
@@ -256,11 +255,10 @@ TEST(GoBinary, BuildWithSymbols) {
 
 TEST(GoBinary, StrippedBuildUsesPclntabAndMatches) {
   REQUIRE_GO_BUILDS(b, kNormal | kStripped);
-  std::string error;
-  auto full = InspectGoBinary(b.normal, &error);
-  ASSERT_TRUE(full.has_value()) << error;
-  auto stripped = InspectGoBinary(b.stripped, &error);
-  ASSERT_TRUE(stripped.has_value()) << error;
+  auto full = InspectGoBinary(b.normal);
+  ASSERT_TRUE(full) << full.error();
+  auto stripped = InspectGoBinary(b.stripped);
+  ASSERT_TRUE(stripped) << stripped.error();
   std::cout << stripped->Describe() << "\n";
   EXPECT_EQ(stripped->go_version, full->go_version);
   EXPECT_NE(stripped->functions_from.find("pclntab"), std::string::npos)
@@ -278,11 +276,10 @@ TEST(GoBinary, StrippedBuildUsesPclntabAndMatches) {
 // the symbols and, stripped, through pclntab.
 TEST(GoBinary, KeyLogAndHandshakeEntries) {
   REQUIRE_GO_BUILDS(b, kNormal | kStripped);
-  std::string error;
-  auto full = InspectGoBinary(b.normal, &error);
-  ASSERT_TRUE(full.has_value()) << error;
-  auto stripped = InspectGoBinary(b.stripped, &error);
-  ASSERT_TRUE(stripped.has_value()) << error;
+  auto full = InspectGoBinary(b.normal);
+  ASSERT_TRUE(full) << full.error();
+  auto stripped = InspectGoBinary(b.stripped);
+  ASSERT_TRUE(stripped) << stripped.error();
   for (const GoBinaryInfo* info : {&*full, &*stripped}) {
     const GoTlsProbePlan& tls = info->tls;
     EXPECT_TRUE(tls.HasKeyLog()) << info->functions_from;
@@ -302,13 +299,12 @@ TEST(GoBinary, KeyLogAndHandshakeEntries) {
 
 TEST(GoBinary, PclntabAgreesWithSymbols) {
   REQUIRE_GO_BUILDS(b, kNormal);
-  std::string error;
-  auto elf = ElfFile::Load(b.normal, &error);
-  ASSERT_TRUE(elf.has_value()) << error;
-  auto by_symbols = InspectGoBinary(*elf, b.normal, GoInspectOptions{}, &error);
-  ASSERT_TRUE(by_symbols.has_value()) << error;
-  auto by_table = InspectGoBinary(*elf, b.normal, GoInspectOptions{true}, &error);
-  ASSERT_TRUE(by_table.has_value()) << error;
+  auto elf = ElfFile::Load(b.normal);
+  ASSERT_TRUE(elf) << elf.error();
+  auto by_symbols = InspectGoBinary(*elf, b.normal, GoInspectOptions{});
+  ASSERT_TRUE(by_symbols) << by_symbols.error();
+  auto by_table = InspectGoBinary(*elf, b.normal, GoInspectOptions{true});
+  ASSERT_TRUE(by_table) << by_table.error();
   EXPECT_NE(by_table->functions_from.find("Go 1.18/1.19 pclntab (section .gopclntab)"),
             std::string::npos)
       << by_table->functions_from;
@@ -318,9 +314,9 @@ TEST(GoBinary, PclntabAgreesWithSymbols) {
 
 TEST(GoBinary, GoProgramWithoutTls) {
   REQUIRE_GO_BUILDS(b, kHello);
-  std::string error;
-  EXPECT_FALSE(InspectGoBinary(b.hello, &error).has_value());
-  EXPECT_NE(error.find("does not use crypto/tls"), std::string::npos) << error;
+  auto info = InspectGoBinary(b.hello);
+  ASSERT_FALSE(info);
+  EXPECT_NE(info.error().find("does not use crypto/tls"), std::string::npos) << info.error();
 }
 
 constexpr char kDockerd[] = "/usr/sbin/dockerd";
@@ -332,18 +328,17 @@ TEST(GoBinary, DebianDockerd) {
     if (ci != nullptr && std::string_view(ci) == "true") FAIL() << "no " << kDockerd;
     GTEST_SKIP() << "no " << kDockerd;
   }
-  std::string error;
-  auto elf = ElfFile::Load(kDockerd, &error);
-  ASSERT_TRUE(elf.has_value()) << error;
-  auto info = InspectGoBinary(*elf, kDockerd, GoInspectOptions{}, &error);
-  ASSERT_TRUE(info.has_value()) << error;
+  auto elf = ElfFile::Load(kDockerd);
+  ASSERT_TRUE(elf) << elf.error();
+  auto info = InspectGoBinary(*elf, kDockerd, GoInspectOptions{});
+  ASSERT_TRUE(info) << info.error();
   std::cout << info->Describe() << "\n";
   EXPECT_EQ(info->go_version.rfind("go1.", 0), 0u) << info->go_version;
   ExpectSanePlan(*info);
   // Its Go function table, found by magic (the PIE keeps it inside .data.rel.ro), agrees with
   // the exported dynamic symbols.
-  auto by_table = InspectGoBinary(*elf, kDockerd, GoInspectOptions{true}, &error);
-  ASSERT_TRUE(by_table.has_value()) << error;
+  auto by_table = InspectGoBinary(*elf, kDockerd, GoInspectOptions{true});
+  ASSERT_TRUE(by_table) << by_table.error();
   std::cout << by_table->Describe() << "\n";
   EXPECT_NE(by_table->functions_from.find("pclntab"), std::string::npos);
   ExpectSameSites(by_table->tls.read, info->tls.read);
@@ -370,29 +365,30 @@ TEST(GoBinary, DebianDockerd) {
 // Files that must be refused, without crashing.
 
 TEST(GoBinary, NotGo) {
-  std::string error;
-  EXPECT_FALSE(InspectGoBinary("/bin/true", &error).has_value());
-  EXPECT_NE(error.find("is not a Go program"), std::string::npos) << error;
-  EXPECT_FALSE(InspectGoBinary("/nonexistent/file", &error).has_value());
-  EXPECT_NE(error.find("cannot open"), std::string::npos) << error;
+  auto not_go = InspectGoBinary("/bin/true");
+  ASSERT_FALSE(not_go);
+  EXPECT_NE(not_go.error().find("is not a Go program"), std::string::npos) << not_go.error();
+  auto missing = InspectGoBinary("/nonexistent/file");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error(), "cannot open /nonexistent/file");
 }
 
 TEST(GoBinary, RandomBytes) {
   std::mt19937_64 rng(42);
   std::string data(256 * 1024, '\0');
   for (auto& c : data) c = static_cast<char>(rng());
-  std::string error;
-  EXPECT_FALSE(ElfFile::FromBytes(data, "random", &error).has_value());
-  EXPECT_FALSE(error.empty());
+  auto random = ElfFile::FromBytes(data, "random");
+  ASSERT_FALSE(random);
+  EXPECT_EQ(random.error(), "random is not a 64-bit little-endian ELF file");
   // The same behind a valid ELF header taken from /bin/true.
   std::string header = ReadFile("/bin/true").substr(0, sizeof(Elf64_Ehdr));
   ASSERT_EQ(header.size(), sizeof(Elf64_Ehdr));
   data.replace(0, header.size(), header);
-  auto elf = ElfFile::FromBytes(data, "random-elf", &error);
+  auto elf = ElfFile::FromBytes(data, "random-elf");
   if (elf) {
-    error.clear();
-    EXPECT_FALSE(InspectGoBinary(*elf, "random-elf", {}, &error).has_value());
-    EXPECT_FALSE(error.empty());
+    auto info = InspectGoBinary(*elf, "random-elf");
+    ASSERT_FALSE(info);
+    EXPECT_FALSE(info.error().empty());
   }
 }
 
@@ -400,32 +396,31 @@ TEST(GoBinary, TruncatedCopies) {
   REQUIRE_GO_BUILDS(b, kStripped);
   std::string full = ReadFile(b.stripped);
   ASSERT_GT(full.size(), 1u << 20);
-  std::string error;
-  auto reference = InspectGoBinary(b.stripped, &error);
-  ASSERT_TRUE(reference.has_value()) << error;
+  auto reference = InspectGoBinary(b.stripped);
+  ASSERT_TRUE(reference) << reference.error();
   // Cut before the build info (which sits near the end): always refused.
   for (size_t size : {size_t{0}, size_t{16}, size_t{64}, size_t{4096}, full.size() / 4,
                       full.size() / 2, size_t(reference->tls.read.file_offset + 8)}) {
-    auto elf = ElfFile::FromBytes(full.substr(0, size), "truncated", &error);
+    auto elf = ElfFile::FromBytes(full.substr(0, size), "truncated");
     if (!elf) continue;
-    error.clear();
-    EXPECT_FALSE(InspectGoBinary(*elf, "truncated", {}, &error).has_value()) << size;
-    EXPECT_FALSE(error.empty()) << size;
+    auto info = InspectGoBinary(*elf, "truncated");
+    ASSERT_FALSE(info) << size;
+    EXPECT_FALSE(info.error().empty()) << size;
   }
   // Cut near the end (losing the section headers): either refused or the same plan.
   WriteFile((b.dir / "truncated").string(), std::string_view(full).substr(0, full.size() - 4096));
-  auto info = InspectGoBinary((b.dir / "truncated").string(), &error);
+  auto info = InspectGoBinary((b.dir / "truncated").string());
   if (info) {
     ExpectSameSites(info->tls.read, reference->tls.read);
     ExpectSameSites(info->tls.write, reference->tls.write);
   }
   for (size_t cut = 1; cut < 64 * 1024; cut = cut * 3 + 1) {
-    auto elf = ElfFile::FromBytes(full.substr(0, full.size() - cut), "truncated", &error);
+    auto elf = ElfFile::FromBytes(full.substr(0, full.size() - cut), "truncated");
     if (!elf) continue;
-    if (auto i = InspectGoBinary(*elf, "truncated", {}, &error)) {
+    if (auto i = InspectGoBinary(*elf, "truncated")) {
       EXPECT_EQ(i->tls.read.address, reference->tls.read.address) << cut;
     } else {
-      EXPECT_FALSE(error.empty());
+      EXPECT_FALSE(i.error().empty());
     }
   }
 }
@@ -436,9 +431,8 @@ class GoBinaryCorrupted : public ::testing::Test {
   void SetUp() override {
     REQUIRE_GO_BUILDS(b, kStripped);
     original_ = ReadFile(b.stripped);
-    std::string error;
-    auto elf = ElfFile::FromBytes(original_, "stripped", &error);
-    ASSERT_TRUE(elf.has_value()) << error;
+    auto elf = ElfFile::FromBytes(original_, "stripped");
+    ASSERT_TRUE(elf) << elf.error();
     const ElfSection* pcln = elf->FindSection(".gopclntab");
     const ElfSection* build = elf->FindSection(".go.buildinfo");
     ASSERT_NE(pcln, nullptr);
@@ -446,25 +440,23 @@ class GoBinaryCorrupted : public ::testing::Test {
     pclntab_ = pcln->offset;
     pclntab_size_ = pcln->size;
     buildinfo_ = build->offset;
-    auto info = InspectGoBinary(*elf, "stripped", {}, &error);
-    ASSERT_TRUE(info.has_value()) << error;
+    auto info = InspectGoBinary(*elf, "stripped");
+    ASSERT_TRUE(info) << info.error();
     read_ = info->tls.read.address;
     write_ = info->tls.write.address;
   }
 
   // Inspects `data`; a result must be the original plan, a refusal must say why.
-  std::optional<GoBinaryInfo> Inspect(std::string data, std::string* error,
-                                      bool must_match = true) {
-    error->clear();
-    auto elf = ElfFile::FromBytes(std::move(data), "corrupt", error);
-    if (!elf) return std::nullopt;
-    auto info = InspectGoBinary(*elf, "corrupt", {}, error);
+  Result<GoBinaryInfo> Inspect(std::string data, bool must_match = true) {
+    auto elf = ElfFile::FromBytes(std::move(data), "corrupt");
+    if (!elf) return Error{elf.error()};
+    auto info = InspectGoBinary(*elf, "corrupt");
     if (info && must_match) {
       EXPECT_EQ(info->tls.read.address, read_);
       EXPECT_EQ(info->tls.write.address, write_);
     }
     if (!info) {
-      EXPECT_FALSE(error->empty());
+      EXPECT_FALSE(info.error().empty());
     }
     return info;
   }
@@ -483,12 +475,11 @@ TEST_F(GoBinaryCorrupted, WithoutSectionHeaders) {
   eh.e_shnum = 0;
   eh.e_shstrndx = 0;
   std::memcpy(data.data(), &eh, sizeof(eh));
-  std::string error;
-  auto elf = ElfFile::FromBytes(data, "no-sections", &error);
-  ASSERT_TRUE(elf.has_value()) << error;
+  auto elf = ElfFile::FromBytes(data, "no-sections");
+  ASSERT_TRUE(elf) << elf.error();
   ASSERT_TRUE(elf->Sections().empty());
-  auto info = InspectGoBinary(*elf, "no-sections", {}, &error);
-  ASSERT_TRUE(info.has_value()) << error;
+  auto info = InspectGoBinary(*elf, "no-sections");
+  ASSERT_TRUE(info) << info.error();
   EXPECT_NE(info->functions_from.find("found by magic"), std::string::npos) << info->functions_from;
   EXPECT_EQ(info->tls.read.address, read_);
   EXPECT_EQ(info->tls.write.address, write_);
@@ -502,53 +493,51 @@ TEST_F(GoBinaryCorrupted, OldGoVersion) {
   ASSERT_LT(at, buildinfo_ + 64);
   data[at + 4] = '1';
   data[at + 5] = '6';
-  std::string error;
-  EXPECT_FALSE(Inspect(data, &error).has_value());
-  EXPECT_NE(error.find("need Go 1.17 or later"), std::string::npos) << error;
+  auto info = Inspect(data);
+  ASSERT_FALSE(info);
+  EXPECT_NE(info.error().find("need Go 1.17 or later"), std::string::npos) << info.error();
 }
 
 TEST_F(GoBinaryCorrupted, NotAmd64) {
   std::string data = original_;
   uint16_t machine = EM_AARCH64;
   std::memcpy(data.data() + offsetof(Elf64_Ehdr, e_machine), &machine, sizeof(machine));
-  std::string error;
-  EXPECT_FALSE(Inspect(data, &error).has_value());
-  EXPECT_NE(error.find("not x86-64"), std::string::npos) << error;
+  auto info = Inspect(data);
+  ASSERT_FALSE(info);
+  EXPECT_NE(info.error().find("not x86-64"), std::string::npos) << info.error();
 }
 
 TEST_F(GoBinaryCorrupted, BuildInfoLengths) {
-  std::string error;
   for (uint8_t b : {0x00, 0x7f, 0x80, 0xff}) {
     std::string data = original_;
     data[buildinfo_ + 32] = static_cast<char>(b);  // the version's varint length
-    Inspect(data, &error, false);
+    (void)Inspect(data, false);
     data.replace(buildinfo_ + 32, 10, std::string(10, '\xff'));  // varint that never ends
-    EXPECT_FALSE(Inspect(data, &error).has_value());
+    EXPECT_FALSE(Inspect(data));
   }
   std::string data = original_;
   data[buildinfo_ + 15] = 0;  // old pointer format, pointers now garbage
-  EXPECT_FALSE(Inspect(data, &error).has_value());
-  EXPECT_NE(error.find("build info"), std::string::npos) << error;
+  auto info = Inspect(data);
+  ASSERT_FALSE(info);
+  EXPECT_NE(info.error().find("build info"), std::string::npos) << info.error();
 }
 
 TEST_F(GoBinaryCorrupted, PclntabHeaderFields) {
   const uint64_t values[] = {
       0,          1,          7,          0x7fffffff, 0x80000000,    0xffffffff,
       0xfffffffa, 1ull << 40, 1ull << 62, ~0ull,      pclntab_size_, pclntab_size_ - 4};
-  std::string error;
   for (uint64_t field = 0; field < 72; field += 8) {
     for (uint64_t v : values) {
       std::string data = original_;
       std::memcpy(data.data() + pclntab_ + field, &v, sizeof(v));
       SCOPED_TRACE("field " + std::to_string(field) + " = " + std::to_string(v));
-      Inspect(std::move(data), &error);
+      (void)Inspect(std::move(data));
     }
   }
 }
 
 TEST_F(GoBinaryCorrupted, RandomFlips) {
   std::mt19937_64 rng(7);
-  std::string error;
   int refused = 0;
   constexpr int kRounds = 100;
   for (int round = 0; round < kRounds; ++round) {
@@ -561,7 +550,7 @@ TEST_F(GoBinaryCorrupted, RandomFlips) {
                                   : buildinfo_ + rng() % 64;
       data[at] = static_cast<char>(rng());
     }
-    if (!Inspect(std::move(data), &error, false)) ++refused;
+    if (!Inspect(std::move(data), false)) ++refused;
   }
   std::cout << refused << " of " << kRounds << " corrupted copies refused\n";
 }
@@ -572,11 +561,10 @@ TEST_F(GoBinaryCorrupted, SectionHeaderFlips) {
   std::memcpy(&eh, original_.data(), sizeof(eh));
   uint64_t table = eh.e_shoff, size = uint64_t{eh.e_shnum} * eh.e_shentsize;
   ASSERT_LE(table + size, original_.size());
-  std::string error;
   for (int round = 0; round < 50; ++round) {
     std::string data = original_;
     for (int k = 0; k < 8; ++k) data[table + rng() % size] = static_cast<char>(rng());
-    Inspect(std::move(data), &error, false);
+    (void)Inspect(std::move(data), false);
   }
 }
 

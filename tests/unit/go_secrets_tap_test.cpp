@@ -32,6 +32,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using mat::testing::ErrorOf;
+
 using Bytes = std::vector<uint8_t>;
 
 struct Logged {
@@ -167,22 +169,20 @@ class GoSecretsTapTest : public ::testing::Test {
 };
 
 TEST_F(GoSecretsTapTest, WriteKeyLogSecretsEqualTheClientsKeyLog) {
-  std::string error;
-  tap_ = mat::tap::BpfTap::Create(
-      mat::tap::TapOptions{},
-      [this](const void* data, size_t size) {
+  auto tap =
+      mat::tap::BpfTap::Create(mat::tap::TapOptions{}, [this](const void* data, size_t size) {
         tap_hdr h;
         std::memcpy(&h, data, sizeof(h));
         if (h.type == TAP_EV_SECRET && size == sizeof(tap_secret)) {
           secrets_.emplace_back();
           std::memcpy(&secrets_.back(), data, sizeof(tap_secret));
         }
-      },
-      &error);
-  ASSERT_NE(tap_, nullptr) << error;
+      });
+  ASSERT_TRUE(tap) << tap.error();
+  tap_ = std::move(*tap);
   mat::tap::TargetOptions options;
   options.mode = mat::tap::CaptureMode::kKeys;
-  ASSERT_GT(tap_->AddTarget({server_, "mat-go-secrets", 0}, options, &error), 0) << error;
+  ASSERT_EQ(ErrorOf(tap_->AddTarget({server_, "mat-go-secrets", 0}, options)), "");
 
   ASSERT_TRUE(Request(TLS1_3_VERSION));
   Drain();

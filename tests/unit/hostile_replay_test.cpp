@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "capture/recorder.h"
 #include "pipeline/pipeline.h"
+#include "recording.h"
 #include "util/ascii.h"
 
 namespace mat {
@@ -157,26 +157,14 @@ std::vector<std::string> Compare(const std::vector<Entry>& entries,
 }
 
 std::vector<View> ReplayViews(const std::string& path) {
-  capture::ClockMap clock;
-  capture::ReplayStats stats;
-  output::VectorLineSink sink;
-  std::vector<std::vector<unsigned char>> records;
-  std::string error = capture::ReadRecording(
-      path, &clock,
-      [&](const void* data, uint32_t size) {
-        auto p = static_cast<const unsigned char*>(data);
-        records.emplace_back(p, p + size);
-      },
-      &stats);
-  EXPECT_EQ(error, "") << path;
   pipeline::PipelineConfig config;
   config.policy.level = audit::Level::kRequest;
   config.license_key = "TEST-LICENSE";
-  pipeline::Pipeline p(config, clock, &sink, nullptr, {});
-  for (const auto& r : records) p.OnRecord(r.data(), r.size());
-  p.Finish(clock.ToWall(1'000'000'000));
+  auto lines = mat::testing::ReplayRecording(path, config);
+  EXPECT_TRUE(lines) << path << ": " << lines.error();
+  if (!lines) return {};
   std::vector<View> out;
-  for (const auto& line : sink.lines) {
+  for (const auto& line : *lines) {
     auto j = nlohmann::json::parse(line);
     if (j.value("msg", "") == "audit") out.push_back(ViewOf(j));
   }

@@ -915,7 +915,7 @@ std::vector<std::string> RunPipeline(const Conversation& c, pipeline::OutputForm
   config.identity.user_map_path = user_map;
   output::VectorLineSink sink;
   pipeline::Pipeline p(config, capture::ClockMap{}, &sink, nullptr, {});
-  EXPECT_EQ(p.start_error(), "");
+  EXPECT_TRUE(p.started()) << p.started().error();
   for (const auto& r : c.records) p.OnRecord(r.data(), r.size());
   p.Finish(c.ts + 1000);
   return sink.lines;
@@ -1092,9 +1092,10 @@ TEST(PipelineIdentityTest, ABrokenUserMapIsAStartError) {
   config.identity.user_map_path = file.path();
   output::VectorLineSink sink;
   pipeline::Pipeline p(config, capture::ClockMap{}, &sink, nullptr, {});
-  EXPECT_NE(p.start_error().find("user map " + file.path() + ": users[0]: \"id\" must be"),
+  ASSERT_FALSE(p.started());
+  EXPECT_NE(p.started().error().find("user map " + file.path() + ": users[0]: \"id\" must be"),
             std::string::npos)
-      << p.start_error();
+      << p.started().error();
 }
 
 // A client CA that cannot be read is named as such, not as a user map (it was "user map : ...").
@@ -1103,7 +1104,8 @@ TEST(PipelineIdentityTest, ABrokenClientCaIsAStartErrorNamingIt) {
   config.identity.client_ca_path = "/dev/zero";
   output::VectorLineSink sink;
   pipeline::Pipeline p(config, capture::ClockMap{}, &sink, nullptr, {});
-  EXPECT_EQ(p.start_error(), "--client-ca /dev/zero: not a regular file");
+  ASSERT_FALSE(p.started());
+  EXPECT_EQ(p.started().error(), "--client-ca /dev/zero: not a regular file");
 }
 
 }  // namespace

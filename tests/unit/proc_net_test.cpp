@@ -2,14 +2,15 @@
 // this test opens itself; ListeningPortCache: which side of a connection a target is.
 #include "conn/proc_net.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 namespace {
+
+using mat::testing::LoopbackListener;
 
 unsigned long InodeOf(int fd) {
   struct stat st {};
@@ -17,26 +18,19 @@ unsigned long InodeOf(int fd) {
 }
 
 TEST(ProcNetTest, OpenTcpConnectionsNamesConnectedSocketsNotListeners) {
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listener, 4), 0);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  LoopbackListener listener;
+  ASSERT_TRUE(listener.ok());
 
   auto before = mat::conn::OpenTcpConnections(::getpid());
-  EXPECT_EQ(before.count(InodeOf(listener)), 0u);
+  EXPECT_EQ(before.count(InodeOf(listener.fd())), 0u);
 
-  int client = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  int accepted = ::accept(listener, nullptr, nullptr);
+  int client = listener.Connect();
+  ASSERT_GE(client, 0);
+  int accepted = listener.Accept();
   ASSERT_GE(accepted, 0);
 
   auto open = mat::conn::OpenTcpConnections(::getpid());
-  EXPECT_EQ(open.count(InodeOf(listener)), 0u);
+  EXPECT_EQ(open.count(InodeOf(listener.fd())), 0u);
   EXPECT_EQ(open.count(InodeOf(client)), 1u);
   EXPECT_EQ(open.count(InodeOf(accepted)), 1u);
 
@@ -44,30 +38,22 @@ TEST(ProcNetTest, OpenTcpConnectionsNamesConnectedSocketsNotListeners) {
   ::close(accepted);
   EXPECT_EQ(mat::conn::OpenTcpConnections(::getpid()).count(gone), 0u);
   ::close(client);
-  ::close(listener);
 }
 
 // A connection is first looked at when its first record is read, which can be after its
 // server closed the listener (a worker exiting under nginx -s quit, or gone): the port seen
 // listening a moment ago still makes it the server side; not for ever.
 TEST(ProcNetTest, ListeningPortSeenRecentlyStillCountsOnceTheListenerIsGone) {
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listener, 4), 0);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  const uint16_t port = ntohs(addr.sin_port);
+  LoopbackListener listener;
+  ASSERT_TRUE(listener.ok());
+  const uint16_t port = listener.port();
   const uint64_t second = 1000000000ull, t0 = 1000 * second;
   const int gone = 0x7ffffff0;
 
   mat::conn::ListeningPortCache cache(second);
   EXPECT_FALSE(cache.IsListening(gone, port, t0));  // never seen listening
   EXPECT_TRUE(cache.IsListening(::getpid(), port, t0));
-  ::close(listener);
+  listener.Close();
   EXPECT_TRUE(cache.IsListening(gone, port, t0 + 2 * second));
   EXPECT_TRUE(cache.IsListening(::getpid(), port, t0 + 3 * second));
   EXPECT_FALSE(cache.IsListening(gone, port, t0 + mat::conn::ListeningPortCache::kRecentNs + 1));

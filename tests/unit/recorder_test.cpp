@@ -13,10 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "test_support.h"
+
 namespace mat::capture {
 namespace {
 
 namespace fs = std::filesystem;
+using mat::testing::ErrorOf;
 
 class RecorderTest : public ::testing::Test {
  protected:
@@ -47,7 +50,7 @@ TEST_F(RecorderTest, APlantedSymlinkIsRefusedAndItsTargetUntouched) {
   const std::string link = Path("rec");
   fs::create_symlink(victim, link);
   Recorder recorder;
-  std::string error = recorder.Open(link, ClockMap{});
+  std::string error = ErrorOf(recorder.Open(link, ClockMap{}));
   EXPECT_NE(error, "");
   EXPECT_NE(error.find("symbolic link"), std::string::npos) << error;
   recorder.Close();
@@ -55,7 +58,7 @@ TEST_F(RecorderTest, APlantedSymlinkIsRefusedAndItsTargetUntouched) {
   // A dangling link is refused too: following it would create a file elsewhere.
   const std::string dangling = Path("dangling");
   fs::create_symlink(Path("elsewhere"), dangling);
-  EXPECT_NE(recorder.Open(dangling, ClockMap{}), "");
+  EXPECT_NE(ErrorOf(recorder.Open(dangling, ClockMap{})), "");
   EXPECT_FALSE(fs::exists(Path("elsewhere")));
 }
 
@@ -63,16 +66,16 @@ TEST_F(RecorderTest, NonRegularAndHardLinkedFilesAreRefused) {
   const std::string fifo = Path("fifo");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   Recorder recorder;
-  std::string error = recorder.Open(fifo, ClockMap{});  // must not block either
+  std::string error = ErrorOf(recorder.Open(fifo, ClockMap{}));  // must not block either
   EXPECT_NE(error.find("not a regular file"), std::string::npos) << error;
-  error = recorder.Open(dir_.string(), ClockMap{});
+  error = ErrorOf(recorder.Open(dir_.string(), ClockMap{}));
   EXPECT_NE(error, "");
 
   const std::string victim = Path("victim");
   Write(victim, "precious");
   const std::string hard = Path("hard");
   fs::create_hard_link(victim, hard);
-  error = recorder.Open(hard, ClockMap{});
+  error = ErrorOf(recorder.Open(hard, ClockMap{}));
   EXPECT_NE(error.find("hard link"), std::string::npos) << error;
   EXPECT_EQ(Read(victim), "precious");
 
@@ -81,7 +84,7 @@ TEST_F(RecorderTest, NonRegularAndHardLinkedFilesAreRefused) {
     const std::string theirs = Path("theirs");
     Write(theirs, "theirs");
     ASSERT_EQ(::chown(theirs.c_str(), 65534, 65534), 0);
-    error = recorder.Open(theirs, ClockMap{});
+    error = ErrorOf(recorder.Open(theirs, ClockMap{}));
     EXPECT_NE(error.find("owned by"), std::string::npos) << error;
     EXPECT_EQ(Read(theirs), "theirs");
   }
@@ -94,7 +97,7 @@ TEST_F(RecorderTest, CreatesMode0600AndReplacesAFileOfItsOwn) {
   Recorder recorder;
   ClockMap clock;
   clock.mono_to_wall_ns = 42;
-  ASSERT_EQ(recorder.Open(path, clock), "");
+  ASSERT_EQ(ErrorOf(recorder.Open(path, clock)), "");
   const char record[] = "record";
   recorder.Append(record, sizeof(record));
   recorder.Close();
@@ -105,12 +108,12 @@ TEST_F(RecorderTest, CreatesMode0600AndReplacesAFileOfItsOwn) {
   ClockMap read_clock;
   ReplayStats stats;
   std::vector<std::string> records;
-  EXPECT_EQ(ReadRecording(
+  EXPECT_EQ(ErrorOf(ReadRecording(
                 path, &read_clock,
                 [&](const void* data, uint32_t size) {
                   records.emplace_back(static_cast<const char*>(data), size);
                 },
-                &stats),
+                &stats)),
             "");
   EXPECT_EQ(read_clock.mono_to_wall_ns, 42);
   ASSERT_EQ(records.size(), 1u);  // the old content is gone
@@ -118,7 +121,7 @@ TEST_F(RecorderTest, CreatesMode0600AndReplacesAFileOfItsOwn) {
   EXPECT_EQ(stats.bad_records, 0u);
 
   const std::string fresh = Path("fresh");
-  ASSERT_EQ(recorder.Open(fresh, clock), "");
+  ASSERT_EQ(ErrorOf(recorder.Open(fresh, clock)), "");
   recorder.Close();
   ASSERT_EQ(::stat(fresh.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
@@ -129,7 +132,7 @@ TEST_F(RecorderTest, CreatesMode0600AndReplacesAFileOfItsOwn) {
 TEST_F(RecorderTest, ReadsRecordsAcrossBlocksAlignedAndStopsAtATornTail) {
   const std::string path = Path("many");
   Recorder recorder;
-  ASSERT_EQ(recorder.Open(path, ClockMap{}), "");
+  ASSERT_EQ(ErrorOf(recorder.Open(path, ClockMap{})), "");
   std::vector<std::string> written;
   const size_t largest = sizeof(tap_data) + 4096;
   size_t total = 0;
@@ -146,13 +149,13 @@ TEST_F(RecorderTest, ReadsRecordsAcrossBlocksAlignedAndStopsAtATornTail) {
   auto read = [&](ReplayStats* stats) {
     std::vector<std::string> records;
     ClockMap clock;
-    EXPECT_EQ(ReadRecording(
+    EXPECT_EQ(ErrorOf(ReadRecording(
                   path, &clock,
                   [&](const void* data, uint32_t size) {
                     EXPECT_EQ(reinterpret_cast<uintptr_t>(data) % 8, 0u);
                     records.emplace_back(static_cast<const char*>(data), size);
                   },
-                  stats),
+                  stats)),
               "");
     return records;
   };

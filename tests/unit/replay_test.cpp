@@ -12,6 +12,7 @@
 
 #include "capture/recorder.h"
 #include "pipeline/pipeline.h"
+#include "recording.h"
 #include "tap_records.h"
 
 namespace mat {
@@ -31,24 +32,12 @@ pipeline::PipelineConfig Config(audit::Level level = audit::Level::kMetadata) {
 
 std::vector<nlohmann::json> Replay(const std::string& path, const pipeline::PipelineConfig& config,
                                    std::vector<std::string>* raw = nullptr) {
-  capture::ClockMap clock;
-  capture::ReplayStats stats;
-  output::VectorLineSink sink;
-  std::vector<Record> records;
-  std::string error = capture::ReadRecording(
-      path, &clock,
-      [&](const void* data, uint32_t size) {
-        auto p = static_cast<const unsigned char*>(data);
-        records.emplace_back(p, p + size);
-      },
-      &stats);
-  EXPECT_EQ(error, "");
-  pipeline::Pipeline p(config, clock, &sink, nullptr, {});
-  for (const auto& r : records) p.OnRecord(r.data(), r.size());
-  p.Finish(clock.ToWall(1'000'000'000));
+  auto replayed = mat::testing::ReplayRecording(path, config);
+  EXPECT_TRUE(replayed) << replayed.error();
+  if (!replayed) return {};
   std::vector<nlohmann::json> lines;
-  for (const auto& line : sink.lines) lines.push_back(nlohmann::json::parse(line));
-  if (raw) *raw = sink.lines;
+  for (const auto& line : *replayed) lines.push_back(nlohmann::json::parse(line));
+  if (raw) *raw = *replayed;
   return lines;
 }
 
@@ -62,7 +51,8 @@ void WriteRecording(const std::string& path, const std::vector<Record>& records)
   capture::Recorder recorder;
   capture::ClockMap clock;
   clock.mono_to_wall_ns = 1'700'000'000'000'000'000;  // 2023-11-14T22:13:20Z
-  ASSERT_EQ(recorder.Open(path, clock), "");
+  Status opened = recorder.Open(path, clock);
+  ASSERT_TRUE(opened) << opened.error();
   for (const auto& r : records) recorder.Append(r.data(), static_cast<uint32_t>(r.size()));
   recorder.Close();
 }
@@ -85,9 +75,10 @@ TEST(Replay, RejectsAFileThatIsNoRecording) {
   std::ofstream(path) << "not a recording";
   capture::ClockMap clock;
   capture::ReplayStats stats;
-  std::string error = capture::ReadRecording(
+  Status read = capture::ReadRecording(
       path, &clock, [](const void*, uint32_t) {}, &stats);
-  EXPECT_NE(error.find("not an mke-audit-tap recording"), std::string::npos);
+  ASSERT_FALSE(read);
+  EXPECT_EQ(read.error(), path + " is not an mke-audit-tap recording");
   std::filesystem::remove(path);
 }
 

@@ -62,10 +62,9 @@ const tap_ssl_layout& Layout() {
     Mapped ssl = FindMapped("libssl.so"), crypto = FindMapped("libcrypto.so");
     EXPECT_FALSE(ssl.path.empty());
     EXPECT_FALSE(crypto.path.empty());
-    std::string why;
-    auto l = CalibrateSslLayout(ssl.path, crypto.path, &why, MAT_SSLCAL);
-    EXPECT_TRUE(l.has_value()) << why;
-    return l.value_or(tap_ssl_layout{});
+    auto l = CalibrateSslLayout(ssl.path, crypto.path, MAT_SSLCAL);
+    EXPECT_TRUE(l) << l.error();
+    return l ? *l : tap_ssl_layout{};
   }();
   return layout;
 }
@@ -250,9 +249,8 @@ TEST_F(SslLayoutTest, CalibratesTheSystemLibsslAlsoThroughMapFiles) {
   const tap_ssl_layout& l = Layout();
   EXPECT_NE(l.client_app_secret, l.server_app_secret);
   Mapped ssl = FindMapped("libssl.so"), crypto = FindMapped("libcrypto.so");
-  std::string why;
-  auto via_map_files = CalibrateSslLayout(MapFile(ssl), MapFile(crypto), &why, MAT_SSLCAL);
-  ASSERT_TRUE(via_map_files.has_value()) << why;
+  auto via_map_files = CalibrateSslLayout(MapFile(ssl), MapFile(crypto), MAT_SSLCAL);
+  ASSERT_TRUE(via_map_files) << via_map_files.error();
   EXPECT_EQ(std::memcmp(&*via_map_files, &l, sizeof(l)), 0);
 }
 
@@ -260,16 +258,15 @@ TEST_F(SslLayoutTest, CalibratesFromSeveralThreadsAtOnce) {
   const tap_ssl_layout want = Layout();
   Mapped ssl = FindMapped("libssl.so"), crypto = FindMapped("libcrypto.so");
   std::vector<std::thread> threads;
-  std::vector<std::optional<tap_ssl_layout>> got(4);
-  std::vector<std::string> why(got.size());
+  std::vector<Result<tap_ssl_layout>> got(4, Error{"not run"});
   for (size_t i = 0; i < got.size(); ++i)
     threads.emplace_back([&, i] {
       got[i] = CalibrateSslLayout(i % 2 ? MapFile(ssl) : ssl.path,
-                                  i % 2 ? MapFile(crypto) : crypto.path, &why[i], MAT_SSLCAL);
+                                  i % 2 ? MapFile(crypto) : crypto.path, MAT_SSLCAL);
     });
   for (std::thread& t : threads) t.join();
   for (size_t i = 0; i < got.size(); ++i) {
-    ASSERT_TRUE(got[i].has_value()) << why[i];
+    ASSERT_TRUE(got[i]) << got[i].error();
     EXPECT_EQ(std::memcmp(&*got[i], &want, sizeof(want)), 0);
   }
 }
@@ -425,19 +422,18 @@ TEST(SslLayoutFailureTest, BogusLibrariesFailCleanlyWithAReason) {
   };
   for (const auto& c : cases) {
     auto start = std::chrono::steady_clock::now();
-    std::string why;
-    auto l = CalibrateSslLayout(c.libssl, c.libcrypto, &why, MAT_SSLCAL);
-    EXPECT_FALSE(l.has_value()) << c.libssl << " " << c.libcrypto;
-    EXPECT_NE(why.find(c.reason), std::string::npos) << why;
+    auto l = CalibrateSslLayout(c.libssl, c.libcrypto, MAT_SSLCAL);
+    ASSERT_FALSE(l) << c.libssl << " " << c.libcrypto;
+    EXPECT_NE(l.error().find(c.reason), std::string::npos) << l.error();
     EXPECT_LT(Seconds(start), 10.0);
   }
   ::unlink(text_path);
 }
 
 TEST(SslLayoutFailureTest, MissingHelperFails) {
-  std::string why;
-  EXPECT_FALSE(CalibrateSslLayout("a", "b", &why, "/nonexistent/mke-audit-tap-sslcal"));
-  EXPECT_NE(why.find("cannot run"), std::string::npos) << why;
+  auto l = CalibrateSslLayout("a", "b", "/nonexistent/mke-audit-tap-sslcal");
+  ASSERT_FALSE(l);
+  EXPECT_NE(l.error().find("cannot run"), std::string::npos) << l.error();
 }
 
 TEST(SslLayoutFailureTest, HangingHelperIsKilled) {
@@ -449,20 +445,18 @@ TEST(SslLayoutFailureTest, HangingHelperIsKilled) {
   ::fchmod(fd, 0700);
   ::close(fd);
   auto start = std::chrono::steady_clock::now();
-  std::string why;
-  EXPECT_FALSE(CalibrateSslLayout("a", "b", &why, script));
-  EXPECT_NE(why.find("killed after"), std::string::npos) << why;
+  auto l = CalibrateSslLayout("a", "b", script);
+  ASSERT_FALSE(l);
+  EXPECT_NE(l.error().find("killed after"), std::string::npos) << l.error();
   EXPECT_LT(Seconds(start), 13.0);
   ::unlink(script);
 }
 
 TEST(SslLayoutParseTest, ChecksTheAnswer) {
-  std::string why;
   auto l = ParseSslLayout(
       "version=0 client_random=352 client_app_secret=1860 server_app_secret=1924 session=2328 "
-      "master_key=80",
-      &why);
-  ASSERT_TRUE(l.has_value()) << why;
+      "master_key=80");
+  ASSERT_TRUE(l) << l.error();
   EXPECT_EQ(l->client_app_secret, 1860u);
   EXPECT_EQ(l->server_app_secret, 1924u);
   EXPECT_EQ(l->session, 2328u);
@@ -484,9 +478,9 @@ TEST(SslLayoutParseTest, ChecksTheAnswer) {
       "master_key=8x",
   };
   for (const char* line : bad) {
-    why.clear();
-    EXPECT_FALSE(ParseSslLayout(line, &why)) << line;
-    EXPECT_FALSE(why.empty()) << line;
+    auto refused = ParseSslLayout(line);
+    ASSERT_FALSE(refused) << line;
+    EXPECT_FALSE(refused.error().empty()) << line;
   }
 }
 

@@ -46,9 +46,8 @@ constexpr char kDebianLibssl[] = "/usr/lib/x86_64-linux-gnu/libssl.so.3";
 
 TEST(SslProbes, DebianLibsslUsesTheInternalFunctionsOnPush) {
   if (!std::filesystem::exists(kDebianLibssl)) GTEST_SKIP() << "no " << kDebianLibssl;
-  std::string error;
-  auto plan = PlanSslProbes(kDebianLibssl, &error);
-  ASSERT_TRUE(plan.has_value()) << error;
+  auto plan = PlanSslProbes(kDebianLibssl);
+  ASSERT_TRUE(plan) << plan.error();
   EXPECT_TRUE(plan->internal_read);
   EXPECT_TRUE(plan->internal_write);
   int entries = 0, returns = 0, ends = 0, handshakes = 0;
@@ -85,8 +84,8 @@ TEST(SslProbes, DebianLibsslUsesTheInternalFunctionsOnPush) {
   EXPECT_EQ(ends, 2);
   EXPECT_EQ(handshakes, 1);
   // The internal functions are not the exported ones.
-  auto elf = ElfFile::Load(kDebianLibssl, &error);
-  ASSERT_TRUE(elf.has_value());
+  auto elf = ElfFile::Load(kDebianLibssl);
+  ASSERT_TRUE(elf) << elf.error();
   auto ssl_read = elf->FindFunction("SSL_read");
   ASSERT_TRUE(ssl_read.has_value());
   for (const auto& site : plan->sites) {
@@ -100,12 +99,11 @@ constexpr char kDebianLibcrypto[] = "/usr/lib/x86_64-linux-gnu/libcrypto.so.3";
 
 TEST(SslProbes, DebianLibcryptoCertificateParseIsEmulated) {
   if (!std::filesystem::exists(kDebianLibcrypto)) GTEST_SKIP() << "no " << kDebianLibcrypto;
-  std::string error;
-  auto sites = PlanCertProbes(kDebianLibcrypto, &error);
-  ASSERT_TRUE(sites.has_value()) << error;
+  auto sites = PlanCertProbes(kDebianLibcrypto);
+  ASSERT_TRUE(sites) << sites.error();
   ASSERT_EQ(sites->size(), 2u);
-  auto elf = ElfFile::Load(kDebianLibcrypto, &error);
-  ASSERT_TRUE(elf.has_value()) << error;
+  auto elf = ElfFile::Load(kDebianLibcrypto);
+  ASSERT_TRUE(elf) << elf.error();
   const ProbeSite& parse = (*sites)[0];
   EXPECT_EQ(parse.program, ProbeProgram::kCertParse);
   EXPECT_EQ(parse.function, "d2i_X509");
@@ -117,17 +115,21 @@ TEST(SslProbes, DebianLibcryptoCertificateParseIsEmulated) {
   EXPECT_TRUE(send.emulated) << send.instruction;  // push rbp
   EXPECT_EQ(send.file_offset, elf->FindFunction("i2d_X509")->file_offset);
   // libssl does not carry it; a file without it is refused with a reason.
-  EXPECT_FALSE(PlanCertProbes(kDebianLibssl, &error).has_value());
-  EXPECT_NE(error.find("d2i_X509"), std::string::npos) << error;
+  auto refused = PlanCertProbes(kDebianLibssl);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().find("d2i_X509"), std::string::npos) << refused.error();
 }
 
 TEST(SslProbes, AFileWithoutOpenSslIsRefused) {
-  std::string error;
-  EXPECT_FALSE(PlanSslProbes("/bin/true", &error).has_value());
-  EXPECT_NE(error.find("SSL_read"), std::string::npos) << error;
-  EXPECT_FALSE(PlanSslProbes("/nonexistent/libssl.so.3", &error).has_value());
-  EXPECT_FALSE(PlanSslProbes("/etc/hostname", &error).has_value());
-  EXPECT_NE(error.find("not a 64-bit"), std::string::npos) << error;
+  auto no_ssl = PlanSslProbes("/bin/true");
+  ASSERT_FALSE(no_ssl);
+  EXPECT_NE(no_ssl.error().find("SSL_read"), std::string::npos) << no_ssl.error();
+  auto missing = PlanSslProbes("/nonexistent/libssl.so.3");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error(), "cannot open /nonexistent/libssl.so.3");
+  auto not_elf = PlanSslProbes("/etc/hostname");
+  ASSERT_FALSE(not_elf);
+  EXPECT_NE(not_elf.error().find("not a 64-bit"), std::string::npos) << not_elf.error();
 }
 
 }  // namespace

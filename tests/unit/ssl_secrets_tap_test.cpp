@@ -27,6 +27,8 @@
 
 namespace {
 
+using mat::testing::ErrorOf;
+
 using Bytes = std::vector<uint8_t>;
 
 // What the keylog callback was given, per SSL* and label.
@@ -211,10 +213,8 @@ class SslSecretsTapTest : public ::testing::Test {
   std::map<const SSL*, std::map<std::string, std::pair<Bytes, Bytes>>> keylog_;
   // Creates the tap; secrets are kept, plaintext records counted with their bytes.
   void CreateTap() {
-    std::string error;
-    tap_ = mat::tap::BpfTap::Create(
-        mat::tap::TapOptions{},
-        [this](const void* data, size_t size) {
+    auto tap =
+        mat::tap::BpfTap::Create(mat::tap::TapOptions{}, [this](const void* data, size_t size) {
           tap_hdr h;
           std::memcpy(&h, data, sizeof(h));
           if (h.type == TAP_EV_SECRET && size == sizeof(tap_secret)) {
@@ -224,9 +224,9 @@ class SslSecretsTapTest : public ::testing::Test {
             const auto* d = static_cast<const tap_data*>(data);
             plaintext_[h.conn].append(reinterpret_cast<const char*>(d->data), d->len);
           }
-        },
-        &error);
-    ASSERT_NE(tap_, nullptr) << error;
+        });
+    ASSERT_TRUE(tap) << tap.error();
+    tap_ = std::move(*tap);
   }
 
   std::vector<tap_secret> secrets_;
@@ -238,14 +238,12 @@ TEST_F(SslSecretsTapTest, HandshakeSecretsEqualTheKeyLog) {
   std::optional<tap_ssl_layout> layout = FindLayout();
   ASSERT_TRUE(layout) << "the test's layout search failed on this libssl";
   keylog_.clear();
-
-  std::string error;
   ASSERT_NO_FATAL_FAILURE(CreateTap());
   mat::tap::TargetOptions options;
   options.mode = mat::tap::CaptureMode::kKeys;
   options.ssl_layout = layout;
   mat::tap::TargetProcess self{getpid(), "ssl_secrets_test", 0};
-  ASSERT_GT(tap_->AddTarget(self, options, &error), 0) << error;
+  ASSERT_EQ(ErrorOf(tap_->AddTarget(self, options)), "");
   EXPECT_EQ(tap_->SyscallTracepointCount(), 0u);
 
   Pair t13(tls_, TLS1_3_VERSION), t12(tls_, TLS1_2_VERSION);
@@ -267,7 +265,7 @@ TEST_F(SslSecretsTapTest, HandshakeSecretsEqualTheKeyLog) {
 
   // Plaintext capture of the same process: no secret.
   secrets_.clear();
-  ASSERT_GT(tap_->AddTarget(self, &error), 0) << error;
+  ASSERT_EQ(ErrorOf(tap_->AddTarget(self)), "");
   EXPECT_GT(tap_->SyscallTracepointCount(), 0u);
   Pair again(tls_, TLS1_3_VERSION);
   ASSERT_TRUE(again.Handshake());
@@ -283,12 +281,11 @@ TEST_F(SslSecretsTapTest, BothCapturesThenKeysOnly) {
   ASSERT_TRUE(layout) << "the test's layout search failed on this libssl";
   keylog_.clear();
   ASSERT_NO_FATAL_FAILURE(CreateTap());
-  std::string error;
   mat::tap::TargetOptions options;
   options.mode = mat::tap::CaptureMode::kBoth;
   options.ssl_layout = layout;
   mat::tap::TargetProcess self{getpid(), "ssl_secrets_test", 0};
-  ASSERT_GT(tap_->AddTarget(self, options, &error), 0) << error;
+  ASSERT_EQ(ErrorOf(tap_->AddTarget(self, options)), "");
   const size_t both_probes = tap_->ProbeCount(getpid());
   EXPECT_GT(tap_->SyscallTracepointCount(), 0u);
 
@@ -327,18 +324,16 @@ TEST_F(SslSecretsTapTest, CalibratedLayoutOnTheNamedLibrary) {
   std::vector<mat::tap::SslLibrary> crypto = mat::tap::FindCryptoLibraries(getpid());
   ASSERT_EQ(ssl.size(), 1u);
   ASSERT_EQ(crypto.size(), 1u);
-  std::string why;
-  std::optional<tap_ssl_layout> layout =
-      mat::tap::CalibrateSslLayout(ssl[0].path, crypto[0].path, &why, MAT_SSLCAL);
-  ASSERT_TRUE(layout) << why;
+  auto calibrated = mat::tap::CalibrateSslLayout(ssl[0].path, crypto[0].path, MAT_SSLCAL);
+  ASSERT_TRUE(calibrated) << calibrated.error();
+  std::optional<tap_ssl_layout> layout = *calibrated;
   ASSERT_NO_FATAL_FAILURE(CreateTap());
-  std::string error;
   mat::tap::TargetOptions options;
   options.mode = mat::tap::CaptureMode::kKeys;
   options.ssl_layout = layout;
   options.ssl_layout_library = ssl[0].path;
   mat::tap::TargetProcess self{getpid(), "ssl_secrets_test", 0};
-  ASSERT_GT(tap_->AddTarget(self, options, &error), 0) << error;
+  ASSERT_EQ(ErrorOf(tap_->AddTarget(self, options)), "");
 
   Pair t13(tls_, TLS1_3_VERSION), t12(tls_, TLS1_2_VERSION);
   ASSERT_TRUE(t13.Handshake());
@@ -352,8 +347,10 @@ TEST_F(SslSecretsTapTest, CalibratedLayoutOnTheNamedLibrary) {
 
   // A layout bound to another file: this libssl is not probed for keys, so nothing is.
   options.ssl_layout_library = crypto[0].path;
-  EXPECT_EQ(tap_->AddTarget(self, options, &error), 0);
-  EXPECT_NE(error.find("not the libssl the layout was found on"), std::string::npos) << error;
+  auto refused = tap_->AddTarget(self, options);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().find("not the libssl the layout was found on"), std::string::npos)
+      << refused.error();
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // Small helpers the unit tests share: throwaway TLS identities made in memory (never stored in
-// the tree) and running a shell command.
+// the tree), a Result's error and running a shell command.
 #pragma once
 
 #include <openssl/evp.h>
@@ -44,6 +44,13 @@ inline bool WriteSelfSignedPem(const std::filesystem::path& dir) {
   X509_free(cert);
   EVP_PKEY_free(key);
   return ok;
+}
+
+// "" for a Result or Status that holds a value, else its error: ASSERT_EQ(ErrorOf(r), "") shows
+// why it failed.
+template <class R>
+std::string ErrorOf(const R& result) {
+  return result ? std::string() : result.error();
 }
 
 // Runs a shell command; its exit status (-1 if it did not exit) and its stdout and stderr.

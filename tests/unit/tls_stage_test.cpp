@@ -35,6 +35,7 @@
 namespace mat::tls {
 namespace {
 
+using mat::testing::ErrorOf;
 using mat::testing::Record;
 
 constexpr uint32_t kTgid = 4242;
@@ -1397,16 +1398,16 @@ TEST(TlsStage, RecordedSessionsReplayThroughTheStage) {
     clock.mono_to_wall_ns = 1'700'000'000'000'000'000 + index++;
     {
       capture::Recorder recorder;
-      ASSERT_EQ(recorder.Open(path, clock), "");
+      ASSERT_EQ(ErrorOf(recorder.Open(path, clock)), "");
       for (const Record& r : cap.records)
         recorder.Append(r.data(), static_cast<uint32_t>(r.size()));
     }
     StageRun run;
     capture::ReplayStats stats;
     capture::ClockMap read_clock;
-    ASSERT_EQ(capture::ReadRecording(
+    ASSERT_EQ(ErrorOf(capture::ReadRecording(
                   path, &read_clock, [&](const void* p, uint32_t n) { run.stage->OnRecord(p, n); },
-                  &stats),
+                  &stats)),
               "");
     EXPECT_EQ(read_clock.mono_to_wall_ns, clock.mono_to_wall_ns);
     EXPECT_EQ(stats.records, cap.records.size());

@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   for (int i = 3; i < argc; ++i) {
     Input in;
     mat::capture::ReplayStats stats;
-    std::string error = mat::capture::ReadRecording(
+    mat::Status read = mat::capture::ReadRecording(
         argv[i], &clock,
         [&](const void* data, uint32_t size) {
           auto p = static_cast<const unsigned char*>(data);
@@ -53,15 +53,15 @@ int main(int argc, char** argv) {
           }
         },
         &stats);
-    if (!error.empty()) {
-      std::fprintf(stderr, "%s\n", error.c_str());
+    if (!read) {
+      std::fprintf(stderr, "%s\n", read.error().c_str());
       return 1;
     }
     if (!in.records.empty()) inputs.push_back(std::move(in));
   }
   mat::capture::Recorder out;
-  if (std::string error = out.Open(argv[1], clock); !error.empty()) {
-    std::fprintf(stderr, "%s\n", error.c_str());
+  if (mat::Status opened = out.Open(argv[1], clock); !opened) {
+    std::fprintf(stderr, "%s\n", opened.error().c_str());
     return 1;
   }
   uint64_t base = 0;

@@ -590,7 +590,7 @@ Golden ReadGolden(const std::string& name) {
   Golden g;
   const std::string base = std::string(MAT_GOLDEN_DIR) + "/" + name;
   mat::capture::ReplayStats stats;
-  g.error = mat::capture::ReadRecording(
+  mat::Status read = mat::capture::ReadRecording(
       base + ".rec", &g.clock,
       [&g](const void* data, uint32_t size) {
         auto p = static_cast<const unsigned char*>(data);
@@ -602,6 +602,7 @@ Golden ReadGolden(const std::string& name) {
         }
       },
       &stats);
+  if (!read) g.error = read.error();
   std::ifstream expected(base + ".jsonl");
   for (std::string line; std::getline(expected, line);)
     if (!line.empty()) ++g.lines;

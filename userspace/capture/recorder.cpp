@@ -21,24 +21,19 @@ namespace {
 
 // Opens path for writing without following a symbolic link and without blocking on a FIFO:
 // a new file is created exclusively (mode 0600); an existing one only if it is a regular file
-// with no other hard link, owned by us. -1 with *error otherwise.
-int OpenRecordingFile(const std::string& path, std::string* error) {
+// with no other hard link, owned by us. The file descriptor, or why not.
+Result<int> OpenRecordingFile(const std::string& path) {
   for (int attempt = 0; attempt < 3; ++attempt) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd >= 0) return fd;
-    if (errno != EEXIST) {
-      *error = "cannot create " + path + ": " + std::strerror(errno);
-      return -1;
-    }
+    if (errno != EEXIST) return Error{"cannot create " + path + ": " + std::strerror(errno)};
     // It exists. O_NONBLOCK: opening a FIFO must not wait for a reader.
     fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) continue;  // removed in between: create it again
-    if (fd < 0) {
-      *error = errno == ELOOP   ? "refusing " + path + ": it is a symbolic link"
-               : errno == ENXIO ? "refusing " + path + ": not a regular file (a FIFO or socket)"
-                                : "cannot open " + path + ": " + std::strerror(errno);
-      return -1;
-    }
+    if (fd < 0)
+      return Error{errno == ELOOP   ? "refusing " + path + ": it is a symbolic link"
+                   : errno == ENXIO ? "refusing " + path + ": not a regular file (a FIFO or socket)"
+                                    : "cannot open " + path + ": " + std::strerror(errno)};
     struct stat st {};
     std::string why;
     if (::fstat(fd, &st) != 0)
@@ -55,32 +50,30 @@ int OpenRecordingFile(const std::string& path, std::string* error) {
       why = std::string("cannot truncate it: ") + std::strerror(errno);
     if (!why.empty()) {
       ::close(fd);
-      *error = "refusing " + path + ": " + why;
-      return -1;
+      return Error{"refusing " + path + ": " + why};
     }
     return fd;
   }
-  *error = "cannot create " + path + ": it keeps appearing and disappearing";
-  return -1;
+  return Error{"cannot create " + path + ": it keeps appearing and disappearing"};
 }
 
 }  // namespace
 
-std::string Recorder::Open(const std::string& path, const ClockMap& clock) {
+Status Recorder::Open(const std::string& path, const ClockMap& clock) {
   Close();
-  std::string error;
-  int fd = OpenRecordingFile(path, &error);
-  if (fd < 0) return error;
+  auto opened = OpenRecordingFile(path);
+  if (!opened) return Error{opened.error()};
+  const int fd = *opened;
   // An existing file may have had wider permissions: it holds plaintext, so narrow them.
   if (::fchmod(fd, 0600) != 0) {
-    std::string err = "cannot chmod " + path + ": " + std::strerror(errno);
+    Error error{"cannot chmod " + path + ": " + std::strerror(errno)};
     ::close(fd);
-    return err;
+    return error;
   }
   file_ = ::fdopen(fd, "wb");
   if (file_ == nullptr) {
     ::close(fd);
-    return "cannot open " + path;
+    return Error{"cannot open " + path};
   }
   std::fwrite(kMagic, 1, sizeof(kMagic), file_);
   std::fwrite(&clock.mono_to_wall_ns, sizeof(clock.mono_to_wall_ns), 1, file_);
@@ -100,17 +93,17 @@ void Recorder::Close() {
   }
 }
 
-std::string ReadRecording(const std::string& path, ClockMap* clock,
-                          const std::function<void(const void*, uint32_t)>& on_record,
-                          ReplayStats* stats) {
+Status ReadRecording(const std::string& path, ClockMap* clock,
+                     const std::function<void(const void*, uint32_t)>& on_record,
+                     ReplayStats* stats) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return "cannot open " + path + ": " + std::strerror(errno);
+  if (file == nullptr) return Error{"cannot open " + path + ": " + std::strerror(errno)};
   char magic[sizeof(kMagic)];
   if (std::fread(magic, 1, sizeof(magic), file) != sizeof(magic) ||
       std::memcmp(magic, kMagic, sizeof(kMagic)) != 0 ||
       std::fread(&clock->mono_to_wall_ns, sizeof(clock->mono_to_wall_ns), 1, file) != 1) {
     std::fclose(file);
-    return path + " is not an mke-audit-tap recording";
+    return Error{path + " is not an mke-audit-tap recording"};
   }
   // Read in large blocks; each record is copied to an aligned buffer so the typed views of
   // its fields are well aligned (in the file, records follow 4-byte sizes).

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "capture/event_decoder.h"
+#include "util/result.h"
 
 namespace mat::capture {
 
@@ -24,9 +25,8 @@ class Recorder {
   // Creates the file with mode 0600, or replaces an existing regular file that we own and that
   // has no other hard link. Anything else at the path (a symbolic link, even a dangling one, a
   // FIFO, a device, a directory, another user's file) is refused: as root, following it would
-  // overwrite or disclose a file the operator did not name. Returns an error text, empty on
-  // success.
-  std::string Open(const std::string& path, const ClockMap& clock);
+  // overwrite or disclose a file the operator did not name.
+  Status Open(const std::string& path, const ClockMap& clock);
   void Append(const void* bytes, uint32_t size);
   void Close();
 
@@ -40,10 +40,10 @@ struct ReplayStats {
   uint64_t bad_offset = 0;  // with bad_records: the file offset of the torn or corrupt record
 };
 
-// Reads a recording and calls `on_record` for each record in order. Returns an error text for
-// an unreadable file or a bad header (empty on success); a truncated tail is counted, not fatal.
-std::string ReadRecording(const std::string& path, ClockMap* clock,
-                          const std::function<void(const void*, uint32_t)>& on_record,
-                          ReplayStats* stats);
+// Reads a recording and calls `on_record` for each record in order. An error for an
+// unreadable file or a bad header; a truncated tail is counted, not fatal.
+Status ReadRecording(const std::string& path, ClockMap* clock,
+                     const std::function<void(const void*, uint32_t)>& on_record,
+                     ReplayStats* stats);
 
 }  // namespace mat::capture

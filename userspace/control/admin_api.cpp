@@ -40,11 +40,9 @@ AdminResponse HandleAdminRequest(const AdminRequest& request, const AdminBackend
                    request.subject);
       return Error(403, "changing settings needs an admin client certificate (--admin-subject)");
     }
-    LoggingSettings next;
-    std::string why = ParseLoggingSettings(request.body, backend.settings(), &next);
-    if (!why.empty()) return Error(400, why);
-    why = backend.apply(next);
-    if (!why.empty()) return Error(500, why);
+    auto next = ParseLoggingSettings(request.body, backend.settings());
+    if (!next) return Error(400, next.error());
+    if (Status applied = backend.apply(*next); !applied) return Error(500, applied.error());
     AdminResponse r;
     r.body = FormatLoggingSettings(backend.settings());
     return r;

@@ -30,9 +30,9 @@ struct AdminResponse {
 // What the routes read and change; supplied by the auditor (main.cpp).
 struct AdminBackend {
   std::function<LoggingSettings()> settings;
-  // Applies new settings at once; returns "" or why they could not be applied (500, nothing
+  // Applies new settings at once, or says why they could not be applied (500, nothing
   // changed).
-  std::function<std::string(const LoggingSettings&)> apply;
+  std::function<Status(const LoggingSettings&)> apply;
   std::function<std::string()> metrics;
 };
 

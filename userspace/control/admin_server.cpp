@@ -199,9 +199,9 @@ void Accept(std::shared_ptr<AdminServer::State> state) {
 
 }  // namespace
 
-std::unique_ptr<AdminServer> AdminServer::Start(asio::io_context& io,
-                                                const AdminServerOptions& options, Handler handler,
-                                                std::string* error) {
+Result<std::unique_ptr<AdminServer>> AdminServer::Start(asio::io_context& io,
+                                                        const AdminServerOptions& options,
+                                                        Handler handler) {
   std::unique_ptr<AdminServer> server(new AdminServer());
   auto state = std::make_shared<State>(io);
   state->handler = std::move(handler);
@@ -212,18 +212,15 @@ std::unique_ptr<AdminServer> AdminServer::Start(asio::io_context& io,
                   asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
   auto fail = [&](const std::string& what, const std::string& file) {
     // OpenSSL's reason, never the file's content.
-    *error = what + " " + file + ": " + ec.message();
-    return nullptr;
+    return Error{what + " " + file + ": " + ec.message()};
   };
   ssl.use_certificate_chain_file(options.cert_file, ec);
   if (ec) return fail("--admin-cert: cannot load", options.cert_file);
   ssl.use_private_key_file(options.key_file, asio::ssl::context::pem, ec);
   if (ec) return fail("--admin-key: cannot load", options.key_file);
-  if (SSL_CTX_check_private_key(ssl.native_handle()) != 1) {
-    *error =
-        "--admin-key: " + options.key_file + " does not match --admin-cert " + options.cert_file;
-    return nullptr;
-  }
+  if (SSL_CTX_check_private_key(ssl.native_handle()) != 1)
+    return Error{"--admin-key: " + options.key_file + " does not match --admin-cert " +
+                 options.cert_file};
   ssl.load_verify_file(options.ca_file, ec);
   if (ec) return fail("--admin-ca: cannot load", options.ca_file);
   if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(options.ca_file.c_str()))
@@ -233,25 +230,17 @@ std::unique_ptr<AdminServer> AdminServer::Start(asio::io_context& io,
 
   std::string host;
   uint16_t port = 0;
-  if (!SplitListenAddress(options.listen, &host, &port)) {
-    *error = "--admin-listen: not ADDR:PORT: " + options.listen;
-    return nullptr;
-  }
+  if (!SplitListenAddress(options.listen, &host, &port))
+    return Error{"--admin-listen: not ADDR:PORT: " + options.listen};
   auto address = asio::ip::make_address(host, ec);
-  if (ec) {
-    *error = "--admin-listen: not an IP address: " + host;
-    return nullptr;
-  }
+  if (ec) return Error{"--admin-listen: not an IP address: " + host};
   tcp::endpoint endpoint(address, port);
   auto& acceptor = state->acceptor;
   acceptor.open(endpoint.protocol(), ec);
   if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor.bind(endpoint, ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    *error = "--admin-listen " + options.listen + ": " + ec.message();
-    return nullptr;
-  }
+  if (ec) return Error{"--admin-listen " + options.listen + ": " + ec.message()};
   server->state_ = state;
   Accept(state);
   return server;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "control/admin_api.h"
+#include "util/result.h"
 
 namespace mat::control {
 
@@ -21,10 +22,10 @@ struct AdminServerOptions {
 class AdminServer {
  public:
   using Handler = std::function<AdminResponse(const AdminRequest&)>;
-  // Listens at once; nullptr and *error (naming the file or address) when it cannot.
-  static std::unique_ptr<AdminServer> Start(boost::asio::io_context& io,
-                                            const AdminServerOptions& options, Handler handler,
-                                            std::string* error);
+  // Listens at once, or says why it cannot (naming the file or address).
+  static Result<std::unique_ptr<AdminServer>> Start(boost::asio::io_context& io,
+                                                    const AdminServerOptions& options,
+                                                    Handler handler);
   ~AdminServer();
   std::string local_endpoint() const;  // "127.0.0.1:8443"
 

@@ -17,37 +17,36 @@ std::string FormatLoggingSettings(const LoggingSettings& settings) {
   return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string ParseLoggingSettings(std::string_view body, const LoggingSettings& current,
-                                 LoggingSettings* out) {
+Result<LoggingSettings> ParseLoggingSettings(std::string_view body,
+                                             const LoggingSettings& current) {
   nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return "the body is not valid JSON";
-  if (!doc.is_object()) return "the body must be a JSON object";
+  if (doc.is_discarded()) return Error{"the body is not valid JSON"};
+  if (!doc.is_object()) return Error{"the body must be a JSON object"};
   LoggingSettings next = current;
   for (const auto& [key, value] : doc.items()) {
     if (key == "logLevel") {
-      if (!value.is_string()) return "logLevel must be a string";
+      if (!value.is_string()) return Error{"logLevel must be a string"};
       auto level = NormalizeLogLevel(value.get<std::string>());
       if (!level)
-        return "logLevel must be one of TRACE, DEBUG, INFO, WARNING, ERROR, got '" +
-               value.get<std::string>() + "'";
+        return Error{"logLevel must be one of TRACE, DEBUG, INFO, WARNING, ERROR, got '" +
+                     value.get<std::string>() + "'"};
       next.log_level = *level;
     } else if (key == "auditLevel") {
-      if (!value.is_string()) return "auditLevel must be a string";
+      if (!value.is_string()) return Error{"auditLevel must be a string"};
       auto level = audit::ParseLevel(value.get<std::string>());
       if (!level)
-        return "auditLevel must be \"\", \"none\", \"metadata\" or \"request\", got '" +
-               value.get<std::string>() + "'";
+        return Error{"auditLevel must be \"\", \"none\", \"metadata\" or \"request\", got '" +
+                     value.get<std::string>() + "'"};
       next.audit_level = *level;
     } else if (key == "supportDumpIncludeAuditLogs") {
-      if (!value.is_boolean()) return "supportDumpIncludeAuditLogs must be true or false";
+      if (!value.is_boolean()) return Error{"supportDumpIncludeAuditLogs must be true or false"};
       next.support_dump_include_audit_logs = value.get<bool>();
     } else {
-      return "unknown field '" + key +
-             "' (known: logLevel, auditLevel, supportDumpIncludeAuditLogs)";
+      return Error{"unknown field '" + key +
+                   "' (known: logLevel, auditLevel, supportDumpIncludeAuditLogs)"};
     }
   }
-  *out = std::move(next);
-  return "";
+  return next;
 }
 
 std::string JsonError(std::string_view message) {

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "audit/policy.h"
+#include "util/result.h"
 
 namespace mat::control {
 
@@ -25,9 +26,8 @@ std::string FormatLoggingSettings(const LoggingSettings& settings);
 
 // A PUT body applied to `current`: every field is optional (a missing one keeps its value), an
 // unknown field, a value of the wrong type, an unknown level or anything but one JSON object is
-// an error. Returns "" and sets *out, or the error (for a 400 answer) leaving *out untouched.
-std::string ParseLoggingSettings(std::string_view body, const LoggingSettings& current,
-                                 LoggingSettings* out);
+// an error. The new settings, or the error (for a 400 answer).
+Result<LoggingSettings> ParseLoggingSettings(std::string_view body, const LoggingSettings& current);
 
 // {"error":"message"}: the body of every 4xx/5xx answer of the admin API.
 std::string JsonError(std::string_view message);

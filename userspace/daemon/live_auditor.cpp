@@ -31,6 +31,7 @@
 #include "tap/ssl_layout.h"
 #include "tap/targets.h"
 #include "tls/decrypt_stage.h"
+#include "util/result.h"
 
 namespace mat::daemon {
 namespace {
@@ -106,29 +107,26 @@ class LiveAuditor {
   }
 
   int Run() {
-    if (!pipeline_.start_error().empty()) {
-      spdlog::error("{}", pipeline_.start_error());
+    if (!pipeline_.started()) {
+      spdlog::error("{}", pipeline_.started().error());
       return 1;
     }
     if (!options_.record_file.empty()) {
-      std::string error = recorder_.Open(options_.record_file, clock_);
-      if (!error.empty()) {
-        spdlog::error("{}", error);
+      if (Status opened = recorder_.Open(options_.record_file, clock_); !opened) {
+        spdlog::error("{}", opened.error());
         return 1;
       }
       spdlog::warn("recording raw TLS plaintext to {} (mode 0600)", options_.record_file);
     }
     if (!options_.admin_listen.empty()) {
-      std::string error = StartAdmin();
-      if (!error.empty()) {
-        spdlog::error("{}", error);
+      if (Status started = StartAdmin(); !started) {
+        spdlog::error("{}", started.error());
         return 1;
       }
     }
     if (options_.level != mat::audit::Level::kNone) {
-      std::string error = Attach();
-      if (!error.empty()) {
-        spdlog::error("{}", error);
+      if (Status attached = Attach(); !attached) {
+        spdlog::error("{}", attached.error());
         return 1;
       }
       spdlog::info("ready: auditing {} process(es) at level {}", tap_->TargetPids().size(),
@@ -174,8 +172,7 @@ class LiveAuditor {
 
  private:
   // ---- capture on and off (level none attaches nothing) ----------------------------------
-  std::string Attach() {
-    std::string error;
+  Status Attach() {
     mat::tap::TapOptions tap_options;
     tap_options.cap_bytes = options_.cap_bytes;
     tap_options.ringbuf_bytes = options_.ringbuf_bytes;
@@ -187,35 +184,32 @@ class LiveAuditor {
       stage_ = std::make_unique<mat::tls::DecryptStage>(
           [this](const void* data, size_t size) { pipeline_.OnRecord(data, size); }, stage_options);
     }
-    tap_ = mat::tap::BpfTap::Create(
-        tap_options,
-        [this](const void* data, size_t size) {
-          if (stage_)
-            stage_->OnRecord(data, size);
-          else
-            pipeline_.OnRecord(data, size);
-        },
-        &error);
-    if (!tap_) {
+    auto tap = mat::tap::BpfTap::Create(tap_options, [this](const void* data, size_t size) {
+      if (stage_)
+        stage_->OnRecord(data, size);
+      else
+        pipeline_.OnRecord(data, size);
+    });
+    if (!tap) {
       stage_.reset();
-      return error;
+      return Error{tap.error()};
     }
+    tap_ = std::move(*tap);
     failed_.clear();
     // Targets are found at their exec or fork; the rescan stays as a safety net.
-    std::string watch_error;
-    if (tap_->WatchProcesses(spec_.comms, &watch_error, tap_->KernelModeFor(options_.capture),
-                             spec_.pids)) {
+    if (mat::Status watching =
+            tap_->WatchProcesses(spec_.comms, tap_->KernelModeFor(options_.capture), spec_.pids)) {
       proc_ring_.assign(::dup(tap_->proc_epoll_fd()));
       WaitProc();
     } else {
       spdlog::warn("targets are found by the rescan only (every {} ms): {}", options_.rescan_ms,
-                   watch_error);
+                   watching.error());
     }
     WarmLayouts();
     Rescan();
     ring_.assign(::dup(tap_->epoll_fd()));
     WaitRing();
-    return "";
+    return {};
   }
 
   // Detaches every probe and tracepoint (the BPF objects go with the tap); the requests still
@@ -251,13 +245,13 @@ class LiveAuditor {
   }
 
   // Level, ignore list and redaction at once; attaches or detaches the probes as the level
-  // needs. Returns "" or why capture could not start (then nothing changed).
-  std::string SetPolicy(mat::audit::PolicyConfig policy) {
+  // needs. An error says why capture could not start (then nothing changed).
+  Status SetPolicy(mat::audit::PolicyConfig policy) {
     bool capture = policy.level != mat::audit::Level::kNone;
     if (tap_) Drain();  // what was captured before the change is written at the old level
     if (capture && !tap_) {
-      std::string error = Attach();
-      if (!error.empty()) return "cannot attach the probes: " + error;
+      if (Status attached = Attach(); !attached)
+        return Error{"cannot attach the probes: " + attached.error()};
       spdlog::info("capture on: auditing {} process(es)", tap_->TargetPids().size());
     }
     if (!capture && tap_) {
@@ -265,11 +259,11 @@ class LiveAuditor {
       spdlog::info("capture off: every probe detached");
     }
     pipeline_.SetPolicy(std::move(policy));
-    return "";
+    return {};
   }
 
   // ---- the admin API ------------------------------------------------------------------------
-  std::string StartAdmin() {
+  Status StartAdmin() {
     mat::control::AdminServerOptions admin;
     admin.listen = options_.admin_listen;
     admin.cert_file = options_.admin_cert;
@@ -278,19 +272,17 @@ class LiveAuditor {
     backend_.settings = [this] { return Settings(); };
     backend_.apply = [this](const mat::control::LoggingSettings& s) { return ApplyFromApi(s); };
     backend_.metrics = [this] { return Metrics(); };
-    std::string error;
-    admin_ = mat::control::AdminServer::Start(
-        io_, admin,
-        [this](const mat::control::AdminRequest& request) {
+    auto started = mat::control::AdminServer::Start(
+        io_, admin, [this](const mat::control::AdminRequest& request) {
           return mat::control::HandleAdminRequest(request, backend_, options_.admin_subjects);
-        },
-        &error);
-    if (!admin_) return error;
+        });
+    if (!started) return Error{started.error()};
+    admin_ = std::move(*started);
     spdlog::info("admin API on https://{} (client certificates of {}; {} admin subject(s))",
                  admin_->local_endpoint(), options_.admin_ca, options_.admin_subjects.size());
     if (options_.admin_subjects.empty())
       spdlog::warn("admin API: no --admin-subject, so no client may change settings");
-    return "";
+    return {};
   }
 
   mat::control::LoggingSettings Settings() const {
@@ -302,13 +294,12 @@ class LiveAuditor {
   }
 
   // A PUT: applied at once, then written back to the configuration file when there is one.
-  std::string ApplyFromApi(const mat::control::LoggingSettings& next) {
+  Status ApplyFromApi(const mat::control::LoggingSettings& next) {
     mat::control::LoggingSettings before = Settings();
     if (next.audit_level != before.audit_level) {
       mat::audit::PolicyConfig policy = pipeline_.policy();
       policy.level = next.audit_level;
-      std::string error = SetPolicy(std::move(policy));
-      if (!error.empty()) return error;
+      if (Status set = SetPolicy(std::move(policy)); !set) return set;
       options_.level = next.audit_level;
     }
     if (next.log_level != before.log_level) {
@@ -318,7 +309,7 @@ class LiveAuditor {
     options_.support_dump_include_audit_logs = next.support_dump_include_audit_logs;
     spdlog::info("admin API: audit level {}, log level {}, support dump with audit logs {}",
                  LevelText(next.audit_level), next.log_level, next.support_dump_include_audit_logs);
-    if (options_.config_file.empty() || next == before) return "";
+    if (options_.config_file.empty() || next == before) return {};
     std::vector<std::pair<std::string, std::string>> audit_keys, our_keys;
     if (next.audit_level != before.audit_level)
       audit_keys.emplace_back("level",
@@ -343,7 +334,7 @@ class LiveAuditor {
           "admin API: saved to {}, but the --level flag wins over it at a reload or "
           "restart",
           options_.config_file);
-    return "";
+    return {};
   }
 
   static std::string LevelText(mat::audit::Level level) {
@@ -514,10 +505,9 @@ class LiveAuditor {
     mat::tap::TargetSpec old_spec = spec_;
     spec_.comms = next->comms;  // before SetPolicy, which may attach and scan for them
     spec_.pids = next->pids;
-    std::string error = SetPolicy(std::move(policy));
-    if (!error.empty()) {
+    if (Status set = SetPolicy(std::move(policy)); !set) {
       spec_ = old_spec;
-      spdlog::error("reload ({}): keeping the running configuration: {}", why, error);
+      spdlog::error("reload ({}): keeping the running configuration: {}", why, set.error());
       return;
     }
     if (next->log_level != options_.log_level) SetLogLevel(next->log_level);
@@ -599,10 +589,10 @@ class LiveAuditor {
         // Not audited so far: tried again once it maps other TLS libraries (dlopen).
         if (f->second == mat::tap::TlsLibrarySignature(target.pid)) continue;
       }
-      std::string error;
-      TryAttach(target, &error);
+      auto attached = TryAttach(target);
       if (!tap_->HasTarget(target.pid, target.start_time))
-        spdlog::info("pid {} ({}) not audited: {}", target.pid, target.comm, error);
+        spdlog::info("pid {} ({}) not audited: {}", target.pid, target.comm,
+                     attached ? std::string() : attached.error());
     }
     tap_->PruneKernelTargets();
     tap_->SettleTracepoints();
@@ -746,12 +736,12 @@ class LiveAuditor {
   }
 
   // Probes target (AddOne), and remembers its TLS libraries, so that a change is seen; a
-  // failure is remembered with them too. Returns AddOne's count.
-  int TryAttach(const mat::tap::TargetProcess& target, std::string* error, bool fresh = false) {
+  // failure is remembered with them too. Returns AddOne's count, or why not.
+  mat::Result<int> TryAttach(const mat::tap::TargetProcess& target, bool fresh = false) {
     auto key = std::make_pair(target.pid, target.start_time);
     std::string signature = mat::tap::TlsLibrarySignature(target.pid);
-    int libraries = AddOne(target, error, fresh);
-    if (libraries > 0) {
+    mat::Result<int> libraries = AddOne(target, fresh);
+    if (libraries) {
       comms_[target.pid] = target.comm;
       signatures_[target.pid] = std::move(signature);
       failed_.erase(key);
@@ -803,14 +793,13 @@ class LiveAuditor {
     Pending& p = it->second;
     const char* how = p.kind == TAP_PROC_EXEC ? "exec" : "fork";
     double ms = static_cast<double>(MonoNowNs() - p.since_ns) / 1e6;
-    std::string error;
     // The dynamic loader maps libssl, then libcrypto: both, or wait.
     if (ms < kPendingMs && !mat::tap::FindSslLibraries(pid).empty() &&
         mat::tap::FindCryptoLibraries(pid).empty())
       return;
     uint64_t t0 = MonoNowNs();
-    int libraries = TryAttach(p.target, &error, /*fresh=*/true);
-    if (libraries > 0) {
+    auto libraries = TryAttach(p.target, /*fresh=*/true);
+    if (libraries) {
       double total = static_cast<double>(MonoNowNs() - p.since_ns) / 1e6;
       spdlog::debug("pid {}: probes attached in {:.1f} ms", pid,
                     static_cast<double>(MonoNowNs() - t0) / 1e6);
@@ -820,7 +809,7 @@ class LiveAuditor {
     }
     if (ms >= kPendingMs || ::kill(pid, 0) != 0) {
       spdlog::info("pid {} ({}) not audited {:.0f} ms after its {}: {}", pid, p.target.comm, ms,
-                   how, error);
+                   how, libraries.error());
       pending_.erase(it);
     }
   }
@@ -846,7 +835,8 @@ class LiveAuditor {
   // from): the per-call probes stay for them, within the bridge window.
   // fresh: a process found at its fork or exec: any connection it has was inherited from a
   // probed parent or kept across exec, never bridged (and its start is not slowed by a look).
-  int AddOne(const mat::tap::TargetProcess& target, std::string* error, bool fresh = false) {
+  // Returns the number of TLS libraries probed (at least 1), or why none was.
+  mat::Result<int> AddOne(const mat::tap::TargetProcess& target, bool fresh = false) {
     using mat::tap::CaptureMode;
     auto libraries = [](int n) { return n == 1 ? "y" : "ies"; };
     // dockerd's local API (its Unix sockets): from the socket tracepoints, in any mode.
@@ -859,13 +849,13 @@ class LiveAuditor {
     if (options_.capture == "plaintext") {
       mat::tap::TargetOptions plain;
       plain.local_socket = local;
-      int n = tap_->AddTarget(target, plain, error);
-      if (n == 0 && local) return AddLocalOnly(target, *error, error);
-      if (n > 0)
+      auto n = tap_->AddTarget(target, plain);
+      if (!n && local) return AddLocalOnly(target, n.error());
+      if (n)
         spdlog::info(
             "auditing pid {} ({}): per-call probes (--capture plaintext), {} TLS "
             "librar{} probed",
-            target.pid, target.comm, n, libraries(n));
+            target.pid, target.comm, *n, libraries(*n));
       return n;
     }
     mat::tap::TargetOptions keys;
@@ -885,13 +875,12 @@ class LiveAuditor {
     std::set<unsigned long> open;
     if (options_.bridge_window_s > 0 && !fresh) open = mat::conn::OpenTcpConnections(target.pid);
     keys.mode = open.empty() ? CaptureMode::kKeys : CaptureMode::kBoth;
-    std::string keys_error;
-    int n = why.empty() ? tap_->AddTarget(target, keys, &keys_error) : 0;
-    if (n > 0) {
+    mat::Result<int> n = why.empty() ? tap_->AddTarget(target, keys) : mat::Error{why};
+    if (n) {
       spdlog::info(
           "auditing pid {} ({}): keys capture (TLS secrets per handshake, socket bytes "
           "decrypted here), {} TLS librar{} probed",
-          target.pid, target.comm, n, libraries(n));
+          target.pid, target.comm, *n, libraries(*n));
       if (!open.empty()) {
         bridges_[target.pid] = {
             std::chrono::steady_clock::now() + std::chrono::seconds(options_.bridge_window_s),
@@ -903,28 +892,29 @@ class LiveAuditor {
       }
       return n;
     }
-    if (why.empty()) why = keys_error;
+    if (why.empty()) why = n.error();
     if (options_.capture == "keys") {
-      *error = "keys capture not possible: " + why;
-      if (local) return AddLocalOnly(target, *error, error);
-      return 0;
+      std::string error = "keys capture not possible: " + why;
+      if (local) return AddLocalOnly(target, error);
+      return mat::Error{error};
     }
     mat::tap::TargetOptions plain;
     plain.local_socket = local;
-    n = tap_->AddTarget(target, plain, error);
-    if (n == 0 && local) return AddLocalOnly(target, *error, error);
-    if (n > 0)
+    n = tap_->AddTarget(target, plain);
+    if (!n && local) return AddLocalOnly(target, n.error());
+    if (n)
       spdlog::warn(
           "auditing pid {} ({}): per-call probes for pid {}, {} TLS librar{} probed "
           "(keys capture not possible: {})",
-          target.pid, target.comm, target.pid, n, libraries(n), why);
+          target.pid, target.comm, target.pid, *n, libraries(*n), why);
     return n;
   }
 
   // A dockerd whose TLS could not be probed (or that serves none): its local API still is.
-  int AddLocalOnly(const mat::tap::TargetProcess& target, const std::string& tls_error,
-                   std::string* error) {
-    if (!tap_->AddLocalOnlyTarget(target, error)) return 0;
+  mat::Result<int> AddLocalOnly(const mat::tap::TargetProcess& target,
+                                const std::string& tls_error) {
+    if (mat::Status added = tap_->AddLocalOnlyTarget(target); !added)
+      return mat::Error{added.error()};
     spdlog::warn("auditing pid {} ({}): its local socket only (TLS not audited: {})", target.pid,
                  target.comm, tls_error);
     return 1;
@@ -989,7 +979,11 @@ class LiveAuditor {
       if (auto* found = layouts_.Find(key)) return *found;
     LayoutResult result;
     auto t0 = std::chrono::steady_clock::now();
-    result.layout = mat::tap::CalibrateSslLayout(ssl_path, crypto_path, &result.why);
+    auto calibrated = mat::tap::CalibrateSslLayout(ssl_path, crypto_path);
+    if (calibrated)
+      result.layout = *calibrated;
+    else
+      result.why = calibrated.error();
     auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
             .count();

@@ -54,30 +54,28 @@ int RunReplay(const mat::Options& o, mat::output::FileLineSink& out) {
   // records are streamed through it, never held: a recording may be larger than memory.
   std::optional<mat::pipeline::Pipeline> pipeline;
   mat::capture::ClockMap clock;
-  std::string start_error;
   uint64_t last_ts = 0;
   mat::capture::ReplayStats stats;
   auto make = [&] {
     pipeline.emplace(std::move(config), clock, &out, nullptr, mat::pipeline::Resolvers{});
-    start_error = pipeline->start_error();
   };
-  std::string error = mat::capture::ReadRecording(
+  mat::Status read = mat::capture::ReadRecording(
       o.replay_file, &clock,
       [&](const void* data, uint32_t size) {
         if (!pipeline) make();
-        if (!start_error.empty()) return;
+        if (!pipeline->started()) return;
         pipeline->OnRecord(data, size);
         if (size >= sizeof(tap_hdr))
           last_ts = std::max<uint64_t>(last_ts, static_cast<const tap_hdr*>(data)->ts_ns);
       },
       &stats);
-  if (!error.empty()) {
-    spdlog::error("{}", error);
+  if (!read) {
+    spdlog::error("{}", read.error());
     return 1;
   }
   if (!pipeline) make();
-  if (!start_error.empty()) {
-    spdlog::error("{}", start_error);
+  if (!pipeline->started()) {
+    spdlog::error("{}", pipeline->started().error());
     return 1;
   }
   if (stats.bad_records)

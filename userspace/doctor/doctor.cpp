@@ -211,12 +211,11 @@ bool CheckBpfObject(const Options& o, Report* r) {
     r->Add(Status::kFail, "kernel BPF programs", "cannot size the BPF maps");
     return false;
   }
-  const std::string missing = tap::MissingSocketTracepoints();
-  if (!missing.empty()) {
+  if (const mat::Status tracepoints = tap::SocketTracepoints(); !tracepoints) {
     bpf_program__set_autoload(skel->progs.sock_send, false);
     bpf_program__set_autoload(skel->progs.sock_recv, false);
     r->Add(Status::kWarn, "kernel socket tracepoints",
-           missing +
+           tracepoints.error() +
                ": the keys capture is off, every target is captured per call (a probe on "
                "every TLS read and write)");
   }
@@ -286,13 +285,12 @@ bool CheckBpfObject(const Options& o, Report* r) {
   }
 
   // A uprobe and a uretprobe on this process's own function (nothing else sees them).
-  std::string error;
-  auto elf = tap::ElfFile::Load("/proc/self/exe", &error);
+  auto elf = tap::ElfFile::Load("/proc/self/exe");
   auto site = elf ? elf->FindFunction("mat_doctor_uprobe_site") : std::nullopt;
   if (!site) {
     r->Add(Status::kWarn, "kernel uprobe attach",
            "not checked here (no symbol mat_doctor_uprobe_site in this program" +
-               (error.empty() ? "" : ": " + error) + "); each target's attach is checked below");
+               (elf ? "" : ": " + elf.error()) + "); each target's attach is checked below");
     return true;
   }
   std::string failed;
@@ -394,11 +392,10 @@ void CheckTarget(const Options& o, const tap::TargetProcess& t, tap::BpfTap* tap
     r->Add(Status::kOk, item,
            "TLS library OpenSSL " + lib.name + " (" +
                (version.empty() ? "version text not found" : version) + ")");
-    std::string error;
-    auto plan = tap::PlanSslProbes(lib.path, &error);
+    auto plan = tap::PlanSslProbes(lib.path);
     if (!plan) {
-      r->Add(Status::kFail, item, "no probe plan for " + lib.name + ": " + error);
-      fail_reason = error;
+      r->Add(Status::kFail, item, "no probe plan for " + lib.name + ": " + plan.error());
+      fail_reason = plan.error();
       continue;
     }
     r->Add(Status::kOk, item,
@@ -420,14 +417,14 @@ void CheckTarget(const Options& o, const tap::TargetProcess& t, tap::BpfTap* tap
           result.text = "no libcrypto mapped beside it";
         } else {
           auto t0 = std::chrono::steady_clock::now();
-          std::string why;
-          result.layout = tap::CalibrateSslLayout(lib.path, crypto.front().path, &why);
+          auto calibrated = tap::CalibrateSslLayout(lib.path, crypto.front().path);
           auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - t0)
                         .count();
-          result.text = result.layout ? "OpenSSL layout calibrated by mke-audit-tap-sslcal in " +
-                                            std::to_string(ms) + " ms"
-                                      : "OpenSSL layout calibration failed: " + why;
+          if (calibrated) result.layout = *calibrated;
+          result.text = calibrated ? "OpenSSL layout calibrated by mke-audit-tap-sslcal in " +
+                                         std::to_string(ms) + " ms"
+                                   : "OpenSSL layout calibration failed: " + calibrated.error();
         }
         found = layouts->emplace(key, std::move(result)).first;
       }
@@ -444,16 +441,15 @@ void CheckTarget(const Options& o, const tap::TargetProcess& t, tap::BpfTap* tap
     stacks.push_back(stack);
   }
   if (!ssl.empty() && !crypto.empty() && fail_reason.empty()) {
-    std::string why;
-    if (tap::PlanCertProbes(crypto.front().path, &why))
+    if (auto sites = tap::PlanCertProbes(crypto.front().path))
       r->Add(Status::kOk, item, "client certificates: d2i_X509/i2d_X509 in " + crypto.front().name);
     else
       r->Add(Status::kWarn, item,
-             "no client certificates (" + why + "); users come from request credentials only");
+             "no client certificates (" + sites.error() +
+                 "); users come from request credentials only");
   }
 
-  std::string go_why;
-  auto go = tap::InspectGoBinary(pid_dir + "/exe", &go_why);
+  auto go = tap::InspectGoBinary(pid_dir + "/exe");
   if (go) {
     r->Add(Status::kOk, item,
            "TLS library Go crypto/tls in the executable (" + go->go_version + ")");
@@ -473,7 +469,7 @@ void CheckTarget(const Options& o, const tap::TargetProcess& t, tap::BpfTap* tap
       r->Add(Status::kFail, item,
              "no supported TLS library: no OpenSSL libssl mapped, and not a Go crypto/tls "
              "program (" +
-                 go_why + "); it will not be audited");
+                 go.error() + "); it will not be audited");
     return;
   }
 
@@ -522,16 +518,15 @@ void CheckTarget(const Options& o, const tap::TargetProcess& t, tap::BpfTap* tap
     r->Add(Status::kFail, item, "probes not attached: the BPF programs did not load (see above)");
     return;
   }
-  std::string error;
-  int n = tap->AddTarget(t, target_options, &error);
-  if (n > 0) {
+  auto n = tap->AddTarget(t, target_options);
+  if (n) {
     size_t probes = tap->ProbeCount(t.pid);
     tap->RemoveTarget(t.pid);
     r->Add(Status::kOk, item,
-           "probes attach: " + std::to_string(probes) + " uprobes on " + std::to_string(n) +
+           "probes attach: " + std::to_string(probes) + " uprobes on " + std::to_string(*n) +
                " TLS stack(s) attached and detached");
   } else {
-    r->Add(Status::kFail, item, "probes do not attach: " + error + "; it will not be audited");
+    r->Add(Status::kFail, item, "probes do not attach: " + n.error() + "; it will not be audited");
   }
 }
 
@@ -566,10 +561,11 @@ std::vector<Line> Diagnose(const Options& options, bool print) {
       tap_options.cap_bytes = options.cap_bytes;
       tap_options.ringbuf_bytes = options.ringbuf_bytes;
       tap_options.wakeup_bytes = options.ringbuf_bytes / 8;
-      std::string why;
-      tap = tap::BpfTap::Create(
-          tap_options, [](const void*, size_t) {}, &why);
-      if (!tap) r.Add(Status::kFail, "kernel BPF tap", why);
+      auto created = tap::BpfTap::Create(tap_options, [](const void*, size_t) {});
+      if (created)
+        tap = std::move(*created);
+      else
+        r.Add(Status::kFail, "kernel BPF tap", created.error());
     }
     auto targets = tap::ScanTargets(spec);
     std::string asked;

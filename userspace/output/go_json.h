@@ -26,6 +26,31 @@ void AppendLiteral(std::string& out, const char (&text)[N]) {
 // The inside of AppendGoJsonString's literal, without the quotes.
 void AppendEscaped(std::string& out, std::string_view text);
 
+// Writes the members of one JSON object (or map) whose values are strings, skipping the empty
+// ones: `first` before the first member written ('{', or 0 when the caller wrote it), ',' before
+// the others.
+class MemberWriter {
+ public:
+  MemberWriter(std::string& out, char first) : out_(out), separator_(first) {}
+  // `key` is the member up to the value (R"("uid":")"), `close` what follows it.
+  void Put(std::string_view key, std::string_view value, std::string_view close = "\"") {
+    if (value.empty()) return;
+    Separate();
+    out_.append(key);
+    AppendEscaped(out_, value);
+    out_.append(close);
+  }
+  // The separator of a member the caller writes itself.
+  void Separate() {
+    if (separator_ != 0) out_.push_back(separator_);
+    separator_ = ',';
+  }
+
+ private:
+  std::string& out_;
+  char separator_;
+};
+
 // The raw length of the longest prefix of `text` whose escaped form (AppendEscaped) takes at
 // most `budget` bytes. The prefix ends at a boundary of what the escaper treats as one unit (a
 // whole valid UTF-8 sequence, or one byte), so it never splits a character. `*escaped` (when not

@@ -23,6 +23,7 @@ namespace {
 using internal::AppendEscaped;
 using internal::AppendLiteral;
 using internal::LineView;
+using internal::MemberWriter;
 
 std::string_view K8sLevelName(audit::Level level) {
   switch (level) {
@@ -101,15 +102,6 @@ void WriteK8sEvent(std::string& out, const audit::AuditRecord& record, const Use
   AppendEscapedLower(out, record.verb);
   // authentication/v1 UserInfo: username, uid, groups, extra (a map: keys sorted).
   AppendLiteral(out, R"(","user":{)");
-  char separator = 0;
-  auto put_string = [&](std::string_view key, std::string_view value) {
-    if (value.empty()) return;
-    if (separator != 0) out.push_back(separator);
-    separator = ',';
-    out.append(key);
-    AppendEscaped(out, value);
-    out.push_back('"');
-  };
   auto put_string_list = [&](const std::vector<std::string>& values) {
     out.push_back('[');
     for (size_t i = 0; i < values.size(); ++i) {
@@ -119,35 +111,28 @@ void WriteK8sEvent(std::string& out, const audit::AuditRecord& record, const Use
     }
     out.push_back(']');
   };
-  auto put_groups = [&](const std::vector<std::string>& groups) {
+  auto put_groups = [&](MemberWriter& members, const std::vector<std::string>& groups) {
     if (groups.empty()) return;
-    if (separator != 0) out.push_back(separator);
-    separator = ',';
+    members.Separate();
     AppendLiteral(out, R"("groups":)");
     put_string_list(groups);
   };
-  put_string(R"("username":")", user.username);
-  put_string(R"("uid":")", user.uid);
-  put_groups(user.groups);
+  MemberWriter user_members(out, 0);
+  user_members.Put(R"("username":")", user.username);
+  user_members.Put(R"("uid":")", user.uid);
+  put_groups(user_members, user.groups);
   if (!user.license_key.empty() || !user.login.empty() || !user.peer_pid.empty() ||
       !user.peer_comm.empty() || !user.peer_container.empty()) {
-    if (separator != 0) out.push_back(separator);
-    separator = ',';
+    user_members.Separate();
     AppendLiteral(out, R"("extra":)");
-    char extra_separator = '{';
-    auto put_extra = [&](std::string_view key, std::string_view value) {
-      if (value.empty()) return;
-      out.push_back(extra_separator);
-      extra_separator = ',';
-      out.append(key);
-      AppendEscaped(out, value);
-      AppendLiteral(out, R"("])");
-    };
-    put_extra(R"("comm":[")", user.peer_comm);
-    put_extra(R"("container":[")", user.peer_container);
-    put_extra(R"("licenseKey":[")", user.license_key);
-    put_extra(R"("pid":[")", user.peer_pid);
-    put_extra(R"("username":[")", user.login);
+    // Each value a one-string list.
+    constexpr std::string_view kListEnd = R"("])";
+    MemberWriter extra(out, '{');
+    extra.Put(R"("comm":[")", user.peer_comm, kListEnd);
+    extra.Put(R"("container":[")", user.peer_container, kListEnd);
+    extra.Put(R"("licenseKey":[")", user.license_key, kListEnd);
+    extra.Put(R"("pid":[")", user.peer_pid, kListEnd);
+    extra.Put(R"("username":[")", user.login, kListEnd);
     out.push_back('}');
   }
   out.push_back('}');
@@ -155,17 +140,16 @@ void WriteK8sEvent(std::string& out, const audit::AuditRecord& record, const Use
     // The same UserInfo; its extra is a map (keys sorted, as std::map and Go order them).
     const ImpersonatedUserFacts& as = *user.impersonated;
     AppendLiteral(out, R"(,"impersonatedUser":{)");
-    separator = 0;
-    put_string(R"("username":")", as.username);
-    put_string(R"("uid":")", as.uid);
-    put_groups(as.groups);
+    MemberWriter members(out, 0);
+    members.Put(R"("username":")", as.username);
+    members.Put(R"("uid":")", as.uid);
+    put_groups(members, as.groups);
     if (!as.extra.empty()) {
-      if (separator != 0) out.push_back(separator);
+      members.Separate();
       AppendLiteral(out, R"("extra":)");
-      char extra_separator = '{';
+      MemberWriter extra(out, '{');
       for (const auto& [key, values] : as.extra) {
-        out.push_back(extra_separator);
-        extra_separator = ',';
+        extra.Separate();
         AppendGoJsonString(out, key);
         out.push_back(':');
         put_string_list(values);
@@ -192,13 +176,13 @@ void WriteK8sEvent(std::string& out, const audit::AuditRecord& record, const Use
     // audit/v1 ObjectReference: resource, namespace, name, uid, apiGroup, apiVersion,
     // resourceVersion, subresource (never a name here, nor a resourceVersion).
     AppendLiteral(out, R"(,"objectRef":{)");
-    separator = 0;
-    put_string(R"("resource":")", ref.resource);
-    put_string(R"("namespace":")", ref.namespace_);
-    put_string(R"("uid":")", ref.uid);
-    put_string(R"("apiGroup":")", ref.api_group);
-    put_string(R"("apiVersion":")", ref.api_version);
-    put_string(R"("subresource":")", ref.subresource);
+    MemberWriter members(out, 0);
+    members.Put(R"("resource":")", ref.resource);
+    members.Put(R"("namespace":")", ref.namespace_);
+    members.Put(R"("uid":")", ref.uid);
+    members.Put(R"("apiGroup":")", ref.api_group);
+    members.Put(R"("apiVersion":")", ref.api_version);
+    members.Put(R"("subresource":")", ref.subresource);
     out.push_back('}');
   }
   if (record.response_code) {

@@ -22,6 +22,7 @@ using internal::AppendLiteral;
 using internal::AppendRequestObject;
 using internal::ExtraAnnotations;
 using internal::LineView;
+using internal::MemberWriter;
 
 namespace {
 
@@ -537,22 +538,14 @@ void WriteMkeLine(std::string& out, const audit::AuditRecord& record, const User
   out.append(audit::LevelName(record.level));  // the tool's own ASCII words need no escaping
   AppendLiteral(out, R"(","metadata":{"creationTimestamp":null})");
   if (!ref.empty()) {
-    char separator = '{';
-    auto put = [&](std::string_view key, const std::string& value) {
-      if (value.empty()) return;
-      out.push_back(separator);
-      separator = ',';
-      out.append(key);
-      AppendEscaped(out, value);
-      out.push_back('"');
-    };
     AppendLiteral(out, R"(,"objectRef":)");
-    put(R"("apiGroup":")", ref.api_group);
-    put(R"("apiVersion":")", ref.api_version);
-    put(R"("namespace":")", ref.namespace_);
-    put(R"("resource":")", ref.resource);
-    put(R"("subresource":")", ref.subresource);
-    put(R"("uid":")", ref.uid);
+    MemberWriter members(out, '{');
+    members.Put(R"("apiGroup":")", ref.api_group);
+    members.Put(R"("apiVersion":")", ref.api_version);
+    members.Put(R"("namespace":")", ref.namespace_);
+    members.Put(R"("resource":")", ref.resource);
+    members.Put(R"("subresource":")", ref.subresource);
+    members.Put(R"("uid":")", ref.uid);
     out.push_back('}');
   }
   if (view.request_object) {

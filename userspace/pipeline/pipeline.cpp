@@ -28,7 +28,7 @@ Pipeline::Pipeline(PipelineConfig config, capture::ClockMap clock, output::LineS
       resolvers_(std::move(resolvers)),
       policy_(config_.policy),
       identity_(config_.identity),
-      start_error_(identity_.Start(WallNowNs()).error()),
+      started_(identity_.Start(WallNowNs())),
       tracker_(
           WithRestartHook(WithStageHooks(config_.tracker, config_)),
           [this](http::HttpExchange&& exchange, http::ExchangeEvent why,

@@ -19,6 +19,7 @@
 #include "identity/local_peer.h"
 #include "output/line_sink.h"
 #include "output/mke_line.h"
+#include "util/result.h"
 
 namespace mat::pipeline {
 
@@ -82,9 +83,9 @@ class Pipeline {
   Pipeline(PipelineConfig config, capture::ClockMap clock, output::LineSink* sink,
            capture::Recorder* recorder, Resolvers resolvers);
 
-  // Empty, or why the pipeline's identity layer could not start (an unreadable or broken user
+  // Whether the pipeline's identity layer started, or why not (an unreadable or broken user
   // map: lines are still written, without the map, until the file is fixed).
-  const std::string& start_error() const { return start_error_; }
+  const Status& started() const { return started_; }
 
   void OnRecord(const void* bytes, size_t size);
   void OnProcessExit(uint32_t tgid, uint64_t wall_ns) {
@@ -171,7 +172,7 @@ class Pipeline {
   Resolvers resolvers_;
   audit::AuditPolicy policy_;
   identity::IdentityResolver identity_;
-  std::string start_error_;
+  Status started_;
   conn::ConnectionTracker tracker_;
   // Reused line after line, so that their strings keep their storage.
   output::UserFacts user_;

@@ -93,44 +93,44 @@ TarGzWriter::~TarGzWriter() {
   if (gz_) gzclose(static_cast<gzFile>(gz_));
 }
 
-std::string TarGzWriter::Open(const std::string& path) {
+Status TarGzWriter::Open(const std::string& path) {
   path_ = path;
   // O_EXCL: an existing file (or a link planted there) is never overwritten.
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return "cannot create " + path + ": " + std::strerror(errno);
+  if (fd < 0) return Error{"cannot create " + path + ": " + std::strerror(errno)};
   gz_ = gzdopen(fd, "wb9");
   if (!gz_) {
     ::close(fd);
-    return "cannot write " + path;
+    return Error{"cannot write " + path};
   }
-  return "";
+  return {};
 }
 
-std::string TarGzWriter::Write(const void* data, size_t size) {
-  if (size == 0) return "";
+Status TarGzWriter::Write(const void* data, size_t size) {
+  if (size == 0) return {};
   if (gzwrite(static_cast<gzFile>(gz_), data, static_cast<unsigned>(size)) !=
       static_cast<int>(size))
-    return "cannot write " + path_;
-  return "";
+    return Error{"cannot write " + path_};
+  return {};
 }
 
-std::string TarGzWriter::Add(const std::string& name, std::string_view content, uint64_t mtime) {
+Status TarGzWriter::Add(const std::string& name, std::string_view content, uint64_t mtime) {
   std::string header = TarHeader(name, content.size(), mtime);
-  std::string error = Write(header.data(), header.size());
-  for (size_t at = 0; error.empty() && at < content.size(); at += 1u << 20)
-    error = Write(content.data() + at, std::min<size_t>(1u << 20, content.size() - at));
+  Status written = Write(header.data(), header.size());
+  for (size_t at = 0; written && at < content.size(); at += 1u << 20)
+    written = Write(content.data() + at, std::min<size_t>(1u << 20, content.size() - at));
   static const char zeros[512] = {};
-  if (error.empty() && content.size() % 512) error = Write(zeros, 512 - content.size() % 512);
-  return error;
+  if (written && content.size() % 512) written = Write(zeros, 512 - content.size() % 512);
+  return written;
 }
 
-std::string TarGzWriter::Close() {
+Status TarGzWriter::Close() {
   static const char zeros[1024] = {};
-  std::string error = Write(zeros, sizeof(zeros));
+  Status written = Write(zeros, sizeof(zeros));
   int rc = gzclose(static_cast<gzFile>(gz_));
   gz_ = nullptr;
-  if (error.empty() && rc != Z_OK) error = "cannot write " + path_;
-  return error;
+  if (written && rc != Z_OK) return Error{"cannot write " + path_};
+  return written;
 }
 
 namespace {
@@ -147,13 +147,10 @@ std::string ReadTrimmed(const std::string& path) {
   return text;
 }
 
-// The last `max` bytes of a file, from a line start; "" with *error when unreadable.
-std::string ReadTail(const std::string& path, size_t max, std::string* error) {
+// The last `max` bytes of a file, from a line start; an error when unreadable.
+Result<std::string> ReadTail(const std::string& path, size_t max) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = "cannot read " + path + ": " + std::strerror(errno);
-    return "";
-  }
+  if (!in) return Error{"cannot read " + path + ": " + std::strerror(errno)};
   in.seekg(0, std::ios::end);
   std::streamoff size = in.tellg();
   std::streamoff from = size > static_cast<std::streamoff>(max) ? size - max : 0;
@@ -168,13 +165,18 @@ std::string ReadTail(const std::string& path, size_t max, std::string* error) {
   return text;
 }
 
-// Runs argv, both its outputs into one text (at most max bytes).
-std::string RunCommand(const std::vector<std::string>& args, size_t max, std::string* error) {
+// What a command wrote (both its outputs, at most max bytes), and whether it ran and exited 0:
+// the output of a failed command is kept too (it says why).
+struct CommandOutput {
+  std::string text;
+  Status status;
+};
+
+// Runs argv.
+CommandOutput RunCommand(const std::vector<std::string>& args, size_t max) {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
-    *error = std::string("pipe: ") + std::strerror(errno);
-    return "";
-  }
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    return {"", Error{std::string("pipe: ") + std::strerror(errno)}};
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
@@ -189,8 +191,7 @@ std::string RunCommand(const std::vector<std::string>& args, size_t max, std::st
   ::close(fds[1]);
   if (rc != 0) {
     ::close(fds[0]);
-    *error = "cannot run " + args[0] + ": " + std::strerror(rc);
-    return "";
+    return {"", Error{"cannot run " + args[0] + ": " + std::strerror(rc)}};
   }
   std::string out;
   char buf[65536];
@@ -205,22 +206,22 @@ std::string RunCommand(const std::vector<std::string>& args, size_t max, std::st
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    *error = args[0] + " " + args[1] + " failed (status " + std::to_string(status) +
-             "): " + out.substr(0, 500);
-  return out;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    Error error{args[0] + " " + args[1] + " failed (status " + std::to_string(status) +
+                "): " + out.substr(0, 500)};
+    return {std::move(out), std::move(error)};
+  }
+  return {std::move(out), {}};
 }
 
 // GET path from the running auditor's admin API with a client bundle (cert.pem, key.pem,
-// ca.pem in dir): the body of a 200, or "" with *error.
-std::string FetchAdmin(const Options& o, const std::string& bundle, const std::string& path,
-                       std::string* error) {
+// ca.pem in dir): the body of a 200, or why not.
+Result<std::string> FetchAdmin(const Options& o, const std::string& bundle,
+                               const std::string& path) {
   std::string host;
   uint16_t port = 0;
-  if (!SplitListenAddress(o.admin_listen, &host, &port)) {
-    *error = "no admin listener configured (admin_listen)";
-    return "";
-  }
+  if (!SplitListenAddress(o.admin_listen, &host, &port))
+    return Error{"no admin listener configured (admin_listen)"};
   if (host == "0.0.0.0") host = "127.0.0.1";
   if (host == "::") host = "::1";
   namespace ssl = boost::asio::ssl;
@@ -253,23 +254,17 @@ std::string FetchAdmin(const Options& o, const std::string& bundle, const std::s
       });
     });
     io.run_for(std::chrono::seconds(10));
-    if (result && result != boost::asio::error::eof && result != ssl::error::stream_truncated) {
-      *error = "admin API at " + o.admin_listen + ": " + result.message();
-      return "";
-    }
+    if (result && result != boost::asio::error::eof && result != ssl::error::stream_truncated)
+      return Error{"admin API at " + o.admin_listen + ": " + result.message()};
     size_t head_end = response.find("\r\n\r\n");
-    if (head_end == std::string::npos || response.compare(0, 9, "HTTP/1.1 ") != 0) {
-      *error = "admin API at " + o.admin_listen + ": no HTTP answer";
-      return "";
-    }
-    if (response.compare(9, 3, "200") != 0) {
-      *error = "admin API at " + o.admin_listen + ": " + response.substr(0, response.find('\r'));
-      return "";
-    }
+    if (head_end == std::string::npos || response.compare(0, 9, "HTTP/1.1 ") != 0)
+      return Error{"admin API at " + o.admin_listen + ": no HTTP answer"};
+    if (response.compare(9, 3, "200") != 0)
+      return Error{"admin API at " + o.admin_listen + ": " +
+                   response.substr(0, response.find('\r'))};
     return response.substr(head_end + 4);
   } catch (const std::exception& e) {
-    *error = "admin API with the bundle " + bundle + ": " + e.what();
-    return "";
+    return Error{"admin API with the bundle " + bundle + ": " + e.what()};
   }
 }
 
@@ -379,17 +374,22 @@ int RunSupportDump(int argc, char** argv) {
   std::string include_from = "the configuration (file and flags)";
   if (!bundle.empty()) {
     std::string why;
-    std::string settings = FetchAdmin(*options, bundle, "/api/ucp/config/logging", &why);
-    if (why.empty()) {
-      files.emplace_back("settings.json", settings);
-      auto json = nlohmann::json::parse(settings, nullptr, false);
+    auto settings = FetchAdmin(*options, bundle, "/api/ucp/config/logging");
+    if (settings) {
+      files.emplace_back("settings.json", *settings);
+      auto json = nlohmann::json::parse(*settings, nullptr, false);
       if (json.is_object() && json.contains("supportDumpIncludeAuditLogs") &&
           json["supportDumpIncludeAuditLogs"].is_boolean()) {
         include_audit = json["supportDumpIncludeAuditLogs"].get<bool>();
         include_from = "the running auditor's admin API";
       }
-      std::string metrics = FetchAdmin(*options, bundle, "/metrics", &why);
-      if (why.empty()) files.emplace_back("metrics.txt", metrics);
+      auto metrics = FetchAdmin(*options, bundle, "/metrics");
+      if (metrics)
+        files.emplace_back("metrics.txt", *metrics);
+      else
+        why = metrics.error();
+    } else {
+      why = settings.error();
     }
     if (!why.empty()) notes += "counters: not included: " + why + "\n";
   } else {
@@ -404,10 +404,16 @@ int RunSupportDump(int argc, char** argv) {
   std::string logs, logs_from;
   std::string why;
   if (!log_file.empty()) {
-    logs = ReadTail(log_file, kMaxLogBytes, &why);
+    auto tail = ReadTail(log_file, kMaxLogBytes);
+    if (tail)
+      logs = std::move(*tail);
+    else
+      why = tail.error();
     logs_from = log_file + " (its last 16 MiB at most)";
   } else if (!container.empty()) {
-    logs = RunCommand({"docker", "logs", "--tail", "100000", container}, kMaxLogBytes, &why);
+    CommandOutput run = RunCommand({"docker", "logs", "--tail", "100000", container}, kMaxLogBytes);
+    logs = std::move(run.text);
+    why = run.status.error();
     logs_from = "docker logs of container " + container + " (last 100000 lines, 16 MiB at most)";
   } else {
     why = "no --log-file FILE, --container NAME or MKE_AUDIT_TAP_CONTAINER given";
@@ -438,14 +444,14 @@ int RunSupportDump(int argc, char** argv) {
   files.emplace_back("README.txt", readme);
 
   TarGzWriter tar;
-  std::string error = tar.Open(output);
+  Status written = tar.Open(output);
   for (const auto& [name, content] : files) {
-    if (!error.empty()) break;
-    error = tar.Add(dir + "/" + name, MaskSecrets(content, secrets), static_cast<uint64_t>(now));
+    if (!written) break;
+    written = tar.Add(dir + "/" + name, MaskSecrets(content, secrets), static_cast<uint64_t>(now));
   }
-  if (error.empty()) error = tar.Close();
-  if (!error.empty()) {
-    std::fprintf(stderr, "mke-audit-tap support-dump: %s\n", error.c_str());
+  if (written) written = tar.Close();
+  if (!written) {
+    std::fprintf(stderr, "mke-audit-tap support-dump: %s\n", written.error().c_str());
     ::unlink(output.c_str());
     return 1;
   }

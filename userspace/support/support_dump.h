@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/result.h"
+
 namespace mat::support {
 
 // The logs as included: without the lines containing "auditID" unless include_audit_lines;
@@ -24,12 +26,12 @@ std::string MaskSecrets(std::string text, const std::vector<std::string>& secret
 class TarGzWriter {
  public:
   ~TarGzWriter();
-  std::string Open(const std::string& path);  // "" or why not
-  std::string Add(const std::string& name, std::string_view content, uint64_t mtime);
-  std::string Close();  // writes the end of the archive
+  Status Open(const std::string& path);
+  Status Add(const std::string& name, std::string_view content, uint64_t mtime);
+  Status Close();  // writes the end of the archive
 
  private:
-  std::string Write(const void* data, size_t size);
+  Status Write(const void* data, size_t size);
   void* gz_ = nullptr;  // gzFile
   std::string path_;
 };

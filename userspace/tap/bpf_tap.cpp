@@ -97,12 +97,12 @@ void EnsureTracefs() {
 
 }  // namespace
 
-std::string MissingSocketTracepoints() {
+Status SocketTracepoints() {
   const char* test = std::getenv("MKE_AUDIT_TAP_TEST_NO_SOCK_TRACEPOINTS");
   if (test != nullptr && std::string_view(test) == "1")
-    return "sock_send_length/sock_recv_length tracepoints hidden for a test";
+    return Error{"sock_send_length/sock_recv_length tracepoints hidden for a test"};
   btf* vmlinux = btf__load_vmlinux_btf();
-  if (vmlinux == nullptr) return "the kernel's BTF cannot be read";
+  if (vmlinux == nullptr) return Error{"the kernel's BTF cannot be read"};
   std::string missing;
   for (const char* name : {"btf_trace_sock_send_length", "btf_trace_sock_recv_length"}) {
     if (btf__find_by_name_kind(vmlinux, name, BTF_KIND_TYPEDEF) < 0) {
@@ -110,71 +110,59 @@ std::string MissingSocketTracepoints() {
     }
   }
   btf__free(vmlinux);
-  if (missing.empty()) return "";
+  if (missing.empty()) return {};
   utsname u{};
   ::uname(&u);
-  return "kernel " + std::string(u.release) + " has no " + missing +
-         " tracepoint (Linux 6.3 or later has them)";
+  return Error{"kernel " + std::string(u.release) + " has no " + missing +
+               " tracepoint (Linux 6.3 or later has them)"};
 }
 
-std::unique_ptr<BpfTap> BpfTap::Create(const TapOptions& options, RecordHandler handler,
-                                       std::string* error) {
+Result<std::unique_ptr<BpfTap>> BpfTap::Create(const TapOptions& options, RecordHandler handler) {
   libbpf_set_print(LibbpfLog);
   std::unique_ptr<BpfTap> tap(new BpfTap());
   tap->handler_ = std::move(handler);
   tap->skel_ = tap_bpf__open();
-  if (tap->skel_ == nullptr) {
-    *error = std::string("cannot open the BPF object: ") + std::strerror(errno);
-    return nullptr;
-  }
+  if (tap->skel_ == nullptr)
+    return Error{std::string("cannot open the BPF object: ") + std::strerror(errno)};
   tap->skel_->rodata->cap_bytes = options.cap_bytes;
   tap->skel_->rodata->cipher_cap_bytes =
       std::min<uint32_t>(options.cipher_cap_bytes, TAP_MAX_CHUNKS * TAP_CHUNK_BYTES);
   tap->skel_->rodata->wakeup_bytes = options.wakeup_bytes;
-  if (int err = bpf_map__set_max_entries(tap->skel_->maps.events, options.ringbuf_bytes)) {
-    *error = "bad ring buffer size: " + std::string(std::strerror(-err));
-    return nullptr;
-  }
+  if (int err = bpf_map__set_max_entries(tap->skel_->maps.events, options.ringbuf_bytes))
+    return Error{"bad ring buffer size: " + std::string(std::strerror(-err))};
   // Two record buffers per CPU (uprobes, socket tracepoints), indexed by CPU * 2 + which.
   int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0 ||
-      bpf_map__set_max_entries(tap->skel_->maps.chunk_scratch, 2 * static_cast<uint32_t>(ncpu))) {
-    *error = "cannot size the record buffers to the possible CPUs";
-    return nullptr;
-  }
+      bpf_map__set_max_entries(tap->skel_->maps.chunk_scratch, 2 * static_cast<uint32_t>(ncpu)))
+    return Error{"cannot size the record buffers to the possible CPUs"};
   // Without the socket tracepoints (before Linux 6.3) the BPF object still loads: the keys
   // capture is off, and every target is captured per call.
-  tap->keys_unavailable_ = MissingSocketTracepoints();
+  tap->keys_unavailable_ = SocketTracepoints().error();
   if (!tap->keys_unavailable_.empty()) {
     spdlog::warn("{}: no process can have the keys capture; per-call probes for every target",
                  tap->keys_unavailable_);
     bpf_program__set_autoload(tap->skel_->progs.sock_send, false);
     bpf_program__set_autoload(tap->skel_->progs.sock_recv, false);
   }
-  if (int err = tap_bpf__load(tap->skel_)) {
-    *error = std::string("cannot load the BPF programs (root or CAP_BPF+CAP_PERFMON needed): ") +
-             std::strerror(-err);
-    return nullptr;
-  }
+  if (int err = tap_bpf__load(tap->skel_))
+    return Error{
+        std::string("cannot load the BPF programs (root or CAP_BPF+CAP_PERFMON needed): ") +
+        std::strerror(-err)};
   // The socket BTF tracepoints: attached once, they filter on the targets map and cost other
   // processes a map lookup per socket call (the syscall tracepoints wait for a plaintext target).
   for (bpf_program* prog :
        {tap->skel_->progs.sock_send, tap->skel_->progs.sock_recv, tap->skel_->progs.sock_state}) {
     if (!bpf_program__autoload(prog)) continue;
     bpf_link* link = bpf_program__attach(prog);
-    if (link == nullptr) {
-      *error = std::string("cannot attach BTF tracepoint ") + bpf_program__name(prog) + ": " +
-               std::strerror(errno);
-      return nullptr;
-    }
+    if (link == nullptr)
+      return Error{std::string("cannot attach BTF tracepoint ") + bpf_program__name(prog) + ": " +
+                   std::strerror(errno)};
     tap->sock_links_.push_back(link);
   }
   tap->ring_ =
       ring_buffer__new(bpf_map__fd(tap->skel_->maps.events), &BpfTap::OnRecord, tap.get(), nullptr);
-  if (tap->ring_ == nullptr) {
-    *error = std::string("cannot open the ring buffer: ") + std::strerror(errno);
-    return nullptr;
-  }
+  if (tap->ring_ == nullptr)
+    return Error{std::string("cannot open the ring buffer: ") + std::strerror(errno)};
   return tap;
 }
 
@@ -235,67 +223,57 @@ uint8_t BpfTap::KernelModeFor(const std::string& capture) const {
                                                               : TAP_TARGET_CIPHER;
 }
 
-bool BpfTap::WatchProcesses(const std::vector<std::string>& comms, std::string* error,
-                            uint8_t exec_bits, const std::vector<pid_t>& pids) {
-  if (proc_ring_ != nullptr) return true;
-  if (comms.size() > TAP_MAX_WATCH_COMMS) {
-    *error = "more than " + std::to_string(TAP_MAX_WATCH_COMMS) + " --comm names";
-    return false;
-  }
+Status BpfTap::WatchProcesses(const std::vector<std::string>& comms, uint8_t exec_bits,
+                              const std::vector<pid_t>& pids) {
+  if (proc_ring_ != nullptr) return {};
+  if (comms.size() > TAP_MAX_WATCH_COMMS)
+    return Error{"more than " + std::to_string(TAP_MAX_WATCH_COMMS) + " --comm names"};
   for (const std::string& comm : comms) {
     char key[TAP_COMM_LEN] = {};
     // The kernel keeps the first 15 bytes of a program's name.
     std::memcpy(key, comm.data(), std::min<size_t>(comm.size(), TAP_COMM_LEN - 1));
     if (bpf_map__update_elem(skel_->maps.target_comms, key, sizeof(key), &exec_bits,
-                             sizeof(exec_bits), BPF_ANY)) {
-      *error = std::string("target_comms map: ") + std::strerror(errno);
-      return false;
-    }
+                             sizeof(exec_bits), BPF_ANY))
+      return Error{std::string("target_comms map: ") + std::strerror(errno)};
   }
   // A --pid's tree: its descendants are added at their fork, in the kernel.
   for (pid_t pid : pids) {
     uint32_t tgid = static_cast<uint32_t>(pid);
     if (bpf_map__update_elem(skel_->maps.pid_trees, &tgid, sizeof(tgid), &exec_bits,
-                             sizeof(exec_bits), BPF_ANY)) {
-      *error = std::string("pid_trees map: ") + std::strerror(errno);
-      return false;
-    }
+                             sizeof(exec_bits), BPF_ANY))
+      return Error{std::string("pid_trees map: ") + std::strerror(errno)};
   }
   proc_ring_ =
       ring_buffer__new(bpf_map__fd(skel_->maps.proc_events), &BpfTap::OnProcRecord, this, nullptr);
-  if (proc_ring_ == nullptr) {
-    *error = std::string("cannot open the process event ring buffer: ") + std::strerror(errno);
-    return false;
-  }
+  if (proc_ring_ == nullptr)
+    return Error{std::string("cannot open the process event ring buffer: ") + std::strerror(errno)};
   for (bpf_program* prog : {skel_->progs.proc_fork, skel_->progs.proc_exec}) {
     bpf_link* link = bpf_program__attach(prog);
-    if (link == nullptr) {
-      *error = std::string("cannot attach BTF tracepoint ") + bpf_program__name(prog) + ": " +
-               std::strerror(errno);
-      return false;
-    }
+    if (link == nullptr)
+      return Error{std::string("cannot attach BTF tracepoint ") + bpf_program__name(prog) + ": " +
+                   std::strerror(errno)};
     proc_links_.push_back(link);
   }
-  return true;
+  return {};
 }
 
 void BpfTap::WarmPlans(const std::string& libssl, const std::string& libcrypto, bool per_call) {
-  std::string error;
-  if (const SslProbePlan* plan = PlanFor({libssl, libssl}, &error)) {
-    if (SharedFile* f = UseShared({libssl, libssl}, plan->sites, per_call, 0, nullptr, &error)) {
-      f->pinned = true;
-      f->per_call_pinned |= per_call;
-      if (per_call && !UpdateSyscallTracepoints(&error))
-        spdlog::warn("{}: per-call capture ahead of the targets: {}", libssl, error);
+  if (auto plan = PlanFor({libssl, libssl})) {
+    if (auto f = UseShared({libssl, libssl}, (*plan)->sites, per_call, 0, nullptr)) {
+      (*f)->pinned = true;
+      (*f)->per_call_pinned |= per_call;
+      if (per_call)
+        if (Status attached = UpdateSyscallTracepoints(); !attached)
+          spdlog::warn("{}: per-call capture ahead of the targets: {}", libssl, attached.error());
     } else {
-      spdlog::warn("{}: not probed ahead of the targets: {}", libssl, error);
+      spdlog::warn("{}: not probed ahead of the targets: {}", libssl, f.error());
     }
   }
-  if (const std::vector<ProbeSite>* sites = CertPlanFor({libcrypto, libcrypto}, &error)) {
-    if (SharedFile* f = UseShared({libcrypto, libcrypto}, *sites, false, 0, nullptr, &error))
-      f->pinned = true;
+  if (auto sites = CertPlanFor({libcrypto, libcrypto})) {
+    if (auto f = UseShared({libcrypto, libcrypto}, **sites, false, 0, nullptr))
+      (*f)->pinned = true;
     else
-      spdlog::warn("{}: not probed ahead of the targets: {}", libcrypto, error);
+      spdlog::warn("{}: not probed ahead of the targets: {}", libcrypto, f.error());
   }
 }
 
@@ -344,64 +322,56 @@ void BpfTap::PruneKernelTargets() {
 namespace {
 
 // The (device, inode) of path: what identifies a file across processes and mount namespaces.
-std::optional<std::pair<uint64_t, uint64_t>> FileKeyOf(const std::string& path,
-                                                       std::string* error) {
+Result<FileKey> FileKeyOf(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    *error = "cannot stat " + path + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  return std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino});
+  if (::stat(path.c_str(), &st) != 0)
+    return Error{"cannot stat " + path + ": " + std::strerror(errno)};
+  return FileKey{uint64_t{st.st_dev}, uint64_t{st.st_ino}};
 }
 
 }  // namespace
 
-const SslProbePlan* BpfTap::PlanFor(const SslLibrary& library, std::string* error) {
+Result<const SslProbePlan*> BpfTap::PlanFor(const SslLibrary& library) {
   const std::string& path = library.path;
-  auto key = FileKeyOf(path, error);
-  if (!key) return nullptr;
+  auto key = FileKeyOf(path);
+  if (!key) return Error{key.error()};
   if (const SslProbePlan* known = plans_.Find(*key)) return known;
-  auto plan = PlanSslProbes(path, error);
-  if (!plan) return nullptr;
+  auto plan = PlanSslProbes(path);
+  if (!plan) return Error{plan.error()};
   spdlog::info("probe plan for {} ({}):{}", library.name, path, plan->Describe());
   return &plans_.Insert(*key, std::move(*plan));
 }
 
-const std::vector<ProbeSite>* BpfTap::CertPlanFor(const SslLibrary& library, std::string* error) {
-  auto key = FileKeyOf(library.path, error);
-  if (!key) return nullptr;
+Result<const std::vector<ProbeSite>*> BpfTap::CertPlanFor(const SslLibrary& library) {
+  auto key = FileKeyOf(library.path);
+  if (!key) return Error{key.error()};
   auto* planned = cert_plans_.Find(*key);
-  if (planned == nullptr) {
-    Planned<std::vector<ProbeSite>> fresh;
-    fresh.plan = PlanCertProbes(library.path, &fresh.why);
-    planned = &cert_plans_.Insert(*key, std::move(fresh));
-  }
-  if (!planned->plan) *error = planned->why;
-  return planned->plan ? &*planned->plan : nullptr;
+  if (planned == nullptr) planned = &cert_plans_.Insert(*key, PlanCertProbes(library.path));
+  if (!*planned) return Error{planned->error()};
+  return &**planned;
 }
 
-const GoBinaryInfo* BpfTap::GoPlanFor(pid_t pid, std::string* error) {
+Result<const GoBinaryInfo*> BpfTap::GoPlanFor(pid_t pid) {
   const std::string path = "/proc/" + std::to_string(pid) + "/exe";
-  auto key = FileKeyOf(path, error);
-  if (!key) return nullptr;
+  auto key = FileKeyOf(path);
+  if (!key) return Error{key.error()};
   auto* cached = go_plans_.Find(*key);
   if (cached == nullptr) {
-    Planned<GoBinaryInfo> planned;
-    planned.plan = InspectGoBinary(path, &planned.why);
+    Result<GoBinaryInfo> planned = InspectGoBinary(path);
     // Name the program by what the process runs, not by the /proc path used to open it.
     char target[4096];
     ssize_t n = ::readlink(path.c_str(), target, sizeof(target) - 1);
     std::string name = n > 0 ? std::string(target, static_cast<size_t>(n)) : path;
-    if (planned.plan) {
-      planned.plan->path = name;
-      spdlog::info("probe plan for Go program {}", planned.plan->Describe());
-    } else if (planned.why.rfind(path, 0) == 0) {
-      planned.why = name + planned.why.substr(path.size());
+    if (planned) {
+      planned->path = name;
+      spdlog::info("probe plan for Go program {}", planned->Describe());
+    } else if (planned.error().rfind(path, 0) == 0) {
+      planned = Error{name + planned.error().substr(path.size())};
     }
     cached = &go_plans_.Insert(*key, std::move(planned));
   }
-  if (!cached->plan) *error = cached->why;
-  return cached->plan ? &*cached->plan : nullptr;
+  if (!*cached) return Error{cached->error()};
+  return &**cached;
 }
 
 std::vector<BpfTap::AttachSpec> BpfTap::SpecsOf(const std::vector<ProbeSite>& sites, bool per_call,
@@ -423,9 +393,8 @@ std::vector<BpfTap::AttachSpec> BpfTap::SpecsOf(const std::vector<ProbeSite>& si
   return specs;
 }
 
-bool BpfTap::AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const std::string& path,
-                         const std::string& what, std::vector<bpf_link*>* links,
-                         std::string* error) {
+Status BpfTap::AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const std::string& path,
+                           const std::string& what, std::vector<bpf_link*>* links) {
   std::vector<bpf_link*> made;
   for (const AttachSpec& site : sites) {
     LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = site.cookie, .retprobe = site.retprobe);
@@ -433,27 +402,27 @@ bool BpfTap::AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const 
     bpf_link* link =
         bpf_program__attach_uprobe_opts(site.program, pid, path.c_str(), site.offset, &opts);
     if (link == nullptr) {
-      *error = "cannot attach to " + site.function + " in " + what + ": " + std::strerror(errno);
+      Error error{"cannot attach to " + site.function + " in " + what + ": " +
+                  std::strerror(errno)};
       Reap(std::move(made));  // a process gone meanwhile: nothing waits for these
-      return false;
+      return error;
     }
     made.push_back(link);
   }
   links->insert(links->end(), made.begin(), made.end());
-  return true;
+  return {};
 }
 
-BpfTap::SharedFile* BpfTap::UseShared(const SslLibrary& library,
-                                      const std::vector<ProbeSite>& sites, bool per_call, pid_t pid,
-                                      FileKey* key_out, std::string* error) {
-  auto key = FileKeyOf(library.path, error);
-  if (!key) return nullptr;
+Result<BpfTap::SharedFile*> BpfTap::UseShared(const SslLibrary& library,
+                                              const std::vector<ProbeSite>& sites, bool per_call,
+                                              pid_t pid, FileKey* key_out) {
+  auto key = FileKeyOf(library.path);
+  if (!key) return Error{key.error()};
   auto it = shared_.find(*key);
   if (it == shared_.end()) {
-    if (shared_.size() >= TAP_MAX_SHARED_FILES) {
-      *error = "more than " + std::to_string(TAP_MAX_SHARED_FILES) + " TLS library files probed";
-      return nullptr;
-    }
+    if (shared_.size() >= TAP_MAX_SHARED_FILES)
+      return Error{"more than " + std::to_string(TAP_MAX_SHARED_FILES) +
+                   " TLS library files probed"};
     SharedFile fresh;
     fresh.number = next_file_number_++;
     fresh.name = library.name;
@@ -461,16 +430,19 @@ BpfTap::SharedFile* BpfTap::UseShared(const SslLibrary& library,
     // a layout calibrated on this file (file_layouts), which AddTarget or SetLibraryLayout puts.
     std::vector<AttachSpec> specs = SpecsOf(sites, false, /*secrets_here=*/true);
     for (AttachSpec& spec : specs) spec.cookie |= uint64_t{fresh.number} << TAP_COOKIE_FILE_SHIFT;
-    if (!AttachSites(specs, -1, library.path, library.name, &fresh.links, error)) return nullptr;
+    if (Status attached = AttachSites(specs, -1, library.path, library.name, &fresh.links);
+        !attached)
+      return Error{attached.error()};
     spdlog::debug("{}: {} probes attached for every process that maps it", library.name,
                   fresh.links.size());
     it = shared_.emplace(*key, std::move(fresh)).first;
   }
   SharedFile& f = it->second;
   if (per_call && f.per_call_links.empty()) {
-    if (!AttachSites(SpecsOf(sites, true), -1, library.path, library.name, &f.per_call_links,
-                     error))
-      return nullptr;
+    if (Status attached =
+            AttachSites(SpecsOf(sites, true), -1, library.path, library.name, &f.per_call_links);
+        !attached)
+      return Error{attached.error()};
     spdlog::debug("{}: {} per-call probes attached for every process that maps it", library.name,
                   f.per_call_links.size());
   }
@@ -528,8 +500,7 @@ void BpfTap::SettleShared() {
 }
 
 void BpfTap::SetLibraryLayout(const std::string& libssl, const tap_ssl_layout& layout) {
-  std::string error;
-  auto key = FileKeyOf(libssl, &error);
+  auto key = FileKeyOf(libssl);
   auto it = key ? shared_.find(*key) : shared_.end();
   if (it == shared_.end()) return;  // not probed: AddTarget puts the layout
   if (bpf_map__update_elem(skel_->maps.file_layouts, &it->second.number, sizeof(uint32_t), &layout,
@@ -561,16 +532,13 @@ const char* CaptureModeName(CaptureMode mode) {
   return "?";
 }
 
-int BpfTap::AddTarget(const TargetProcess& target, std::string* error) {
-  return AddTarget(target, TargetOptions{}, error);
+Result<int> BpfTap::AddTarget(const TargetProcess& target) {
+  return AddTarget(target, TargetOptions{});
 }
 
-int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
-                      std::string* error) {
-  if (options.mode != CaptureMode::kPlaintext && !keys_unavailable_.empty()) {
-    *error = keys_unavailable_;
-    return 0;
-  }
+Result<int> BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options) {
+  if (options.mode != CaptureMode::kPlaintext && !keys_unavailable_.empty())
+    return Error{keys_unavailable_};
   DropTarget(target.pid, /*kernel=*/false);  // an exec: the kernel's entry stays meanwhile
   const bool plain = options.mode != CaptureMode::kKeys;
   const bool keys = options.mode != CaptureMode::kPlaintext;
@@ -579,22 +547,30 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
   entry.mode = options.mode;
   int probed = 0;
   std::string ssl_error;
-  std::optional<std::pair<uint64_t, uint64_t>> layout_file;
+  std::optional<FileKey> layout_file;
   if (keys && options.ssl_layout && !options.ssl_layout_library.empty()) {
-    layout_file = FileKeyOf(options.ssl_layout_library, &ssl_error);
-    if (!layout_file) ssl_error = "the calibrated libssl: " + ssl_error;
+    auto key = FileKeyOf(options.ssl_layout_library);
+    if (key)
+      layout_file = *key;
+    else
+      ssl_error = "the calibrated libssl: " + key.error();
   }
   // OpenSSL: the probes of each library file, attached once for every process that maps it.
   std::vector<SslLibrary> libraries = FindSslLibraries(target.pid);
   for (const SslLibrary& library : libraries) {
-    const SslProbePlan* plan = PlanFor(library, &ssl_error);
-    if (plan == nullptr) continue;
+    auto plan = PlanFor(library);
+    if (!plan) {
+      ssl_error = plan.error();
+      continue;
+    }
     // Keys capture reads the secrets with the layout calibrated on this very file.
     bool secrets_here = false;
     if (keys && options.ssl_layout) {
-      std::string why;
-      secrets_here = options.ssl_layout_library.empty() ||
-                     (layout_file && FileKeyOf(library.path, &why) == layout_file);
+      secrets_here = options.ssl_layout_library.empty();
+      if (!secrets_here && layout_file) {
+        auto here = FileKeyOf(library.path);
+        secrets_here = here && *here == *layout_file;
+      }
     }
     if (!plain && !secrets_here) {
       ssl_error = library.name + (options.ssl_layout ? ": not the libssl the layout was found on"
@@ -602,8 +578,12 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
       continue;
     }
     FileKey key;
-    SharedFile* file = UseShared(library, plan->sites, plain, target.pid, &key, &ssl_error);
-    if (file == nullptr) continue;
+    auto used = UseShared(library, (*plan)->sites, plain, target.pid, &key);
+    if (!used) {
+      ssl_error = used.error();
+      continue;
+    }
+    SharedFile* file = *used;
     entry.files.push_back(key);
     if (plain) entry.per_call_files.push_back(key);
     if (secrets_here &&
@@ -616,18 +596,22 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
   // Without them lines still come, with the user from the request's credentials only.
   if (probed > 0) {
     for (const SslLibrary& library : FindCryptoLibraries(target.pid)) {
-      std::string why;
       FileKey key;
-      const std::vector<ProbeSite>* sites = CertPlanFor(library, &why);
-      if (sites != nullptr && UseShared(library, *sites, false, target.pid, &key, &why))
+      auto sites = CertPlanFor(library);
+      Result<SharedFile*> used =
+          sites ? UseShared(library, **sites, false, target.pid, &key) : Error{sites.error()};
+      if (used)
         entry.files.push_back(key);
       else
-        spdlog::warn("pid {}: no client certificates: {}", target.pid, why);
+        spdlog::warn("pid {}: no client certificates: {}", target.pid, used.error());
     }
   }
   // Go programs carry their own TLS stack (crypto/tls), whatever libraries they map.
   std::string go_error;
-  if (const GoBinaryInfo* go = GoPlanFor(target.pid, &go_error)) {
+  auto go_plan = GoPlanFor(target.pid);
+  if (!go_plan) go_error = go_plan.error();
+  if (go_plan) {
+    const GoBinaryInfo* go = *go_plan;
     const GoTlsProbePlan& plan = go->tls;
     std::vector<AttachSpec> sites, per_call_sites;
     auto at_entry = [](std::vector<AttachSpec>* to, bpf_program* prog, const GoFunc& fn) {
@@ -665,14 +649,17 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
     const std::string exe = "/proc/" + std::to_string(target.pid) + "/exe";
     if (plain || go_keys) {
       std::vector<bpf_link*> per_call;
-      if (AttachSites(per_call_sites, target.pid, exe, go->path, &per_call, &go_error)) {
-        if (AttachSites(sites, target.pid, exe, go->path, &entry.links, &go_error)) {
+      Status attached = AttachSites(per_call_sites, target.pid, exe, go->path, &per_call);
+      if (attached) {
+        attached = AttachSites(sites, target.pid, exe, go->path, &entry.links);
+        if (attached) {
           entry.per_call_links.insert(entry.per_call_links.end(), per_call.begin(), per_call.end());
           ++probed;
         } else {
           Reap(std::move(per_call));
         }
       }
+      if (!attached) go_error = attached.error();
     }
   }
   auto undo = [this, &entry, &target] {
@@ -681,62 +668,56 @@ int BpfTap::AddTarget(const TargetProcess& target, const TargetOptions& options,
     ReleaseShared(target.pid, entry.files, false);
   };
   if (probed == 0) {
-    if (!ssl_error.empty())
-      *error = ssl_error;
-    else if (libraries.empty())
-      *error = "no OpenSSL library mapped, and " + go_error;
-    else
-      *error = go_error;
     undo();
-    return 0;
+    if (!ssl_error.empty()) return Error{ssl_error};
+    if (libraries.empty()) return Error{"no OpenSSL library mapped, and " + go_error};
+    return Error{go_error};
   }
   uint32_t tgid = static_cast<uint32_t>(target.pid);
   if (keys && options.ssl_layout &&
       bpf_map__update_elem(skel_->maps.ssl_layouts, &tgid, sizeof(tgid), &*options.ssl_layout,
                            sizeof(tap_ssl_layout), BPF_ANY)) {
-    *error = std::string("ssl_layouts map full: ") + std::strerror(errno);
+    Error error{std::string("ssl_layouts map full: ") + std::strerror(errno)};
     undo();
-    return 0;
+    return error;
   }
   entry.local = options.local_socket;
   targets_[target.pid] = std::move(entry);
   const uint8_t bits = (plain ? TAP_TARGET_PLAIN : 0) | (keys ? TAP_TARGET_CIPHER : 0);
   // The syscall tracepoints first: a plaintext target's accept must be seen from its start.
-  if (!UpdateSyscallTracepoints(error) || !SetTargetMode(target.pid, bits, error)) {
+  Status ready = UpdateSyscallTracepoints();
+  if (ready) ready = SetTargetMode(target.pid, bits);
+  if (!ready) {
     RemoveTarget(target.pid);
-    return 0;
+    return Error{ready.error()};
   }
   return probed;
 }
 
-bool BpfTap::AddSocketOnlyTarget(const TargetProcess& target, std::string* error) {
+Status BpfTap::AddSocketOnlyTarget(const TargetProcess& target) {
   RemoveTarget(target.pid);
   Target entry;
   entry.start_time = target.start_time;
   entry.mode = CaptureMode::kKeys;
   targets_[target.pid] = std::move(entry);
-  if (!SetTargetMode(target.pid, TAP_TARGET_CIPHER, error)) {
-    RemoveTarget(target.pid);
-    return false;
-  }
-  return true;
+  Status set = SetTargetMode(target.pid, TAP_TARGET_CIPHER);
+  if (!set) RemoveTarget(target.pid);
+  return set;
 }
 
-bool BpfTap::AddLocalOnlyTarget(const TargetProcess& target, std::string* error) {
+Status BpfTap::AddLocalOnlyTarget(const TargetProcess& target) {
   RemoveTarget(target.pid);
   Target entry;
   entry.start_time = target.start_time;
   entry.mode = CaptureMode::kKeys;  // no per-call probe, no syscall tracepoint
   entry.local = true;
   targets_[target.pid] = std::move(entry);
-  if (!SetTargetMode(target.pid, 0, error)) {
-    RemoveTarget(target.pid);
-    return false;
-  }
-  return true;
+  Status set = SetTargetMode(target.pid, 0);
+  if (!set) RemoveTarget(target.pid);
+  return set;
 }
 
-bool BpfTap::SetTargetMode(pid_t pid, uint8_t bits, std::string* error) {
+Status BpfTap::SetTargetMode(pid_t pid, uint8_t bits) {
   uint32_t tgid = static_cast<uint32_t>(pid);
   if (auto it = targets_.find(pid); it != targets_.end() && it->second.local) {
     bits |= TAP_TARGET_LOCAL;
@@ -744,21 +725,17 @@ bool BpfTap::SetTargetMode(pid_t pid, uint8_t bits, std::string* error) {
     if (local_close_link_ == nullptr) {
       EnsureTracefs();
       local_close_link_ = bpf_program__attach(skel_->progs.tp_local_close);
-      if (local_close_link_ == nullptr) {
-        *error = std::string("cannot attach tracepoint tp_local_close: ") + std::strerror(errno);
-        return false;
-      }
+      if (local_close_link_ == nullptr)
+        return Error{std::string("cannot attach tracepoint tp_local_close: ") +
+                     std::strerror(errno)};
     }
   }
-  if (bpf_map__update_elem(skel_->maps.targets, &tgid, sizeof(tgid), &bits, sizeof(bits),
-                           BPF_ANY)) {
-    *error = std::string("targets map full: ") + std::strerror(errno);
-    return false;
-  }
-  return true;
+  if (bpf_map__update_elem(skel_->maps.targets, &tgid, sizeof(tgid), &bits, sizeof(bits), BPF_ANY))
+    return Error{std::string("targets map full: ") + std::strerror(errno)};
+  return {};
 }
 
-bool BpfTap::UpdateSyscallTracepoints(std::string* error) {
+Status BpfTap::UpdateSyscallTracepoints() {
   bool wanted = false;
   for (const auto& [pid, target] : targets_) wanted |= target.mode != CaptureMode::kKeys;
   // Per-call probes attached ahead of the targets (WarmPlans): a process the kernel makes a
@@ -769,9 +746,9 @@ bool BpfTap::UpdateSyscallTracepoints(std::string* error) {
       spdlog::info("no target in plaintext capture: syscall tracepoints detached");
     for (bpf_link* link : syscall_links_) bpf_link__destroy(link);
     syscall_links_.clear();
-    return true;
+    return {};
   }
-  if (!syscall_links_.empty()) return true;
+  if (!syscall_links_.empty()) return {};
   EnsureTracefs();
   bpf_program* tracepoints[] = {
       skel_->progs.tp_enter_read,    skel_->progs.tp_enter_write,   skel_->progs.tp_enter_recvfrom,
@@ -783,31 +760,31 @@ bool BpfTap::UpdateSyscallTracepoints(std::string* error) {
   for (bpf_program* prog : tracepoints) {
     bpf_link* link = bpf_program__attach(prog);
     if (link == nullptr) {
-      *error = std::string("cannot attach tracepoint ") + bpf_program__name(prog) + ": " +
-               std::strerror(errno);
+      Error error{std::string("cannot attach tracepoint ") + bpf_program__name(prog) + ": " +
+                  std::strerror(errno)};
       for (bpf_link* l : syscall_links_) bpf_link__destroy(l);
       syscall_links_.clear();
-      return false;
+      return error;
     }
     syscall_links_.push_back(link);
   }
-  return true;
+  return {};
 }
 
 void BpfTap::DropPlaintextProbes(pid_t pid) {
   auto it = targets_.find(pid);
   if (it == targets_.end() || it->second.mode != CaptureMode::kBoth) return;
   Target& target = it->second;
-  std::string error;
   // The kernel stops taking per-call records first, then the probes go.
-  if (!SetTargetMode(pid, TAP_TARGET_CIPHER, &error)) spdlog::warn("pid {}: {}", pid, error);
+  if (Status set = SetTargetMode(pid, TAP_TARGET_CIPHER); !set)
+    spdlog::warn("pid {}: {}", pid, set.error());
   for (bpf_link* link : target.per_call_links) bpf_link__destroy(link);
   target.per_call_links.clear();
   // The per-call probes of its library files go once no target has used them for a while.
   ReleaseShared(pid, target.per_call_files, /*per_call_only=*/true);
   target.per_call_files.clear();
   target.mode = CaptureMode::kKeys;
-  if (!UpdateSyscallTracepoints(&error)) spdlog::warn("{}", error);
+  if (Status updated = UpdateSyscallTracepoints(); !updated) spdlog::warn("{}", updated.error());
 }
 
 std::optional<CaptureMode> BpfTap::ModeOf(pid_t pid) const {
@@ -879,15 +856,13 @@ void BpfTap::RetireTarget(pid_t pid) {
 void BpfTap::SettleTracepoints() {
   SettleShared();
   if (MonoNs() < last_attach_ns_.load() + kReapQuietNs) return;
-  std::string error;
-  UpdateSyscallTracepoints(&error);  // detaching cannot fail
+  (void)UpdateSyscallTracepoints();  // detaching cannot fail
 }
 
 void BpfTap::RemoveTarget(pid_t pid) {
   if (!targets_.count(pid)) return;
   DropTarget(pid, /*kernel=*/true, /*reap=*/false);
-  std::string error;
-  UpdateSyscallTracepoints(&error);  // detaching cannot fail
+  (void)UpdateSyscallTracepoints();  // detaching cannot fail
 }
 
 bool BpfTap::HasTarget(pid_t pid, uint64_t start_time) const {

@@ -77,39 +77,37 @@ struct TapOptions {
 using Counters = std::array<uint64_t, TAP_CNT_MAX>;
 const char* CounterName(int index);
 
-// Empty when the running kernel has the BTF tracepoints the keys capture copies socket bytes
-// from (sock_send_length, sock_recv_length: Linux 6.3 and later), else why not.
+// Whether the running kernel has the BTF tracepoints the keys capture copies socket bytes from
+// (sock_send_length, sock_recv_length: Linux 6.3 and later), or why not.
 // MKE_AUDIT_TAP_TEST_NO_SOCK_TRACEPOINTS=1 (tests only) makes a kernel that has them look like
 // one that does not.
-std::string MissingSocketTracepoints();
+Status SocketTracepoints();
 
 class BpfTap {
  public:
   using RecordHandler = std::function<void(const void* data, size_t size)>;
 
-  // Opens, configures, loads and attaches the socket BTF tracepoints. nullptr with *error on
-  // failure.
-  static std::unique_ptr<BpfTap> Create(const TapOptions& options, RecordHandler handler,
-                                        std::string* error);
+  // Opens, configures, loads and attaches the socket BTF tracepoints, or says why it cannot.
+  static Result<std::unique_ptr<BpfTap>> Create(const TapOptions& options, RecordHandler handler);
   ~BpfTap();
   BpfTap(const BpfTap&) = delete;
   BpfTap& operator=(const BpfTap&) = delete;
 
   // Attaches the uprobes for one process: every OpenSSL library it maps, and crypto/tls when
-  // the program is written in Go. Returns the number of TLS stacks probed; 0 with *error (the
-  // reason, naming the program) when none could be.
-  int AddTarget(const TargetProcess& target, std::string* error);
+  // the program is written in Go. Returns the number of TLS stacks probed (at least 1), or the
+  // reason, naming the program, when none could be.
+  Result<int> AddTarget(const TargetProcess& target);
   // The same in the given capture mode. kKeys/kBoth count an OpenSSL library as probed only with
   // options.ssl_layout (and, if named, on that library), and a Go program only when it has
-  // (*Config).writeKeyLog; 0 with *error when nothing could be.
-  int AddTarget(const TargetProcess& target, const TargetOptions& options, std::string* error);
+  // (*Config).writeKeyLog; an error when nothing could be.
+  Result<int> AddTarget(const TargetProcess& target, const TargetOptions& options);
   // Keys capture of pid's socket bytes only: the targets map entry, no uprobe (for tests, and
-  // for a process whose secrets come from elsewhere). false with *error when the map is full.
-  bool AddSocketOnlyTarget(const TargetProcess& target, std::string* error);
+  // for a process whose secrets come from elsewhere). An error when the map is full.
+  Status AddSocketOnlyTarget(const TargetProcess& target);
   // Only the local (AF_UNIX) connections the process accepts (see TargetOptions::local_socket):
-  // a dockerd whose TLS could not be probed, or that serves no TLS. false with *error when the
-  // map is full.
-  bool AddLocalOnlyTarget(const TargetProcess& target, std::string* error);
+  // a dockerd whose TLS could not be probed, or that serves no TLS. An error when the map is
+  // full.
+  Status AddLocalOnlyTarget(const TargetProcess& target);
   // A kBoth target becomes kKeys: its per-call probes are detached (and the syscall tracepoints,
   // once no target is left in plaintext capture). Nothing for other targets.
   void DropPlaintextProbes(pid_t pid);
@@ -145,13 +143,13 @@ class BpfTap {
   // ---- attach at exec (bpf/tap.bpf.c proc_fork, proc_exec) ----------------------------------
   // The kernel reports (TAP_EV_PROC, on a ring of its own that wakes the reader at once) an
   // exec whose comm is one of comms, and a fork or exec of a watched process; a forked child of
-  // a target inherits its parent's capture in the kernel until AdoptOrForget. false with *error
-  // when the tracepoints cannot be attached.
+  // a target inherits its parent's capture in the kernel until AdoptOrForget. An error when
+  // the tracepoints cannot be attached.
   // exec_bits: what the kernel makes, before userspace has looked, of a process that execs a
   // --comm's program or that descends from one of pids (enum tap_target_mode bits, see
   // KernelModeFor; 0: it is only reported).
-  bool WatchProcesses(const std::vector<std::string>& comms, std::string* error,
-                      uint8_t exec_bits = 0, const std::vector<pid_t>& pids = {});
+  Status WatchProcesses(const std::vector<std::string>& comms, uint8_t exec_bits = 0,
+                        const std::vector<pid_t>& pids = {});
   // The target mode bits the kernel gives a process at its exec for a --capture setting: the
   // keys capture's where this kernel has it, else the per-call capture's.
   uint8_t KernelModeFor(const std::string& capture) const;
@@ -205,9 +203,9 @@ class BpfTap {
   };
   static constexpr uint64_t kLingerNs = 30000000000ull;
   // The file's shared probes (non-per-call ones attached if need be; with per_call those too)
-  // for pid (0: none, pinned instead); nullptr with *error when they cannot be attached.
-  SharedFile* UseShared(const SslLibrary& library, const std::vector<ProbeSite>& sites,
-                        bool per_call, pid_t pid, FileKey* key, std::string* error);
+  // for pid (0: none, pinned instead); an error when they cannot be attached.
+  Result<SharedFile*> UseShared(const SslLibrary& library, const std::vector<ProbeSite>& sites,
+                                bool per_call, pid_t pid, FileKey* key);
   // pid stops using the shared probes of files (per-call ones only with per_call_only).
   void ReleaseShared(pid_t pid, const std::vector<FileKey>& files, bool per_call_only);
   // Detaches the shared probes no target has used for kLingerNs.
@@ -222,28 +220,22 @@ class BpfTap {
     std::string function;
     uint64_t cookie = 0;  // bpf_get_attach_cookie() in the program
   };
-  // A file's analysis, kept whether it succeeded or not, so each file is read once.
-  template <class Plan>
-  struct Planned {
-    std::optional<Plan> plan;
-    std::string why;  // when !plan
-  };
   static int OnRecord(void* ctx, void* data, size_t size);
   static int OnProcRecord(void* ctx, void* data, size_t size);
-  const SslProbePlan* PlanFor(const SslLibrary& library, std::string* error);
-  const std::vector<ProbeSite>* CertPlanFor(const SslLibrary& library, std::string* error);
-  const GoBinaryInfo* GoPlanFor(pid_t pid, std::string* error);
+  Result<const SslProbePlan*> PlanFor(const SslLibrary& library);
+  Result<const std::vector<ProbeSite>*> CertPlanFor(const SslLibrary& library);
+  Result<const GoBinaryInfo*> GoPlanFor(pid_t pid);
   // The specs of sites; per_call picks the per-call sites (true) or the others (false).
   // secrets_here: cookie 1 on SSL_do_handshake's return (its secrets are read there).
   std::vector<AttachSpec> SpecsOf(const std::vector<ProbeSite>& sites, bool per_call,
                                   bool secrets_here = false) const;
   // Attaches or detaches the syscall tracepoints as some target is or none is in plaintext
-  // capture. false with *error when they are needed and cannot be attached.
-  bool UpdateSyscallTracepoints(std::string* error);
-  bool SetTargetMode(pid_t pid, uint8_t bits, std::string* error);
+  // capture. An error when they are needed and cannot be attached.
+  Status UpdateSyscallTracepoints();
+  Status SetTargetMode(pid_t pid, uint8_t bits);
   // Attaches all of sites or none.
-  bool AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const std::string& path,
-                   const std::string& what, std::vector<bpf_link*>* links, std::string* error);
+  Status AttachSites(const std::vector<AttachSpec>& sites, pid_t pid, const std::string& path,
+                     const std::string& what, std::vector<bpf_link*>* links);
 
   tap_bpf* skel_ = nullptr;
   ring_buffer* ring_ = nullptr;
@@ -273,8 +265,9 @@ class BpfTap {
   // used before the next one is made.
   static constexpr size_t kMaxPlansPerKind = 128;
   FileCache<SslProbePlan> plans_{kMaxPlansPerKind};
-  FileCache<Planned<std::vector<ProbeSite>>> cert_plans_{kMaxPlansPerKind};  // libcrypto files
-  FileCache<Planned<GoBinaryInfo>> go_plans_{kMaxPlansPerKind};
+  // A file's analysis, kept whether it succeeded or not, so each file is read once.
+  FileCache<Result<std::vector<ProbeSite>>> cert_plans_{kMaxPlansPerKind};  // libcrypto files
+  FileCache<Result<GoBinaryInfo>> go_plans_{kMaxPlansPerKind};
 };
 
 }  // namespace mat::tap

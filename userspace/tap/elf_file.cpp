@@ -19,27 +19,21 @@ bool ReadAt(const std::string& data, uint64_t offset, T* out) {
 
 }  // namespace
 
-std::optional<ElfFile> ElfFile::Load(const std::string& path, std::string* error) {
+Result<ElfFile> ElfFile::Load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = "cannot open " + path;
-    return std::nullopt;
-  }
+  if (!in) return Error{"cannot open " + path};
   std::string data(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>{});
-  return FromBytes(std::move(data), path, error);
+  return FromBytes(std::move(data), path);
 }
 
-std::optional<ElfFile> ElfFile::FromBytes(std::string data, const std::string& path,
-                                          std::string* error) {
+Result<ElfFile> ElfFile::FromBytes(std::string data, const std::string& path) {
   ElfFile elf;
   elf.data_ = std::move(data);
   const std::string& d = elf.data_;
   Elf64_Ehdr eh;
   if (!ReadAt(d, 0, &eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
-      eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB) {
-    *error = path + " is not a 64-bit little-endian ELF file";
-    return std::nullopt;
-  }
+      eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB)
+    return Error{path + " is not a 64-bit little-endian ELF file"};
   elf.machine_ = eh.e_machine;
   for (unsigned i = 0; i < eh.e_phnum; ++i) {
     Elf64_Phdr ph;

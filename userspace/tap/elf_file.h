@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/result.h"
+
 namespace mat::tap {
 
 struct ElfSymbol {
@@ -30,11 +32,10 @@ struct ElfSegment {  // a PT_LOAD program header
 
 class ElfFile {
  public:
-  // Reads the whole file. Returns nullopt with *error set for unreadable or non-ELF64 files.
-  static std::optional<ElfFile> Load(const std::string& path, std::string* error);
+  // Reads the whole file. The error names the file when it is unreadable or not ELF64.
+  static Result<ElfFile> Load(const std::string& path);
   // The same from bytes already in memory; `name` only appears in error messages.
-  static std::optional<ElfFile> FromBytes(std::string data, const std::string& name,
-                                          std::string* error);
+  static Result<ElfFile> FromBytes(std::string data, const std::string& name);
 
   // A defined function symbol by exact name, or by name followed by "@" (versioned names).
   std::optional<ElfSymbol> FindFunction(std::string_view name) const;

@@ -124,7 +124,7 @@ bool ReadStringAt(const ElfFile& elf, Words& words, uint64_t address, uint64_t m
   return true;
 }
 
-std::optional<BuildInfo> ReadBuildInfo(const ElfFile& elf, Words& words, std::string* why) {
+Result<BuildInfo> ReadBuildInfo(const ElfFile& elf, Words& words) {
   std::string_view data;
   uint64_t vaddr = 0;
   if (const ElfSection* s = elf.FindSection(".go.buildinfo")) {
@@ -151,37 +151,26 @@ std::optional<BuildInfo> ReadBuildInfo(const ElfFile& elf, Words& words, std::st
     }
     pos = i + 1;
   }
-  if (at == std::string_view::npos) {
-    *why = "is not a Go program (no Go build info)";
-    return std::nullopt;
-  }
+  if (at == std::string_view::npos) return Error{"is not a Go program (no Go build info)"};
   auto ptr_size = static_cast<uint8_t>(data[at + 14]);
   auto flags = static_cast<uint8_t>(data[at + 15]);
-  if (ptr_size != 8 || (flags & 1)) {
-    *why = "is a Go program for a 32-bit or big-endian target; only x86-64 is supported";
-    return std::nullopt;
-  }
+  if (ptr_size != 8 || (flags & 1))
+    return Error{"is a Go program for a 32-bit or big-endian target; only x86-64 is supported"};
   BuildInfo info;
   if (flags & 2) {
     uint64_t pos = at + kHeaderSize;
-    if (!ReadInlineString(data, &pos, &info.version)) {
-      *why = "has a malformed Go build info (inline version string)";
-      return std::nullopt;
-    }
+    if (!ReadInlineString(data, &pos, &info.version))
+      return Error{"has a malformed Go build info (inline version string)"};
     ReadInlineString(data, &pos, &info.modinfo);  // optional
   } else {
     uint64_t version_ptr = words.Resolve(Le64(data, at + 16), vaddr + at + 16);
     uint64_t modinfo_ptr = words.Resolve(Le64(data, at + 24), vaddr + at + 24);
-    if (!ReadStringAt(elf, words, version_ptr, 256, &info.version)) {
-      *why = "has a malformed Go build info (version string pointer)";
-      return std::nullopt;
-    }
+    if (!ReadStringAt(elf, words, version_ptr, 256, &info.version))
+      return Error{"has a malformed Go build info (version string pointer)"};
     ReadStringAt(elf, words, modinfo_ptr, 1 << 20, &info.modinfo);  // optional
   }
-  if (info.version.empty() || info.version.size() > 256) {
-    *why = "has an empty or oversized Go version string";
-    return std::nullopt;
-  }
+  if (info.version.empty() || info.version.size() > 256)
+    return Error{"has an empty or oversized Go version string"};
   return info;
 }
 
@@ -220,12 +209,9 @@ struct PclnTab {
   std::string format;  // for the log
 };
 
-std::optional<PclnTab> ParsePclnHeader(const ElfFile& elf, Words& words, std::string_view data,
-                                       uint64_t vaddr, std::string* why) {
-  if (data.size() < 8) {
-    *why = "pclntab too short";
-    return std::nullopt;
-  }
+Result<PclnTab> ParsePclnHeader(const ElfFile& elf, Words& words, std::string_view data,
+                                uint64_t vaddr) {
+  if (data.size() < 8) return Error{"pclntab too short"};
   uint32_t magic = Le32(data, 0);
   PclnTab t;
   t.data = data;
@@ -236,31 +222,22 @@ std::optional<PclnTab> ParsePclnHeader(const ElfFile& elf, Words& words, std::st
     t.go118 = true;
     t.format = magic == kMagic118 ? "Go 1.18/1.19 pclntab" : "Go 1.20+ pclntab";
   } else if (magic == kMagic12) {
-    *why = "has a Go 1.2-1.15 pclntab (stack-based calling convention, unsupported)";
-    return std::nullopt;
+    return Error{"has a Go 1.2-1.15 pclntab (stack-based calling convention, unsupported)"};
   } else {
-    *why = "has an unknown pclntab magic " + Hex(magic);
-    return std::nullopt;
+    return Error{"has an unknown pclntab magic " + Hex(magic)};
   }
-  if (data[4] != 0 || data[5] != 0 || data[6] != 1 || data[7] != 8) {
-    *why = "has a pclntab header that is not for x86-64 (quantum/pointer size)";
-    return std::nullopt;
-  }
+  if (data[4] != 0 || data[5] != 0 || data[6] != 1 || data[7] != 8)
+    return Error{"has a pclntab header that is not for x86-64 (quantum/pointer size)"};
   const uint64_t words_in_header = t.go118 ? 8 : 7;
-  if (!Fits(data, 8, words_in_header * 8)) {
-    *why = "has a truncated pclntab header";
-    return std::nullopt;
-  }
+  if (!Fits(data, 8, words_in_header * 8)) return Error{"has a truncated pclntab header"};
   auto word = [&](uint64_t i) { return Le64(data, 8 + 8 * i); };
   t.nfunc = word(0);
   t.funcnametab = word(t.go118 ? 3 : 2);
   t.pclntab = word(t.go118 ? 7 : 6);
   const uint64_t field = t.go118 ? 4 : 8;
   if (t.nfunc == 0 || t.nfunc > kMaxFunctions || t.funcnametab >= data.size() ||
-      !Fits(data, t.pclntab, (2 * t.nfunc + 1) * field)) {
-    *why = "has a pclntab header with out-of-range counts or offsets";
-    return std::nullopt;
-  }
+      !Fits(data, t.pclntab, (2 * t.nfunc + 1) * field))
+    return Error{"has a pclntab header with out-of-range counts or offsets"};
   if (t.go118) {
     t.text_start = words.Resolve(word(2), vaddr + 8 + 16);
     if (t.text_start == 0) {
@@ -270,10 +247,7 @@ std::optional<PclnTab> ParsePclnHeader(const ElfFile& elf, Words& words, std::st
       else if (const ElfSection* text = elf.FindSection(".text"))
         t.text_start = text->addr;
     }
-    if (t.text_start == 0) {
-      *why = "has a pclntab without a usable text start";
-      return std::nullopt;
-    }
+    if (t.text_start == 0) return Error{"has a pclntab without a usable text start"};
   }
   return t;
 }
@@ -286,16 +260,14 @@ uint64_t FunctabEntry(const PclnTab& t, Words& words, uint64_t i) {
 }
 
 // Fills `funcs` (address and size) for the functions named in `names`, by scanning functab.
-bool FindInPclnTab(const PclnTab& t, Words& words, const std::vector<std::string_view>& names,
-                   std::vector<GoFunc*> funcs, std::string* why) {
+Status FindInPclnTab(const PclnTab& t, Words& words, const std::vector<std::string_view>& names,
+                     std::vector<GoFunc*> funcs) {
   const uint64_t name_field = t.go118 ? 4 : 8;
   for (uint64_t i = 0; i < t.nfunc; ++i) {
     uint64_t funcoff =
         t.go118 ? Le32(t.data, t.pclntab + i * 8 + 4) : Le64(t.data, t.pclntab + i * 16 + 8);
-    if (funcoff > t.data.size() - t.pclntab || !Fits(t.data, t.pclntab + funcoff, name_field + 4)) {
-      *why = "has a corrupt pclntab (function " + std::to_string(i) + " out of range)";
-      return false;
-    }
+    if (funcoff > t.data.size() - t.pclntab || !Fits(t.data, t.pclntab + funcoff, name_field + 4))
+      return Error{"has a corrupt pclntab (function " + std::to_string(i) + " out of range)"};
     const uint64_t func = t.pclntab + funcoff;
     int32_t nameoff;
     std::memcpy(&nameoff, t.data.data() + func + name_field, sizeof(nameoff));
@@ -310,24 +282,22 @@ bool FindInPclnTab(const PclnTab& t, Words& words, const std::vector<std::string
       uint64_t end = FunctabEntry(t, words, i + 1);
       uint64_t func_entry = t.go118 ? t.text_start + Le32(t.data, func)
                                     : words.Resolve(Le64(t.data, func), t.vaddr + func);
-      if (func_entry != entry || end <= entry || end - entry > kMaxFunctionSize) {
-        *why = "has an inconsistent pclntab entry for " + std::string(want);
-        return false;
-      }
+      if (func_entry != entry || end <= entry || end - entry > kMaxFunctionSize)
+        return Error{"has an inconsistent pclntab entry for " + std::string(want)};
       funcs[k]->address = entry;
       funcs[k]->size = end - entry;
     }
   }
-  return true;
+  return {};
 }
 
 // The pclntab: its section when the section headers name it (".gopclntab", or
 // ".data.rel.ro.gopclntab" in position-independent executables), else the first valid header
 // found by its magic in the loaded segments.
-std::optional<PclnTab> FindPclnTab(const ElfFile& elf, Words& words, std::string* why) {
+Result<PclnTab> FindPclnTab(const ElfFile& elf, Words& words) {
   for (const char* name : {".gopclntab", ".data.rel.ro.gopclntab"}) {
     if (const ElfSection* s = elf.FindSection(name)) {
-      auto t = ParsePclnHeader(elf, words, elf.SectionBytes(*s), s->addr, why);
+      auto t = ParsePclnHeader(elf, words, elf.SectionBytes(*s), s->addr);
       if (t) t->format += " (section " + std::string(name) + ")";
       return t;
     }
@@ -344,15 +314,15 @@ std::optional<PclnTab> FindPclnTab(const ElfFile& elf, Words& words, std::string
       auto first = static_cast<uint8_t>(bytes[start]);
       if ((seg.vaddr + start) % 8 != 0 || (first != 0xfa && first != 0xf0 && first != 0xf1))
         continue;
-      auto t = ParsePclnHeader(elf, words, bytes.substr(start), seg.vaddr + start, &last_why);
+      auto t = ParsePclnHeader(elf, words, bytes.substr(start), seg.vaddr + start);
       if (t) {
         t->format += " (found by magic at file offset " + Hex(seg.offset + start) + ")";
         return t;
       }
+      last_why = t.error();
     }
   }
-  *why = last_why.empty() ? "has no Go function table (pclntab)" : last_why;
-  return std::nullopt;
+  return Error{last_why.empty() ? "has no Go function table (pclntab)" : last_why};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,7 +513,7 @@ std::vector<GoProbeSite> PlanReturns(const ElfFile& elf, const cs_insn* insn, si
 // Disassembles the whole function; the entry site is the first emulated instruction reached on
 // every path with AX/BX/CX/R14 not yet written (straight-line code from the entry), else the
 // entry itself. Every RET is a return site.
-bool PlanFunction(const ElfFile& elf, GoFunc* fn, std::string* why) {
+Status PlanFunction(const ElfFile& elf, GoFunc* fn) {
   bool executable = false;
   for (const auto& seg : elf.LoadSegments())
     if ((seg.flags & PF_X) && fn->address >= seg.vaddr && fn->address - seg.vaddr < seg.filesz &&
@@ -551,25 +521,20 @@ bool PlanFunction(const ElfFile& elf, GoFunc* fn, std::string* why) {
       executable = true;
   auto offset = elf.AddressToOffset(fn->address);
   std::string_view code = elf.Bytes(fn->address, fn->size);
-  if (!executable || !offset || fn->size == 0 || code.size() != fn->size) {
-    *why = "has " + fn->name + " at " + Hex(fn->address) + "+" + std::to_string(fn->size) +
-           " outside its executable code";
-    return false;
-  }
+  if (!executable || !offset || fn->size == 0 || code.size() != fn->size)
+    return Error{"has " + fn->name + " at " + Hex(fn->address) + "+" + std::to_string(fn->size) +
+                 " outside its executable code"};
   fn->file_offset = *offset;
   CsHandle cs;
-  if (!cs.ok) {
-    *why = "cannot be disassembled (capstone unavailable)";
-    return false;
-  }
+  if (!cs.ok) return Error{"cannot be disassembled (capstone unavailable)"};
   cs_insn* insn = nullptr;
   size_t n = cs_disasm(cs.handle, reinterpret_cast<const uint8_t*>(code.data()), code.size(),
                        fn->address, 0, &insn);
   uint64_t decoded = 0;
   for (size_t i = 0; i < n; ++i) decoded += insn[i].size;
-  bool ok = n > 0 && decoded == code.size();
-  if (!ok) {
-    *why = "has undecodable code in " + fn->name + " at +" + Hex(decoded);
+  Status planned;
+  if (n == 0 || decoded != code.size()) {
+    planned = Error{"has undecodable code in " + fn->name + " at +" + Hex(decoded)};
   } else {
     fn->entry = MakeSite(elf, insn[0]);
     for (size_t i = 0; i < n && i < kEntryScan; ++i) {
@@ -585,13 +550,10 @@ bool PlanFunction(const ElfFile& elf, GoFunc* fn, std::string* why) {
       if (std::any_of(written, written + nwritten, IsArgumentRegister)) break;
     }
     fn->returns = PlanReturns(elf, insn, n);
-    if (fn->returns.empty()) {
-      *why = "has no RET instruction in " + fn->name;
-      ok = false;
-    }
+    if (fn->returns.empty()) planned = Error{"has no RET instruction in " + fn->name};
   }
   if (n) cs_free(insn, n);
-  return ok;
+  return planned;
 }
 
 std::string DescribeFunc(const GoFunc& fn) {
@@ -653,22 +615,18 @@ std::string GoBinaryInfo::Describe() const {
          "; functions from " + functions_from;
 }
 
-std::optional<GoBinaryInfo> InspectGoBinary(const std::string& path, std::string* error) {
-  auto elf = ElfFile::Load(path, error);
-  if (!elf) return std::nullopt;
-  return InspectGoBinary(*elf, path, GoInspectOptions{}, error);
+Result<GoBinaryInfo> InspectGoBinary(const std::string& path) {
+  auto elf = ElfFile::Load(path);
+  if (!elf) return Error{elf.error()};
+  return InspectGoBinary(*elf, path, GoInspectOptions{});
 }
 
-std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::string& path,
-                                            const GoInspectOptions& options, std::string* error) {
-  std::string why;
-  auto fail = [&](const std::string& reason) {
-    *error = path + " " + reason;
-    return std::nullopt;
-  };
+Result<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::string& path,
+                                     const GoInspectOptions& options) {
+  auto fail = [&](const std::string& reason) { return Error{path + " " + reason}; };
   Words words(elf);
-  auto build = ReadBuildInfo(elf, words, &why);
-  if (!build) return fail(why);
+  auto build = ReadBuildInfo(elf, words);
+  if (!build) return fail(build.error());
   GoBinaryInfo info;
   info.path = path;
   info.go_version = build->version;
@@ -711,28 +669,28 @@ std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::strin
     }
     info.functions_from = "ELF symbols";
   } else {
-    auto table = FindPclnTab(elf, words, &why);
-    if (!table) return fail(why);
-    if (!FindInPclnTab(
+    auto table = FindPclnTab(elf, words);
+    if (!table) return fail(table.error());
+    if (Status found = FindInPclnTab(
             *table, words,
             {kReadName, kWriteName, kCloseName, kCertsFromClientName, kParseCertName, kFull13Name,
              kFull12Name, kKeyLogName, kServerHandshakeName, kClientHandshakeName},
             {&plan.read, &plan.write, &plan.close, &plan.certs_from_client, &plan.parse_certificate,
              &plan.full_handshake_tls13, &plan.full_handshake_tls12, &plan.key_log,
-             &plan.server_handshake, &plan.client_handshake},
-            &why))
-      return fail(why);
+             &plan.server_handshake, &plan.client_handshake});
+        !found)
+      return fail(found.error());
     info.functions_from = table->format;
   }
   for (const GoFunc* fn : {&plan.read, &plan.write})
     if (fn->address == 0)
       return fail("has no " + fn->name + " (the program does not use crypto/tls)");
-  if (!PlanFunction(elf, &plan.read, &why) || !PlanFunction(elf, &plan.write, &why))
-    return fail(why);
+  for (GoFunc* fn : {&plan.read, &plan.write})
+    if (Status planned = PlanFunction(elf, fn); !planned) return fail(planned.error());
   for (GoFunc* fn :
        {&plan.close, &plan.certs_from_client, &plan.parse_certificate, &plan.full_handshake_tls13,
         &plan.full_handshake_tls12, &plan.key_log, &plan.server_handshake, &plan.client_handshake})
-    if (fn->address && !PlanFunction(elf, fn, &why)) fn->address = 0;
+    if (fn->address && !PlanFunction(elf, fn)) fn->address = 0;
   return info;
 }
 

@@ -36,6 +36,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/result.h"
+
 namespace mat::tap {
 
 class ElfFile;
@@ -109,11 +111,11 @@ struct GoInspectOptions {
 };
 
 // Recognises a Go >= 1.17 x86-64 program that links crypto/tls and plans its probes.
-// nullopt with one reason in *error otherwise (not Go, too old, not amd64, no crypto/tls,
-// unparsable tables). Safe on arbitrary files.
-std::optional<GoBinaryInfo> InspectGoBinary(const std::string& path, std::string* error);
-std::optional<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::string& path,
-                                            const GoInspectOptions& options, std::string* error);
+// The error is one reason otherwise (not Go, too old, not amd64, no crypto/tls, unparsable
+// tables). Safe on arbitrary files.
+Result<GoBinaryInfo> InspectGoBinary(const std::string& path);
+Result<GoBinaryInfo> InspectGoBinary(const ElfFile& elf, const std::string& path,
+                                     const GoInspectOptions& options = {});
 
 // "go1.19.8" -> 1, 19; also "go1.21rc2", "go1.22", "devel go1.23-abcdef Tue ...".
 bool ParseGoVersion(std::string_view version, int* major, int* minor);

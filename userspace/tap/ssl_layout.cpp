@@ -50,7 +50,7 @@ std::string DefaultSslcalPath() {
          "/mke-audit-tap-sslcal";
 }
 
-std::optional<tap_ssl_layout> ParseSslLayout(const std::string& line, std::string* why) {
+Result<tap_ssl_layout> ParseSslLayout(const std::string& line) {
   static const char* const kKeys[] = {"version",           "client_random", "client_app_secret",
                                       "server_app_secret", "session",       "master_key"};
   uint32_t values[6];
@@ -59,10 +59,7 @@ std::optional<tap_ssl_layout> ParseSslLayout(const std::string& line, std::strin
   std::string word;
   while (in >> word) {
     size_t eq = word.find('=');
-    if (eq == std::string::npos) {
-      *why = "calibration answer is malformed";
-      return std::nullopt;
-    }
+    if (eq == std::string::npos) return Error{"calibration answer is malformed"};
     std::string key = word.substr(0, eq), num = word.substr(eq + 1);
     int index = -1;
     for (int i = 0; i < 6; ++i)
@@ -70,22 +67,15 @@ std::optional<tap_ssl_layout> ParseSslLayout(const std::string& line, std::strin
     uint32_t v = 0;
     auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), v);
     if (index < 0 || seen[index] || num.empty() || ec != std::errc() ||
-        end != num.data() + num.size()) {
-      *why = "calibration answer is malformed";
-      return std::nullopt;
-    }
-    if (v >= kMaxOffset) {
-      *why = "calibration answer has an offset beyond 64 KiB (" + key + ")";
-      return std::nullopt;
-    }
+        end != num.data() + num.size())
+      return Error{"calibration answer is malformed"};
+    if (v >= kMaxOffset)
+      return Error{"calibration answer has an offset beyond 64 KiB (" + key + ")"};
     values[index] = v;
     seen[index] = true;
   }
   for (int i = 0; i < 6; ++i)
-    if (!seen[i]) {
-      *why = std::string("calibration answer lacks ") + kKeys[i];
-      return std::nullopt;
-    }
+    if (!seen[i]) return Error{std::string("calibration answer lacks ") + kKeys[i]};
   tap_ssl_layout layout{};
   layout.version = values[0];
   layout.client_random = values[1];
@@ -104,30 +94,23 @@ std::optional<tap_ssl_layout> ParseSslLayout(const std::string& line, std::strin
                 {"session", layout.session, 8}};
   for (size_t i = 0; i < std::size(fields); ++i)
     for (size_t j = i + 1; j < std::size(fields); ++j)
-      if (Overlap(fields[i].off, fields[i].len, fields[j].off, fields[j].len)) {
-        *why = std::string("calibration answer has overlapping fields (") + fields[i].name + ", " +
-               fields[j].name + ")";
-        return std::nullopt;
-      }
+      if (Overlap(fields[i].off, fields[i].len, fields[j].off, fields[j].len))
+        return Error{std::string("calibration answer has overlapping fields (") + fields[i].name +
+                     ", " + fields[j].name + ")"};
   return layout;
 }
 
-std::optional<tap_ssl_layout> CalibrateSslLayout(const std::string& libssl_path,
-                                                 const std::string& libcrypto_path,
-                                                 std::string* why, const std::string& helper) {
-  std::string dummy;
-  if (why == nullptr) why = &dummy;
+Result<tap_ssl_layout> CalibrateSslLayout(const std::string& libssl_path,
+                                          const std::string& libcrypto_path,
+                                          const std::string& helper) {
   const std::string exe = helper.empty() ? DefaultSslcalPath() : helper;
   int out_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
-    *why = std::string("pipe: ") + std::strerror(errno);
-    return std::nullopt;
-  }
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return Error{std::string("pipe: ") + std::strerror(errno)};
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    *why = std::string("pipe: ") + std::strerror(errno);
+    Error error{std::string("pipe: ") + std::strerror(errno)};
     ::close(out_pipe[0]);
     ::close(out_pipe[1]);
-    return std::nullopt;
+    return error;
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -159,8 +142,7 @@ std::optional<tap_ssl_layout> CalibrateSslLayout(const std::string& libssl_path,
   if (rc != 0) {
     ::close(out_pipe[0]);
     ::close(err_pipe[0]);
-    *why = "cannot run " + exe + ": " + std::strerror(rc);
-    return std::nullopt;
+    return Error{"cannot run " + exe + ": " + std::strerror(rc)};
   }
 
   std::string out, err;
@@ -200,10 +182,7 @@ std::optional<tap_ssl_layout> CalibrateSslLayout(const std::string& libssl_path,
     pid_t r = ::waitpid(pid, &status, timed_out ? 0 : WNOHANG);
     if (r == pid) break;
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      *why = std::string("waitpid: ") + std::strerror(errno);
-      return std::nullopt;
-    }
+    if (r < 0) return Error{std::string("waitpid: ") + std::strerror(errno)};
     if (NowMs() >= deadline) {
       timed_out = true;
       ::kill(pid, SIGKILL);
@@ -211,20 +190,17 @@ std::optional<tap_ssl_layout> CalibrateSslLayout(const std::string& libssl_path,
     }
     ::usleep(5000);
   }
-  if (timed_out) {
-    *why = "calibration helper killed after " + std::to_string(kTimeoutMs / 1000) + " s";
-    return std::nullopt;
-  }
+  if (timed_out)
+    return Error{"calibration helper killed after " + std::to_string(kTimeoutMs / 1000) + " s"};
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::string reason = FirstLine(err);
     if (reason.empty())
       reason = WIFSIGNALED(status)
                    ? "calibration helper died of signal " + std::to_string(WTERMSIG(status))
                    : "calibration helper failed with status " + std::to_string(WEXITSTATUS(status));
-    *why = reason;
-    return std::nullopt;
+    return Error{reason};
   }
-  return ParseSslLayout(FirstLine(out), why);
+  return ParseSslLayout(FirstLine(out));
 }
 
 }  // namespace mat::tap

@@ -10,22 +10,24 @@
 #include <optional>
 #include <string>
 
+#include "util/result.h"
+
 namespace mat::tap {
 
 // Runs the calibration helper for one libssl (and the libcrypto it needs: both paths may be
 // /proc/PID/map_files/RANGE) and parses and checks its answer. helper: the helper's path (default
-// DefaultSslcalPath()). nullopt with *why (one line, no secret) on failure. Blocks for at most
-// ~11 s (the helper is killed after 10 s). Safe to call from several threads at once; the
-// caller must not reap children with waitpid(-1) meanwhile.
-std::optional<tap_ssl_layout> CalibrateSslLayout(const std::string& libssl_path,
-                                                 const std::string& libcrypto_path,
-                                                 std::string* why, const std::string& helper = "");
+// DefaultSslcalPath()). The error is one line, with no secret. Blocks for at most ~11 s (the
+// helper is killed after 10 s). Safe to call from several threads at once; the caller must not
+// reap children with waitpid(-1) meanwhile.
+Result<tap_ssl_layout> CalibrateSslLayout(const std::string& libssl_path,
+                                          const std::string& libcrypto_path,
+                                          const std::string& helper = "");
 
 // dirname(/proc/self/exe)/mke-audit-tap-sslcal
 std::string DefaultSslcalPath();
 
 // Parses the helper's answer line and checks it (offsets below 64 KiB, the SSL object's fields
-// distinct). nullopt with *why when it is not a valid answer.
-std::optional<tap_ssl_layout> ParseSslLayout(const std::string& line, std::string* why);
+// distinct). An error when it is not a valid answer.
+Result<tap_ssl_layout> ParseSslLayout(const std::string& line);
 
 }  // namespace mat::tap

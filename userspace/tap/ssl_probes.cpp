@@ -156,9 +156,9 @@ std::vector<ProbeSite> CertSites(const ElfFile& elf) {
 
 }  // namespace
 
-std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* error) {
-  auto elf = ElfFile::Load(path, error);
-  if (!elf) return std::nullopt;
+Result<SslProbePlan> PlanSslProbes(const std::string& path) {
+  auto elf = ElfFile::Load(path);
+  if (!elf) return Error{elf.error()};
   SslProbePlan plan;
   plan.path = path;
   if (!PlanDirection(*elf, "SSL_read", "SSL_read_ex", "ssl_read_internal",
@@ -166,10 +166,8 @@ std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* 
                      ProbeProgram::kReadExit, &plan, &plan.internal_read) ||
       !PlanDirection(*elf, "SSL_write", "SSL_write_ex", "ssl_write_internal",
                      ProbeProgram::kWriteEnterPtr4, ProbeProgram::kWriteEnterRet,
-                     ProbeProgram::kWriteExit, &plan, &plan.internal_write)) {
-    *error = path + " exports no SSL_read/SSL_write";
-    return std::nullopt;
-  }
+                     ProbeProgram::kWriteExit, &plan, &plan.internal_write))
+    return Error{path + " exports no SSL_read/SSL_write"};
   for (const char* fn : {"SSL_free", "SSL_shutdown"}) {
     if (auto sym = elf->FindFunction(fn))
       plan.sites.push_back(
@@ -187,14 +185,11 @@ std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* 
   return plan;
 }
 
-std::optional<std::vector<ProbeSite>> PlanCertProbes(const std::string& path, std::string* error) {
-  auto elf = ElfFile::Load(path, error);
-  if (!elf) return std::nullopt;
+Result<std::vector<ProbeSite>> PlanCertProbes(const std::string& path) {
+  auto elf = ElfFile::Load(path);
+  if (!elf) return Error{elf.error()};
   std::vector<ProbeSite> sites = CertSites(*elf);
-  if (sites.empty()) {
-    *error = path + " exports no d2i_X509/i2d_X509";
-    return std::nullopt;
-  }
+  if (sites.empty()) return Error{path + " exports no d2i_X509/i2d_X509"};
   return sites;
 }
 

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "util/result.h"
+
 namespace mat::tap {
 
 enum class ProbeProgram {
@@ -49,13 +51,13 @@ struct SslProbePlan {
 };
 
 // Analyses an ELF file that exports SSL_read/SSL_write (libssl, or a program with OpenSSL
-// linked in statically). nullopt with *error when the file has no usable OpenSSL symbols.
-std::optional<SslProbePlan> PlanSslProbes(const std::string& path, std::string* error);
+// linked in statically). An error when the file has no usable OpenSSL symbols.
+Result<SslProbePlan> PlanSslProbes(const std::string& path);
 
 // For the client-certificate identity, in a libcrypto file: d2i_X509 (where OpenSSL parses the
 // certificate a client presents) and i2d_X509 (the server serialising its own certificate,
-// which only a full handshake does). nullopt with *error when the file lacks either.
-std::optional<std::vector<ProbeSite>> PlanCertProbes(const std::string& path, std::string* error);
+// which only a full handshake does). An error when the file lacks either.
+Result<std::vector<ProbeSite>> PlanCertProbes(const std::string& path);
 
 // Whether the x86-64 kernel emulates a uprobe on this instruction instead of single-stepping.
 bool IsEmulatedInstruction(const uint8_t* code, size_t size, std::string* text);

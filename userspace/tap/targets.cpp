@@ -76,8 +76,7 @@ bool ExportsSslRead(const std::string& exe) {
   if (::stat(exe.c_str(), &st) != 0) return false;
   FileKey key{st.st_dev, st.st_ino};
   if (bool* known = cache.Find(key)) return *known;
-  std::string error;
-  auto elf = ElfFile::Load(exe, &error);
+  auto elf = ElfFile::Load(exe);
   return cache.Insert(key, elf && elf->FindFunction("SSL_read"));
 }
 
