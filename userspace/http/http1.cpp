@@ -4,10 +4,11 @@
 // - Every message ends with a return from H1Parser::Execute; the parser is then reset. This
 //   gives one place for per-message follow-up (upgrade, tunnel) and keeps parsing after
 //   "Connection: close" / HTTP/1.0 messages.
-// - A request enters the pending FIFO when its header block is complete; its body is then
-//   appended in place. A response is paired with the first pending request without a verdict
-//   when its (final) header block is complete. An exchange is handed to the sink when it has a
-//   verdict and its request is done (a response may finish before its request's body did).
+// - A request enters the pending queue (a Stitcher, stitcher.h, in request order) when its
+//   header block is complete; its body is then appended in place. A response is paired with
+//   the first pending request without a verdict when its (final) header block is complete.
+//   The Stitcher hands an exchange to the sink when it has a verdict, its request is done (a
+//   response may finish before its request's body did) and every earlier one was handed.
 // - Unsynchronised streams are scanned for a plausible start line at the start of each OnData
 //   call's bytes and after each LF; an undecided candidate keeps a bounded tail.
 // - `owed_` counts responses that belong to requests we never queued (skipped while
@@ -27,15 +28,14 @@
 #include "http/http1.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <limits>
-#include <list>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "http/h1_parser.h"
+#include "http/stitcher.h"
 
 namespace mat::http {
 
@@ -130,36 +130,19 @@ void AppendBody(std::string& body, uint64_t& size, bool& truncated, const char* 
 
 }  // namespace
 
-struct Http1Connection::Impl {
-  struct Ready;
-  static std::vector<Ready>& SharedReady(int which);
-
+struct Http1Connection::Impl final : HttpConnection::Engine {
   // kAfterClose: the server closes after a message (its own, or the request that asked for
   // it): what follows in this direction was never read by it, only counted. kCut: over the
   // connection's budget, the request stream is no longer parsed (counted). kRaw09: a response
   // to an HTTP/0.9 request, the body alone until the connection's end.
   enum class Mode : uint8_t { kUnsynced, kSynced, kUpgradeWait, kDead, kAfterClose, kCut, kRaw09 };
 
-  struct Pending {
-    uint64_t seq = 0;
-    HttpExchange ex;
-    bool request_done = false;  // complete or abandoned; no more bytes go into it
-    bool has_verdict = false;
-    ExchangeEvent verdict = ExchangeEvent::kNoResponse;
-    bool lost = false;  // placeholder for a request whose start a gap took: never reported
-    bool timeout_reported = false;
-    // Queued after a request the parser rejected (`after` is its seq), which the server has
-    // not answered yet: if its answer closes the connection (nginx and Go close after a 400),
-    // or never comes, the server never read this one, and it is never reported.
-    uint64_t after = 0;
-    bool response_started = false;  // its response head arrived: it is not waiting any more
-    size_t held = 0;                // header and body bytes kept, counted in Impl::held
-  };
-
-  struct Ready {
-    HttpExchange ex;
-    ExchangeEvent event;
-  };
+  // A request waiting for its response, kept by the Stitcher (in request order). Its
+  // `placeholder` is a request whose start a gap took (never reported); its `depends_on` is
+  // the seq of a request the parser rejected before it, which the server has not answered
+  // yet: if that answer closes the connection (nginx and Go close after a 400), or never
+  // comes, the server never read this one, and it is never reported.
+  using Pending = Stitcher::Entry;
 
   struct Stream final : H1Listener {
     Impl* impl = nullptr;
@@ -173,7 +156,7 @@ struct Http1Connection::Impl {
     uint64_t tail_ts = 0;
     bool skipped_significant = false;  // skipped something other than CR/LF since last sync
     bool skip_accounted = false;  // request: skipped bytes belong to an already counted message
-    // Request: a gap took the start of a request (queued as a `lost` placeholder); the bytes
+    // Request: a gap took the start of a request (queued as a placeholder); the bytes
     // skipped or the malformed message start found next are its remains, not a new request.
     bool lost_head = false;
 
@@ -206,43 +189,23 @@ struct Http1Connection::Impl {
   };
 
   Http1Options opt;
-  Sink sink;
   Http1Stats stats;
   Stream streams[2];
-  // A list, not a deque: libstdc++'s deque allocates a map and a node when it is made, ~600
-  // bytes for every idle connection (one Pending fills a deque node anyway).
-  std::list<Pending> pending;
-  size_t held = 0;  // every pending request's `held`: within opt.max_connection_bytes
-  uint64_t next_seq = 1;
+  // The requests waiting for responses, in order, and their reports. What they hold is
+  // within opt.max_connection_bytes; their bodies also within opt.max_total_bytes of what all
+  // connections' waiting exchanges hold.
+  Stitcher stitcher;
   uint64_t owed = 0;
   uint64_t rejected_seq = 0;  // the last request the parser rejected, while it waits
-  // Exchanges ready for the sink. Filled and emptied within one call (every public operation
-  // ends with Flush), and the sink never calls back in, so all connections of a thread share
-  // these two vectors instead of each keeping their capacity while idle.
-  std::vector<Ready>& ready = SharedReady(0);
-  std::vector<Ready>& batch = SharedReady(1);
   bool resume_requests = false;
   bool go_dead = false;
   bool closed = false;
 
-  // What the waiting requests of every connection hold (heads and bodies): bodies are kept
-  // only within Http1Options::max_total_bytes of it.
-  static std::atomic<uint64_t>& Total() {
-    static std::atomic<uint64_t> total{0};
-    return total;
-  }
-  static uint64_t TotalHeld() { return Total().load(std::memory_order_relaxed); }
-  void AddHeld(size_t n) {
-    held += n;
-    Total().fetch_add(n, std::memory_order_relaxed);
-  }
-  void SubHeld(size_t n) {
-    held -= n;
-    Total().fetch_sub(n, std::memory_order_relaxed);
-  }
-  ~Impl() { SubHeld(held); }
-
-  Impl(Http1Options o, Sink s) : opt(o), sink(std::move(s)) {
+  Impl(Http1Options o, Sink s)
+      : opt(std::move(o)),
+        stitcher({Stitcher::Order::kRequestOrder, opt.max_connection_bytes, opt.max_total_bytes,
+                  &opt.report_started, opt.report_received},
+                 std::move(s)) {
     if (opt.max_pending_requests == 0) opt.max_pending_requests = 1;
     for (int i = 0; i < 2; ++i) {
       Stream& st = streams[i];
@@ -276,24 +239,10 @@ struct Http1Connection::Impl {
     if (owed < opt.max_pending_requests) ++owed;
   }
 
-  Pending* FindBySeq(uint64_t seq) {
-    if (seq == 0) return nullptr;
-    for (Pending& e : pending) {
-      if (e.seq == seq) return &e;
-      if (e.seq > seq) break;
-    }
-    return nullptr;
-  }
+  Pending* FindBySeq(uint64_t seq) { return stitcher.Find(seq); }
 
-  // Moves finished exchanges at the head of the queue to `ready`, in order.
-  void Drain() {
-    while (!pending.empty() && pending.front().has_verdict && pending.front().request_done) {
-      Pending& f = pending.front();
-      if (!f.lost) ready.push_back(Ready{std::move(f.ex), f.verdict});
-      SubHeld(f.held);
-      pending.pop_front();
-    }
-  }
+  // Reports finished exchanges at the head of the queue, in order.
+  void Drain() { stitcher.Drain(); }
 
   // The request a final response starting at `first_byte_ns` answers; 0 for none.
   uint64_t ClaimPartner(uint64_t first_byte_ns) {
@@ -301,7 +250,7 @@ struct Http1Connection::Impl {
       --owed;
       return 0;
     }
-    for (const Pending& e : pending) {
+    for (const auto& [k, e] : stitcher.entries()) {
       if (e.has_verdict) continue;
       // A server cannot answer a request before it was sent: this response belongs to a
       // request we did not see.
@@ -313,7 +262,7 @@ struct Http1Connection::Impl {
   }
 
   bool AnyWaiting() const {
-    for (const Pending& e : pending)
+    for (const auto& [k, e] : stitcher.entries())
       if (!e.has_verdict) return true;
     return false;
   }
@@ -333,12 +282,10 @@ struct Http1Connection::Impl {
       if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return 0;
     if (!Admit()) return 0;
     ++stats.requests;
-    Pending& e = pending.emplace_back();
-    e.seq = next_seq++;
-    e.ex.sequence = e.seq;
+    Pending& e = stitcher.Admit();
     e.ex.incomplete = true;
     e.request_done = true;
-    e.after = Tentative();
+    e.depends_on = Tentative();
     HttpRequest& r = e.ex.request;
     r.method.assign(line.substr(0, sp));
     r.target.assign(target);
@@ -362,13 +309,11 @@ struct Http1Connection::Impl {
   }
 
   void SetVerdict(Pending& e, ExchangeEvent ev) {
-    e.has_verdict = true;
-    e.verdict = ev;
     const uint64_t seq = e.seq;
     // Answered without closing (a closing answer discarded them first): the server read on.
-    for (Pending& w : pending)
-      if (w.after != 0 && w.after <= seq) w.after = 0;
-    Drain();
+    for (auto& [k, w] : stitcher.entries())
+      if (w.depends_on != 0 && w.depends_on <= seq) w.depends_on = 0;
+    stitcher.Answer(e, ev);  // reports what is ready, in order
     Resolved(seq);
   }
 
@@ -380,23 +325,22 @@ struct Http1Connection::Impl {
   bool Admit(size_t incoming = 0) {
     if (Req().mode == Mode::kCut) return false;
     auto fits = [&] {
-      return pending.size() < opt.max_pending_requests &&
-             held + incoming <= opt.max_connection_bytes;
+      return stitcher.size() < opt.max_pending_requests &&
+             stitcher.held() + incoming <= opt.max_connection_bytes;
     };
     if (fits()) return true;
-    for (Pending& e : pending) {
-      if (held + incoming <= opt.max_connection_bytes) break;
+    for (auto& [k, e] : stitcher.entries()) {
+      if (stitcher.held() + incoming <= opt.max_connection_bytes) break;
       std::string& body = e.ex.request.body;
       if (body.empty()) continue;
       const size_t b = body.size();
       std::string().swap(body);
       e.ex.request.body_truncated = true;
-      e.held -= b;
-      SubHeld(b);
+      stitcher.Release(e, b);
       ++stats.budget_bodies_cut;
     }
     if (fits()) return true;
-    Cut(pending.size() < opt.max_pending_requests);
+    Cut(stitcher.size() < opt.max_pending_requests);
     return false;
   }
 
@@ -426,10 +370,8 @@ struct Http1Connection::Impl {
   // the budget (the stream is then cut).
   uint64_t QueuePlaceholder() {
     if (!Admit()) return 0;
-    Pending& e = pending.emplace_back();
-    e.seq = next_seq++;
-    e.ex.sequence = e.seq;
-    e.lost = true;
+    Pending& e = stitcher.Admit();
+    e.placeholder = true;
     e.request_done = true;
     return e.seq;
   }
@@ -439,10 +381,10 @@ struct Http1Connection::Impl {
   // requests_after_close), and the request stream's later bytes are only counted.
   void CloseAfter(uint64_t seq) {
     Stream& r = Req();
-    for (Pending& e : pending) {
+    for (auto& [k, e] : stitcher.entries()) {
       if (e.has_verdict || (seq != 0 && e.seq <= seq)) continue;
-      if (!e.lost) ++stats.requests_after_close;
-      e.lost = true;
+      if (!e.placeholder) ++stats.requests_after_close;
+      e.placeholder = true;
       e.has_verdict = true;
       e.verdict = ExchangeEvent::kNoResponse;
       e.request_done = true;
@@ -502,13 +444,10 @@ struct Http1Connection::Impl {
       if (!im.Admit(head.counted_bytes)) return H1HeadVerdict::kBody;  // cut: not queued
       ++im.stats.requests;
       if (head.version_major == 0) ++im.stats.http09_requests;
-      Pending& e = im.pending.emplace_back();
-      e.seq = im.next_seq++;
-      e.ex.sequence = e.seq;
+      Pending& e = im.stitcher.Admit();
       e.ex.request = std::move(r);
-      e.after = im.Tentative();
-      e.held = head.counted_bytes;
-      im.AddHeld(e.held);
+      e.depends_on = im.Tentative();
+      im.stitcher.Charge(e, head.counted_bytes);
       s.entry = &e;
       return H1HeadVerdict::kBody;
     }
@@ -535,15 +474,7 @@ struct Http1Connection::Impl {
     bool no_body = r.status == 101 || r.status == 204 || r.status == 304;
     s.tunnel = r.status == 101;
     if (Pending* e = im.FindBySeq(s.partner_seq)) {
-      e->response_started = true;
-      if (!e->lost && im.opt.report_started && im.opt.report_started(e->ex.request)) {
-        HttpExchange started;
-        started.request = e->ex.request;
-        started.response = r;
-        started.incomplete = e->ex.incomplete;
-        started.sequence = e->seq;
-        im.ready.push_back(Ready{std::move(started), ExchangeEvent::kResponseStarted});
-      }
+      im.stitcher.ResponseStarted(*e, r);
       const std::string& m = e->ex.request.method;
       if (m == "HEAD") no_body = true;
       // A tunnel's 2xx has neither Content-Length nor Transfer-Encoding (RFC 9110 9.3.6). Go's
@@ -565,18 +496,14 @@ struct Http1Connection::Impl {
       HttpRequest& r = s.entry->ex.request;
       // Within the connection's budget too: what the waiting requests hold; and within what all
       // connections' waiting requests hold together.
-      size_t left = opt.max_connection_bytes > held ? opt.max_connection_bytes - held : 0;
-      const uint64_t total = TotalHeld();
-      left =
-          std::min<uint64_t>(left, opt.max_total_bytes > total ? opt.max_total_bytes - total : 0);
+      const size_t left = stitcher.BodyRoom();
       if (max > r.body.size() + left) {
         max = r.body.size() + left;
         if (r.body.size() + len > max) ++stats.budget_bodies_cut;
       }
       const size_t before = r.body.size();
       AppendBody(r.body, r.body_size, r.body_truncated, at, len, max);
-      s.entry->held += r.body.size() - before;
-      AddHeld(r.body.size() - before);
+      stitcher.Charge(*s.entry, r.body.size() - before);
     } else {
       HttpResponse& r = s.resp;
       AppendBody(r.body, r.body_size, r.body_truncated, at, len, max);
@@ -591,15 +518,7 @@ struct Http1Connection::Impl {
       s.completed_had_verdict = false;
       s.completed_upgrade = s.parser.upgrade();
       if (Pending* e = s.entry) {
-        e->ex.request.complete_ns = s.ts;
-        e->request_done = true;
-        if (im.opt.report_received && !e->lost && e->after == 0) {
-          HttpExchange received;
-          received.request = e->ex.request;
-          received.incomplete = e->ex.incomplete;
-          received.sequence = e->seq;
-          im.ready.push_back(Ready{std::move(received), ExchangeEvent::kRequestReceived});
-        }
+        im.stitcher.RequestComplete(*e, s.ts);
         s.completed_seq = e->seq;
         s.completed_had_verdict = e->has_verdict;
         s.entry = nullptr;
@@ -612,7 +531,7 @@ struct Http1Connection::Impl {
       s.resp.complete_ns = s.ts;
       const uint64_t seq = s.partner_seq;
       Pending* e = im.FindBySeq(seq);
-      if (e != nullptr && !e->lost) {
+      if (e != nullptr && !e->placeholder) {
         e->ex.response = std::move(s.resp);
         im.SetVerdict(*e, ExchangeEvent::kResponseComplete);
       } else {
@@ -733,7 +652,7 @@ struct Http1Connection::Impl {
     if (s.mode == Mode::kCut || s.mode == Mode::kAfterClose) return;
     s.mode = Mode::kUnsynced;
     // A request the server could not parse either: it answers it (nginx and Go: 400) and most
-    // often closes. The requests found after it depend on that answer (see Pending::after).
+    // often closes. The requests found after it depend on that answer (see Pending::depends_on).
     const Pending* e = FindBySeq(hold_seq);
     if (e != nullptr && !e->has_verdict) rejected_seq = hold_seq;
   }
@@ -755,11 +674,9 @@ struct Http1Connection::Impl {
       if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return;
     if (!Admit()) return;
     ++stats.requests;
-    Pending& e = pending.emplace_back();
-    e.seq = next_seq++;
-    e.ex.sequence = e.seq;
+    Pending& e = stitcher.Admit();
     e.ex.incomplete = true;
-    e.after = Tentative();
+    e.depends_on = Tentative();
     HttpRequest& r = e.ex.request;
     r.method.assign(line.substr(0, sp));
     r.target.assign(target);
@@ -789,7 +706,7 @@ struct Http1Connection::Impl {
   // answers a 0.9 line with "HTTP/1.1 400 Bad Request", which is then its status).
   bool StartRaw09(Stream& s, const char* p, size_t n) {
     if (owed > 0 || MatchStatusLine(p, n) != Match::kNo) return false;
-    for (const Pending& e : pending) {
+    for (const auto& [k, e] : stitcher.entries()) {
       if (e.has_verdict) continue;
       if (e.ex.request.version_major != 0) return false;
       s.mode = Mode::kRaw09;
@@ -942,15 +859,7 @@ struct Http1Connection::Impl {
     }
   }
 
-  void Flush() {
-    while (!ready.empty()) {
-      batch.swap(ready);
-      for (Ready& r : batch) {
-        if (sink) sink(std::move(r.ex), r.event);
-      }
-      batch.clear();
-    }
-  }
+  void Flush() { stitcher.Flush(); }
 
   void AfterCall() {
     for (int guard = 0; resume_requests && guard < 64; ++guard) {
@@ -963,7 +872,7 @@ struct Http1Connection::Impl {
 
   // ---- public operations ----
 
-  void OnData(Direction dir, std::string_view bytes, uint64_t ts) {
+  void OnData(Direction dir, std::string_view bytes, uint64_t ts) override {
     if (closed) return;
     FeedChunk(streams[static_cast<int>(dir)], bytes.data(), bytes.size(), ts);
     AfterCall();
@@ -1024,7 +933,7 @@ struct Http1Connection::Impl {
     }
   }
 
-  void OnGap(Direction dir, uint64_t missing, uint64_t ts) {
+  void OnGap(Direction dir, uint64_t missing, uint64_t ts) override {
     if (closed) return;
     Stream& s = streams[static_cast<int>(dir)];
     if (!SkipInBody(s, missing, ts)) {
@@ -1037,7 +946,7 @@ struct Http1Connection::Impl {
     AfterCall();
   }
 
-  void MarkStreamStart(Direction dir) {
+  void MarkStreamStart(Direction dir) override {
     if (closed) return;
     Stream& s = streams[static_cast<int>(dir)];
     if (s.mode != Mode::kUnsynced) return;
@@ -1047,25 +956,15 @@ struct Http1Connection::Impl {
     Sync(s);
   }
 
-  void Expire(uint64_t complete_before_ns) {
+  void AddStats(Http1Stats* h1, Http2Stats* /*h2*/) const override { *h1 += stats; }
+
+  void Expire(uint64_t complete_before_ns) override {
     if (closed) return;
-    for (Pending& e : pending) {
-      if (e.lost || e.has_verdict || e.timeout_reported || e.response_started || !e.request_done ||
-          e.after != 0)
-        continue;
-      const uint64_t done = e.ex.request.complete_ns;
-      if (done == 0 || done >= complete_before_ns) continue;
-      e.timeout_reported = true;
-      HttpExchange waiting;
-      waiting.request = e.ex.request;
-      waiting.incomplete = e.ex.incomplete;
-      waiting.sequence = e.seq;
-      ready.push_back(Ready{std::move(waiting), ExchangeEvent::kRequestTimedOut});
-    }
+    stitcher.Expire(complete_before_ns);
     Flush();
   }
 
-  void OnClose(uint64_t ts) {
+  void OnClose(uint64_t ts) override {
     if (closed) return;
     // A response delimited by the end of the connection completes now.
     Stream& rs = Resp();
@@ -1087,17 +986,8 @@ struct Http1Connection::Impl {
     }
     Stream& qs = Req();
     if (qs.entry != nullptr) qs.entry->request_done = true;  // body still in flight
-    for (Pending& e : pending) {
-      if (e.lost) continue;
-      if (e.after != 0 && !e.has_verdict) {  // its rejected predecessor was never answered
-        ++stats.requests_after_close;
-        continue;
-      }
-      ready.push_back(
-          Ready{std::move(e.ex), e.has_verdict ? e.verdict : ExchangeEvent::kNoResponse});
-    }
-    pending.clear();
-    SubHeld(held);
+    // Those whose rejected predecessor was never answered were never read: not reported.
+    stats.requests_after_close += stitcher.Close();
     for (Stream& s : streams) {
       ResetParser(s);
       s.mode = Mode::kDead;
@@ -1110,30 +1000,11 @@ struct Http1Connection::Impl {
   }
 };
 
-std::vector<Http1Connection::Impl::Ready>& Http1Connection::Impl::SharedReady(int which) {
-  static thread_local std::vector<Ready> shared[2];
-  return shared[which];
-}
-
 Http1Connection::Http1Connection(Http1Options options, Sink sink)
-    : impl_(std::make_unique<Impl>(options, std::move(sink))) {}
+    : HttpConnection(std::make_unique<Impl>(std::move(options), std::move(sink))) {}
 
-Http1Connection::~Http1Connection() = default;
-
-void Http1Connection::OnData(Direction dir, std::string_view bytes, uint64_t ts_ns) {
-  impl_->OnData(dir, bytes, ts_ns);
+const Http1Stats& Http1Connection::stats() const {
+  return static_cast<const Impl&>(*engine_).stats;
 }
-
-void Http1Connection::OnGap(Direction dir, uint64_t missing, uint64_t ts_ns) {
-  impl_->OnGap(dir, missing, ts_ns);
-}
-
-void Http1Connection::MarkStreamStart(Direction dir) { impl_->MarkStreamStart(dir); }
-
-void Http1Connection::Expire(uint64_t complete_before_ns) { impl_->Expire(complete_before_ns); }
-
-void Http1Connection::OnClose(uint64_t ts_ns) { impl_->OnClose(ts_ns); }
-
-const Http1Stats& Http1Connection::stats() const { return impl_->stats; }
 
 }  // namespace mat::http
