@@ -136,6 +136,16 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
   // connection's budget, the request stream is no longer parsed (counted). kRaw09: a response
   // to an HTTP/0.9 request, the body alone until the connection's end.
   enum class Mode : uint8_t { kUnsynced, kSynced, kUpgradeWait, kDead, kAfterClose, kCut, kRaw09 };
+  // Where the message in progress is: none; its start line and header block (an HTTP/0.9
+  // answer stays here); its body; complete (on_message_complete ran during this Execute: the
+  // caller then runs AfterMessage, which resets the parser).
+  enum class Phase : uint8_t { kIdle, kHead, kBody, kComplete };
+  // What the response in progress is: final, 1xx (not 101: not paired, not reported), or a
+  // tunnel's start (101, or a 2xx to CONNECT without framing).
+  enum class Kind : uint8_t { kFinal, kInterim, kTunnel };
+  // What the stream does after the message just completed: go on, stop (the server closes
+  // after it), or hold the requests after it until its response decides (upgrade, CONNECT).
+  enum class Then : uint8_t { kGoOn, kClose, kAwaitUpgrade };
 
   // A request waiting for its response, kept by the Stitcher (in request order). Its
   // `placeholder` is a request whose start a gap took (never reported); its `depends_on` is
@@ -165,21 +175,16 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
     uint64_t held_ts = 0;
     bool held_lost = false;
     uint64_t upgrade_seq = 0;
-    bool completed_closes = false;  // the message just completed asked for the close
 
     // Message in progress.
-    bool in_message = false;
-    bool headers_done = false;
-    bool interim = false;       // response: 1xx (not 101)
-    bool tunnel = false;        // response: 101, or 2xx to CONNECT
-    bool message_done = false;  // on_message_complete ran during this execute
-    bool body_frozen = false;   // a gap was skipped in this body: count bytes, keep none
-    HttpRequest req;            // request: until its header block is complete
-    Pending* entry = nullptr;   // request: queued, receiving its body
-    uint64_t completed_seq = 0;
-    bool completed_had_verdict = false;
-    bool completed_upgrade = false;
-    HttpResponse resp;  // response: the message being parsed
+    Phase phase = Phase::kIdle;
+    Kind kind = Kind::kFinal;
+    bool body_frozen = false;    // a gap was skipped in this body: count bytes, keep none
+    HttpRequest req;             // request: until its header block is complete
+    Pending* entry = nullptr;    // request: queued, receiving its body
+    Then then = Then::kGoOn;     // set when the message completes, for AfterMessage
+    uint64_t completed_seq = 0;  // request: the seq of the one just completed (0: not queued)
+    HttpResponse resp;           // response: the message being parsed
     uint64_t partner_seq = 0;
 
     void OnMessageBegin() override { impl->MessageBegin(*this); }
@@ -222,12 +227,14 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
 
   // ---- parser state ----
 
+  static bool InMessage(const Stream& s) {
+    return s.phase == Phase::kHead || s.phase == Phase::kBody;
+  }
+
   static void ResetParser(Stream& s) {
     s.parser.Reset();
-    s.in_message = false;
-    s.headers_done = false;
-    s.interim = false;
-    s.tunnel = false;
+    s.phase = Phase::kIdle;
+    s.kind = Kind::kFinal;
     s.body_frozen = false;
     s.entry = nullptr;
     s.partner_seq = 0;
@@ -271,7 +278,7 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
   // names a method and a target, incomplete, done; its seq, or 0.
   uint64_t NamePartialRequest() {
     Stream& s = Req();
-    if (s.mode != Mode::kSynced || !s.in_message || s.headers_done || s.lost_head) return 0;
+    if (s.mode != Mode::kSynced || s.phase != Phase::kHead || s.lost_head) return 0;
     const std::string_view line = s.parser.partial_start_line();
     const size_t sp = line.find(' ');
     if (sp == std::string_view::npos || !IsMethodToken(line.substr(0, sp))) return 0;
@@ -402,10 +409,8 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
   // ---- parser events ----
 
   void MessageBegin(Stream& s) {
-    s.in_message = true;
-    s.headers_done = false;
-    s.interim = false;
-    s.tunnel = false;
+    s.phase = Phase::kHead;
+    s.kind = Kind::kFinal;
     s.body_frozen = false;
     s.partner_seq = 0;
     if (s.dir == Direction::kRequest) {
@@ -425,7 +430,7 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
 
   H1HeadVerdict HeadersComplete(Stream& s, const H1Head& head) {
     Impl& im = *this;
-    s.headers_done = true;
+    s.phase = Phase::kBody;
     if (s.dir == Direction::kRequest) {
       HttpRequest& r = s.req;
       r.method.assign(head.method);
@@ -458,7 +463,7 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
     if (opt.keep_response_headers) CopyHeaders(head, r.headers);
     r.headers_done_ns = s.ts;
     if (r.status >= 100 && r.status < 200 && r.status != 101) {
-      s.interim = true;
+      s.kind = Kind::kInterim;
       return H1HeadVerdict::kNoBody;
     }
     const bool none_owed = im.owed == 0;
@@ -472,7 +477,7 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
       im.CloseAfter(s.partner_seq);
     }
     bool no_body = r.status == 101 || r.status == 204 || r.status == 304;
-    s.tunnel = r.status == 101;
+    if (r.status == 101) s.kind = Kind::kTunnel;
     if (Pending* e = im.FindBySeq(s.partner_seq)) {
       im.stitcher.ResponseStarted(*e, r);
       const std::string& m = e->ex.request.method;
@@ -482,7 +487,7 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
       // on reading HTTP/1.1 on the connection: what follows is audited.
       if (m == "CONNECT" && r.status >= 200 && r.status < 300 && !s.parser.framed()) {
         no_body = true;
-        s.tunnel = true;
+        s.kind = Kind::kTunnel;
       }
     }
     return no_body ? H1HeadVerdict::kNoBody : H1HeadVerdict::kBody;
@@ -512,19 +517,19 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
 
   void MessageComplete(Stream& s) {
     Impl& im = *this;
-    s.completed_closes = s.parser.closes() && !s.interim && !s.tunnel;
+    s.then = s.parser.closes() && s.kind == Kind::kFinal ? Then::kClose : Then::kGoOn;
     if (s.dir == Direction::kRequest) {
       s.completed_seq = 0;
-      s.completed_had_verdict = false;
-      s.completed_upgrade = s.parser.upgrade();
       if (Pending* e = s.entry) {
         im.stitcher.RequestComplete(*e, s.ts);
         s.completed_seq = e->seq;
-        s.completed_had_verdict = e->has_verdict;
+        // Upgrade / CONNECT request: what follows is HTTP only if the server declines.
+        if (s.then == Then::kGoOn && s.parser.upgrade() && !e->has_verdict)
+          s.then = Then::kAwaitUpgrade;
         s.entry = nullptr;
         im.Drain();
       }
-    } else if (s.interim) {
+    } else if (s.kind == Kind::kInterim) {
       ++im.stats.interim_responses;
     } else {
       ++im.stats.responses;
@@ -538,10 +543,9 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
         ++im.stats.orphan_responses;
         if (e != nullptr) im.SetVerdict(*e, ExchangeEvent::kNoResponse);  // drops the placeholder
       }
-      if (s.tunnel) im.go_dead = true;
+      if (s.kind == Kind::kTunnel) im.go_dead = true;
     }
-    s.in_message = false;
-    s.message_done = true;  // Execute returns; the caller resets the parser
+    s.phase = Phase::kComplete;  // Execute returns; the caller resets the parser
   }
 
   // ---- stream processing ----
@@ -622,7 +626,7 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
         s.entry = nullptr;
         Drain();
         s.skip_accounted = true;
-      } else if (s.in_message || parse_error) {
+      } else if (InMessage(s) || parse_error) {
         // Its response will still come (else: already queued as a placeholder).
         if (!s.lost_head) {
           const uint64_t seq = QueuePlaceholder();
@@ -633,14 +637,15 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
       } else {
         s.skip_accounted = false;
       }
-    } else if (s.in_message && !s.interim && s.headers_done && !parse_error) {
+    } else if (s.phase == Phase::kBody && s.kind != Kind::kInterim && !parse_error) {
       if (Pending* e = FindBySeq(s.partner_seq)) {
         e->ex.incomplete = true;
         e->ex.response = std::move(s.resp);
         SetVerdict(*e, ExchangeEvent::kResponseComplete);
       }
-    } else if (s.in_message && !s.interim) {
-      const uint64_t seq = s.headers_done ? s.partner_seq : ClaimPartner(s.resp.first_byte_ns);
+    } else if (InMessage(s) && s.kind != Kind::kInterim) {
+      const uint64_t seq =
+          s.phase == Phase::kBody ? s.partner_seq : ClaimPartner(s.resp.first_byte_ns);
       if (Pending* e = FindBySeq(seq)) {
         e->ex.incomplete = true;
         e->ex.response.reset();
@@ -710,7 +715,7 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
       if (e.has_verdict) continue;
       if (e.ex.request.version_major != 0) return false;
       s.mode = Mode::kRaw09;
-      s.in_message = true;
+      s.phase = Phase::kHead;
       s.partner_seq = e.seq;
       s.resp = HttpResponse{};
       s.resp.first_byte_ns = s.ts;
@@ -723,14 +728,14 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
 
   // After a message completed (Execute returned at its end).
   void AfterMessage(Stream& s) {
-    s.message_done = false;
+    const Then then = s.then;
+    s.then = Then::kGoOn;
     ResetParser(s);
     if (go_dead) {
       GoDead();
       return;
     }
-    if (s.completed_closes) {
-      s.completed_closes = false;
+    if (then == Then::kClose) {
       // The server closes after this message: a request asking for it is the last one it
       // reads; a response saying so is the last one it sends.
       if (s.dir == Direction::kRequest) {
@@ -740,9 +745,7 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
       }
       return;
     }
-    if (s.dir == Direction::kRequest && s.completed_upgrade && s.completed_seq != 0 &&
-        !s.completed_had_verdict) {
-      // Upgrade / CONNECT request: what follows is HTTP only if the server declines.
+    if (then == Then::kAwaitUpgrade) {
       s.mode = Mode::kUpgradeWait;
       s.upgrade_seq = s.completed_seq;
       s.held.clear();
@@ -779,12 +782,11 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
         }
         case Mode::kSynced: {
           s.ts = ts;
-          if (s.dir == Direction::kResponse && !s.in_message && StartRaw09(s, p + pos, n - pos))
+          if (s.dir == Direction::kResponse && !InMessage(s) && StartRaw09(s, p + pos, n - pos))
             break;
-          s.message_done = false;
           const size_t used = s.parser.Execute(s, p + pos, n - pos);
           pos += std::min(used, n - pos);
-          if (s.message_done) {
+          if (s.phase == Phase::kComplete) {
             AfterMessage(s);
           } else if (s.parser.failed() || pos < n) {
             ++stats.parse_errors;
@@ -883,7 +885,8 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
   // Is the stream inside a body delimited by Content-Length, so that the parser's remaining()
   // is the number of body bytes still expected?
   bool InLengthBody(const Stream& s) const {
-    if (s.mode != Mode::kSynced || !s.in_message || !s.headers_done || s.interim) return false;
+    if (s.mode != Mode::kSynced || s.phase != Phase::kBody || s.kind == Kind::kInterim)
+      return false;
     if (s.dir == Direction::kRequest && s.entry == nullptr) return false;
     return s.parser.in_length_body() && s.parser.remaining() > 0;
   }
@@ -978,11 +981,10 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
       }
       ++stats.responses;
     }
-    if (rs.mode == Mode::kSynced && rs.in_message) {
+    if (rs.mode == Mode::kSynced && InMessage(rs)) {
       rs.ts = ts;
-      rs.message_done = false;
       rs.parser.Finish(rs);
-      if (rs.message_done) AfterMessage(rs);
+      if (rs.phase == Phase::kComplete) AfterMessage(rs);
     }
     Stream& qs = Req();
     if (qs.entry != nullptr) qs.entry->request_done = true;  // body still in flight
