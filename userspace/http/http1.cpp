@@ -208,9 +208,7 @@ struct Http1Connection::Impl final : HttpConnection::Engine {
 
   Impl(Http1Options o, Sink s)
       : opt(std::move(o)),
-        stitcher({Stitcher::Order::kRequestOrder, opt.max_connection_bytes, opt.max_total_bytes,
-                  &opt.report_started, opt.report_received},
-                 std::move(s)) {
+        stitcher(Stitcher::OptionsFor(Stitcher::Order::kRequestOrder, opt), std::move(s)) {
     if (opt.max_pending_requests == 0) opt.max_pending_requests = 1;
     for (int i = 0; i < 2; ++i) {
       Stream& st = streams[i];

@@ -315,9 +315,7 @@ struct Http2Connection::Impl final : HttpConnection::Engine {
 
   Impl(Http2Options o, Sink s, bool at_start)
       : opt(std::move(o)),
-        stitcher({Stitcher::Order::kAsAnswered, opt.max_connection_bytes, opt.max_total_bytes,
-                  &opt.report_started, opt.report_received},
-                 std::move(s)) {
+        stitcher(Stitcher::OptionsFor(Stitcher::Order::kAsAnswered, opt), std::move(s)) {
     if (opt.max_streams == 0) opt.max_streams = 1;
     for (int i = 0; i < 2; ++i) {
       Side& sd = sides[i];

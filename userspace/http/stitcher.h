@@ -52,6 +52,12 @@ class Stitcher {
     const ReportStarted* report_started = nullptr;
     bool report_received = false;
   };
+  // The options of a protocol's connection (Http1Options, Http2Options), which outlive it.
+  template <class ProtocolOptions>
+  static Options OptionsFor(Order order, const ProtocolOptions& o) {
+    return Options{order, o.max_connection_bytes, o.max_total_bytes, &o.report_started,
+                   o.report_received};
+  }
 
   // One exchange waiting for its answer.
   struct Entry {
