@@ -12,40 +12,36 @@ namespace mat::conn {
 
 // HTTP/1.1 or HTTP/2, chosen from the first bytes the client sends: the HTTP/2 client preface
 // (or, joining mid-connection, a frame header: its length's first byte is 0 where an HTTP/1
-// request starts with a method's letter). Bytes wait here, bounded, until that is clear.
+// request starts with a method's letter). Bytes wait here, bounded, until that is clear; then
+// the connection's HTTP layer (http::HttpConnection) takes everything.
 class ConnectionTracker::HttpProtocol {
  public:
-  using Sink = http::Http1Connection::Sink;
+  using Sink = http::HttpConnection::Sink;
   HttpProtocol(const http::Http1Options& options, const http::Http2Options& h2options, Sink sink,
                bool from_start)
       : options_(options), h2options_(h2options), sink_(std::move(sink)), from_start_(from_start) {}
 
   void OnData(http::Direction dir, std::string_view bytes, uint64_t ts) {
-    if (h1_) return h1_->OnData(dir, bytes, ts);
-    if (h2_) return h2_->OnData(dir, bytes, ts);
+    if (conn_) return conn_->OnData(dir, bytes, ts);
     waiting_bytes_ += bytes.size();
     waiting_.push_back({dir, std::string(bytes), ts});
     if (dir == http::Direction::kRequest) request_.append(bytes);
     Decide(waiting_bytes_ > kMaxWaiting);
   }
   void OnGap(http::Direction dir, uint64_t missing, uint64_t ts) {
-    if (h1_) return h1_->OnGap(dir, missing, ts);
-    if (h2_) return h2_->OnGap(dir, missing, ts);
+    if (conn_) return conn_->OnGap(dir, missing, ts);
     Decide(true);  // with a hole, waiting longer tells nothing more
     OnGap(dir, missing, ts);
   }
   void OnClose(uint64_t ts) {
-    if (!h1_ && !h2_) Decide(true);
-    if (h1_) h1_->OnClose(ts);
-    if (h2_) h2_->OnClose(ts);
+    if (!conn_) Decide(true);
+    conn_->OnClose(ts);
   }
   void Expire(uint64_t before) {
-    if (h1_) h1_->Expire(before);
-    if (h2_) h2_->Expire(before);
+    if (conn_) conn_->Expire(before);
   }
   void AddStats(http::Http1Stats* h1, http::Http2Stats* h2) const {
-    if (h1_) *h1 += h1_->stats();
-    if (h2_) *h2 += h2_->stats();
+    if (conn_) conn_->AddStats(h1, h2);
   }
 
  private:
@@ -75,12 +71,12 @@ class ConnectionTracker::HttpProtocol {
       o.report_started = options_.report_started;
       o.report_received = options_.report_received;
       o.keep_response_headers = options_.keep_response_headers;
-      h2_ = std::make_unique<http::Http2Connection>(o, sink_, !mid_stream);
+      conn_ = std::make_unique<http::Http2Connection>(o, sink_, !mid_stream);
     } else {
-      h1_ = std::make_unique<http::Http1Connection>(options_, sink_);
+      conn_ = std::make_unique<http::Http1Connection>(options_, sink_);
       if (from_start_) {
-        h1_->MarkStreamStart(http::Direction::kRequest);
-        h1_->MarkStreamStart(http::Direction::kResponse);
+        conn_->MarkStreamStart(http::Direction::kRequest);
+        conn_->MarkStreamStart(http::Direction::kResponse);
       }
     }
     std::vector<Chunk> waiting = std::move(waiting_);
@@ -93,8 +89,7 @@ class ConnectionTracker::HttpProtocol {
   const http::Http2Options& h2options_;  // the tracker's, which outlives this
   Sink sink_;
   bool from_start_;
-  std::unique_ptr<http::Http1Connection> h1_;
-  std::unique_ptr<http::Http2Connection> h2_;
+  std::unique_ptr<http::HttpConnection> conn_;  // once the protocol is known
   std::vector<Chunk> waiting_;
   size_t waiting_bytes_ = 0;
   std::string request_;

@@ -4,10 +4,11 @@
 // - Every message ends with a return from H1Parser::Execute; the parser is then reset. This
 //   gives one place for per-message follow-up (upgrade, tunnel) and keeps parsing after
 //   "Connection: close" / HTTP/1.0 messages.
-// - A request enters the pending FIFO when its header block is complete; its body is then
-//   appended in place. A response is paired with the first pending request without a verdict
-//   when its (final) header block is complete. An exchange is handed to the sink when it has a
-//   verdict and its request is done (a response may finish before its request's body did).
+// - A request enters the pending queue (a Stitcher, stitcher.h, in request order) when its
+//   header block is complete; its body is then appended in place. A response is paired with
+//   the first pending request without a verdict when its (final) header block is complete.
+//   The Stitcher hands an exchange to the sink when it has a verdict, its request is done (a
+//   response may finish before its request's body did) and every earlier one was handed.
 // - Unsynchronised streams are scanned for a plausible start line at the start of each OnData
 //   call's bytes and after each LF; an undecided candidate keeps a bounded tail.
 // - `owed_` counts responses that belong to requests we never queued (skipped while
@@ -27,15 +28,14 @@
 #include "http/http1.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <limits>
-#include <list>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "http/h1_parser.h"
+#include "http/stitcher.h"
 
 namespace mat::http {
 
@@ -130,36 +130,29 @@ void AppendBody(std::string& body, uint64_t& size, bool& truncated, const char* 
 
 }  // namespace
 
-struct Http1Connection::Impl {
-  struct Ready;
-  static std::vector<Ready>& SharedReady(int which);
-
+struct Http1Connection::Impl final : HttpConnection::Engine {
   // kAfterClose: the server closes after a message (its own, or the request that asked for
   // it): what follows in this direction was never read by it, only counted. kCut: over the
   // connection's budget, the request stream is no longer parsed (counted). kRaw09: a response
   // to an HTTP/0.9 request, the body alone until the connection's end.
   enum class Mode : uint8_t { kUnsynced, kSynced, kUpgradeWait, kDead, kAfterClose, kCut, kRaw09 };
+  // Where the message in progress is: none; its start line and header block (an HTTP/0.9
+  // answer stays here); its body; complete (on_message_complete ran during this Execute: the
+  // caller then runs AfterMessage, which resets the parser).
+  enum class Phase : uint8_t { kIdle, kHead, kBody, kComplete };
+  // What the response in progress is: final, 1xx (not 101: not paired, not reported), or a
+  // tunnel's start (101, or a 2xx to CONNECT without framing).
+  enum class Kind : uint8_t { kFinal, kInterim, kTunnel };
+  // What the stream does after the message just completed: go on, stop (the server closes
+  // after it), or hold the requests after it until its response decides (upgrade, CONNECT).
+  enum class Then : uint8_t { kGoOn, kClose, kAwaitUpgrade };
 
-  struct Pending {
-    uint64_t seq = 0;
-    HttpExchange ex;
-    bool request_done = false;  // complete or abandoned; no more bytes go into it
-    bool has_verdict = false;
-    ExchangeEvent verdict = ExchangeEvent::kNoResponse;
-    bool lost = false;  // placeholder for a request whose start a gap took: never reported
-    bool timeout_reported = false;
-    // Queued after a request the parser rejected (`after` is its seq), which the server has
-    // not answered yet: if its answer closes the connection (nginx and Go close after a 400),
-    // or never comes, the server never read this one, and it is never reported.
-    uint64_t after = 0;
-    bool response_started = false;  // its response head arrived: it is not waiting any more
-    size_t held = 0;                // header and body bytes kept, counted in Impl::held
-  };
-
-  struct Ready {
-    HttpExchange ex;
-    ExchangeEvent event;
-  };
+  // A request waiting for its response, kept by the Stitcher (in request order). Its
+  // `placeholder` is a request whose start a gap took (never reported); its `depends_on` is
+  // the seq of a request the parser rejected before it, which the server has not answered
+  // yet: if that answer closes the connection (nginx and Go close after a 400), or never
+  // comes, the server never read this one, and it is never reported.
+  using Pending = Stitcher::Entry;
 
   struct Stream final : H1Listener {
     Impl* impl = nullptr;
@@ -173,7 +166,7 @@ struct Http1Connection::Impl {
     uint64_t tail_ts = 0;
     bool skipped_significant = false;  // skipped something other than CR/LF since last sync
     bool skip_accounted = false;  // request: skipped bytes belong to an already counted message
-    // Request: a gap took the start of a request (queued as a `lost` placeholder); the bytes
+    // Request: a gap took the start of a request (queued as a placeholder); the bytes
     // skipped or the malformed message start found next are its remains, not a new request.
     bool lost_head = false;
 
@@ -182,21 +175,16 @@ struct Http1Connection::Impl {
     uint64_t held_ts = 0;
     bool held_lost = false;
     uint64_t upgrade_seq = 0;
-    bool completed_closes = false;  // the message just completed asked for the close
 
     // Message in progress.
-    bool in_message = false;
-    bool headers_done = false;
-    bool interim = false;       // response: 1xx (not 101)
-    bool tunnel = false;        // response: 101, or 2xx to CONNECT
-    bool message_done = false;  // on_message_complete ran during this execute
-    bool body_frozen = false;   // a gap was skipped in this body: count bytes, keep none
-    HttpRequest req;            // request: until its header block is complete
-    Pending* entry = nullptr;   // request: queued, receiving its body
-    uint64_t completed_seq = 0;
-    bool completed_had_verdict = false;
-    bool completed_upgrade = false;
-    HttpResponse resp;  // response: the message being parsed
+    Phase phase = Phase::kIdle;
+    Kind kind = Kind::kFinal;
+    bool body_frozen = false;    // a gap was skipped in this body: count bytes, keep none
+    HttpRequest req;             // request: until its header block is complete
+    Pending* entry = nullptr;    // request: queued, receiving its body
+    Then then = Then::kGoOn;     // set when the message completes, for AfterMessage
+    uint64_t completed_seq = 0;  // request: the seq of the one just completed (0: not queued)
+    HttpResponse resp;           // response: the message being parsed
     uint64_t partner_seq = 0;
 
     void OnMessageBegin() override { impl->MessageBegin(*this); }
@@ -206,43 +194,21 @@ struct Http1Connection::Impl {
   };
 
   Http1Options opt;
-  Sink sink;
   Http1Stats stats;
   Stream streams[2];
-  // A list, not a deque: libstdc++'s deque allocates a map and a node when it is made, ~600
-  // bytes for every idle connection (one Pending fills a deque node anyway).
-  std::list<Pending> pending;
-  size_t held = 0;  // every pending request's `held`: within opt.max_connection_bytes
-  uint64_t next_seq = 1;
+  // The requests waiting for responses, in order, and their reports. What they hold is
+  // within opt.max_connection_bytes; their bodies also within opt.max_total_bytes of what all
+  // connections' waiting exchanges hold.
+  Stitcher stitcher;
   uint64_t owed = 0;
   uint64_t rejected_seq = 0;  // the last request the parser rejected, while it waits
-  // Exchanges ready for the sink. Filled and emptied within one call (every public operation
-  // ends with Flush), and the sink never calls back in, so all connections of a thread share
-  // these two vectors instead of each keeping their capacity while idle.
-  std::vector<Ready>& ready = SharedReady(0);
-  std::vector<Ready>& batch = SharedReady(1);
   bool resume_requests = false;
   bool go_dead = false;
   bool closed = false;
 
-  // What the waiting requests of every connection hold (heads and bodies): bodies are kept
-  // only within Http1Options::max_total_bytes of it.
-  static std::atomic<uint64_t>& Total() {
-    static std::atomic<uint64_t> total{0};
-    return total;
-  }
-  static uint64_t TotalHeld() { return Total().load(std::memory_order_relaxed); }
-  void AddHeld(size_t n) {
-    held += n;
-    Total().fetch_add(n, std::memory_order_relaxed);
-  }
-  void SubHeld(size_t n) {
-    held -= n;
-    Total().fetch_sub(n, std::memory_order_relaxed);
-  }
-  ~Impl() { SubHeld(held); }
-
-  Impl(Http1Options o, Sink s) : opt(o), sink(std::move(s)) {
+  Impl(Http1Options o, Sink s)
+      : opt(std::move(o)),
+        stitcher(Stitcher::OptionsFor(Stitcher::Order::kRequestOrder, opt), std::move(s)) {
     if (opt.max_pending_requests == 0) opt.max_pending_requests = 1;
     for (int i = 0; i < 2; ++i) {
       Stream& st = streams[i];
@@ -259,12 +225,14 @@ struct Http1Connection::Impl {
 
   // ---- parser state ----
 
+  static bool InMessage(const Stream& s) {
+    return s.phase == Phase::kHead || s.phase == Phase::kBody;
+  }
+
   static void ResetParser(Stream& s) {
     s.parser.Reset();
-    s.in_message = false;
-    s.headers_done = false;
-    s.interim = false;
-    s.tunnel = false;
+    s.phase = Phase::kIdle;
+    s.kind = Kind::kFinal;
     s.body_frozen = false;
     s.entry = nullptr;
     s.partner_seq = 0;
@@ -276,24 +244,10 @@ struct Http1Connection::Impl {
     if (owed < opt.max_pending_requests) ++owed;
   }
 
-  Pending* FindBySeq(uint64_t seq) {
-    if (seq == 0) return nullptr;
-    for (Pending& e : pending) {
-      if (e.seq == seq) return &e;
-      if (e.seq > seq) break;
-    }
-    return nullptr;
-  }
+  Pending* FindBySeq(uint64_t seq) { return stitcher.Find(seq); }
 
-  // Moves finished exchanges at the head of the queue to `ready`, in order.
-  void Drain() {
-    while (!pending.empty() && pending.front().has_verdict && pending.front().request_done) {
-      Pending& f = pending.front();
-      if (!f.lost) ready.push_back(Ready{std::move(f.ex), f.verdict});
-      SubHeld(f.held);
-      pending.pop_front();
-    }
-  }
+  // Reports finished exchanges at the head of the queue, in order.
+  void Drain() { stitcher.Drain(); }
 
   // The request a final response starting at `first_byte_ns` answers; 0 for none.
   uint64_t ClaimPartner(uint64_t first_byte_ns) {
@@ -301,7 +255,7 @@ struct Http1Connection::Impl {
       --owed;
       return 0;
     }
-    for (const Pending& e : pending) {
+    for (const auto& [k, e] : stitcher.entries()) {
       if (e.has_verdict) continue;
       // A server cannot answer a request before it was sent: this response belongs to a
       // request we did not see.
@@ -313,7 +267,7 @@ struct Http1Connection::Impl {
   }
 
   bool AnyWaiting() const {
-    for (const Pending& e : pending)
+    for (const auto& [k, e] : stitcher.entries())
       if (!e.has_verdict) return true;
     return false;
   }
@@ -322,7 +276,7 @@ struct Http1Connection::Impl {
   // names a method and a target, incomplete, done; its seq, or 0.
   uint64_t NamePartialRequest() {
     Stream& s = Req();
-    if (s.mode != Mode::kSynced || !s.in_message || s.headers_done || s.lost_head) return 0;
+    if (s.mode != Mode::kSynced || s.phase != Phase::kHead || s.lost_head) return 0;
     const std::string_view line = s.parser.partial_start_line();
     const size_t sp = line.find(' ');
     if (sp == std::string_view::npos || !IsMethodToken(line.substr(0, sp))) return 0;
@@ -333,12 +287,10 @@ struct Http1Connection::Impl {
       if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return 0;
     if (!Admit()) return 0;
     ++stats.requests;
-    Pending& e = pending.emplace_back();
-    e.seq = next_seq++;
-    e.ex.sequence = e.seq;
+    Pending& e = stitcher.Admit();
     e.ex.incomplete = true;
     e.request_done = true;
-    e.after = Tentative();
+    e.depends_on = Tentative();
     HttpRequest& r = e.ex.request;
     r.method.assign(line.substr(0, sp));
     r.target.assign(target);
@@ -362,13 +314,11 @@ struct Http1Connection::Impl {
   }
 
   void SetVerdict(Pending& e, ExchangeEvent ev) {
-    e.has_verdict = true;
-    e.verdict = ev;
     const uint64_t seq = e.seq;
     // Answered without closing (a closing answer discarded them first): the server read on.
-    for (Pending& w : pending)
-      if (w.after != 0 && w.after <= seq) w.after = 0;
-    Drain();
+    for (auto& [k, w] : stitcher.entries())
+      if (w.depends_on != 0 && w.depends_on <= seq) w.depends_on = 0;
+    stitcher.Answer(e, ev);  // reports what is ready, in order
     Resolved(seq);
   }
 
@@ -380,23 +330,22 @@ struct Http1Connection::Impl {
   bool Admit(size_t incoming = 0) {
     if (Req().mode == Mode::kCut) return false;
     auto fits = [&] {
-      return pending.size() < opt.max_pending_requests &&
-             held + incoming <= opt.max_connection_bytes;
+      return stitcher.size() < opt.max_pending_requests &&
+             stitcher.held() + incoming <= opt.max_connection_bytes;
     };
     if (fits()) return true;
-    for (Pending& e : pending) {
-      if (held + incoming <= opt.max_connection_bytes) break;
+    for (auto& [k, e] : stitcher.entries()) {
+      if (stitcher.held() + incoming <= opt.max_connection_bytes) break;
       std::string& body = e.ex.request.body;
       if (body.empty()) continue;
       const size_t b = body.size();
       std::string().swap(body);
       e.ex.request.body_truncated = true;
-      e.held -= b;
-      SubHeld(b);
+      stitcher.Release(e, b);
       ++stats.budget_bodies_cut;
     }
     if (fits()) return true;
-    Cut(pending.size() < opt.max_pending_requests);
+    Cut(stitcher.size() < opt.max_pending_requests);
     return false;
   }
 
@@ -426,10 +375,8 @@ struct Http1Connection::Impl {
   // the budget (the stream is then cut).
   uint64_t QueuePlaceholder() {
     if (!Admit()) return 0;
-    Pending& e = pending.emplace_back();
-    e.seq = next_seq++;
-    e.ex.sequence = e.seq;
-    e.lost = true;
+    Pending& e = stitcher.Admit();
+    e.placeholder = true;
     e.request_done = true;
     return e.seq;
   }
@@ -439,10 +386,10 @@ struct Http1Connection::Impl {
   // requests_after_close), and the request stream's later bytes are only counted.
   void CloseAfter(uint64_t seq) {
     Stream& r = Req();
-    for (Pending& e : pending) {
+    for (auto& [k, e] : stitcher.entries()) {
       if (e.has_verdict || (seq != 0 && e.seq <= seq)) continue;
-      if (!e.lost) ++stats.requests_after_close;
-      e.lost = true;
+      if (!e.placeholder) ++stats.requests_after_close;
+      e.placeholder = true;
       e.has_verdict = true;
       e.verdict = ExchangeEvent::kNoResponse;
       e.request_done = true;
@@ -460,10 +407,8 @@ struct Http1Connection::Impl {
   // ---- parser events ----
 
   void MessageBegin(Stream& s) {
-    s.in_message = true;
-    s.headers_done = false;
-    s.interim = false;
-    s.tunnel = false;
+    s.phase = Phase::kHead;
+    s.kind = Kind::kFinal;
     s.body_frozen = false;
     s.partner_seq = 0;
     if (s.dir == Direction::kRequest) {
@@ -483,7 +428,7 @@ struct Http1Connection::Impl {
 
   H1HeadVerdict HeadersComplete(Stream& s, const H1Head& head) {
     Impl& im = *this;
-    s.headers_done = true;
+    s.phase = Phase::kBody;
     if (s.dir == Direction::kRequest) {
       HttpRequest& r = s.req;
       r.method.assign(head.method);
@@ -502,13 +447,10 @@ struct Http1Connection::Impl {
       if (!im.Admit(head.counted_bytes)) return H1HeadVerdict::kBody;  // cut: not queued
       ++im.stats.requests;
       if (head.version_major == 0) ++im.stats.http09_requests;
-      Pending& e = im.pending.emplace_back();
-      e.seq = im.next_seq++;
-      e.ex.sequence = e.seq;
+      Pending& e = im.stitcher.Admit();
       e.ex.request = std::move(r);
-      e.after = im.Tentative();
-      e.held = head.counted_bytes;
-      im.AddHeld(e.held);
+      e.depends_on = im.Tentative();
+      im.stitcher.Charge(e, head.counted_bytes);
       s.entry = &e;
       return H1HeadVerdict::kBody;
     }
@@ -519,7 +461,7 @@ struct Http1Connection::Impl {
     if (opt.keep_response_headers) CopyHeaders(head, r.headers);
     r.headers_done_ns = s.ts;
     if (r.status >= 100 && r.status < 200 && r.status != 101) {
-      s.interim = true;
+      s.kind = Kind::kInterim;
       return H1HeadVerdict::kNoBody;
     }
     const bool none_owed = im.owed == 0;
@@ -533,17 +475,9 @@ struct Http1Connection::Impl {
       im.CloseAfter(s.partner_seq);
     }
     bool no_body = r.status == 101 || r.status == 204 || r.status == 304;
-    s.tunnel = r.status == 101;
+    if (r.status == 101) s.kind = Kind::kTunnel;
     if (Pending* e = im.FindBySeq(s.partner_seq)) {
-      e->response_started = true;
-      if (!e->lost && im.opt.report_started && im.opt.report_started(e->ex.request)) {
-        HttpExchange started;
-        started.request = e->ex.request;
-        started.response = r;
-        started.incomplete = e->ex.incomplete;
-        started.sequence = e->seq;
-        im.ready.push_back(Ready{std::move(started), ExchangeEvent::kResponseStarted});
-      }
+      im.stitcher.ResponseStarted(*e, r);
       const std::string& m = e->ex.request.method;
       if (m == "HEAD") no_body = true;
       // A tunnel's 2xx has neither Content-Length nor Transfer-Encoding (RFC 9110 9.3.6). Go's
@@ -551,7 +485,7 @@ struct Http1Connection::Impl {
       // on reading HTTP/1.1 on the connection: what follows is audited.
       if (m == "CONNECT" && r.status >= 200 && r.status < 300 && !s.parser.framed()) {
         no_body = true;
-        s.tunnel = true;
+        s.kind = Kind::kTunnel;
       }
     }
     return no_body ? H1HeadVerdict::kNoBody : H1HeadVerdict::kBody;
@@ -565,18 +499,14 @@ struct Http1Connection::Impl {
       HttpRequest& r = s.entry->ex.request;
       // Within the connection's budget too: what the waiting requests hold; and within what all
       // connections' waiting requests hold together.
-      size_t left = opt.max_connection_bytes > held ? opt.max_connection_bytes - held : 0;
-      const uint64_t total = TotalHeld();
-      left =
-          std::min<uint64_t>(left, opt.max_total_bytes > total ? opt.max_total_bytes - total : 0);
+      const size_t left = stitcher.BodyRoom();
       if (max > r.body.size() + left) {
         max = r.body.size() + left;
         if (r.body.size() + len > max) ++stats.budget_bodies_cut;
       }
       const size_t before = r.body.size();
       AppendBody(r.body, r.body_size, r.body_truncated, at, len, max);
-      s.entry->held += r.body.size() - before;
-      AddHeld(r.body.size() - before);
+      stitcher.Charge(*s.entry, r.body.size() - before);
     } else {
       HttpResponse& r = s.resp;
       AppendBody(r.body, r.body_size, r.body_truncated, at, len, max);
@@ -585,44 +515,35 @@ struct Http1Connection::Impl {
 
   void MessageComplete(Stream& s) {
     Impl& im = *this;
-    s.completed_closes = s.parser.closes() && !s.interim && !s.tunnel;
+    s.then = s.parser.closes() && s.kind == Kind::kFinal ? Then::kClose : Then::kGoOn;
     if (s.dir == Direction::kRequest) {
       s.completed_seq = 0;
-      s.completed_had_verdict = false;
-      s.completed_upgrade = s.parser.upgrade();
       if (Pending* e = s.entry) {
-        e->ex.request.complete_ns = s.ts;
-        e->request_done = true;
-        if (im.opt.report_received && !e->lost && e->after == 0) {
-          HttpExchange received;
-          received.request = e->ex.request;
-          received.incomplete = e->ex.incomplete;
-          received.sequence = e->seq;
-          im.ready.push_back(Ready{std::move(received), ExchangeEvent::kRequestReceived});
-        }
+        im.stitcher.RequestComplete(*e, s.ts);
         s.completed_seq = e->seq;
-        s.completed_had_verdict = e->has_verdict;
+        // Upgrade / CONNECT request: what follows is HTTP only if the server declines.
+        if (s.then == Then::kGoOn && s.parser.upgrade() && !e->has_verdict)
+          s.then = Then::kAwaitUpgrade;
         s.entry = nullptr;
         im.Drain();
       }
-    } else if (s.interim) {
+    } else if (s.kind == Kind::kInterim) {
       ++im.stats.interim_responses;
     } else {
       ++im.stats.responses;
       s.resp.complete_ns = s.ts;
       const uint64_t seq = s.partner_seq;
       Pending* e = im.FindBySeq(seq);
-      if (e != nullptr && !e->lost) {
+      if (e != nullptr && !e->placeholder) {
         e->ex.response = std::move(s.resp);
         im.SetVerdict(*e, ExchangeEvent::kResponseComplete);
       } else {
         ++im.stats.orphan_responses;
         if (e != nullptr) im.SetVerdict(*e, ExchangeEvent::kNoResponse);  // drops the placeholder
       }
-      if (s.tunnel) im.go_dead = true;
+      if (s.kind == Kind::kTunnel) im.go_dead = true;
     }
-    s.in_message = false;
-    s.message_done = true;  // Execute returns; the caller resets the parser
+    s.phase = Phase::kComplete;  // Execute returns; the caller resets the parser
   }
 
   // ---- stream processing ----
@@ -703,7 +624,7 @@ struct Http1Connection::Impl {
         s.entry = nullptr;
         Drain();
         s.skip_accounted = true;
-      } else if (s.in_message || parse_error) {
+      } else if (InMessage(s) || parse_error) {
         // Its response will still come (else: already queued as a placeholder).
         if (!s.lost_head) {
           const uint64_t seq = QueuePlaceholder();
@@ -714,14 +635,15 @@ struct Http1Connection::Impl {
       } else {
         s.skip_accounted = false;
       }
-    } else if (s.in_message && !s.interim && s.headers_done && !parse_error) {
+    } else if (s.phase == Phase::kBody && s.kind != Kind::kInterim && !parse_error) {
       if (Pending* e = FindBySeq(s.partner_seq)) {
         e->ex.incomplete = true;
         e->ex.response = std::move(s.resp);
         SetVerdict(*e, ExchangeEvent::kResponseComplete);
       }
-    } else if (s.in_message && !s.interim) {
-      const uint64_t seq = s.headers_done ? s.partner_seq : ClaimPartner(s.resp.first_byte_ns);
+    } else if (InMessage(s) && s.kind != Kind::kInterim) {
+      const uint64_t seq =
+          s.phase == Phase::kBody ? s.partner_seq : ClaimPartner(s.resp.first_byte_ns);
       if (Pending* e = FindBySeq(seq)) {
         e->ex.incomplete = true;
         e->ex.response.reset();
@@ -733,7 +655,7 @@ struct Http1Connection::Impl {
     if (s.mode == Mode::kCut || s.mode == Mode::kAfterClose) return;
     s.mode = Mode::kUnsynced;
     // A request the server could not parse either: it answers it (nginx and Go: 400) and most
-    // often closes. The requests found after it depend on that answer (see Pending::after).
+    // often closes. The requests found after it depend on that answer (see Pending::depends_on).
     const Pending* e = FindBySeq(hold_seq);
     if (e != nullptr && !e->has_verdict) rejected_seq = hold_seq;
   }
@@ -755,11 +677,9 @@ struct Http1Connection::Impl {
       if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return;
     if (!Admit()) return;
     ++stats.requests;
-    Pending& e = pending.emplace_back();
-    e.seq = next_seq++;
-    e.ex.sequence = e.seq;
+    Pending& e = stitcher.Admit();
     e.ex.incomplete = true;
-    e.after = Tentative();
+    e.depends_on = Tentative();
     HttpRequest& r = e.ex.request;
     r.method.assign(line.substr(0, sp));
     r.target.assign(target);
@@ -789,11 +709,11 @@ struct Http1Connection::Impl {
   // answers a 0.9 line with "HTTP/1.1 400 Bad Request", which is then its status).
   bool StartRaw09(Stream& s, const char* p, size_t n) {
     if (owed > 0 || MatchStatusLine(p, n) != Match::kNo) return false;
-    for (const Pending& e : pending) {
+    for (const auto& [k, e] : stitcher.entries()) {
       if (e.has_verdict) continue;
       if (e.ex.request.version_major != 0) return false;
       s.mode = Mode::kRaw09;
-      s.in_message = true;
+      s.phase = Phase::kHead;
       s.partner_seq = e.seq;
       s.resp = HttpResponse{};
       s.resp.first_byte_ns = s.ts;
@@ -806,14 +726,14 @@ struct Http1Connection::Impl {
 
   // After a message completed (Execute returned at its end).
   void AfterMessage(Stream& s) {
-    s.message_done = false;
+    const Then then = s.then;
+    s.then = Then::kGoOn;
     ResetParser(s);
     if (go_dead) {
       GoDead();
       return;
     }
-    if (s.completed_closes) {
-      s.completed_closes = false;
+    if (then == Then::kClose) {
       // The server closes after this message: a request asking for it is the last one it
       // reads; a response saying so is the last one it sends.
       if (s.dir == Direction::kRequest) {
@@ -823,9 +743,7 @@ struct Http1Connection::Impl {
       }
       return;
     }
-    if (s.dir == Direction::kRequest && s.completed_upgrade && s.completed_seq != 0 &&
-        !s.completed_had_verdict) {
-      // Upgrade / CONNECT request: what follows is HTTP only if the server declines.
+    if (then == Then::kAwaitUpgrade) {
       s.mode = Mode::kUpgradeWait;
       s.upgrade_seq = s.completed_seq;
       s.held.clear();
@@ -862,12 +780,11 @@ struct Http1Connection::Impl {
         }
         case Mode::kSynced: {
           s.ts = ts;
-          if (s.dir == Direction::kResponse && !s.in_message && StartRaw09(s, p + pos, n - pos))
+          if (s.dir == Direction::kResponse && !InMessage(s) && StartRaw09(s, p + pos, n - pos))
             break;
-          s.message_done = false;
           const size_t used = s.parser.Execute(s, p + pos, n - pos);
           pos += std::min(used, n - pos);
-          if (s.message_done) {
+          if (s.phase == Phase::kComplete) {
             AfterMessage(s);
           } else if (s.parser.failed() || pos < n) {
             ++stats.parse_errors;
@@ -942,15 +859,7 @@ struct Http1Connection::Impl {
     }
   }
 
-  void Flush() {
-    while (!ready.empty()) {
-      batch.swap(ready);
-      for (Ready& r : batch) {
-        if (sink) sink(std::move(r.ex), r.event);
-      }
-      batch.clear();
-    }
-  }
+  void Flush() { stitcher.Flush(); }
 
   void AfterCall() {
     for (int guard = 0; resume_requests && guard < 64; ++guard) {
@@ -963,7 +872,7 @@ struct Http1Connection::Impl {
 
   // ---- public operations ----
 
-  void OnData(Direction dir, std::string_view bytes, uint64_t ts) {
+  void OnData(Direction dir, std::string_view bytes, uint64_t ts) override {
     if (closed) return;
     FeedChunk(streams[static_cast<int>(dir)], bytes.data(), bytes.size(), ts);
     AfterCall();
@@ -974,7 +883,8 @@ struct Http1Connection::Impl {
   // Is the stream inside a body delimited by Content-Length, so that the parser's remaining()
   // is the number of body bytes still expected?
   bool InLengthBody(const Stream& s) const {
-    if (s.mode != Mode::kSynced || !s.in_message || !s.headers_done || s.interim) return false;
+    if (s.mode != Mode::kSynced || s.phase != Phase::kBody || s.kind == Kind::kInterim)
+      return false;
     if (s.dir == Direction::kRequest && s.entry == nullptr) return false;
     return s.parser.in_length_body() && s.parser.remaining() > 0;
   }
@@ -1024,7 +934,7 @@ struct Http1Connection::Impl {
     }
   }
 
-  void OnGap(Direction dir, uint64_t missing, uint64_t ts) {
+  void OnGap(Direction dir, uint64_t missing, uint64_t ts) override {
     if (closed) return;
     Stream& s = streams[static_cast<int>(dir)];
     if (!SkipInBody(s, missing, ts)) {
@@ -1037,7 +947,7 @@ struct Http1Connection::Impl {
     AfterCall();
   }
 
-  void MarkStreamStart(Direction dir) {
+  void MarkStreamStart(Direction dir) override {
     if (closed) return;
     Stream& s = streams[static_cast<int>(dir)];
     if (s.mode != Mode::kUnsynced) return;
@@ -1047,25 +957,15 @@ struct Http1Connection::Impl {
     Sync(s);
   }
 
-  void Expire(uint64_t complete_before_ns) {
+  void AddStats(Http1Stats* h1, Http2Stats* /*h2*/) const override { *h1 += stats; }
+
+  void Expire(uint64_t complete_before_ns) override {
     if (closed) return;
-    for (Pending& e : pending) {
-      if (e.lost || e.has_verdict || e.timeout_reported || e.response_started || !e.request_done ||
-          e.after != 0)
-        continue;
-      const uint64_t done = e.ex.request.complete_ns;
-      if (done == 0 || done >= complete_before_ns) continue;
-      e.timeout_reported = true;
-      HttpExchange waiting;
-      waiting.request = e.ex.request;
-      waiting.incomplete = e.ex.incomplete;
-      waiting.sequence = e.seq;
-      ready.push_back(Ready{std::move(waiting), ExchangeEvent::kRequestTimedOut});
-    }
+    stitcher.Expire(complete_before_ns);
     Flush();
   }
 
-  void OnClose(uint64_t ts) {
+  void OnClose(uint64_t ts) override {
     if (closed) return;
     // A response delimited by the end of the connection completes now.
     Stream& rs = Resp();
@@ -1079,25 +979,15 @@ struct Http1Connection::Impl {
       }
       ++stats.responses;
     }
-    if (rs.mode == Mode::kSynced && rs.in_message) {
+    if (rs.mode == Mode::kSynced && InMessage(rs)) {
       rs.ts = ts;
-      rs.message_done = false;
       rs.parser.Finish(rs);
-      if (rs.message_done) AfterMessage(rs);
+      if (rs.phase == Phase::kComplete) AfterMessage(rs);
     }
     Stream& qs = Req();
     if (qs.entry != nullptr) qs.entry->request_done = true;  // body still in flight
-    for (Pending& e : pending) {
-      if (e.lost) continue;
-      if (e.after != 0 && !e.has_verdict) {  // its rejected predecessor was never answered
-        ++stats.requests_after_close;
-        continue;
-      }
-      ready.push_back(
-          Ready{std::move(e.ex), e.has_verdict ? e.verdict : ExchangeEvent::kNoResponse});
-    }
-    pending.clear();
-    SubHeld(held);
+    // Those whose rejected predecessor was never answered were never read: not reported.
+    stats.requests_after_close += stitcher.Close();
     for (Stream& s : streams) {
       ResetParser(s);
       s.mode = Mode::kDead;
@@ -1110,30 +1000,11 @@ struct Http1Connection::Impl {
   }
 };
 
-std::vector<Http1Connection::Impl::Ready>& Http1Connection::Impl::SharedReady(int which) {
-  static thread_local std::vector<Ready> shared[2];
-  return shared[which];
-}
-
 Http1Connection::Http1Connection(Http1Options options, Sink sink)
-    : impl_(std::make_unique<Impl>(options, std::move(sink))) {}
+    : HttpConnection(std::make_unique<Impl>(std::move(options), std::move(sink))) {}
 
-Http1Connection::~Http1Connection() = default;
-
-void Http1Connection::OnData(Direction dir, std::string_view bytes, uint64_t ts_ns) {
-  impl_->OnData(dir, bytes, ts_ns);
+const Http1Stats& Http1Connection::stats() const {
+  return static_cast<const Impl&>(*engine_).stats;
 }
-
-void Http1Connection::OnGap(Direction dir, uint64_t missing, uint64_t ts_ns) {
-  impl_->OnGap(dir, missing, ts_ns);
-}
-
-void Http1Connection::MarkStreamStart(Direction dir) { impl_->MarkStreamStart(dir); }
-
-void Http1Connection::Expire(uint64_t complete_before_ns) { impl_->Expire(complete_before_ns); }
-
-void Http1Connection::OnClose(uint64_t ts_ns) { impl_->OnClose(ts_ns); }
-
-const Http1Stats& Http1Connection::stats() const { return impl_->stats; }
 
 }  // namespace mat::http

@@ -46,11 +46,10 @@
 #include <memory>
 #include <string_view>
 
+#include "http/connection.h"
 #include "http/exchange.h"
 
 namespace mat::http {
-
-enum class Direction : uint8_t { kRequest = 0, kResponse = 1 };
 
 struct Http1Options {
   size_t max_body_bytes = 64 * 1024;  // body bytes kept per message (the rest is counted)
@@ -66,8 +65,9 @@ struct Http1Options {
   // is never reported before its response or the connection's end: it may be one the server
   // never read.
   size_t max_connection_bytes = 8u << 20;
-  // The bodies of waiting requests are kept only while all connections' waiting requests hold
-  // less than this together (the rest counted in budget_bodies_cut): bounded in total too.
+  // The bodies of waiting requests are kept only while the waiting exchanges of all connections
+  // (HTTP/1.1 and HTTP/2, see Stitcher) hold less than this together (the rest counted in
+  // budget_bodies_cut): bounded in total too.
   size_t max_total_bytes = 64u << 20;
   // When set and true for a request, its exchange is also reported with kResponseStarted as
   // soon as the final response's header block is complete (response body empty): for
@@ -133,24 +133,16 @@ struct Http1Stats {
   }
 };
 
-class Http1Connection {
+class Http1Connection final : public HttpConnection {
  public:
-  using Sink = std::function<void(HttpExchange&&, ExchangeEvent)>;
-
   Http1Connection(Http1Options options, Sink sink);
-  ~Http1Connection();
-  Http1Connection(const Http1Connection&) = delete;
-  Http1Connection& operator=(const Http1Connection&) = delete;
 
-  // Bytes of one direction, in order. ts_ns is the wall-clock time they were seen.
-  // A stream starts "unsynchronised" unless MarkStreamStart(dir) was called: bytes before the
-  // first plausible message start (at the start of a call's bytes or of a line) are skipped.
-  // The sink is called from inside OnData/OnGap/OnClose; it must not throw or call back in.
-  void OnData(Direction dir, std::string_view bytes, uint64_t ts_ns);
-  // `missing` bytes of this direction were lost (0: an unknown amount).
-  // When they all fall inside a Content-Length body in progress, they are counted as body and
-  // nothing else changes (see the top of this file). Otherwise the message in progress is
-  // abandoned and the stream resynchronises at the next message start:
+  // The operations are HttpConnection's (connection.h); for HTTP/1.1:
+  // OnData: a stream starts "unsynchronised" unless MarkStreamStart(dir) was called: bytes before
+  // the first plausible message start (at the start of a call's bytes or of a line) are skipped.
+  // OnGap: when the lost bytes all fall inside a Content-Length body in progress, they are counted
+  // as body and nothing else changes (see the top of this file). Otherwise the message in progress
+  // is abandoned and the stream resynchronises at the next message start:
   // - a request whose header block was complete is still reported, marked incomplete; an
   //   earlier one is discarded (its response is then treated as an orphan);
   // - a response whose header block was complete reports its request as kResponseComplete
@@ -160,21 +152,15 @@ class Http1Connection {
   // - a gap that runs past the end of a Content-Length body provably lost the start of the
   //   next message too: for requests its response is treated as an orphan, for responses the
   //   next waiting request is reported as kNoResponse, incomplete (pairing does not shift).
-  void OnGap(Direction dir, uint64_t missing, uint64_t ts_ns);
-  // Tells the parser that the next bytes of `dir` are the very start of the connection, so no
-  // resynchronisation scan is needed (and a malformed first message is an error, not a skip).
-  void MarkStreamStart(Direction dir);
-  // The connection is gone: reports every request still waiting (kNoResponse), in order.
-  void OnClose(uint64_t ts_ns);
-  // Reports, once each, with kRequestTimedOut the complete requests that have waited for a
-  // response since before `complete_before_ns`. They stay queued for their responses.
-  void Expire(uint64_t complete_before_ns);
+  // MarkStreamStart: no resynchronisation scan is needed (and a malformed first message is an
+  // error, not a skip).
+  // OnClose: reports every request still waiting (kNoResponse), in order.
+  // Expire: the requests reported stay queued for their responses.
 
   const Http1Stats& stats() const;
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace mat::http

@@ -17,7 +17,8 @@
 //   (it needs at most kProofMax bytes). The undecided tail is thus shorter than kProofMax;
 //   judged bytes are dropped when they are at least half of `hold`, so every byte is moved
 //   at most once on average and `hold` never exceeds 2 * kProofMax.
-// - Reports go to `ready` and are handed to the sink at the end of each public call.
+// - The tracked streams are kept by a Stitcher (stitcher.h, in the order they are answered),
+//   which hands the reports to the sink at the end of each public call.
 
 #include "http/http2.h"
 
@@ -25,12 +26,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "http/hpack.h"
+#include "http/stitcher.h"
 
 namespace mat::http {
 
@@ -230,7 +231,7 @@ void AppendBody(std::string& body, uint64_t& size, bool& truncated, const uint8_
 
 }  // namespace
 
-struct Http2Connection::Impl {
+struct Http2Connection::Impl final : HttpConnection::Engine {
   enum class Mode : uint8_t {
     kPreface,       // request stream at its start: expecting the client preface
     kMaybePreface,  // request stream, joined mid-stream: the preface may still be there
@@ -287,45 +288,34 @@ struct Http2Connection::Impl {
     size_t scan_pos = 0;
   };
 
-  struct Stream {
-    uint64_t seq = 0;
-    HttpExchange ex;
-    bool req_done = false;    // the request's END_STREAM was seen
-    bool final_seen = false;  // ex.response holds the final response's header block
-    bool timeout_reported = false;
-    bool client_reset = false;  // RST_STREAM from the client before the final response
-    // Opened at or after a client protocol error: the server may not have read it, so it is
-    // reported only if the server answers it.
-    bool suspect = false;
-    bool req_frozen = false;
-    bool resp_frozen = false;
-    size_t held = 0;  // header and body bytes kept, counted in Impl::held
-  };
-
-  struct Ready {
-    HttpExchange ex;
-    ExchangeEvent event;
-  };
+  // A tracked stream, kept by the Stitcher (reported as it ends). request_done: the
+  // request's END_STREAM was seen; response_started: ex.response holds the final response's
+  // header block; client_reset: RST_STREAM from the client before the final response;
+  // depends_on (1): opened at or after a client protocol error: the server may not have read
+  // it, so it is reported only if the server answers it.
+  using Stream = Stitcher::Entry;
+  using StreamIt = Stitcher::Iter;
 
   Http2Options opt;
-  Sink sink;
   Http2Stats stats;
   Side sides[2];
-  std::map<uint32_t, Stream> streams;  // client stream id -> stream (ids grow: oldest first)
-  uint32_t highest_sid = 0;            // highest client stream id whose request block was seen
+  // The tracked streams and their reports; what they hold is within opt.max_connection_bytes,
+  // their bodies also within opt.max_total_bytes of what all connections' exchanges hold.
+  Stitcher stitcher;
+  // Client stream id -> stream (ids grow: oldest first).
+  Stitcher::Map& streams = stitcher.entries();
+  uint32_t highest_sid = 0;  // highest client stream id whose request block was seen
   uint32_t goaway_last = 0x7fffffff;
-  uint64_t next_seq = 1;
   size_t reset_waiting = 0;            // tracked streams with client_reset
   bool req_error = false;              // the client broke the protocol: later streams are suspect
   bool server_error = false;           // the server sent a GOAWAY with an error code
   uint32_t server_table_limit = 4096;  // largest SETTINGS_HEADER_TABLE_SIZE the server sent
-  size_t held = 0;  // every tracked stream's `held`: within opt.max_connection_bytes
-  std::vector<Ready> ready;
-  std::vector<Ready> batch;
   bool dead = false;
   bool closed = false;
 
-  Impl(Http2Options o, Sink s, bool at_start) : opt(std::move(o)), sink(std::move(s)) {
+  Impl(Http2Options o, Sink s, bool at_start)
+      : opt(std::move(o)),
+        stitcher(Stitcher::OptionsFor(Stitcher::Order::kAsAnswered, opt), std::move(s)) {
     if (opt.max_streams == 0) opt.max_streams = 1;
     for (int i = 0; i < 2; ++i) {
       Side& sd = sides[i];
@@ -351,79 +341,65 @@ struct Http2Connection::Impl {
 
   // ---- reports ----
 
-  void Flush() {
-    if (ready.empty()) return;
-    batch.swap(ready);
-    for (Ready& r : batch) sink(std::move(r.ex), r.event);
-    batch.clear();
-  }
-
-  void Report(HttpExchange&& ex, ExchangeEvent ev) { ready.push_back(Ready{std::move(ex), ev}); }
-
-  HttpExchange Copy(const Stream& st, bool with_response) const {
-    HttpExchange ex;
-    ex.request = st.ex.request;
-    if (with_response) ex.response = st.ex.response;
-    ex.incomplete = st.ex.incomplete;
-    ex.sequence = st.seq;
-    return ex;
-  }
+  void Flush() { stitcher.Flush(); }
 
   // Forgets a stream without reporting it (counted).
-  void Drop(std::map<uint32_t, Stream>::iterator it) {
+  void Drop(StreamIt it) {
     ++stats.unreported_streams;
-    Erase(it);
+    Forget(it->second);
+    stitcher.Drop(it->second);
   }
 
-  // Forgets a stream.
-  void Erase(std::map<uint32_t, Stream>::iterator it) {
-    held -= it->second.held;
-    if (it->second.client_reset) --reset_waiting;
-    streams.erase(it);
+  // A stream is about to go.
+  void Forget(const Stream& st) {
+    if (st.client_reset) --reset_waiting;
   }
 
   // Reports a stream and forgets it. kNoResponse: `why` none was seen (empty: the connection
   // ended). A suspect stream without a response is not reported (counted).
-  void Finish(std::map<uint32_t, Stream>::iterator it, ExchangeEvent ev,
-              std::string_view why = {}) {
+  void Finish(StreamIt it, ExchangeEvent ev, std::string_view why = {}) {
     Stream& st = it->second;
     if (ev != ExchangeEvent::kResponseComplete) {
-      if (st.suspect) {
+      if (st.depends_on != 0) {
         ++stats.unanswered_after_error;
         Drop(it);
         return;
       }
-      st.ex.response.reset();
-      if (why.empty() && st.client_reset) why = kNoteClientReset;
-      if (why.empty() && server_error) why = kNoteServerError;
-      st.ex.note = why;
+      Forget(st);
+      stitcher.NoResponse(st, why.empty() ? NoteFor(st) : why);
+      return;
     }
-    Report(std::move(st.ex), ev);
-    Erase(it);
+    Forget(st);
+    stitcher.Answer(st, ev);
+  }
+
+  // Why a stream ending with the connection has no response (empty: nothing more to say).
+  std::string_view NoteFor(const Stream& st) const {
+    if (st.client_reset) return kNoteClientReset;
+    if (server_error) return kNoteServerError;
+    return {};
   }
 
   // Counts `n` more bytes kept for `it`, then ends the oldest other streams while the
   // connection is over its budget.
-  void Charge(std::map<uint32_t, Stream>::iterator it, size_t n) {
-    it->second.held += n;
-    held += n;
-    while (held > opt.max_connection_bytes && streams.size() > 1) {
+  void Charge(StreamIt it, size_t n) {
+    stitcher.Charge(it->second, n);
+    while (stitcher.held() > opt.max_connection_bytes && streams.size() > 1) {
       auto victim = streams.begin() == it ? std::next(streams.begin()) : streams.begin();
       ++stats.budget_evictions;
       EndStream(victim, true, kNoteCap);
     }
   }
 
-  // The body bytes a stream may still keep: its own cap and what the budget has left.
+  // The body bytes a stream may still keep: its own cap and what the budgets (the
+  // connection's and the total) have left.
   size_t BodyRoom(const std::string& body, bool frozen) {
     if (frozen) return 0;
-    const size_t budget_left =
-        opt.max_connection_bytes > held ? opt.max_connection_bytes - held : 0;
-    return std::min(opt.max_body_bytes, body.size() + budget_left);
+    return std::min(opt.max_body_bytes, body.size() + stitcher.BodyRoom());
   }
 
-  void KeepBody(std::map<uint32_t, Stream>::iterator it, std::string& body, uint64_t& size,
-                bool& truncated, const uint8_t* p, size_t n, bool frozen) {
+  void KeepBody(StreamIt it, std::string& body, uint64_t& size, bool& truncated, const uint8_t* p,
+                size_t n, bool frozen) {
     const size_t before = body.size();
     const size_t max = BodyRoom(body, frozen);
     if (!frozen && max < opt.max_body_bytes && body.size() + n > max) ++stats.budget_bodies_cut;
@@ -432,26 +408,23 @@ struct Http2Connection::Impl {
   }
 
   // A stream ends without END_STREAM on its response (reset, close, dropped, fatal).
-  void EndStream(std::map<uint32_t, Stream>::iterator it, bool incomplete,
-                 std::string_view why = {}) {
+  void EndStream(StreamIt it, bool incomplete, std::string_view why = {}) {
     if (incomplete) it->second.ex.incomplete = true;
-    Finish(it,
-           it->second.final_seen ? ExchangeEvent::kResponseComplete : ExchangeEvent::kNoResponse,
-           why);
+    Finish(
+        it,
+        it->second.response_started ? ExchangeEvent::kResponseComplete : ExchangeEvent::kNoResponse,
+        why);
   }
 
-  void RequestDone(std::map<uint32_t, Stream>::iterator it, uint64_t ts) {
+  void RequestDone(StreamIt it, uint64_t ts) {
     Stream& st = it->second;
-    if (st.req_done) return;
-    st.req_done = true;
-    st.ex.request.complete_ns = ts;
-    if (opt.report_received && !st.suspect)
-      Report(Copy(st, false), ExchangeEvent::kRequestReceived);
+    if (st.request_done) return;
+    stitcher.RequestComplete(st, ts);  // kRequestReceived when asked (not if suspect)
   }
 
-  void ResponseDone(std::map<uint32_t, Stream>::iterator it, uint64_t ts) {
+  void ResponseDone(StreamIt it, uint64_t ts) {
     Stream& st = it->second;
-    if (!st.final_seen) {  // its header block was lost or not decodable: no status
+    if (!st.response_started) {  // its header block was lost or not decodable: no status
       st.ex.incomplete = true;
       Finish(it, ExchangeEvent::kNoResponse, kNoteUnreadable);
       return;
@@ -521,7 +494,7 @@ struct Http2Connection::Impl {
       FinishBlock(s, ts);
     }
     for (auto& [sid, st] : streams) {
-      if (s.request && st.req_done) continue;
+      if (s.request && st.request_done) continue;
       st.ex.incomplete = true;
       if (s.request)
         st.req_frozen = true;
@@ -557,8 +530,8 @@ struct Http2Connection::Impl {
     auto it = streams.find(b.sid);
     if (s.request) {
       if (it != streams.end()) {
-        b.kind = it->second.req_done || it->second.client_reset ? BlockKind::kIgnore
-                                                                : BlockKind::kTrailers;
+        b.kind = it->second.request_done || it->second.client_reset ? BlockKind::kIgnore
+                                                                    : BlockKind::kTrailers;
       } else if (b.sid > goaway_last) {  // the server said it will not process it
         b.kind = BlockKind::kIgnore;
         ++stats.goaway_refused;
@@ -573,7 +546,7 @@ struct Http2Connection::Impl {
     } else if (b.sid % 2 == 0) {
       b.kind = BlockKind::kIgnore;  // a pushed response
     } else if (it != streams.end()) {
-      b.kind = it->second.final_seen ? BlockKind::kTrailers : BlockKind::kResponse;
+      b.kind = it->second.response_started ? BlockKind::kTrailers : BlockKind::kResponse;
     } else {
       b.kind = BlockKind::kIgnore;
       ++stats.untracked_header_blocks;
@@ -655,12 +628,12 @@ struct Http2Connection::Impl {
   // up, reported at once without a response (incomplete; streams.end() is returned). Servers
   // serve the oldest streams and refuse the newest over their own limits (nginx: 2 x 128 new
   // streams a read, Go: 250 open): the answers still coming are the oldest streams'.
-  std::map<uint32_t, Stream>::iterator NewStream(Block& b, uint64_t ts) {
+  StreamIt NewStream(Block& b, uint64_t ts) {
     bool over = false;
     while (streams.size() - reset_waiting >= opt.max_streams) {
       auto answered = streams.begin();
       while (answered != streams.end() &&
-             (answered->second.client_reset || !answered->second.final_seen))
+             (answered->second.client_reset || !answered->second.response_started))
         ++answered;
       ++stats.dropped_streams;
       if (answered == streams.end()) {
@@ -669,9 +642,7 @@ struct Http2Connection::Impl {
       }
       EndStream(answered, true, kNoteCap);
     }
-    Stream st;
-    st.seq = next_seq++;
-    st.ex.sequence = st.seq;
+    Stream& st = stitcher.Admit(b.sid);
     st.ex.request = std::move(b.req);
     HttpRequest& r = st.ex.request;
     r.version_major = 2;
@@ -679,20 +650,14 @@ struct Http2Connection::Impl {
     r.first_byte_ns = b.first_ts;
     r.headers_done_ns = ts;
     st.ex.incomplete = b.failed || b.truncated;
-    st.suspect = req_error;
+    st.depends_on = req_error ? 1 : 0;
     ++stats.requests;
+    auto it = streams.find(b.sid);
     if (over) {
       st.ex.incomplete = true;
-      if (st.suspect) {
-        ++stats.unanswered_after_error;
-        ++stats.unreported_streams;
-      } else {
-        st.ex.note = kNoteCap;
-        Report(std::move(st.ex), ExchangeEvent::kNoResponse);
-      }
+      Finish(it, ExchangeEvent::kNoResponse, kNoteCap);  // a suspect one: not reported, counted
       return streams.end();
     }
-    auto it = streams.emplace(b.sid, std::move(st)).first;
     Charge(it, std::min(b.bytes, opt.max_header_list_bytes));
     return it;
   }
@@ -741,7 +706,7 @@ struct Http2Connection::Impl {
           if (b.failed || b.truncated) st.ex.incomplete = true;
         } else {
           ++stats.responses;
-          st.final_seen = true;
+          st.response_started = true;
           if (b.failed || b.truncated) st.ex.incomplete = true;
           r.version_major = 2;
           r.version_minor = 0;
@@ -749,8 +714,7 @@ struct Http2Connection::Impl {
           r.headers_done_ns = ts;
           st.ex.response = std::move(r);
           Charge(it, std::min(b.bytes, opt.max_header_list_bytes));
-          if (opt.report_started && opt.report_started(st.ex.request))
-            Report(Copy(st, true), ExchangeEvent::kResponseStarted);
+          stitcher.ResponseStarted(st, *st.ex.response);
         }
         if (b.end_stream) ResponseDone(it, ts);
         break;
@@ -827,7 +791,7 @@ struct Http2Connection::Impl {
         for (auto it = streams.upper_bound(last); it != streams.end();) {
           auto next = std::next(it);
           ++stats.goaway_refused;
-          if (it->second.final_seen)
+          if (it->second.response_started)
             EndStream(it, false);
           else
             Drop(it);
@@ -851,7 +815,7 @@ struct Http2Connection::Impl {
     Stream& st = it->second;
     ++stats.resets;
     if (!s.request) {
-      if (st.final_seen) {
+      if (st.response_started) {
         EndStream(it, false);
       } else if (code == kRefusedStream) {
         ++stats.refused_streams;
@@ -861,7 +825,7 @@ struct Http2Connection::Impl {
       }
       return;
     }
-    if (st.final_seen) {  // e.g. a watch cancelled: the response is what it is
+    if (st.response_started) {  // e.g. a watch cancelled: the response is what it is
       EndStream(it, false);
       return;
     }
@@ -885,10 +849,10 @@ struct Http2Connection::Impl {
         if (it == streams.end()) break;
         Stream& st = it->second;
         if (s.request) {
-          if (st.req_done) break;
+          if (st.request_done) break;
           HttpRequest& r = st.ex.request;
           KeepBody(it, r.body, r.body_size, r.body_truncated, p, n, st.req_frozen);
-        } else if (st.final_seen) {
+        } else if (st.response_started) {
           HttpResponse& r = *st.ex.response;
           KeepBody(it, r.body, r.body_size, r.body_truncated, p, n, st.resp_frozen);
         }
@@ -1072,7 +1036,7 @@ struct Http2Connection::Impl {
 
   // ---- public entry points ----
 
-  void OnData(Direction dir, std::string_view bytes, uint64_t ts) {
+  void OnData(Direction dir, std::string_view bytes, uint64_t ts) override {
     if (closed || dead) return;
     Side& s = SideOf(dir);
     const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
@@ -1137,7 +1101,7 @@ struct Http2Connection::Impl {
     Flush();
   }
 
-  void OnGap(Direction dir, uint64_t missing, uint64_t ts) {
+  void OnGap(Direction dir, uint64_t missing, uint64_t ts) override {
     if (closed || dead) return;
     Side& s = SideOf(dir);
     switch (s.mode) {
@@ -1157,11 +1121,11 @@ struct Http2Connection::Impl {
           auto it = streams.find(s.fh.sid);
           if (body > 0 && it != streams.end()) {
             Stream& st = it->second;
-            if (s.request && !st.req_done) {
+            if (s.request && !st.request_done) {
               st.req_frozen = true;
               st.ex.request.body_size += body;
               st.ex.request.body_truncated = true;
-            } else if (!s.request && st.final_seen) {
+            } else if (!s.request && st.response_started) {
               st.resp_frozen = true;
               st.ex.response->body_size += body;
               st.ex.response->body_truncated = true;
@@ -1185,7 +1149,7 @@ struct Http2Connection::Impl {
     Flush();
   }
 
-  void OnClose(uint64_t ts) {
+  void OnClose(uint64_t ts) override {
     if (closed) return;
     closed = true;
     if (!dead) {
@@ -1201,7 +1165,11 @@ struct Http2Connection::Impl {
         s.block.failed = true;  // the rest of the block never came
         FinishBlock(s, ts);
       }
-      while (!streams.empty()) EndStream(streams.begin(), false);
+      // Every stream left, in order: with its response, or none (suspect ones: not reported).
+      const size_t dropped = stitcher.Close([this](const Stream& st) { return NoteFor(st); });
+      stats.unanswered_after_error += dropped;
+      stats.unreported_streams += dropped;
+      reset_waiting = 0;
       for (Side& s : sides) {
         s.hpack.Reset(opt.max_hpack_table_bytes);
         std::string().swap(s.hblock);
@@ -1212,38 +1180,22 @@ struct Http2Connection::Impl {
     Flush();
   }
 
-  void Expire(uint64_t complete_before_ns) {
+  void AddStats(Http1Stats* /*h1*/, Http2Stats* h2) const override { *h2 += stats; }
+
+  void Expire(uint64_t complete_before_ns) override {
     if (closed || dead) return;
-    for (auto& [sid, st] : streams) {
-      if (!st.req_done || st.final_seen || st.timeout_reported || st.suspect) continue;
-      const uint64_t done = st.ex.request.complete_ns;
-      if (done == 0 || done >= complete_before_ns) continue;
-      st.timeout_reported = true;
-      Report(Copy(st, false), ExchangeEvent::kRequestTimedOut);
-    }
+    stitcher.Expire(complete_before_ns);
     Flush();
   }
 };
 
 Http2Connection::Http2Connection(Http2Options options, Sink sink, bool at_start)
-    : impl_(std::make_unique<Impl>(std::move(options), std::move(sink), at_start)) {}
+    : HttpConnection(std::make_unique<Impl>(std::move(options), std::move(sink), at_start)) {}
 
-Http2Connection::~Http2Connection() = default;
+bool Http2Connection::failed() const { return static_cast<const Impl&>(*engine_).dead; }
 
-void Http2Connection::OnData(Direction dir, std::string_view bytes, uint64_t ts_ns) {
-  impl_->OnData(dir, bytes, ts_ns);
+const Http2Stats& Http2Connection::stats() const {
+  return static_cast<const Impl&>(*engine_).stats;
 }
-
-void Http2Connection::OnGap(Direction dir, uint64_t missing, uint64_t ts_ns) {
-  impl_->OnGap(dir, missing, ts_ns);
-}
-
-void Http2Connection::OnClose(uint64_t ts_ns) { impl_->OnClose(ts_ns); }
-
-void Http2Connection::Expire(uint64_t complete_before_ns) { impl_->Expire(complete_before_ns); }
-
-bool Http2Connection::failed() const { return impl_->dead; }
-
-const Http2Stats& Http2Connection::stats() const { return impl_->stats; }
 
 }  // namespace mat::http

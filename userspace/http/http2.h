@@ -80,8 +80,8 @@
 #include <memory>
 #include <string_view>
 
+#include "http/connection.h"
 #include "http/exchange.h"
-#include "http/http1.h"  // Direction
 
 namespace mat::http {
 
@@ -106,6 +106,9 @@ struct Http2Options {
   // kResponseComplete, incomplete: counted in budget_evictions); a body that would take it
   // over is cut (body_truncated, counted in budget_bodies_cut).
   size_t max_connection_bytes = 8u << 20;
+  // As in Http1Options: bodies are kept only while the waiting exchanges of all connections
+  // (HTTP/1.1 and HTTP/2) hold less than this together (the rest counted in budget_bodies_cut).
+  size_t max_total_bytes = 64u << 20;
   // Streams the client reset before any response, still waiting for the server's word (its
   // response, a REFUSED_STREAM, a GOAWAY): the server may still answer them. Beyond this many,
   // the oldest is reported kNoResponse, incomplete (counted in reset_streams_dropped). Not
@@ -139,7 +142,7 @@ struct Http2Stats {
   uint64_t header_lists_truncated = 0;  // header blocks over max_header_list_bytes
   uint64_t table_size_over_limit = 0;   // SETTINGS_HEADER_TABLE_SIZE > max_hpack_table_bytes
   uint64_t budget_evictions = 0;        // streams ended early to stay within max_connection_bytes
-  uint64_t budget_bodies_cut = 0;       // body pieces not kept to stay within it
+  uint64_t budget_bodies_cut = 0;       // body pieces not kept to stay within it (or the total)
   uint64_t resyncs = 0;                 // times a direction lost its frame sync and rescanned
   uint64_t skipped_bytes = 0;           // bytes skipped while looking for a frame start
   uint64_t gaps_skipped_in_body = 0;    // gaps absorbed inside a DATA frame's payload
@@ -184,29 +187,17 @@ struct Http2Stats {
   }
 };
 
-class Http2Connection {
+class Http2Connection final : public HttpConnection {
  public:
-  using Sink = std::function<void(HttpExchange&&, ExchangeEvent)>;
-
   // at_start: both byte streams will be fed from the connection's first byte (the request
   // stream must then begin with the client preface). When false we joined mid-stream: both
   // directions resynchronise (a request stream that does begin with the preface is still
   // recognised and followed from its start).
   Http2Connection(Http2Options options, Sink sink, bool at_start = true);
-  ~Http2Connection();
-  Http2Connection(const Http2Connection&) = delete;
-  Http2Connection& operator=(const Http2Connection&) = delete;
 
-  // Bytes of one direction, in order; ts_ns is the wall-clock time they were seen. The sink is
-  // called from inside OnData/OnGap/OnClose/Expire; it must not throw or call back in.
-  void OnData(Direction dir, std::string_view bytes, uint64_t ts_ns);
-  // `missing` bytes of this direction were lost (0: an unknown amount). See the top of the file.
-  void OnGap(Direction dir, uint64_t missing, uint64_t ts_ns);
-  // The connection is gone: every stream still open is reported (see the top of the file).
-  void OnClose(uint64_t ts_ns);
-  // Reports, once each, with kRequestTimedOut the complete requests (END_STREAM seen) with no
-  // final response header block that completed before `complete_before_ns`.
-  void Expire(uint64_t complete_before_ns);
+  // The operations are HttpConnection's (connection.h); for HTTP/2, OnGap and OnClose: see
+  // the top of the file; Expire: the requests complete (END_STREAM seen) with no final
+  // response header block. MarkStreamStart does nothing (at_start says it).
 
   // True after a fatal error: the connection ignores all further input (it reported its
   // streams already), the caller may stop tracking it.
@@ -215,7 +206,6 @@ class Http2Connection {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace mat::http
