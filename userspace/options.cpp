@@ -161,9 +161,31 @@ void Enable(Options& o) {
   o.*field = true;
 }
 
+Status ConfigReadFirst(Options&, std::string_view) { return {}; }  // ParseOptions reads it first
+
+// The group of options --help lists under one heading (kHelpSections below).
+enum class HelpGroup {
+  kAudit,
+  kIdentity,
+  kLocalSocket,
+  kTargets,
+  kCapture,
+  kOutput,
+  kRecord,
+  kAdmin,
+  kSupportDump,
+  kDoctor,
+  kOther
+};
+
+// One option: its flag, its key in the configuration file, its value's type, limits and check,
+// and its --help entry. In a help text, {default} stands for the option's value in Options{} (as
+// EffectiveConfigToml writes it), {min} and {max} for its limits: --help states no default and
+// no limit that is not the one in force.
 struct OptionSpec {
   using Kind = OptionInfo::Kind;
   std::string_view flag;  // "--cap-bytes"
+  std::string_view arg;   // --help: the value's placeholder ("N", "FILE", "on|off"); none: kSwitch
   std::string_view key;   // its key in [mke_audit_tap] ("cap_bytes"); empty: flag only
   Kind kind;
   bool repeatable = false;    // the flag may be repeated; in the file the value is an array
@@ -172,75 +194,285 @@ struct OptionSpec {
   Status (*number)(Options&, uint64_t) = nullptr;        // kNumber, within [min, max]
   void (*on)(Options&) = nullptr;                        // kSwitch: the flag is given
   bool key_negates = false;  // kSwitch: key = false means the flag (default_ignore = false)
+  HelpGroup group;
+  std::string_view help;  // --help: the description, its lines as printed (column 34 on)
+  std::string_view note;  // --help: text printed as is after the entry, if any
+};
+
+// --help's fixed text: what comes before the options, and the headings of their groups with
+// the text printed after each group's options.
+struct HelpSection {
+  HelpGroup group;
+  std::string_view heading;
+  std::string_view after = {};
 };
 
 using K = OptionSpec::Kind;
+using G = HelpGroup;
 using O = Options;
 
+// The options in --help's order (config_test checks it). --config is read before the other flags
+// (ParseOptions): its check here only takes the value.
 // clang-format off
 const OptionSpec kOptions[] = {
-    {"--level", "", K::kText, false, 0, 0, SetLevel},
-    {"--license-key", "license_key", K::kText, false, 0, 0, SetLicenseKey},
-    {"--license-key-file", "license_key_file", K::kText, false, 0, 0, SetLicenseKeyFile},
-    {"--format", "format", K::kText, false, 0, 0, SetFormat},
-    {"--comm", "comm", K::kText, true, 0, 0, AddComm},
-    {"--pid", "pid", K::kNumber, true, 1, 4194304, nullptr, AddPid},
-    {"--ignore", "ignore", K::kText, true, 0, 0, AddIgnore},
-    {"--no-default-ignore", "default_ignore", K::kSwitch, false, 0, 0, nullptr, nullptr,
-     Enable<&O::no_default_ignore>, true},
-    {"--audit-grpc", "audit_grpc", K::kSwitch, false, 0, 0, nullptr, nullptr,
-     Enable<&O::audit_grpc>},
-    {"--redact", "redact", K::kText, true, 0, 0, AddRedact},
-    {"--no-default-redact", "default_redact", K::kSwitch, false, 0, 0, nullptr, nullptr,
-     Enable<&O::no_default_redact>, true},
-    {"--response-timeout", "response_timeout", K::kNumber, false, 0, 86400, nullptr,
-     SetNumber<&O::response_timeout_s>},
-    {"--max-line-bytes", "max_line_bytes", K::kNumber, false, 0, 16u << 20, nullptr,
-     SetNumber<&O::max_line_bytes>},
-    {"--every-request-received", "every_request_received", K::kSwitch, false, 0, 0, nullptr,
-     nullptr, Enable<&O::every_request_received>},
-    {"--client-ca", "client_ca", K::kText, false, 0, 0, SetFile<&O::client_ca>},
-    {"--user-map", "user_map", K::kText, false, 0, 0, SetFile<&O::user_map>},
-    {"--token-ttl", "token_ttl", K::kNumber, false, 1, 30 * 86400, nullptr,
-     SetNumber<&O::token_ttl_s>},
-    {"--token-cache-size", "token_cache_size", K::kNumber, false, 0, 1000000, nullptr,
-     SetNumber<&O::token_cache_size>},
-    {"--capture", "capture", K::kText, false, 0, 0, SetCapture},
-    {"--local-socket", "local_socket", K::kText, false, 0, 0, SetLocalSocket},
-    {"--local-socket-ignore", "local_socket_ignore", K::kText, true, 0, 0, AddLocalSocketIgnore},
-    {"--bridge-window", "bridge_window", K::kNumber, false, 0, 30 * 86400, nullptr,
-     SetNumber<&O::bridge_window_s>},
-    {"--cap-bytes", "cap_bytes", K::kNumber, false, 4096, 1u << 20, nullptr,
-     SetNumber<&O::cap_bytes>},
-    {"--ringbuf-bytes", "ringbuf_bytes", K::kNumber, false, 1u << 16, 1u << 30, nullptr,
-     SetRingbufBytes},
-    {"--max-body-bytes", "max_body_bytes", K::kNumber, false, 0, 16u << 20, nullptr,
-     SetNumber<&O::max_body_bytes>},
-    {"--max-header-bytes", "max_header_bytes", K::kNumber, false, 1024, 16u << 20, nullptr,
-     SetNumber<&O::max_header_bytes>},
-    {"--max-pending-requests", "max_pending_requests", K::kNumber, false, 1, 65536, nullptr,
-     SetNumber<&O::max_pending_requests>},
-    {"--max-connection-bytes", "max_connection_bytes", K::kNumber, false, 65536, 1u << 30,
-     nullptr, SetNumber<&O::max_connection_bytes>},
-    {"--max-connections", "max_connections", K::kNumber, false, 16, 4194304, nullptr,
-     SetNumber<&O::max_connections>},
-    {"--poll-ms", "poll_ms", K::kNumber, false, 1, 1000, nullptr, SetNumber<&O::poll_ms>},
-    {"--rescan-ms", "rescan_ms", K::kNumber, false, 50, 3600000, nullptr,
-     SetNumber<&O::rescan_ms>},
-    {"--idle-timeout", "idle_timeout", K::kNumber, false, 1, 30 * 86400, nullptr,
-     SetNumber<&O::idle_timeout_s>},
-    {"--output-buffer", "output_buffer", K::kNumber, false, 1u << 16, 1ull << 40, nullptr,
-     SetNumber<&O::output_buffer_bytes>},
-    {"--exit-timeout", "exit_timeout", K::kNumber, false, 0, 3600, nullptr,
-     SetNumber<&O::exit_timeout_s>},
-    {"--record", "record", K::kText, false, 0, 0, SetFile<&O::record_file>},
-    {"--replay", "", K::kText, false, 0, 0, SetFile<&O::replay_file>},
-    {"--log-level", "log_level", K::kText, false, 0, 0, SetLogLevel},
-    {"--admin-listen", "admin_listen", K::kText, false, 0, 0, SetAdminListen},
-    {"--admin-cert", "admin_cert", K::kText, false, 0, 0, SetFile<&O::admin_cert>},
-    {"--admin-key", "admin_key", K::kText, false, 0, 0, SetFile<&O::admin_key>},
-    {"--admin-ca", "admin_ca", K::kText, false, 0, 0, SetFile<&O::admin_ca>},
-    {"--admin-subject", "admin_subject", K::kText, true, 0, 0, AddAdminSubject},
+    {.flag = "--level", .arg = "none|metadata|request", .kind = K::kText, .text = SetLevel,
+     .group = G::kAudit,
+     .help = "audit level (\"\" and none disable capture; default {default})"},
+    {.flag = "--license-key", .arg = "KEY", .key = "license_key", .kind = K::kText,
+     .text = SetLicenseKey, .group = G::kAudit,
+     .help = "license key written into every line (user.extra.licenseKey);\n"
+             "visible to every local user in /proc/PID/cmdline, so prefer:"},
+    {.flag = "--license-key-file", .arg = "FILE", .key = "license_key_file", .kind = K::kText,
+     .text = SetLicenseKeyFile, .group = G::kAudit,
+     .help = "read the license key from FILE (its one line; a trailing\n"
+             "newline is dropped; unreadable or empty stops the start)"},
+    {.flag = "--config", .arg = "FILE", .kind = K::kText, .text = ConfigReadFirst,
+     .group = G::kAudit,
+     .help = "TOML configuration file: MKE's [audit_log_configuration]\n"
+             "section (level, support_dump_include_audit_logs) and an\n"
+             "[mke_audit_tap] section with any option below by its long\n"
+             "name with '_' for '-', checked as the flag is (lists as\n"
+             "arrays: comm, pid, ignore, redact; default_ignore/\n"
+             "default_redact = false); other sections (a whole MKE config\n"
+             "file) are skipped. Flags win. Reread on SIGHUP and when it\n"
+             "changes (level, log level, ignore and redact lists); a broken\n"
+             "new version is logged and the running configuration kept."},
+    {.flag = "--format", .arg = "mke|k8s", .key = "format", .kind = K::kText, .text = SetFormat,
+     .group = G::kAudit,
+     .help = "mke: MKE's audit line (default); k8s: audit.k8s.io/v1 Event\n"
+             "lines, as Kubernetes audit consumers (Falco k8saudit) read"},
+    {.flag = "--ignore", .arg = "PATH", .key = "ignore", .kind = K::kText, .repeatable = true,
+     .text = AddIgnore, .group = G::kAudit,
+     .help = "also ignore PATH (repeatable; a trailing * matches any\n"
+             "continuation; matched after an optional /vN.NN prefix)"},
+    {.flag = "--no-default-ignore", .key = "default_ignore", .kind = K::kSwitch,
+     .on = Enable<&O::no_default_ignore>, .key_negates = true, .group = G::kAudit,
+     .help = "drop MKE's default ignore list (/_ping /ca /auth ...)"},
+    {.flag = "--audit-grpc", .key = "audit_grpc", .kind = K::kSwitch, .on = Enable<&O::audit_grpc>,
+     .group = G::kAudit,
+     .help = "also audit gRPC calls (swarmkit's manager/node protocol on\n"
+             "port 2377: heartbeats, task status; not user API calls, so\n"
+             "skipped by default); their payload is never written"},
+    {.flag = "--redact", .arg = "'METHOD PATH'", .key = "redact", .kind = K::kText,
+     .repeatable = true, .text = AddRedact, .group = G::kAudit,
+     .help = "also redact the payload of this call (repeatable; {id} matches\n"
+             "one path segment, METHOD * any), e.g. 'POST /plugins/{id}/set'"},
+    {.flag = "--no-default-redact", .key = "default_redact", .kind = K::kSwitch,
+     .on = Enable<&O::no_default_redact>, .key_negates = true, .group = G::kAudit,
+     .help = "drop the default redacted calls (secrets, swarm join/update,\n"
+             "auth/login); Kubernetes secrets and sensitive fields and\n"
+             "headers stay redacted"},
+    {.flag = "--response-timeout", .arg = "S", .key = "response_timeout", .kind = K::kNumber,
+     .max = 86400, .number = SetNumber<&O::response_timeout_s>, .group = G::kAudit,
+     .help = "write a request still without response after S seconds at\n"
+             "stage RequestReceived (default {default}; 0: only at connection end)"},
+    {.flag = "--max-line-bytes", .arg = "N", .key = "max_line_bytes", .kind = K::kNumber,
+     .max = 16u << 20, .number = SetNumber<&O::max_line_bytes>, .group = G::kAudit,
+     .help = "no line longer than N bytes, newline not counted (default\n"
+             "{default}: Docker's log drivers split a line that fills their\n"
+             "16 KiB buffer with its newline; 0: no cap): a payload that\n"
+             "does not fit is dropped, then a too-long URI cut, and the line\n"
+             "says so in an annotation"},
+    {.flag = "--every-request-received", .key = "every_request_received", .kind = K::kSwitch,
+     .on = Enable<&O::every_request_received>, .group = G::kAudit,
+     .help = "also write a RequestReceived line for every request when it\n"
+             "is complete, as the Kubernetes audit does (same auditID)"},
+    {.flag = "--client-ca", .arg = "FILE", .key = "client_ca", .kind = K::kText,
+     .text = SetFile<&O::client_ca>, .group = G::kIdentity,
+     .help = "PEM CA bundle (MKE's client CA) that client certificates must\n"
+             "chain to: the tap sees a certificate before the server\n"
+             "verifies it, so without this a certificate's CN is written as\n"
+             "client-certificate-unverified, and with it one that does not\n"
+             "chain names nobody (unresolved)"},
+    {.flag = "--user-map", .arg = "FILE", .key = "user_map", .kind = K::kText,
+     .text = SetFile<&O::user_map>, .group = G::kIdentity,
+     .help = "JSON file mapping certificate CNs and login names to MKE\n"
+             "account ids: {\"users\":[{\"match\":\"cn:NAME\"|\"login:NAME\",\n"
+             "\"id\":\"ACCOUNT-ID\",\"name\":\"LOGIN\"}]}; reread when it changes\n"
+             "(a broken version is logged and the previous map kept)"},
+    {.flag = "--token-ttl", .arg = "S", .key = "token_ttl", .kind = K::kNumber, .min = 1,
+     .max = 30 * 86400, .number = SetNumber<&O::token_ttl_s>, .group = G::kIdentity,
+     .help = "remember a session token learned at a login for S seconds\n"
+             "after its last use (default {default}, MKE's session lifetime)"},
+    {.flag = "--token-cache-size", .arg = "N", .key = "token_cache_size", .kind = K::kNumber,
+     .max = 1000000, .number = SetNumber<&O::token_cache_size>, .group = G::kIdentity,
+     .help = "session tokens remembered at most (default {default}; the least\n"
+             "recently used goes first; 0: learn none)"},
+    {.flag = "--local-socket", .arg = "on|off", .key = "local_socket", .kind = K::kText,
+     .text = SetLocalSocket, .group = G::kLocalSocket,
+     .help = "audit the HTTP a dockerd target serves on its Unix sockets\n"
+             "(-H unix://..., fd://), read from its accepted connections in\n"
+             "the kernel (no probe per call; default {default}). The user is the\n"
+             "connecting process's uid as the kernel recorded it (its host\n"
+             "name; user.extra: pid, comm, container); sourceIPs: the socket"},
+    {.flag = "--local-socket-ignore", .arg = "NAME", .key = "local_socket_ignore",
+     .kind = K::kText, .repeatable = true, .text = AddLocalSocketIgnore, .group = G::kLocalSocket,
+     .help = "do not write the calls of local peers whose command name,\n"
+             "container name (or its swarm service, the part before the\n"
+             "first '.') or container id (12+ hex digits) is NAME\n"
+             "(repeatable; they are counted: /metrics, the exit summary)"},
+    {.flag = "--comm", .arg = "NAME", .key = "comm", .kind = K::kText, .repeatable = true,
+     .text = AddComm, .group = G::kTargets,
+     .help = "every process whose command name is NAME"},
+    {.flag = "--pid", .arg = "PID", .key = "pid", .kind = K::kNumber, .repeatable = true, .min = 1,
+     .max = 4194304, .number = AddPid, .group = G::kTargets,
+     .help = "process PID and all its descendants"},
+    {.flag = "--capture", .arg = "auto|keys|plaintext", .key = "capture", .kind = K::kText,
+     .text = SetCapture, .group = G::kCapture,
+     .help = "how TLS plaintext is obtained (default {default}). keys: the TLS\n"
+             "secrets once per handshake and the socket's encrypted bytes,\n"
+             "decrypted here (no probe hit per request); plaintext: probes\n"
+             "on every TLS read and write (costly); auto: keys where the\n"
+             "process allows it, plaintext otherwise, with one log line why"},
+    {.flag = "--bridge-window", .arg = "S", .key = "bridge_window", .kind = K::kNumber,
+     .max = 30 * 86400, .number = SetNumber<&O::bridge_window_s>, .group = G::kCapture,
+     .help = "keys/auto: connections opened before the auditor started are\n"
+             "captured by per-call probes for at most S seconds (default\n"
+             "{default}; 0: not at all); the probes go once all are closed"},
+    {.flag = "--cap-bytes", .arg = "N", .key = "cap_bytes", .kind = K::kNumber, .min = 4096,
+     .max = 1u << 20, .number = SetNumber<&O::cap_bytes>, .group = G::kCapture,
+     .help = "plaintext bytes delivered per TLS call (default {default},\n"
+             "{min}..{max}); the rest is counted as truncated"},
+    {.flag = "--ringbuf-bytes", .arg = "N", .key = "ringbuf_bytes", .kind = K::kNumber,
+     .min = 1u << 16, .max = 1u << 30, .number = SetRingbufBytes, .group = G::kCapture,
+     .help = "kernel ring buffer size, a power of two (default {default})"},
+    {.flag = "--max-body-bytes", .arg = "N", .key = "max_body_bytes", .kind = K::kNumber,
+     .max = 16u << 20, .number = SetNumber<&O::max_body_bytes>, .group = G::kCapture,
+     .help = "request/response body bytes kept per message (default {default})"},
+    {.flag = "--max-header-bytes", .arg = "N", .key = "max_header_bytes", .kind = K::kNumber,
+     .min = 1024, .max = 16u << 20, .number = SetNumber<&O::max_header_bytes>,
+     .group = G::kCapture,
+     .help = "header bytes kept per message (default {default}, Go's\n"
+             "net/http limit; at most {max}): a larger HTTP/1.1 header\n"
+             "block is audited by its request line only, a larger HTTP/2\n"
+             "header list is cut; both marked incomplete"},
+    {.flag = "--max-pending-requests", .arg = "N", .key = "max_pending_requests",
+     .kind = K::kNumber, .min = 1, .max = 65536, .number = SetNumber<&O::max_pending_requests>,
+     .group = G::kCapture,
+     .help = "requests per connection waiting for their responses, HTTP/2\n"
+             "streams followed per connection (default {default})"},
+    {.flag = "--max-connection-bytes", .arg = "N", .key = "max_connection_bytes",
+     .kind = K::kNumber, .min = 65536, .max = 1u << 30,
+     .number = SetNumber<&O::max_connection_bytes>, .group = G::kCapture,
+     .help = "header and body bytes kept per connection (default {default})"},
+    {.flag = "--max-connections", .arg = "N", .key = "max_connections", .kind = K::kNumber,
+     .min = 16, .max = 4194304, .number = SetNumber<&O::max_connections>, .group = G::kCapture,
+     .help = "connections followed at once (default {default}); beyond, the one\n"
+             "idle longest is ended first",
+     .note = R"(  Beyond each, the oldest requests are audited at once, incomplete (over
+  --max-pending-requests, an HTTP/2 connection's new stream, unless an answered one can end
+  first); every cap hit is counted (summary, /metrics)
+)"},
+    {.flag = "--poll-ms", .arg = "N", .key = "poll_ms", .kind = K::kNumber, .min = 1, .max = 1000,
+     .number = SetNumber<&O::poll_ms>, .group = G::kCapture,
+     .help = "how often the kernel ring buffer is drained, ms (default {default};\n"
+             "it is drained at once when an eighth of it is full)"},
+    {.flag = "--rescan-ms", .arg = "N", .key = "rescan_ms", .kind = K::kNumber, .min = 50,
+     .max = 3600000, .number = SetNumber<&O::rescan_ms>, .group = G::kCapture,
+     .help = "how often to look for new target processes (default {default};\n"
+             "a safety net: targets are found at their exec or fork)"},
+    {.flag = "--idle-timeout", .arg = "S", .key = "idle_timeout", .kind = K::kNumber, .min = 1,
+     .max = 30 * 86400, .number = SetNumber<&O::idle_timeout_s>, .group = G::kCapture,
+     .help = "end connections idle this long, seconds (default {default})"},
+    {.flag = "--output-buffer", .arg = "N", .key = "output_buffer", .kind = K::kNumber,
+     .min = 1u << 16, .max = 1ull << 40, .number = SetNumber<&O::output_buffer_bytes>,
+     .group = G::kOutput,
+     .help = "audit lines held for a slow or stalled stdout, bytes at most\n"
+             "(default {default}); beyond, lines are dropped and counted,\n"
+             "and a loss notice line says so once stdout flows again"},
+    {.flag = "--exit-timeout", .arg = "S", .key = "exit_timeout", .kind = K::kNumber, .max = 3600,
+     .number = SetNumber<&O::exit_timeout_s>, .group = G::kOutput,
+     .help = "at SIGTERM/SIGINT, write what is held for at most S seconds\n"
+             "(default {default}), then exit saying on stderr how many lines could\n"
+             "not be written"},
+    {.flag = "--record", .arg = "FILE", .key = "record", .kind = K::kText,
+     .text = SetFile<&O::record_file>, .group = G::kRecord,
+     .help = "also write the raw tap records to FILE (mode 0600; it holds\n"
+             "PLAINTEXT, including credentials: protect it); a symbolic\n"
+             "link, FIFO, device or another user's file there is refused"},
+    {.flag = "--replay", .arg = "FILE", .kind = K::kText, .text = SetFile<&O::replay_file>,
+     .group = G::kRecord,
+     .help = "run the pipeline from a recording instead of the kernel\n"
+             "(needs no privileges)"},
+    {.flag = "--admin-listen", .arg = "ADDR:PORT", .key = "admin_listen", .kind = K::kText,
+     .text = SetAdminListen, .group = G::kAdmin,
+     .help = "serve GET/PUT /api/ucp/config/logging (MKE's API), /metrics\n"
+             "(Prometheus text) and a settings page at / ([v6]:PORT for IPv6)"},
+    {.flag = "--admin-cert", .arg = "FILE", .key = "admin_cert", .kind = K::kText,
+     .text = SetFile<&O::admin_cert>, .group = G::kAdmin,
+     .help = "the server's certificate chain (PEM)"},
+    {.flag = "--admin-key", .arg = "FILE", .key = "admin_key", .kind = K::kText,
+     .text = SetFile<&O::admin_key>, .group = G::kAdmin,
+     .help = "the server's private key (PEM)"},
+    {.flag = "--admin-ca", .arg = "FILE", .key = "admin_ca", .kind = K::kText,
+     .text = SetFile<&O::admin_ca>, .group = G::kAdmin,
+     .help = "PEM CA bundle that client certificates must chain to"},
+    {.flag = "--admin-subject", .arg = "CN", .key = "admin_subject", .kind = K::kText,
+     .repeatable = true, .text = AddAdminSubject, .group = G::kAdmin,
+     .help = "a client certificate CN allowed to change settings (PUT);\n"
+             "repeatable; others may only read"},
+    {.flag = "--log-level", .arg = "LEVEL", .key = "log_level", .kind = K::kText,
+     .text = SetLogLevel, .group = G::kOther,
+     .help = "trace|debug|info|warn|error, any case (default {default}), to\n"
+             "stderr"},
+    {.flag = "--help", .kind = K::kSwitch, .on = Enable<&O::help>, .group = G::kOther,
+     .help = "this text"},
+    {.flag = "--version", .kind = K::kSwitch, .on = Enable<&O::version>, .group = G::kOther,
+     .help = "the version"},
+};
+
+const std::string_view kHelpIntro = R"(Usage: mke-audit-tap --level LEVEL (--comm NAME | --pid PID)... [options]
+       mke-audit-tap --replay FILE [--level LEVEL] [options]
+       mke-audit-tap support-dump [--output FILE] [--log-file FILE] [--container NAME]
+                                  [--bundle DIR] [options, e.g. --config FILE]
+       mke-audit-tap doctor [--comm NAME | --pid PID]... [--config FILE] [--capture MODE]
+
+Passive MKE audit logging: captures the HTTPS API calls made to the target processes (through
+uprobes on their TLS library) and writes one MKE-format audit line per API request to stdout.
+Operational messages go to stderr; a line containing "ready" is written once probes are attached.
+)";
+
+const HelpSection kHelpSections[] = {
+    {G::kAudit, "Audit:"},
+    {G::kIdentity,
+     "Identity (who made the request; the annotation mke-audit-tap/user-identified-by "
+     "says how):"},
+    {G::kLocalSocket,
+     "Local socket (dockerd's Unix socket API, where MKE's own audit sees "
+     "nothing):"},
+    {G::kTargets, "Targets (repeatable, at least one unless --replay):"},
+    {G::kCapture, "Capture:"},
+    {G::kOutput, "Output (stdout; a writer thread, so a slow reader never stalls the capture):",
+     R"(  Every loss (kernel, TLS, HTTP, output) is announced on stdout by a loss notice, a JSON line
+  without auditID: {"counts":{REASON:N,...},"level":"warning","msg":"mke-audit-tap/loss",
+  "since":TIME,"time":TIME,"total":N,"type":"mke-audit-tap/loss"}, at most one a second.
+  A reader that closes stdout (EPIPE) ends the auditor with an error and exit status 1.
+)"},
+    {G::kRecord, "Record and replay:"},
+    {G::kAdmin,
+     "Admin API (HTTPS; every request needs a client certificate that chains to "
+     "--admin-ca):"},
+    {G::kSupportDump,
+     "Support dump (mke-audit-tap support-dump, with the auditor's options or its "
+     "--config):",
+     R"(  writes a tar.gz (--output FILE, default ./mke-audit-tap-support-dump-TIME.tar.gz) with the
+  version, the effective configuration (license key masked), the targets found and what would
+  be probed, kernel facts (uname, BTF, BPF and perf sysctls), the running auditor's settings and
+  /metrics when --bundle DIR (a client bundle: cert.pem, key.pem, ca.pem) reaches its admin
+  API, and its recent logs: --log-file FILE (its last 16 MiB), or docker logs of the container
+  --container NAME (or $MKE_AUDIT_TAP_CONTAINER). Every log line containing "auditID" is removed
+  unless support_dump_include_audit_logs is true (the running auditor's, else the file's); the
+  license key is masked everywhere.
+)"},
+    {G::kDoctor,
+     "Doctor (mke-audit-tap doctor, with the targets, --config or --capture; --help "
+     "for more):",
+     R"(  checks the kernel (BTF, uprobes, ring buffer, the BPF programs and tracepoints, attached and
+  detached at once), the capabilities, and per target its TLS library, probe plan, capture mode
+  and a real attach (detached at once); one line per item (ok, warn, FAIL: what will not work
+  and why); exit 0 when nothing failed, 1 otherwise.
+)"},
+    {G::kOther, "Other:"},
 };
 // clang-format on
 
@@ -401,166 +633,118 @@ std::optional<std::pair<std::string, std::string>> ParseRedactedCall(std::string
   return std::make_pair(std::move(method), std::string(path));
 }
 
+namespace {
+
+template <typename T>
+std::string TomlList(const std::vector<T>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ", ";
+    if constexpr (std::is_same_v<T, std::string>)
+      out += config::TomlString(items[i]);
+    else
+      out += std::to_string(items[i]);
+  }
+  return out + "]";
+}
+
+// Each key of [mke_audit_tap] and its value in o, as TOML; an unset license key or key file as
+// a comment ("# license_key"). One entry per key of kOptions (config_test checks that none is
+// missing).
+std::vector<std::pair<std::string, std::string>> FileValues(const Options& o) {
+  std::string key = o.license_key.empty()
+                        ? "\"\""
+                        : "\"<masked: " + std::to_string(o.license_key.size()) + " characters>\"";
+  auto b = [](bool v) -> std::string { return v ? "true" : "false"; };
+  auto n = [](uint64_t v) { return std::to_string(v); };
+  return {
+      // The file accepts one of the two: the other is written as a comment.
+      {o.license_key_file.empty() ? "license_key" : "# license_key", key},
+      {o.license_key_file.empty() ? "# license_key_file" : "license_key_file",
+       config::TomlString(o.license_key_file)},
+      {"format", config::TomlString(o.format)},
+      {"comm", TomlList(o.comms)},
+      {"pid", TomlList(o.pids)},
+      {"ignore", TomlList(o.ignore)},
+      {"default_ignore", b(!o.no_default_ignore)},
+      {"audit_grpc", b(o.audit_grpc)},
+      {"redact", TomlList(o.redact)},
+      {"default_redact", b(!o.no_default_redact)},
+      {"response_timeout", n(o.response_timeout_s)},
+      {"max_line_bytes", n(o.max_line_bytes)},
+      {"every_request_received", b(o.every_request_received)},
+      {"client_ca", config::TomlString(o.client_ca)},
+      {"user_map", config::TomlString(o.user_map)},
+      {"token_ttl", n(o.token_ttl_s)},
+      {"token_cache_size", n(o.token_cache_size)},
+      {"capture", config::TomlString(o.capture)},
+      {"local_socket", config::TomlString(o.local_socket ? "on" : "off")},
+      {"local_socket_ignore", TomlList(o.local_socket_ignore)},
+      {"bridge_window", n(o.bridge_window_s)},
+      {"cap_bytes", n(o.cap_bytes)},
+      {"ringbuf_bytes", n(o.ringbuf_bytes)},
+      {"max_body_bytes", n(o.max_body_bytes)},
+      {"max_header_bytes", n(o.max_header_bytes)},
+      {"max_pending_requests", n(o.max_pending_requests)},
+      {"max_connection_bytes", n(o.max_connection_bytes)},
+      {"max_connections", n(o.max_connections)},
+      {"poll_ms", n(o.poll_ms)},
+      {"rescan_ms", n(o.rescan_ms)},
+      {"idle_timeout", n(o.idle_timeout_s)},
+      {"output_buffer", n(o.output_buffer_bytes)},
+      {"exit_timeout", n(o.exit_timeout_s)},
+      {"record", config::TomlString(o.record_file)},
+      {"log_level", config::TomlString(o.log_level)},
+      {"admin_listen", config::TomlString(o.admin_listen)},
+      {"admin_cert", config::TomlString(o.admin_cert)},
+      {"admin_key", config::TomlString(o.admin_key)},
+      {"admin_ca", config::TomlString(o.admin_ca)},
+      {"admin_subject", TomlList(o.admin_subjects)},
+  };
+}
+
+}  // namespace
+
 std::string UsageText() {
-  return R"(Usage: mke-audit-tap --level LEVEL (--comm NAME | --pid PID)... [options]
-       mke-audit-tap --replay FILE [--level LEVEL] [options]
-       mke-audit-tap support-dump [--output FILE] [--log-file FILE] [--container NAME]
-                                  [--bundle DIR] [options, e.g. --config FILE]
-       mke-audit-tap doctor [--comm NAME | --pid PID]... [--config FILE] [--capture MODE]
-
-Passive MKE audit logging: captures the HTTPS API calls made to the target processes (through
-uprobes on their TLS library) and writes one MKE-format audit line per API request to stdout.
-Operational messages go to stderr; a line containing "ready" is written once probes are attached.
-
-Audit:
-  --level none|metadata|request  audit level ("" and none disable capture; default none)
-  --license-key KEY              license key written into every line (user.extra.licenseKey);
-                                 visible to every local user in /proc/PID/cmdline, so prefer:
-  --license-key-file FILE        read the license key from FILE (its one line; a trailing
-                                 newline is dropped; unreadable or empty stops the start)
-  --config FILE                  TOML configuration file: MKE's [audit_log_configuration]
-                                 section (level, support_dump_include_audit_logs) and an
-                                 [mke_audit_tap] section with any option below by its long
-                                 name with '_' for '-', checked as the flag is (lists as
-                                 arrays: comm, pid, ignore, redact; default_ignore/
-                                 default_redact = false); other sections (a whole MKE config
-                                 file) are skipped. Flags win. Reread on SIGHUP and when it
-                                 changes (level, log level, ignore and redact lists); a broken
-                                 new version is logged and the running configuration kept.
-  --format mke|k8s               mke: MKE's audit line (default); k8s: audit.k8s.io/v1 Event
-                                 lines, as Kubernetes audit consumers (Falco k8saudit) read
-  --ignore PATH                  also ignore PATH (repeatable; a trailing * matches any
-                                 continuation; matched after an optional /vN.NN prefix)
-  --no-default-ignore            drop MKE's default ignore list (/_ping /ca /auth ...)
-  --audit-grpc                   also audit gRPC calls (swarmkit's manager/node protocol on
-                                 port 2377: heartbeats, task status; not user API calls, so
-                                 skipped by default); their payload is never written
-  --redact 'METHOD PATH'         also redact the payload of this call (repeatable; {id} matches
-                                 one path segment, METHOD * any), e.g. 'POST /plugins/{id}/set'
-  --no-default-redact            drop the default redacted calls (secrets, swarm join/update,
-                                 auth/login); Kubernetes secrets and sensitive fields and
-                                 headers stay redacted
-  --response-timeout S           write a request still without response after S seconds at
-                                 stage RequestReceived (default 60; 0: only at connection end)
-  --max-line-bytes N             no line longer than N bytes, newline not counted (default
-                                 16383: Docker's log drivers split a line that fills their
-                                 16 KiB buffer with its newline; 0: no cap): a payload that
-                                 does not fit is dropped, then a too-long URI cut, and the line
-                                 says so in an annotation
-  --every-request-received       also write a RequestReceived line for every request when it
-                                 is complete, as the Kubernetes audit does (same auditID)
-
-Identity (who made the request; the annotation mke-audit-tap/user-identified-by says how):
-  --client-ca FILE               PEM CA bundle (MKE's client CA) that client certificates must
-                                 chain to: the tap sees a certificate before the server
-                                 verifies it, so without this a certificate's CN is written as
-                                 client-certificate-unverified, and with it one that does not
-                                 chain names nobody (unresolved)
-  --user-map FILE                JSON file mapping certificate CNs and login names to MKE
-                                 account ids: {"users":[{"match":"cn:NAME"|"login:NAME",
-                                 "id":"ACCOUNT-ID","name":"LOGIN"}]}; reread when it changes
-                                 (a broken version is logged and the previous map kept)
-  --token-ttl S                  remember a session token learned at a login for S seconds
-                                 after its last use (default 3600, MKE's session lifetime)
-  --token-cache-size N           session tokens remembered at most (default 10000; the least
-                                 recently used goes first; 0: learn none)
-
-Local socket (dockerd's Unix socket API, where MKE's own audit sees nothing):
-  --local-socket on|off          audit the HTTP a dockerd target serves on its Unix sockets
-                                 (-H unix://..., fd://), read from its accepted connections in
-                                 the kernel (no probe per call; default on). The user is the
-                                 connecting process's uid as the kernel recorded it (its host
-                                 name; user.extra: pid, comm, container); sourceIPs: the socket
-  --local-socket-ignore NAME     do not write the calls of local peers whose command name,
-                                 container name (or its swarm service, the part before the
-                                 first '.') or container id (12+ hex digits) is NAME
-                                 (repeatable; they are counted: /metrics, the exit summary)
-
-Targets (repeatable, at least one unless --replay):
-  --comm NAME                    every process whose command name is NAME
-  --pid PID                      process PID and all its descendants
-
-Capture:
-  --capture auto|keys|plaintext  how TLS plaintext is obtained (default auto). keys: the TLS
-                                 secrets once per handshake and the socket's encrypted bytes,
-                                 decrypted here (no probe hit per request); plaintext: probes
-                                 on every TLS read and write (costly); auto: keys where the
-                                 process allows it, plaintext otherwise, with one log line why
-  --bridge-window S              keys/auto: connections opened before the auditor started are
-                                 captured by per-call probes for at most S seconds (default
-                                 600; 0: not at all); the probes go once all are closed
-  --cap-bytes N                  plaintext bytes delivered per TLS call (default 65536,
-                                 4096..1048576); the rest is counted as truncated
-  --ringbuf-bytes N              kernel ring buffer size, a power of two (default 8388608)
-  --max-body-bytes N             request/response body bytes kept per message (default 65536)
-  --max-header-bytes N           header bytes kept per message (default 1048576, Go's
-                                 net/http limit; at most 16777216): a larger HTTP/1.1 header
-                                 block is audited by its request line only, a larger HTTP/2
-                                 header list is cut; both marked incomplete
-  --max-pending-requests N       requests per connection waiting for their responses, HTTP/2
-                                 streams followed per connection (default 256)
-  --max-connection-bytes N       header and body bytes kept per connection (default 8388608)
-  --max-connections N            connections followed at once (default 65536); beyond, the one
-                                 idle longest is ended first
-  Beyond each, the oldest requests are audited at once, incomplete (over
-  --max-pending-requests, an HTTP/2 connection's new stream, unless an answered one can end
-  first); every cap hit is counted (summary, /metrics)
-  --poll-ms N                    how often the kernel ring buffer is drained, ms (default 20;
-                                 it is drained at once when an eighth of it is full)
-  --rescan-ms N                  how often to look for new target processes (default 1000;
-                                 a safety net: targets are found at their exec or fork)
-  --idle-timeout S               end connections idle this long, seconds (default 900)
-
-Output (stdout; a writer thread, so a slow reader never stalls the capture):
-  --output-buffer N              audit lines held for a slow or stalled stdout, bytes at most
-                                 (default 67108864); beyond, lines are dropped and counted,
-                                 and a loss notice line says so once stdout flows again
-  --exit-timeout S               at SIGTERM/SIGINT, write what is held for at most S seconds
-                                 (default 5), then exit saying on stderr how many lines could
-                                 not be written
-  Every loss (kernel, TLS, HTTP, output) is announced on stdout by a loss notice, a JSON line
-  without auditID: {"counts":{REASON:N,...},"level":"warning","msg":"mke-audit-tap/loss",
-  "since":TIME,"time":TIME,"total":N,"type":"mke-audit-tap/loss"}, at most one a second.
-  A reader that closes stdout (EPIPE) ends the auditor with an error and exit status 1.
-
-Record and replay:
-  --record FILE                  also write the raw tap records to FILE (mode 0600; it holds
-                                 PLAINTEXT, including credentials: protect it); a symbolic
-                                 link, FIFO, device or another user's file there is refused
-  --replay FILE                  run the pipeline from a recording instead of the kernel
-                                 (needs no privileges)
-
-Admin API (HTTPS; every request needs a client certificate that chains to --admin-ca):
-  --admin-listen ADDR:PORT       serve GET/PUT /api/ucp/config/logging (MKE's API), /metrics
-                                 (Prometheus text) and a settings page at / ([v6]:PORT for IPv6)
-  --admin-cert FILE              the server's certificate chain (PEM)
-  --admin-key FILE               the server's private key (PEM)
-  --admin-ca FILE                PEM CA bundle that client certificates must chain to
-  --admin-subject CN             a client certificate CN allowed to change settings (PUT);
-                                 repeatable; others may only read
-
-Support dump (mke-audit-tap support-dump, with the auditor's options or its --config):
-  writes a tar.gz (--output FILE, default ./mke-audit-tap-support-dump-TIME.tar.gz) with the
-  version, the effective configuration (license key masked), the targets found and what would
-  be probed, kernel facts (uname, BTF, BPF and perf sysctls), the running auditor's settings and
-  /metrics when --bundle DIR (a client bundle: cert.pem, key.pem, ca.pem) reaches its admin
-  API, and its recent logs: --log-file FILE (its last 16 MiB), or docker logs of the container
-  --container NAME (or $MKE_AUDIT_TAP_CONTAINER). Every log line containing "auditID" is removed
-  unless support_dump_include_audit_logs is true (the running auditor's, else the file's); the
-  license key is masked everywhere.
-
-Doctor (mke-audit-tap doctor, with the targets, --config or --capture; --help for more):
-  checks the kernel (BTF, uprobes, ring buffer, the BPF programs and tracepoints, attached and
-  detached at once), the capabilities, and per target its TLS library, probe plan, capture mode
-  and a real attach (detached at once); one line per item (ok, warn, FAIL: what will not work
-  and why); exit 0 when nothing failed, 1 otherwise.
-
-Other:
-  --log-level LEVEL              trace|debug|info|warn|error, any case (default info), to
-                                 stderr
-  --help                         this text
-  --version                      the version
-)";
+  const Options defaults;
+  const auto values = FileValues(defaults);
+  // {default}: the value in force without options, as the configuration file would say it.
+  auto default_of = [&](const OptionSpec& spec) -> std::string {
+    if (spec.flag == "--level") {  // its key is MKE's, in [audit_log_configuration]
+      std::string_view name = audit::LevelName(defaults.level);
+      return name.empty() ? "none" : std::string(name);
+    }
+    for (const auto& [name, value] : values)
+      if (name == spec.key)
+        return value.size() >= 2 && value.front() == '"' ? value.substr(1, value.size() - 2)
+                                                         : value;
+    return "{default}";  // an option without a key states no default (config_test checks)
+  };
+  auto replace = [](std::string& text, std::string_view from, const std::string& to) {
+    for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+      text.replace(at, from.size(), to);
+  };
+  constexpr size_t kColumn = 33;  // where descriptions start
+  std::string out(kHelpIntro);
+  for (const HelpSection& section : kHelpSections) {
+    out += "\n" + std::string(section.heading) + "\n";
+    for (const OptionSpec& spec : kOptions) {
+      if (spec.group != section.group) continue;
+      std::string entry = "  " + std::string(spec.flag);
+      if (!spec.arg.empty()) entry += " " + std::string(spec.arg);
+      entry += entry.size() + 2 <= kColumn ? std::string(kColumn - entry.size(), ' ')
+                                           : "\n" + std::string(kColumn, ' ');
+      std::string help(spec.help);
+      replace(help, "{default}", default_of(spec));
+      replace(help, "{min}", std::to_string(spec.min));
+      replace(help, "{max}", std::to_string(spec.max));
+      replace(help, "\n", "\n" + std::string(kColumn, ' '));
+      out += entry + help + "\n";
+      out += spec.note;
+    }
+    out += section.after;
+  }
+  return out;
 }
 
 Result<Options> ParseOptions(int argc, char** argv, bool require_targets) {
@@ -593,19 +777,7 @@ Result<Options> ParseOptions(int argc, char** argv, bool require_targets) {
       if (i + 1 >= argc) return Error{std::string(arg) + " needs a value"};
       return std::string_view(argv[++i]);
     };
-    if (arg == "--help" || arg == "-h") {
-      o.help = true;
-      continue;
-    }
-    if (arg == "--version") {
-      o.version = true;
-      continue;
-    }
-    if (arg == "--config") {  // read above
-      if (auto path = need(); !path) return Error{path.error()};
-      continue;
-    }
-    const OptionSpec* spec = FindFlag(arg);
+    const OptionSpec* spec = FindFlag(arg == "-h" ? "--help" : arg);
     if (spec == nullptr) {
       return Error{"unknown option '" + std::string(arg) + "' (see --help)"};
     }
@@ -660,80 +832,15 @@ std::vector<std::string> OptionKeys() {
 std::vector<OptionInfo> OptionTable() {
   std::vector<OptionInfo> table;
   for (const OptionSpec& spec : kOptions)
-    table.push_back(
-        {spec.flag, spec.key, spec.kind, spec.repeatable, spec.min, spec.max, spec.key_negates});
+    table.push_back({spec.flag, spec.key, spec.kind, spec.repeatable, spec.min, spec.max,
+                     spec.key_negates, spec.arg, spec.help});
   return table;
 }
 
-namespace {
-
-template <typename T>
-std::string TomlList(const std::vector<T>& items) {
-  std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i) out += ", ";
-    if constexpr (std::is_same_v<T, std::string>)
-      out += config::TomlString(items[i]);
-    else
-      out += std::to_string(items[i]);
-  }
-  return out + "]";
-}
-
-}  // namespace
-
 std::string EffectiveConfigToml(const Options& o) {
   std::string level = o.level == audit::Level::kNone ? "" : std::string(audit::LevelName(o.level));
-  std::string key = o.license_key.empty()
-                        ? "\"\""
-                        : "\"<masked: " + std::to_string(o.license_key.size()) + " characters>\"";
   auto b = [](bool v) -> std::string { return v ? "true" : "false"; };
-  auto n = [](uint64_t v) { return std::to_string(v); };
-  // One entry per key of kOptions (config_test checks that none is missing).
-  const std::pair<const char*, std::string> ours[] = {
-      // The file accepts one of the two: the other is written as a comment.
-      {o.license_key_file.empty() ? "license_key" : "# license_key", key},
-      {o.license_key_file.empty() ? "# license_key_file" : "license_key_file",
-       config::TomlString(o.license_key_file)},
-      {"format", config::TomlString(o.format)},
-      {"comm", TomlList(o.comms)},
-      {"pid", TomlList(o.pids)},
-      {"ignore", TomlList(o.ignore)},
-      {"default_ignore", b(!o.no_default_ignore)},
-      {"audit_grpc", b(o.audit_grpc)},
-      {"redact", TomlList(o.redact)},
-      {"default_redact", b(!o.no_default_redact)},
-      {"response_timeout", n(o.response_timeout_s)},
-      {"max_line_bytes", n(o.max_line_bytes)},
-      {"every_request_received", b(o.every_request_received)},
-      {"client_ca", config::TomlString(o.client_ca)},
-      {"user_map", config::TomlString(o.user_map)},
-      {"token_ttl", n(o.token_ttl_s)},
-      {"token_cache_size", n(o.token_cache_size)},
-      {"capture", config::TomlString(o.capture)},
-      {"local_socket", config::TomlString(o.local_socket ? "on" : "off")},
-      {"local_socket_ignore", TomlList(o.local_socket_ignore)},
-      {"bridge_window", n(o.bridge_window_s)},
-      {"cap_bytes", n(o.cap_bytes)},
-      {"ringbuf_bytes", n(o.ringbuf_bytes)},
-      {"max_body_bytes", n(o.max_body_bytes)},
-      {"max_header_bytes", n(o.max_header_bytes)},
-      {"max_pending_requests", n(o.max_pending_requests)},
-      {"max_connection_bytes", n(o.max_connection_bytes)},
-      {"max_connections", n(o.max_connections)},
-      {"poll_ms", n(o.poll_ms)},
-      {"rescan_ms", n(o.rescan_ms)},
-      {"idle_timeout", n(o.idle_timeout_s)},
-      {"output_buffer", n(o.output_buffer_bytes)},
-      {"exit_timeout", n(o.exit_timeout_s)},
-      {"record", config::TomlString(o.record_file)},
-      {"log_level", config::TomlString(o.log_level)},
-      {"admin_listen", config::TomlString(o.admin_listen)},
-      {"admin_cert", config::TomlString(o.admin_cert)},
-      {"admin_key", config::TomlString(o.admin_key)},
-      {"admin_ca", config::TomlString(o.admin_ca)},
-      {"admin_subject", TomlList(o.admin_subjects)},
-  };
+  const auto ours = FileValues(o);
   std::string out = "# effective configuration (file, then flags; defaults included)\n";
   if (!o.config_file.empty()) out += "# configuration file: " + o.config_file + "\n";
   out += "\n[audit_log_configuration]\nlevel = " + config::TomlString(level) +

@@ -93,15 +93,17 @@ std::string EffectiveConfigToml(const Options& o);
 std::vector<std::string> OptionKeys();
 
 // One entry of the options table (options.cpp), as tests see it: each option is declared there
-// once, and the command line, the configuration file and --help are checked against it.
+// once, and the command line, the configuration file and --help (UsageText) come from it.
 struct OptionInfo {
   enum class Kind { kSwitch, kText, kNumber };
   std::string_view flag;  // "--cap-bytes"
   std::string_view key;   // its key in [mke_audit_tap] ("cap_bytes"); empty: flag only
   Kind kind;
-  bool repeatable;    // the flag may be repeated; in the file the value is an array
-  uint64_t min, max;  // kNumber: the range, the same for the flag and the key
-  bool key_negates;   // kSwitch: key = false means the flag (default_ignore = false)
+  bool repeatable;        // the flag may be repeated; in the file the value is an array
+  uint64_t min, max;      // kNumber: the range, the same for the flag and the key
+  bool key_negates;       // kSwitch: key = false means the flag (default_ignore = false)
+  std::string_view arg;   // --help: the value's placeholder ("N"); empty for a kSwitch
+  std::string_view help;  // --help: the description; {default}, {min}, {max} are filled in
 };
 std::vector<OptionInfo> OptionTable();
 

@@ -7,6 +7,9 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
+#include <string_view>
 
 #include "config/toml_reader.h"
 #include "options.h"
@@ -507,6 +510,69 @@ TEST(Config, EffectiveConfigNamesEveryKeyAndMasksTheLicenseKey) {
 }
 
 // ---- the options table: each option declared once ------------------------------------------
+// --help is made from the table: every row carries its entry.
+TEST(OptionTable, EveryOptionHasItsHelp) {
+  std::set<std::string_view> flags;
+  for (const OptionInfo& opt : OptionTable()) {
+    EXPECT_TRUE(flags.insert(opt.flag).second) << opt.flag << " is in the table twice";
+    EXPECT_FALSE(opt.help.empty()) << opt.flag << " has no help";
+    EXPECT_EQ(opt.arg.empty(), opt.kind == OptionInfo::Kind::kSwitch)
+        << opt.flag << ": a value's placeholder, and only for an option with a value";
+    EXPECT_NE(opt.help.back(), '\n') << opt.flag;
+  }
+  for (std::string_view flag : {"--help", "--version", "--config"})  // parsed apart, listed too
+    EXPECT_TRUE(flags.count(flag)) << flag;
+}
+
+// Every flag has one entry in --help, in the table's order; no entry is written by hand in the
+// fixed text; every placeholder is filled in.
+TEST(OptionTable, HelpListsEveryFlagOnceInTableOrder) {
+  const std::string help = UsageText();
+  std::set<std::string> table_flags;
+  size_t previous = 0;
+  std::string previous_flag = "(start)";
+  for (const OptionInfo& opt : OptionTable()) {
+    std::string flag(opt.flag);
+    table_flags.insert(flag);
+    std::string entry = "\n  " + flag + (opt.arg.empty() ? " " : " " + std::string(opt.arg) + " ");
+    size_t at = help.find(entry);
+    ASSERT_NE(at, std::string::npos) << entry << " is not in --help";
+    EXPECT_EQ(help.find(entry, at + 1), std::string::npos) << flag << " is in --help twice";
+    EXPECT_GT(at, previous) << flag << " comes before " << previous_flag << " in --help";
+    previous = at;
+    previous_flag = flag;
+  }
+  // An option entry: "  --flag [ARG]" up to column 33, where its description starts.
+  std::istringstream lines(help);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("  --", 0) != 0 || line.size() <= 33 || line.compare(31, 2, "  ") != 0 ||
+        line[33] == ' ')
+      continue;
+    std::string flag = line.substr(2, line.find(' ', 2) - 2);
+    EXPECT_TRUE(table_flags.count(flag)) << flag << ": an entry of --help not in the table";
+  }
+  for (const char* placeholder : {"{default}", "{min}", "{max}"})
+    EXPECT_EQ(help.find(placeholder), std::string::npos) << placeholder << " left in:\n" << help;
+}
+
+// A default a help text states is written {default}, never as a number of its own.
+TEST(OptionTable, HelpTakesDefaultsFromOptions) {
+  int placeholders = 0;
+  for (const OptionInfo& opt : OptionTable()) {
+    if (opt.kind == OptionInfo::Kind::kSwitch) continue;  // "the default ignore list": no value
+    std::string_view help = opt.help;
+    for (size_t at = help.find("default"); at != std::string_view::npos;
+         at = help.find("default", at + 1)) {
+      size_t after = at + 7;
+      if (after >= help.size() || (help[after] != ' ' && help[after] != '\n')) continue;
+      EXPECT_EQ(help.substr(after + 1, 9), "{default}")
+          << opt.flag << " states a default of its own: " << help;
+      ++placeholders;
+    }
+  }
+  EXPECT_GE(placeholders, 20);
+}
+
 // Every option of the table is in --help, and a default --help states is the one in force.
 TEST(OptionTable, EveryOptionIsInHelpWithItsDefault) {
   const std::string help = UsageText();
