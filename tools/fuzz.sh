@@ -22,7 +22,7 @@ fuzzers="http1_fuzz http2_fuzz hpack_fuzz replay_fuzz config_fuzz user_map_fuzz 
 fuzzers=${MAT_FUZZ_ONLY:-$fuzzers}
 unit_tests="http1_test h1_parser_test hpack_test http2_test connection_tracker_test
   audit_policy_test mke_line_test k8s_request_info_test payload_test k8s_event_test config_test
-  identity_test recorder_test replay_test tls_stage_test proc_net_test"
+  identity_test recorder_test replay_test tls_stage_test proc_net_test stitcher_test"
 
 cmake -S . -B build-asan -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMAT_SANITIZE=ON -DMAT_FUZZ=ON >/dev/null
