@@ -37,6 +37,8 @@
 #include <string>
 #include <vector>
 
+#include "util/url.h"
+
 namespace {
 
 constexpr size_t kObjectCap = 65536;  // bytes of an object searched, at most
@@ -165,18 +167,11 @@ Secrets g_logged[4];  // one per SSL object: at most four
 
 void WipeAll() { Wipe(g_logged, sizeof(g_logged)); }
 
-int HexDigit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // Decodes hex text of exactly `want_max` bytes or fewer into out; the byte count, 0 when bad.
 size_t FromHex(const char* text, size_t text_len, unsigned char* out, size_t out_max) {
   if (text_len == 0 || text_len % 2 != 0 || text_len / 2 > out_max) return 0;
   for (size_t i = 0; i < text_len / 2; ++i) {
-    int hi = HexDigit(text[2 * i]), lo = HexDigit(text[2 * i + 1]);
+    int hi = mat::HexDigitValue(text[2 * i]), lo = mat::HexDigitValue(text[2 * i + 1]);
     if (hi < 0 || lo < 0) return 0;
     out[i] = static_cast<unsigned char>(hi * 16 + lo);
   }
