@@ -665,6 +665,35 @@ TEST(H1ParserTest, RequestWithAnotherTransferCodingIsReportedBeforeTheError) {
   EXPECT_EQ(got, (std::vector<std::pair<std::string, int>>{{"/te", 501}}));
 }
 
+TEST(H1ParserTest, BadLineAfterTheLimitIsTooLargeNotAHeadWithFields) {
+  // The fields before a bad line already count more than the limit: the head is too large
+  // (its request reported by the start line alone), not a rejected head whose fields, over
+  // the limit, would be kept (a fuzz finding).
+  struct Heads final : H1Listener {
+    size_t heads = 0;
+    void OnMessageBegin() override {}
+    H1HeadVerdict OnHead(const H1Head&) override {
+      ++heads;
+      return H1HeadVerdict::kBody;
+    }
+    void OnBody(const char*, size_t) override {}
+    void OnMessageComplete() override {}
+  } heads;
+  H1Parser p(kReq, 64);
+  const std::string bytes = "GET /big HTTP/1.1\r\nX: " + std::string(100, 'a') +
+                            "\r\n\x01"
+                            "bad\r\n\r\n";
+  p.Execute(heads, bytes.data(), bytes.size());
+  EXPECT_TRUE(p.head_too_large());
+  EXPECT_EQ(heads.heads, 0u);
+  // Within the limit, the same bad line is a rejected head, reported with its fields.
+  H1Parser q(kReq, kMaxHead);
+  q.Execute(heads, bytes.data(), bytes.size());
+  EXPECT_TRUE(q.failed());
+  EXPECT_FALSE(q.head_too_large());
+  EXPECT_EQ(heads.heads, 1u);
+}
+
 // ---- in-body accounting used for gaps ----
 
 TEST(H1ParserTest, LengthBodyRemainingAndSkip) {

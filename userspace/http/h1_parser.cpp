@@ -263,7 +263,8 @@ bool H1Parser::NameRejectedLine(std::string_view line) {
   const std::string_view method = line.substr(0, i);
   while (i < line.size() && sep(line[i])) ++i;
   const size_t t = i;
-  while (i < line.size() && !sep(line[i])) ++i;
+  // A bare CR ends the line for nginx (its next byte must be LF): not part of the target.
+  while (i < line.size() && !sep(line[i]) && line[i] != '\r') ++i;
   const std::string_view target = line.substr(t, i - t);
   if (!IsMethodToken(method) || target.empty()) return false;
   H1Head& head_ = SharedScratch().head;
@@ -303,6 +304,12 @@ bool H1Parser::ParseHead(H1Listener& listener, std::string_view block) {
   // A request whose start line is good but whose head is not: the server answers it (400 from
   // nginx and Go, and they close), so it is reported by what was read of it before failing.
   auto reject = [&]() {
+    // Over the limit already: too large, as it would be at the end (reported by its start
+    // line only), not a head whose fields beyond the limit are kept.
+    if (head_.counted_bytes > max_head_) {
+      too_large_ = true;
+      return false;
+    }
     if (kind_ == Kind::kRequest) {
       head_rejected_ = true;
       listener.OnHead(head_);
