@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "audit/policy.h"
+#include "util/defaults.h"
 #include "util/result.h"
 
 namespace mat {
@@ -36,35 +37,40 @@ struct Options {
   bool local_socket = true;
   // Local peers not written: command name, container name (or swarm service) or id.
   std::vector<std::string> local_socket_ignore;
-  uint32_t cap_bytes = 64 * 1024;
-  uint32_t ringbuf_bytes = 8u << 20;
+  uint32_t cap_bytes = defaults::kCapBytes;
+  uint32_t ringbuf_bytes = defaults::kRingbufBytes;
   uint32_t rescan_ms = 1000;
   uint32_t poll_ms = 20;
   uint32_t idle_timeout_s = 900;
   // stdout: decided lines held for a slow reader, at most (bytes; beyond: dropped, counted and
   // announced), and how long a stop (SIGTERM) may wait for a blocked reader, seconds.
-  uint64_t output_buffer_bytes = 64ull << 20;
+  uint64_t output_buffer_bytes = defaults::kOutputBufferBytes;
   uint32_t exit_timeout_s = 5;
-  size_t max_body_bytes = 64 * 1024;
+  size_t max_body_bytes = defaults::kMaxBodyBytes;
   // Memory bounds (issue 13): see --help and README "Memory bounds".
-  size_t max_header_bytes = 1u << 20;      // per message: HTTP/1.1 header block, HTTP/2 list
-  size_t max_pending_requests = 256;       // per connection: waiting requests / HTTP/2 streams
-  size_t max_connection_bytes = 8u << 20;  // per connection: headers and bodies kept
-  size_t max_connections = 65536;          // connections (and TLS streams) followed
-  std::string log_level = "info";          // trace|debug|info|warn|error, as spdlog names them
-  std::string format = "mke";              // mke | k8s
+  size_t max_header_bytes =
+      defaults::kMaxHeaderBytes;  // per message: HTTP/1.1 header block, HTTP/2 list
+  size_t max_pending_requests =
+      defaults::kMaxPendingRequests;  // per connection: waiting requests / HTTP/2 streams
+  size_t max_connection_bytes =
+      defaults::kMaxConnectionBytes;                   // per connection: headers and bodies kept
+  size_t max_connections = defaults::kMaxConnections;  // connections (and TLS streams) followed
+  std::string log_level = "info";  // trace|debug|info|warn|error, as spdlog names them
+  std::string format = "mke";      // mke | k8s
   uint32_t response_timeout_s = 60;
-  size_t max_line_bytes = 16383;
+  size_t max_line_bytes = defaults::kMaxLineBytes;
   bool every_request_received = false;
   std::vector<std::string> ignore;  // added to (or, with no_default_ignore, replacing) defaults
   bool no_default_ignore = false;
   bool audit_grpc = false;  // also audit gRPC calls (swarmkit's cluster protocol), no payload
   std::vector<std::string> redact;  // "METHOD PATH", added to the default redacted calls
   bool no_default_redact = false;
-  std::string user_map;             // JSON user map file (identity/user_map.h)
-  std::string client_ca;            // PEM CA bundle that client certificates must chain to
-  uint32_t token_ttl_s = 3600;      // how long a learned session token is remembered
-  size_t token_cache_size = 10000;  // session tokens remembered at most (0: none)
+  std::string user_map;   // JSON user map file (identity/user_map.h)
+  std::string client_ca;  // PEM CA bundle that client certificates must chain to
+  uint32_t token_ttl_s =
+      defaults::kTokenTtlSeconds;  // how long a learned session token is remembered
+  size_t token_cache_size =
+      defaults::kTokenCacheSize;                 // session tokens remembered at most (0: none)
   bool support_dump_include_audit_logs = false;  // [audit_log_configuration], MKE's API
   // Admin API (HTTPS, client certificates): GET/PUT /api/ucp/config/logging, /metrics, page.
   std::string admin_listen;                 // "ADDR:PORT" ("[v6]:PORT"); empty: no admin server

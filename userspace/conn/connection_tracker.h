@@ -13,6 +13,7 @@
 #include "capture/event_decoder.h"
 #include "http/http1.h"
 #include "http/http2.h"
+#include "util/defaults.h"
 
 namespace mat::conn {
 
@@ -23,7 +24,7 @@ struct TrackerOptions {
   http::Http2Options http2;
   // Connections followed at most: opening one more first ends the one idle longest (its
   // exchanges are reported, incomplete where they were cut), counted in connections_evicted.
-  size_t max_connections = 65536;
+  size_t max_connections = defaults::kMaxConnections;
   // Called when a connection identity (tgid, SSL*) is reused without its end being seen, after
   // the old connection was ended (its last exchanges reported).
   std::function<void(uint32_t tgid, uint64_t tls_conn)> on_restart;

@@ -48,27 +48,30 @@
 
 #include "http/connection.h"
 #include "http/exchange.h"
+#include "util/defaults.h"
 
 namespace mat::http {
 
 struct Http1Options {
-  size_t max_body_bytes = 64 * 1024;  // body bytes kept per message (the rest is counted)
+  size_t max_body_bytes =
+      defaults::kMaxBodyBytes;  // body bytes kept per message (the rest is counted)
   // A larger header block is not parsed: its request is reported by its start line only,
   // incomplete. Go's net/http default (1 MiB): a request dockerd serves is not hidden behind
   // padding; the auditor's own cap is that of --max-header-bytes (16 MiB).
-  size_t max_header_bytes = 1u << 20;
-  size_t max_pending_requests = 256;  // requests waiting for responses; beyond, the stream is cut
+  size_t max_header_bytes = defaults::kMaxHeaderBytes;
+  size_t max_pending_requests =
+      defaults::kMaxPendingRequests;  // requests waiting for responses; beyond, the stream is cut
   // The connection's budget: header and body bytes of the requests waiting for responses. The
   // bodies kept for waiting requests are given up first (budget_bodies_cut); when the heads
   // alone would go over, or over max_pending_requests, the request stream is cut: no more
   // requests are parsed on the connection (connections_cut, budget_drops). A waiting request
   // is never reported before its response or the connection's end: it may be one the server
   // never read.
-  size_t max_connection_bytes = 8u << 20;
+  size_t max_connection_bytes = defaults::kMaxConnectionBytes;
   // The bodies of waiting requests are kept only while the waiting exchanges of all connections
   // (HTTP/1.1 and HTTP/2, see Stitcher) hold less than this together (the rest counted in
   // budget_bodies_cut): bounded in total too.
-  size_t max_total_bytes = 64u << 20;
+  size_t max_total_bytes = defaults::kMaxTotalBytes;
   // When set and true for a request, its exchange is also reported with kResponseStarted as
   // soon as the final response's header block is complete (response body empty): for
   // long-running requests (watches, logs, attach) whose response may never complete.

@@ -82,6 +82,7 @@
 
 #include "http/connection.h"
 #include "http/exchange.h"
+#include "util/defaults.h"
 
 namespace mat::http {
 
@@ -93,10 +94,10 @@ inline constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\
 bool LooksLikeHttp2Preface(std::string_view first_bytes);
 
 struct Http2Options {
-  size_t max_body_bytes = 64 * 1024;          // body bytes kept per message (rest counted)
-  size_t max_header_list_bytes = 256 * 1024;  // decoded bytes kept per header block (name +
-                                              // value + 32 per field, as SETTINGS count them)
-  size_t max_streams = 1024;                  // concurrently tracked streams
+  size_t max_body_bytes = defaults::kMaxBodyBytes;  // body bytes kept per message (rest counted)
+  size_t max_header_list_bytes = 256 * 1024;        // decoded bytes kept per header block (name +
+                                                    // value + 32 per field, as SETTINGS count them)
+  size_t max_streams = 1024;                        // concurrently tracked streams
   // Largest HPACK dynamic table accepted per direction. Tables up to this size are followed
   // whatever SETTINGS_HEADER_TABLE_SIZE said when (a passive observer cannot time SETTINGS
   // acknowledgements); a block resizing above it fails to decode (incomplete, never wrong).
@@ -105,10 +106,10 @@ struct Http2Options {
   // A stream that takes it over first ends the oldest other streams (reported kNoResponse or
   // kResponseComplete, incomplete: counted in budget_evictions); a body that would take it
   // over is cut (body_truncated, counted in budget_bodies_cut).
-  size_t max_connection_bytes = 8u << 20;
+  size_t max_connection_bytes = defaults::kMaxConnectionBytes;
   // As in Http1Options: bodies are kept only while the waiting exchanges of all connections
   // (HTTP/1.1 and HTTP/2) hold less than this together (the rest counted in budget_bodies_cut).
-  size_t max_total_bytes = 64u << 20;
+  size_t max_total_bytes = defaults::kMaxTotalBytes;
   // Streams the client reset before any response, still waiting for the server's word (its
   // response, a REFUSED_STREAM, a GOAWAY): the server may still answer them. Beyond this many,
   // the oldest is reported kNoResponse, incomplete (counted in reset_streams_dropped). Not

@@ -31,6 +31,7 @@
 
 #include "http/connection.h"
 #include "http/exchange.h"
+#include "util/defaults.h"
 
 namespace mat::http {
 
@@ -44,10 +45,10 @@ class Stitcher {
   struct Options {
     Order order = Order::kRequestOrder;
     // The bytes the waiting exchanges of this connection may hold (see Room).
-    size_t max_connection_bytes = 8u << 20;
+    size_t max_connection_bytes = defaults::kMaxConnectionBytes;
     // The bytes the waiting exchanges of every connection (both protocols) may hold together;
     // BodyRoom keeps bodies within it.
-    size_t max_total_bytes = 64u << 20;
+    size_t max_total_bytes = defaults::kMaxTotalBytes;
     // Both as in Http1Options; report_started is the owner's (it outlives the Stitcher).
     const ReportStarted* report_started = nullptr;
     bool report_received = false;

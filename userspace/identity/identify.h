@@ -41,6 +41,7 @@
 #include "identity/client_cert.h"
 #include "identity/token_cache.h"
 #include "identity/user_map.h"
+#include "util/defaults.h"
 #include "util/result.h"
 
 namespace mat::identity {
@@ -117,8 +118,8 @@ struct IdentityOptions {
   TokenCacheOptions tokens;
   std::string user_map_path;   // empty: no map
   std::string client_ca_path;  // PEM CA bundle client certificates must chain to; empty: none
-  uint64_t user_map_check_ns = 5ull * 1'000'000'000;  // how often the map file is looked at
-  size_t max_connections = 65536;                     // certificates kept (TAP_MAX_CONNS)
+  uint64_t user_map_check_ns = 5ull * 1'000'000'000;   // how often the map file is looked at
+  size_t max_connections = defaults::kMaxConnections;  // certificates kept (TAP_MAX_CONNS)
 };
 
 class IdentityResolver {

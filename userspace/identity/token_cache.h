@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "identity/digest.h"
+#include "util/defaults.h"
 
 namespace mat::identity {
 
@@ -22,8 +23,9 @@ struct TokenUser {
 };
 
 struct TokenCacheOptions {
-  uint64_t ttl_ns = 3600ull * 1'000'000'000ull;  // MKE's default session lifetime: 60 minutes
-  size_t max_entries = 10000;                    // 0: learn nothing
+  uint64_t ttl_ns =
+      defaults::kTokenTtlSeconds * 1'000'000'000ull;  // MKE's default session lifetime: 60 minutes
+  size_t max_entries = defaults::kTokenCacheSize;     // 0: learn nothing
 };
 
 struct TokenCacheStats {

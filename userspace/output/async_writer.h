@@ -34,12 +34,14 @@
 
 #include "output/line_sink.h"
 #include "output/loss_notice.h"
+#include "util/defaults.h"
 
 namespace mat::output {
 
 struct AsyncWriterOptions {
-  size_t buffer_bytes = 64u << 20;  // decided lines held for a slow reader, at most
-  size_t batch_bytes = 256 * 1024;  // a batch is handed over at this size, or at Flush
+  size_t buffer_bytes =
+      defaults::kOutputBufferBytes;  // decided lines held for a slow reader, at most
+  size_t batch_bytes = 256 * 1024;   // a batch is handed over at this size, or at Flush
   uint64_t notice_interval_ns = 1'000'000'000ull;
   bool notices = true;  // loss notices on this output
 };

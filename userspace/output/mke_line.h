@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "audit/policy.h"
+#include "util/defaults.h"
 
 namespace mat::output {
 
@@ -75,7 +76,7 @@ std::string GoJsonDump(const nlohmann::json& value);
 //     requestURI gets what is left.
 inline constexpr size_t kMinLineBytes = 4096;
 struct LineOptions {
-  size_t max_line_bytes = 16383;
+  size_t max_line_bytes = defaults::kMaxLineBytes;
 };
 
 // One line, without the trailing newline. `now_ns` fills the envelope's "time".

@@ -31,7 +31,10 @@ struct ring_buffer;
 
 extern "C" {
 #include "mke_audit_tap/tap_events.h"
+#include "util/defaults.h"
 }
+
+static_assert(TAP_DEFAULT_CAP == mat::defaults::kCapBytes, "one default payload cap");
 
 namespace mat::tap {
 
@@ -67,9 +70,9 @@ struct TargetOptions {
 };
 
 struct TapOptions {
-  uint32_t cap_bytes = TAP_DEFAULT_CAP;    // payload bytes delivered per SSL call
-  uint32_t cipher_cap_bytes = 256u << 10;  // socket bytes delivered per socket call (keys)
-  uint32_t ringbuf_bytes = 8u << 20;       // power of two
+  uint32_t cap_bytes = defaults::kCapBytes;  // payload bytes delivered per SSL call
+  uint32_t cipher_cap_bytes = 256u << 10;    // socket bytes delivered per socket call (keys)
+  uint32_t ringbuf_bytes = defaults::kRingbufBytes;  // power of two
   // Records wake the reader only once this much is waiting; otherwise it drains on a timer.
   uint32_t wakeup_bytes = 1u << 20;
 };

@@ -14,10 +14,12 @@
 #include <utility>
 #include <vector>
 
+#include "util/defaults.h"
+
 namespace mat::tls {
 
 struct StageOptions {
-  size_t max_connections = 65536;         // streams tracked; beyond: counted, dropped
+  size_t max_connections = defaults::kMaxConnections;  // streams tracked; beyond: counted, dropped
   size_t max_pending_bytes = 256 * 1024;  // ciphertext held per connection awaiting its secrets
   // Unmatched secrets / pending ciphertext kept this long. The secrets come when the server's
   // handshake completes (the client's Finished): under a connect storm that is tens of seconds
